@@ -1,0 +1,33 @@
+# Ponder — the two commands that matter: `make demo` and `make test`.
+# Both set up what is missing first (hack/setup.sh: idempotent, cached in ~/.cache/ponder).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test unit integration e2e demo lint bench crds clean
+
+setup:
+	hack/setup.sh
+
+test: setup lint
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: setup
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m ponder_localstack.demo
+
+lint:
+	$(VENV)/bin/ruff check operator router localstack tests bench
+	$(VENV)/bin/mypy --config-file pyproject.toml operator/ponder_operator router/ponder_router localstack/ponder_localstack
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
