@@ -1,0 +1,324 @@
+"""The budget policy: difficulty, effort and load in, a per-request compute budget out.
+
+Role: between ``difficulty`` (which scores the prompt) and the fan-out (which launches
+samples and stops them through ``aggregate``). ``BudgetPolicy`` is the router's view of
+the ReasoningService's budget section, validated with the same rules as the CRD's CEL
+rules (camelCase aliases, so the operator's ConfigMap loads as is). Pure: the live router,
+the offline evaluator and the autoscaler simulator all call ``assign_budget`` and
+``expected_request_tokens``.
+
+Rules, in the order ``assign_budget`` applies them:
+
+1. **Tier.** ``reasoning_effort`` ``auto`` picks the first tier whose ``max_difficulty``
+   is at least the estimate's score. ``low`` caps at its mapped tier (at most that tier),
+   ``high`` floors at its mapped tier (at least that tier), ``medium`` pins its mapped tier.
+   An effort the policy does not map behaves as ``auto``.
+2. **Client caps** (``max_tokens``, a sample limit) only ever lower the tier's budgets.
+3. **Load shrink**: only when the pool is at its replica ceiling *and* pressure > 1, the
+   budget is divided by the pressure, resource by resource in ``shrink_order``, never
+   below each step's floor (nor raised to it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from .difficulty import DifficultyEstimate
+from .errors import PolicyError
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_MODEL_CONFIG = ConfigDict(
+    frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+)
+
+
+class Strategy(StrEnum):
+    """How a tier spends its samples."""
+
+    SINGLE = "single"  # one sample, its answer is the answer
+    VOTE = "vote"  # parallel samples, majority vote with adaptive stopping
+    BEST_OF_N = "best-of-n"  # parallel samples, the verifier's best one wins
+    REVISE = "revise"  # sequential samples, each revising the previous one
+
+
+class Effort(StrEnum):
+    """The OpenAI ``reasoning_effort`` values, plus ``auto`` (use the estimate)."""
+
+    AUTO = "auto"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ShrinkResource(StrEnum):
+    """What a load shrink step reduces."""
+
+    SAMPLES = "samples"
+    TOKENS = "tokens"
+
+
+class Tier(BaseModel):
+    """One budget tier: the difficulty band up to ``max_difficulty`` and what it may spend."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str = Field(pattern=_DNS_LABEL.pattern)
+    max_difficulty: float = Field(gt=0.0, le=1.0)
+    max_tokens: int = Field(ge=1, description="generated tokens per sample")
+    max_samples: int = Field(ge=1, le=256)
+    initial_samples: int = Field(ge=1, le=256, description="size of the first wave")
+    strategy: Strategy
+    escalate_to: str | None = Field(
+        default=None, pattern=_DNS_LABEL.pattern, description="ReasoningService of a larger model"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tier:
+        if self.initial_samples > self.max_samples:
+            raise ValueError(f"tier {self.name}: initialSamples must be <= maxSamples")
+        if self.strategy is Strategy.SINGLE and self.max_samples != 1:
+            raise ValueError(f"tier {self.name}: strategy single needs maxSamples == 1")
+        return self
+
+
+class ShrinkStep(BaseModel):
+    """One step of the load shrink: reduce ``resource`` but never below ``floor``."""
+
+    model_config = _MODEL_CONFIG
+
+    resource: ShrinkResource
+    floor: int = Field(ge=1, description="least samples, or least tokens per sample")
+
+
+class DemandModel(BaseModel):
+    """How much of a budget a request is expected to use (priors for the calibration tool).
+
+    A sample is expected to generate ``token_fill_ratio`` of its token cap; an adaptive
+    request (vote, revise) is expected to run its first wave plus ``extra_sample_ratio``
+    of the samples left after it, since adaptive stopping ends most requests early.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    token_fill_ratio: float = Field(default=0.6, gt=0.0, le=1.0)
+    extra_sample_ratio: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
+class BudgetPolicy(BaseModel):
+    """The whole policy: tiers by difficulty, effort overrides, and how to shrink under load."""
+
+    model_config = _MODEL_CONFIG
+
+    tiers: tuple[Tier, ...] = Field(min_length=1, max_length=16)
+    effort_tiers: dict[Effort, str] = Field(default_factory=dict)
+    shrink_order: tuple[ShrinkStep, ...] = (
+        ShrinkStep(resource=ShrinkResource.SAMPLES, floor=1),
+        ShrinkStep(resource=ShrinkResource.TOKENS, floor=512),
+    )
+    demand_model: DemandModel = DemandModel()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BudgetPolicy:
+        names = [tier.name for tier in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError("tier names must be unique")
+        bounds = [tier.max_difficulty for tier in self.tiers]
+        if any(lower >= upper for lower, upper in zip(bounds, bounds[1:], strict=False)):
+            raise ValueError("tiers must be ordered by strictly increasing maxDifficulty")
+        if bounds[-1] != 1.0:
+            raise ValueError("the last tier must have maxDifficulty 1.0")
+        if Effort.AUTO in self.effort_tiers:
+            raise ValueError("effortTiers maps low, medium and high; auto uses the estimate")
+        unknown = sorted(set(self.effort_tiers.values()) - set(names))
+        if unknown:
+            raise ValueError(f"effortTiers names unknown tiers {unknown}")
+        resources = [step.resource for step in self.shrink_order]
+        if len(set(resources)) != len(resources):
+            raise ValueError("shrinkOrder lists each resource at most once")
+        return self
+
+    def tier(self, name: str) -> Tier:
+        """The tier called ``name``."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise PolicyError(f"no tier named {name!r}")
+
+
+class LoadState(BaseModel):
+    """The pool's load as the budget policy sees it.
+
+    ``pressure`` is expected demand over what the pool can serve (dimensionless; 1.0 = the
+    pool is exactly busy). It only shrinks budgets when ``at_ceiling`` says the autoscaler
+    cannot add replicas; below the ceiling, more demand means more GPUs, not less thinking.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    pressure: float = Field(default=0.0, ge=0.0)
+    at_ceiling: bool = False
+
+    @classmethod
+    def idle(cls) -> LoadState:
+        """No load: budgets are never shrunk."""
+        return cls()
+
+    @classmethod
+    def from_demand(
+        cls,
+        *,
+        demand_tokens: float,
+        capacity_tokens_per_second: float,
+        horizon_seconds: float,
+        at_ceiling: bool,
+    ) -> LoadState:
+        """Pressure = demand / (capacity x horizon); unknown (zero) capacity never shrinks."""
+        served_tokens = capacity_tokens_per_second * horizon_seconds
+        pressure = demand_tokens / served_tokens if served_tokens > 0 else 0.0
+        return cls(pressure=max(pressure, 0.0), at_ceiling=at_ceiling)
+
+
+class Budget(BaseModel):
+    """What one request may spend, and what it is expected to spend."""
+
+    model_config = _MODEL_CONFIG
+
+    tier: str
+    strategy: Strategy
+    max_tokens_per_sample: int = Field(ge=1)
+    max_samples: int = Field(ge=1)
+    wave_size: int = Field(ge=1, description="samples in the first wave")
+    expected_tokens: float = Field(ge=0.0, description="expected generated tokens, all samples")
+    shrunk: bool = False
+    shrink_reason: str | None = None
+    escalate_to: str | None = None
+
+
+def default_policy() -> BudgetPolicy:
+    """Three tiers: one short answer, a small vote, a long and wide vote."""
+    return BudgetPolicy(
+        tiers=(
+            Tier(name="easy", max_difficulty=0.2, max_tokens=1024, max_samples=1,
+                 initial_samples=1, strategy=Strategy.SINGLE),
+            Tier(name="medium", max_difficulty=0.4, max_tokens=2048, max_samples=5,
+                 initial_samples=3, strategy=Strategy.VOTE),
+            Tier(name="hard", max_difficulty=1.0, max_tokens=4096, max_samples=16,
+                 initial_samples=4, strategy=Strategy.VOTE),
+        ),
+        effort_tiers={Effort.LOW: "easy", Effort.MEDIUM: "medium", Effort.HIGH: "hard"},
+    )  # fmt: skip
+
+
+def assign_tier(estimate: DifficultyEstimate, effort: str, policy: BudgetPolicy) -> Tier:
+    """The tier for a request: the estimate's band, bounded by ``effort`` (module rule 1)."""
+    try:
+        effort_value = Effort(effort)
+    except ValueError as exc:
+        allowed = ", ".join(e.value for e in Effort)
+        raise PolicyError(f"reasoning_effort {effort!r} is not one of {allowed}") from exc
+    index = next(
+        (i for i, tier in enumerate(policy.tiers) if estimate.score <= tier.max_difficulty),
+        len(policy.tiers) - 1,
+    )
+    mapped = policy.effort_tiers.get(effort_value)
+    if mapped is not None:
+        mapped_index = [tier.name for tier in policy.tiers].index(mapped)
+        if effort_value is Effort.LOW:
+            index = min(index, mapped_index)
+        elif effort_value is Effort.HIGH:
+            index = max(index, mapped_index)
+        else:
+            index = mapped_index
+    return policy.tiers[index]
+
+
+def assign_budget(
+    estimate: DifficultyEstimate,
+    effort: str,
+    load: LoadState,
+    policy: BudgetPolicy,
+    requested_max_tokens: int | None = None,
+    requested_max_samples: int | None = None,
+) -> Budget:
+    """The budget for one request (module rules 1-3)."""
+    tier = assign_tier(estimate, effort, policy)
+    max_tokens, max_samples = tier.max_tokens, tier.max_samples
+    for name, requested in (("max_tokens", requested_max_tokens),
+                            ("max_samples", requested_max_samples)):  # fmt: skip
+        if requested is not None and requested < 1:
+            raise PolicyError(f"requested {name} must be at least 1, got {requested}")
+    if requested_max_tokens is not None:
+        max_tokens = min(max_tokens, requested_max_tokens)
+    if requested_max_samples is not None:
+        max_samples = min(max_samples, requested_max_samples)
+    shrink_reason = None
+    if load.at_ceiling and load.pressure > 1.0:
+        max_samples, max_tokens, shrink_reason = _shrink(
+            max_samples, max_tokens, load.pressure, policy.shrink_order
+        )
+    strategy = tier.strategy if max_samples > 1 else Strategy.SINGLE
+    wave_size = 1 if strategy is Strategy.REVISE else min(tier.initial_samples, max_samples)
+    budget = Budget(
+        tier=tier.name,
+        strategy=strategy,
+        max_tokens_per_sample=max_tokens,
+        max_samples=max_samples,
+        wave_size=wave_size,
+        expected_tokens=0.0,
+        shrunk=shrink_reason is not None,
+        shrink_reason=shrink_reason,
+        escalate_to=tier.escalate_to,
+    )
+    expected = expected_request_tokens(budget, policy.demand_model)
+    return budget.model_copy(update={"expected_tokens": expected})
+
+
+def expected_request_tokens(
+    budget: Budget, model: DemandModel | None = None, *, samples_finished: int = 0
+) -> float:
+    """Expected tokens a request with ``budget`` still generates after ``samples_finished``.
+
+    Model (``DemandModel``): expected samples x expected tokens per sample, where a sample
+    fills ``token_fill_ratio`` of ``max_tokens_per_sample``; ``single`` and ``best-of-n``
+    run every sample they may, ``vote`` and ``revise`` run their first wave plus
+    ``extra_sample_ratio`` of the rest. This weights each queued request by its budget in
+    ``ponder_router_demand_tokens`` and in the autoscaler simulator.
+    """
+    model = model or DemandModel()
+    if budget.strategy in (Strategy.SINGLE, Strategy.BEST_OF_N):
+        samples = float(budget.max_samples)
+    else:
+        extra = budget.max_samples - budget.wave_size
+        samples = budget.wave_size + model.extra_sample_ratio * extra
+    remaining = max(samples - samples_finished, 0.0)
+    return remaining * model.token_fill_ratio * budget.max_tokens_per_sample
+
+
+def _shrink(
+    max_samples: int, max_tokens: int, pressure: float, order: tuple[ShrinkStep, ...]
+) -> tuple[int, int, str | None]:
+    """Divide samples x tokens by ``pressure``, step by step, respecting each floor."""
+    left = pressure
+    changes: list[str] = []
+    for step in order:
+        if left <= 1.0:
+            break
+        current = max_samples if step.resource is ShrinkResource.SAMPLES else max_tokens
+        reduced = max(math.ceil(current / left), min(step.floor, current))
+        if reduced >= current:
+            continue
+        left *= reduced / current
+        changes.append(f"{step.resource.value} {current}->{reduced}")
+        if step.resource is ShrinkResource.SAMPLES:
+            max_samples = reduced
+        else:
+            max_tokens = reduced
+    if not changes:
+        return max_samples, max_tokens, None
+    reason = f"pressure {pressure:.2f} at replica ceiling: " + ", ".join(changes)
+    return max_samples, max_tokens, reason

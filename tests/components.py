@@ -1,0 +1,34 @@
+"""Shared helpers for fixtures that start real components.
+
+``require`` turns a missing component into a test failure under ``CI=true`` (never a
+silent skip) and a skip with the same message on a developer's machine; ``LOG_FILES``
+collects the log files that a failing test's report shows the tail of.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from ponder_localstack.paths import MissingComponentError
+
+T = TypeVar("T")
+LOG_FILES: list[Path] = []
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(start: Callable[[], T]) -> T:
+    """Run ``start``; a missing component fails in CI and skips elsewhere, with its message."""
+    try:
+        return start()
+    except MissingComponentError as exc:
+        if in_ci():
+            pytest.fail(f"missing component (CI=true, so this fails): {exc}", pytrace=False)
+        pytest.skip(f"missing component: {exc}")
