@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Literal
@@ -32,9 +32,11 @@ _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-
 _SPACING = re.compile(r"\\[!,;:> ]|\\q?quad|\\displaystyle|\\(?:left|right)(?![A-Za-z])")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
 _WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}$")
-_UNIT_TEXT = re.compile(r"(?<=\S)\s*\\(?:text|mbox|mathrm)\{\s*[A-Za-z][A-Za-z .^2-3]*\}$")
+_UNIT_TEXT = re.compile(
+    r"(?<=\S)\s*\\(?:text|mbox|mathrm)\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?[23]\}?)?$"
+)
 _UNIT_WORD = re.compile(
-    r"(?<=\d)\s*(?:cm|mm|km|m|inches|inch|in|feet|foot|ft|meters|metres|units|degrees"
+    r"(?<=\d)\s*(?:cm|mm|km|inches|inch|feet|foot|ft|meters|metres|units|degrees"
     r"|square units|sq units|dollars|cents|hours|minutes|seconds|days)(?:\^?\{?[23]\}?)?$"
 )
 _SHORT_FRACTION = re.compile(r"\\frac(\d)(\d)|\\frac(\d)(?=\{)|\\frac\{([^{}]+)\}(\d)")
@@ -45,7 +47,7 @@ _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SIMPLE_SIDE = re.compile(r"^-?[\w\\{}^.]+$")
 _LHS = re.compile(r"^[A-Za-z](?:_\{?\w\}?)?=(?!=)")
 _FRACTION_VALUE = re.compile(r"^(-?)\\frac\{(-?\d+(?:\.\d+)?)\}\{(-?\d+(?:\.\d+)?)\}$")
-_SLASH_VALUE = re.compile(r"^(-?\d+(?:\.\d+)?)/(-?\d+(?:\.\d+)?)$")
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def extract_boxed(text: str) -> str | None:
@@ -106,18 +108,31 @@ def chain_extractors(*extractors: Extractor) -> Extractor:
     return chained
 
 
+_FALLBACKS = chain_extractors(extract_hash, extract_the_answer_is, extract_last_number)
+
+
+def extract_chain(text: str) -> str | None:
+    """``boxed``, then ``hash``, ``the-answer-is``, ``last-number``, first found wins.
+
+    A completion cut off inside its ``\\boxed{`` abstains instead of falling back to a
+    stray number from the unfinished reasoning.
+    """
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    return None if _BOXED.search(text) else _FALLBACKS(text)
+
+
 EXTRACTORS: Mapping[str, Extractor] = MappingProxyType(
     {
         "boxed": extract_boxed,
         "hash": extract_hash,
         "the-answer-is": extract_the_answer_is,
         "last-number": extract_last_number,
-        "chain": chain_extractors(
-            extract_boxed, extract_hash, extract_the_answer_is, extract_last_number
-        ),
+        "chain": extract_chain,
     }
 )
-"""Extractors by name; ``chain`` (the default) tries the others in the order above."""
+"""Extractors by name; ``chain`` is the default."""
 
 
 def get_extractor(name: str, registry: Mapping[str, Extractor] = EXTRACTORS) -> Extractor:
@@ -167,19 +182,15 @@ def normalize_answer(answer: str) -> str:
 
 def numeric_value(answer: str) -> Fraction | None:
     """The exact value of a plain numeric answer (integer, decimal, fraction), else ``None``."""
-    text = normalize_answer(answer)
-    try:
-        fraction = _FRACTION_VALUE.match(text) or _SLASH_VALUE.match(text)
-        if fraction is None:
-            return Fraction(Decimal(text)) if _NUMBER.fullmatch(text) else None
-        if fraction.re is _FRACTION_VALUE:
-            sign, numerator, denominator = fraction.groups()
-        else:
-            sign, (numerator, denominator) = "", fraction.groups()
-        value = Fraction(Decimal(numerator)) / Fraction(Decimal(denominator))
-        return -value if sign else value
-    except (InvalidOperation, ZeroDivisionError, ValueError):
+    text = normalize_answer(answer)  # normalisation writes a/b as \frac{a}{b}
+    fraction = _FRACTION_VALUE.match(text)
+    if fraction is None:
+        return Fraction(Decimal(text)) if _PLAIN_NUMBER.fullmatch(text) else None
+    sign, numerator, denominator = fraction.groups()
+    if Decimal(denominator) == 0:
         return None
+    value = Fraction(Decimal(numerator)) / Fraction(Decimal(denominator))
+    return -value if sign else value
 
 
 def answer_key(answer: str, mode: EqualityMode = "numeric") -> str:

@@ -21,6 +21,7 @@ Rules, in the order ``assign_budget`` applies them:
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from enum import StrEnum
@@ -128,7 +129,7 @@ class BudgetPolicy(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("tier names must be unique")
         bounds = [tier.max_difficulty for tier in self.tiers]
-        if any(lower >= upper for lower, upper in zip(bounds, bounds[1:], strict=False)):
+        if any(lower >= upper for lower, upper in itertools.pairwise(bounds)):
             raise ValueError("tiers must be ordered by strictly increasing maxDifficulty")
         if bounds[-1] != 1.0:
             raise ValueError("the last tier must have maxDifficulty 1.0")
@@ -247,15 +248,8 @@ def assign_budget(
 ) -> Budget:
     """The budget for one request (module rules 1-3)."""
     tier = assign_tier(estimate, effort, policy)
-    max_tokens, max_samples = tier.max_tokens, tier.max_samples
-    for name, requested in (("max_tokens", requested_max_tokens),
-                            ("max_samples", requested_max_samples)):  # fmt: skip
-        if requested is not None and requested < 1:
-            raise PolicyError(f"requested {name} must be at least 1, got {requested}")
-    if requested_max_tokens is not None:
-        max_tokens = min(max_tokens, requested_max_tokens)
-    if requested_max_samples is not None:
-        max_samples = min(max_samples, requested_max_samples)
+    max_tokens = _cap(tier.max_tokens, requested_max_tokens, "max_tokens")
+    max_samples = _cap(tier.max_samples, requested_max_samples, "max_samples")
     shrink_reason = None
     if load.at_ceiling and load.pressure > 1.0:
         max_samples, max_tokens, shrink_reason = _shrink(
@@ -297,6 +291,15 @@ def expected_request_tokens(
         samples = budget.wave_size + model.extra_sample_ratio * extra
     remaining = max(samples - samples_finished, 0.0)
     return remaining * model.token_fill_ratio * budget.max_tokens_per_sample
+
+
+def _cap(tier_value: int, requested: int | None, name: str) -> int:
+    """A client's limit lowers the tier's value, never raises it."""
+    if requested is None:
+        return tier_value
+    if requested < 1:
+        raise PolicyError(f"requested {name} must be at least 1, got {requested}")
+    return min(tier_value, requested)
 
 
 def _shrink(

@@ -157,8 +157,7 @@ def extract_features(prompt: str) -> dict[str, float]:
 def score_features(features: Mapping[str, float], weights: EstimatorWeights) -> float:
     """The logistic score in [0, 1] of already-extracted ``features``."""
     logit = weights.bias + sum(
-        coefficient * features.get(name, 0.0)
-        for name, coefficient in weights.coefficients.items()
+        coefficient * features.get(name, 0.0) for name, coefficient in weights.coefficients.items()
     )
     return _sigmoid(logit)
 

@@ -1,0 +1,28 @@
+"""Ponder's router: an OpenAI-compatible front door that spends test-time compute by difficulty.
+
+Modules, in layers (a module imports only from layers below it):
+
+Pure policy — no I/O, no clock, no logging; shared with the offline evaluator and the
+autoscaler simulator:
+
+- ``errors``     — the error tree (``PonderRouterError`` and what each subclass means);
+- ``difficulty`` — prompt-only difficulty estimates (``DifficultyEstimator``, logistic
+  ``FeatureEstimator``, ``fit_logistic`` for calibration);
+- ``answers``    — final-answer extractors by name and LaTeX answer normalisation;
+- ``budgets``    — the budget policy: tier, tokens, samples, strategy, load shrink,
+  expected demand (``assign_budget``, ``expected_request_tokens``);
+- ``aggregate``  — tallies, majority / weighted / best-of-N, adaptive stopping and wave
+  planning (``should_stop``, ``plan_next_wave``).
+
+Within the policy layer: ``errors`` < ``difficulty``, ``answers`` < ``budgets`` <
+``aggregate``.
+
+Adapters and service — thin layers that validate, call the policy and do the I/O:
+
+- ``settings``   — process settings from ``PONDER_…`` environment variables and the
+  operator's ConfigMap, validated at start and on change;
+- ``api``        — the OpenAI chat-completions request and response schemas;
+- ``triton``     — the gRPC streaming client for Triton's decoupled LLM models;
+- ``app``        — ``create_app()``: admission, fan-out in waves, metrics, ``/metrics``;
+- ``main``       — the ``ponder-router`` console script.
+"""

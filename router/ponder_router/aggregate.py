@@ -1,0 +1,259 @@
+"""Aggregation of sampled answers and adaptive stopping: when a request has thought enough.
+
+Role: after ``answers`` has pulled an answer out of each finished sample, this module
+counts them (``Tally``), picks the answer (majority, score-weighted vote, best-of-N by a
+verifier score) and decides, after every sample, whether to stop (``should_stop``) and how
+many samples the next wave launches (``plan_next_wave``). A sample without an extractable
+answer is an abstention: it uses budget but casts no vote. Pure and fast: no I/O, no
+clock, no logging; the hot-path values are slotted frozen dataclasses.
+
+Stopping rules (Aggarwal et al. 2023, Adaptive-Consistency; Li et al. 2024, ESC):
+
+- ``beta``: stop once P(p_leader > p_runner_up) >= ``threshold``, where the leader's share
+  of the two top answers is Beta(leader + 1, runner_up + 1) distributed.
+- ``window``: stop once the last ``window`` votes all agree.
+- always, for ``vote``: stop once the leader cannot be overtaken within the budget
+  (the answer is then the one maj@max_samples would give).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .answers import EqualityMode, answer_key
+from .budgets import Budget, Strategy
+from .errors import PolicyError
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Votes so far: each finished sample's answer key in arrival order (``None`` abstains)."""
+
+    keys: tuple[str | None, ...]
+    counts: tuple[tuple[str, int], ...]  # most votes first, ties broken by first seen
+
+    @property
+    def samples(self) -> int:
+        return len(self.keys)
+
+    @property
+    def votes(self) -> int:
+        return self.samples - self.abstentions
+
+    @property
+    def abstentions(self) -> int:
+        return self.keys.count(None)
+
+    @property
+    def leader(self) -> str | None:
+        return self.counts[0][0] if self.counts else None
+
+    @property
+    def leader_votes(self) -> int:
+        return self.counts[0][1] if self.counts else 0
+
+    @property
+    def runner_up(self) -> str | None:
+        return self.counts[1][0] if len(self.counts) > 1 else None
+
+    @property
+    def runner_up_votes(self) -> int:
+        return self.counts[1][1] if len(self.counts) > 1 else 0
+
+    def first_index(self, key: str) -> int | None:
+        """The arrival index of the first sample that voted for ``key``."""
+        return self.keys.index(key) if key in self.keys else None
+
+    def add(self, answer: str | None, mode: EqualityMode = "numeric") -> Tally:
+        """This tally with one more finished sample."""
+        key = None if answer is None else answer_key(answer, mode)
+        return _from_keys((*self.keys, key))
+
+
+class StopRuleKind(StrEnum):
+    BETA = "beta"
+    WINDOW = "window"
+    NEVER = "never"
+
+
+class StopRule(BaseModel):
+    """Which adaptive stopping rule a service uses, with its parameters."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    kind: StopRuleKind = StopRuleKind.BETA
+    threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
+    window: int = Field(default=5, ge=2, le=64)
+
+
+DEFAULT_STOP_RULE = StopRule()
+
+
+class StopReason(StrEnum):
+    CONTINUE = "continue"
+    BUDGET_EXHAUSTED = "budget-exhausted"
+    DECIDED = "decided"
+    CONFIDENT = "confident"
+    WINDOW_AGREED = "window-agreed"
+    CONVERGED = "converged"
+
+
+@dataclass(frozen=True, slots=True)
+class StopDecision:
+    stop: bool
+    reason: StopReason
+
+
+def tally(answers: Iterable[str | None], mode: EqualityMode = "numeric") -> Tally:
+    """Count ``answers`` (``None`` = abstention), equal answers under ``mode`` together."""
+    return _from_keys(tuple(None if a is None else answer_key(a, mode) for a in answers))
+
+
+def majority_vote(answers: Sequence[str | None], mode: EqualityMode = "numeric") -> str | None:
+    """The most frequent answer (ties: the one seen first), as first written; ``None`` if all
+    samples abstained."""
+    counted = tally(answers, mode)
+    return None if counted.leader is None else _representative(answers, counted, counted.leader)
+
+
+def weighted_vote(
+    answers: Sequence[str | None], scores: Sequence[float], mode: EqualityMode = "numeric"
+) -> str | None:
+    """The answer with the largest total score; scores are non-negative (e.g. verifier
+    probabilities). Ties go to the answer seen first."""
+    _check_scores(answers, scores)
+    if any(score < 0.0 for score in scores):
+        raise PolicyError("weighted_vote needs non-negative scores (use probabilities)")
+    counted = tally(answers, mode)
+    totals: dict[str, float] = {}
+    for key, score in zip(counted.keys, scores, strict=True):
+        if key is not None:
+            totals[key] = totals.get(key, 0.0) + score
+    if not totals:
+        return None
+    best = max(totals, key=lambda k: totals[k])  # dicts keep first-seen order for ties
+    return _representative(answers, counted, best)
+
+
+def best_of_n(answers: Sequence[str | None], scores: Sequence[float]) -> str | None:
+    """The answer of the highest-scoring sample that has one (ties: the earlier sample)."""
+    _check_scores(answers, scores)
+    best: tuple[float, str] | None = None
+    for answer, score in zip(answers, scores, strict=True):
+        if answer is not None and (best is None or score > best[0]):
+            best = (score, answer)
+    return None if best is None else best[1]
+
+
+def beta_leader_probability(leader_votes: int, runner_up_votes: int) -> float:
+    """P(q > 1/2) for q ~ Beta(leader_votes + 1, runner_up_votes + 1), exactly.
+
+    For integer parameters the Beta tail is a binomial sum:
+    P(q > 1/2) = P(Binomial(n, 1/2) <= leader_votes), n = leader_votes + runner_up_votes + 1.
+    """
+    if leader_votes < 0 or runner_up_votes < 0:
+        raise PolicyError("vote counts cannot be negative")
+    n = leader_votes + runner_up_votes + 1
+    return sum(math.comb(n, j) for j in range(leader_votes + 1)) / (1 << n)
+
+
+def beta_stop(state: Tally, threshold: float = 0.95) -> bool:
+    """Adaptive-Consistency's rule: the leader beats the runner-up with probability >= threshold."""
+    if state.votes == 0:
+        return False
+    return beta_leader_probability(state.leader_votes, state.runner_up_votes) >= threshold
+
+
+def window_stop(answers: Sequence[str | None], window: int = 5) -> bool:
+    """ESC's rule: the last ``window`` votes (abstentions skipped) are all the same answer.
+
+    ``answers`` are compared as given: pass answer keys (``Tally.keys``) or normalised text.
+    """
+    votes = [a for a in answers if a is not None]
+    return len(votes) >= window and len(set(votes[-window:])) == 1
+
+
+def should_stop(state: Tally, rule: StopRule, budget: Budget) -> StopDecision:
+    """Whether a request stops sampling now, and why (see the module docstring)."""
+    if state.samples >= budget.max_samples:
+        return StopDecision(stop=True, reason=StopReason.BUDGET_EXHAUSTED)
+    if budget.strategy is Strategy.BEST_OF_N or rule.kind is StopRuleKind.NEVER:
+        return _CONTINUE
+    if budget.strategy is Strategy.REVISE:
+        converged = window_stop(state.keys, window=2)
+        return StopDecision(stop=True, reason=StopReason.CONVERGED) if converged else _CONTINUE
+    remaining = budget.max_samples - state.samples
+    if state.votes and state.leader_votes > state.runner_up_votes + remaining:
+        return StopDecision(stop=True, reason=StopReason.DECIDED)
+    if rule.kind is StopRuleKind.BETA and beta_stop(state, rule.threshold):
+        return StopDecision(stop=True, reason=StopReason.CONFIDENT)
+    if rule.kind is StopRuleKind.WINDOW and window_stop(state.keys, rule.window):
+        return StopDecision(stop=True, reason=StopReason.WINDOW_AGREED)
+    return _CONTINUE
+
+
+def plan_next_wave(
+    budget: Budget, samples_done: int, state: Tally, rule: StopRule = DEFAULT_STOP_RULE
+) -> int:
+    """How many samples to launch now.
+
+    ``samples_done`` counts samples launched so far (finished or still running); ``state``
+    holds the finished ones. The first wave is ``budget.wave_size`` (set by the difficulty
+    prior). Later ``vote`` waves launch just enough samples that the stopping rule could
+    fire if they all agree with the leader, minus those still running; ``revise`` goes one
+    at a time; ``best-of-n`` launches the rest at once.
+    """
+    remaining = budget.max_samples - samples_done
+    if remaining <= 0:
+        return 0
+    if samples_done == 0:
+        return min(budget.wave_size, remaining)
+    in_flight = max(samples_done - state.samples, 0)
+    if budget.strategy is Strategy.BEST_OF_N or rule.kind is StopRuleKind.NEVER:
+        return remaining
+    if budget.strategy is not Strategy.VOTE:
+        return 0 if in_flight else 1
+    if rule.kind is StopRuleKind.WINDOW:
+        votes = [k for k in state.keys if k is not None]
+        streak = next((i for i, k in enumerate(reversed(votes)) if k != votes[-1]), len(votes))
+        needed = max(rule.window - streak, 1)
+    else:
+        needed = 1
+        while needed < remaining and (
+            beta_leader_probability(state.leader_votes + needed, state.runner_up_votes)
+            < rule.threshold
+        ):
+            needed += 1
+    return max(min(needed, remaining) - in_flight, 0)
+
+
+_CONTINUE = StopDecision(stop=False, reason=StopReason.CONTINUE)
+
+
+def _from_keys(keys: tuple[str | None, ...]) -> Tally:
+    counts: dict[str, int] = {}
+    for key in keys:
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    ordered = sorted(counts.items(), key=lambda item: -item[1])  # stable: first seen wins ties
+    return Tally(keys=keys, counts=tuple(ordered))
+
+
+def _representative(answers: Sequence[str | None], counted: Tally, key: str) -> str | None:
+    index = counted.first_index(key)
+    return None if index is None else answers[index]
+
+
+def _check_scores(answers: Sequence[str | None], scores: Sequence[float]) -> None:
+    if len(answers) != len(scores):
+        raise PolicyError(f"{len(answers)} answers but {len(scores)} scores")
+    if any(not math.isfinite(score) for score in scores):
+        raise PolicyError("scores must be finite numbers")

@@ -1,0 +1,335 @@
+"""The budget policy: tiers by difficulty and effort, client caps, load shrink, demand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from ponder_router.budgets import (
+    Budget,
+    BudgetPolicy,
+    DemandModel,
+    LoadState,
+    ShrinkResource,
+    ShrinkStep,
+    Strategy,
+    Tier,
+    assign_budget,
+    assign_tier,
+    default_policy,
+    expected_request_tokens,
+)
+from ponder_router.difficulty import DifficultyEstimate
+from ponder_router.errors import PolicyError
+
+SATURATED = LoadState(pressure=3.0, at_ceiling=True)
+
+
+def estimate(score: float) -> DifficultyEstimate:
+    return DifficultyEstimate(score=score)
+
+
+def tier(name: str, max_difficulty: float, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name,
+        "maxDifficulty": max_difficulty,
+        "maxTokens": 2048,
+        "maxSamples": 4,
+        "initialSamples": 2,
+        "strategy": "vote",
+    }
+    return spec | overrides
+
+
+def five_tier_policy() -> BudgetPolicy:
+    return BudgetPolicy.model_validate(
+        {
+            "tiers": [tier(f"t{i}", bound) for i, bound in enumerate((0.2, 0.4, 0.6, 0.8, 1.0))],
+            "effortTiers": {"low": "t1", "medium": "t2", "high": "t3"},
+        }
+    )
+
+
+def test_the_default_policy_survives_a_round_trip_through_its_configmap_form() -> None:
+    policy = default_policy()
+    rendered = policy.model_dump(mode="json", by_alias=True)
+    assert "maxDifficulty" in rendered["tiers"][0]
+    assert BudgetPolicy.model_validate(rendered) == policy
+
+
+@pytest.mark.parametrize(
+    ("score", "effort", "expected_tier"),
+    [
+        (0.05, "auto", "easy"),
+        (0.2, "auto", "easy"),
+        (0.2001, "auto", "medium"),
+        (0.35, "auto", "medium"),
+        (0.95, "auto", "hard"),
+        (1.0, "auto", "hard"),
+        (0.95, "low", "easy"),
+        (0.05, "high", "hard"),
+        (0.05, "medium", "medium"),
+        (0.95, "medium", "medium"),
+    ],
+)
+def test_the_default_policy_picks_a_tier_from_score_and_effort(
+    score: float, effort: str, expected_tier: str
+) -> None:
+    assert assign_tier(estimate(score), effort, default_policy()).name == expected_tier
+
+
+@pytest.mark.parametrize(
+    ("score", "effort", "expected_tier"),
+    [
+        (0.1, "low", "t0"),  # low never raises an easy request
+        (0.9, "low", "t1"),  # low caps a hard one at its tier
+        (0.9, "high", "t4"),  # high never lowers a hard request
+        (0.1, "high", "t3"),  # high lifts an easy one to its tier
+        (0.9, "medium", "t2"),  # medium pins its tier
+        (0.5, "auto", "t2"),
+    ],
+)
+def test_low_effort_caps_and_high_effort_floors_the_estimated_tier(
+    score: float, effort: str, expected_tier: str
+) -> None:
+    assert assign_tier(estimate(score), effort, five_tier_policy()).name == expected_tier
+
+
+def test_an_effort_the_policy_does_not_map_uses_the_estimate() -> None:
+    policy = BudgetPolicy.model_validate({"tiers": [tier("a", 0.5), tier("b", 1.0)]})
+    assert assign_tier(estimate(0.9), "low", policy).name == "b"
+
+
+def test_an_unknown_effort_is_refused_with_the_allowed_values() -> None:
+    with pytest.raises(PolicyError, match="auto, low, medium, high"):
+        assign_tier(estimate(0.5), "extreme", default_policy())
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"tiers": [tier("a", 0.6), tier("b", 0.4), tier("c", 1.0)]}, "increasing"),
+        ({"tiers": [tier("a", 0.5), tier("b", 0.5), tier("c", 1.0)]}, "increasing"),
+        ({"tiers": [tier("a", 0.5), tier("b", 0.9)]}, "maxDifficulty 1.0"),
+        ({"tiers": [tier("a", 0.5), tier("a", 1.0)]}, "unique"),
+        ({"tiers": []}, "at least 1"),
+        ({"tiers": [tier("a", 1.0, initialSamples=8)]}, "initialSamples"),
+        ({"tiers": [tier("a", 1.0, strategy="single")]}, "single"),
+        ({"tiers": [tier("a", 1.0, maxTokens=0)]}, "greater than or equal to 1"),
+        ({"tiers": [tier("a", 1.0, strategy="ponder")]}, "strategy"),
+        ({"tiers": [tier("Bad_Name", 1.0)]}, "pattern"),
+        ({"tiers": [tier("a", 1.0, escalateTo="Big Model")]}, "pattern"),
+        ({"tiers": [tier("a", 1.0)], "effortTiers": {"high": "b"}}, "unknown tiers"),
+        ({"tiers": [tier("a", 1.0)], "effortTiers": {"auto": "a"}}, "auto"),
+        ({"tiers": [tier("a", 1.0)], "effortTiers": {"extreme": "a"}}, "effortTiers"),
+        (
+            {"tiers": [tier("a", 1.0)], "shrinkOrder": [{"resource": "samples", "floor": 1}] * 2},
+            "at most once",
+        ),
+        ({"tiers": [tier("a", 1.0)], "shrinkOrder": [{"resource": "tokens", "floor": 0}]}, "floor"),
+        ({"tiers": [tier("a", 1.0)], "surprise": True}, "surprise"),
+    ],
+)
+def test_a_policy_the_crd_would_reject_is_rejected(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        BudgetPolicy.model_validate(spec)
+
+
+def test_policies_are_frozen() -> None:
+    policy = default_policy()
+    with pytest.raises(ValidationError):
+        policy.tiers = ()
+
+
+def test_an_idle_pool_gets_the_full_tier_budget() -> None:
+    budget = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy())
+    assert (budget.tier, budget.strategy) == ("hard", Strategy.VOTE)
+    assert (budget.max_tokens_per_sample, budget.max_samples, budget.wave_size) == (4096, 16, 4)
+    assert not budget.shrunk
+    assert budget.shrink_reason is None
+
+
+@pytest.mark.parametrize(
+    ("requested_max_tokens", "requested_max_samples", "tokens", "samples", "strategy"),
+    [
+        (None, None, 4096, 16, Strategy.VOTE),
+        (100_000, 100, 4096, 16, Strategy.VOTE),
+        (256, None, 256, 16, Strategy.VOTE),
+        (None, 3, 4096, 3, Strategy.VOTE),
+        (None, 1, 4096, 1, Strategy.SINGLE),
+    ],
+)
+def test_client_caps_can_only_lower_a_budget(
+    requested_max_tokens: int | None,
+    requested_max_samples: int | None,
+    tokens: int,
+    samples: int,
+    strategy: Strategy,
+) -> None:
+    budget = assign_budget(
+        estimate(0.9),
+        "auto",
+        LoadState.idle(),
+        default_policy(),
+        requested_max_tokens=requested_max_tokens,
+        requested_max_samples=requested_max_samples,
+    )
+    assert (budget.max_tokens_per_sample, budget.max_samples, budget.strategy) == (
+        tokens,
+        samples,
+        strategy,
+    )
+    assert budget.wave_size <= budget.max_samples
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("requested_max_tokens", 0), ("requested_max_samples", -1)]
+)
+def test_a_client_cap_below_one_is_refused(name: str, value: int) -> None:
+    with pytest.raises(PolicyError, match="at least 1"):
+        assign_budget(estimate(0.5), "auto", LoadState.idle(), default_policy(), **{name: value})
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        LoadState.idle(),
+        LoadState(pressure=5.0, at_ceiling=False),  # the autoscaler can still add GPUs
+        LoadState(pressure=1.0, at_ceiling=True),  # exactly busy is not overloaded
+    ],
+)
+def test_budgets_do_not_shrink_unless_the_pool_is_over_capacity_at_its_ceiling(
+    load: LoadState,
+) -> None:
+    assert not assign_budget(estimate(0.9), "auto", load, default_policy()).shrunk
+
+
+def test_under_pressure_at_the_ceiling_samples_shrink_first_then_tokens() -> None:
+    full = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy())
+    shrunk = assign_budget(estimate(0.9), "auto", SATURATED, default_policy())
+    assert shrunk.shrunk
+    assert shrunk.shrink_reason is not None
+    assert shrunk.shrink_reason.index("samples") < shrunk.shrink_reason.index("tokens")
+    full_work = full.max_samples * full.max_tokens_per_sample
+    shrunk_work = shrunk.max_samples * shrunk.max_tokens_per_sample
+    assert shrunk_work <= full_work / 3.0 + shrunk.max_samples  # divided by the pressure
+    assert shrunk_work >= full_work / 3.3
+    assert shrunk.expected_tokens < full.expected_tokens
+
+
+def test_no_pressure_shrinks_a_budget_below_its_floors() -> None:
+    budget = assign_budget(
+        estimate(0.9), "auto", LoadState(pressure=1000.0, at_ceiling=True), default_policy()
+    )
+    assert (budget.max_samples, budget.max_tokens_per_sample) == (1, 512)
+    assert budget.strategy is Strategy.SINGLE
+
+
+def test_a_floor_never_raises_a_budget_the_client_already_lowered() -> None:
+    budget = assign_budget(
+        estimate(0.9), "auto", SATURATED, default_policy(), requested_max_tokens=128
+    )
+    assert budget.max_tokens_per_sample == 128
+
+
+def test_the_shrink_order_is_the_policys_to_choose() -> None:
+    policy = default_policy().model_copy(
+        update={"shrink_order": (ShrinkStep(resource=ShrinkResource.TOKENS, floor=1024),)}
+    )
+    budget = assign_budget(estimate(0.9), "auto", SATURATED, policy)
+    assert (budget.max_samples, budget.max_tokens_per_sample) == (16, 1366)
+
+
+def test_a_revise_tier_runs_one_sample_at_a_time() -> None:
+    policy = BudgetPolicy.model_validate({"tiers": [tier("r", 1.0, strategy="revise")]})
+    budget = assign_budget(estimate(0.5), "auto", LoadState.idle(), policy)
+    assert (budget.strategy, budget.wave_size) == (Strategy.REVISE, 1)
+
+
+def test_the_tier_escalation_target_travels_with_the_budget() -> None:
+    policy = BudgetPolicy.model_validate({"tiers": [tier("x", 1.0, escalateTo="qwen-72b")]})
+    budget = assign_budget(estimate(0.5), "auto", LoadState.idle(), policy)
+    assert budget.escalate_to == "qwen-72b"
+
+
+def make_budget(strategy: Strategy, max_samples: int, wave_size: int, max_tokens: int) -> Budget:
+    return Budget(
+        tier="t",
+        strategy=strategy,
+        max_tokens_per_sample=max_tokens,
+        max_samples=max_samples,
+        wave_size=wave_size,
+        expected_tokens=0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("budget", "samples_finished", "expected_tokens"),
+    [
+        (make_budget(Strategy.SINGLE, 1, 1, 1000), 0, 600.0),
+        (make_budget(Strategy.BEST_OF_N, 8, 8, 1000), 0, 4800.0),
+        (make_budget(Strategy.VOTE, 16, 4, 1000), 0, (4 + 0.3 * 12) * 600.0),
+        (make_budget(Strategy.VOTE, 16, 4, 1000), 4, 0.3 * 12 * 600.0),
+        (make_budget(Strategy.VOTE, 16, 4, 1000), 12, 0.0),
+        (make_budget(Strategy.SINGLE, 1, 1, 1000), 1, 0.0),
+    ],
+)
+def test_expected_tokens_are_expected_samples_times_the_expected_fill_of_each(
+    budget: Budget, samples_finished: int, expected_tokens: float
+) -> None:
+    got = expected_request_tokens(budget, DemandModel(), samples_finished=samples_finished)
+    assert got == pytest.approx(expected_tokens)
+
+
+def test_harder_requests_weigh_more_in_the_demand_signal() -> None:
+    policy = default_policy()
+    expected = [
+        assign_budget(estimate(score), "auto", LoadState.idle(), policy).expected_tokens
+        for score in (0.1, 0.3, 0.9)
+    ]
+    assert expected == sorted(expected)
+    assert expected[0] == pytest.approx(0.6 * 1024)
+
+
+def test_the_budget_carries_the_same_expectation_the_demand_function_gives() -> None:
+    policy = default_policy()
+    budget = assign_budget(estimate(0.9), "auto", LoadState.idle(), policy)
+    assert budget.expected_tokens == expected_request_tokens(budget, policy.demand_model)
+
+
+@pytest.mark.parametrize(
+    ("demand_tokens", "capacity_tokens_per_second", "horizon_seconds", "pressure"),
+    [
+        (60_000.0, 1_000.0, 30.0, 2.0),
+        (0.0, 1_000.0, 30.0, 0.0),
+        (60_000.0, 0.0, 30.0, 0.0),  # unknown capacity never shrinks budgets
+    ],
+)
+def test_pressure_is_demand_over_what_the_pool_serves_in_the_horizon(
+    demand_tokens: float,
+    capacity_tokens_per_second: float,
+    horizon_seconds: float,
+    pressure: float,
+) -> None:
+    load = LoadState.from_demand(
+        demand_tokens=demand_tokens,
+        capacity_tokens_per_second=capacity_tokens_per_second,
+        horizon_seconds=horizon_seconds,
+        at_ceiling=True,
+    )
+    assert load.pressure == pytest.approx(pressure)
+
+
+def test_a_tier_accepts_python_names_as_well_as_crd_names() -> None:
+    by_alias = Tier.model_validate(tier("a", 1.0))
+    by_name = Tier(
+        name="a",
+        max_difficulty=1.0,
+        max_tokens=2048,
+        max_samples=4,
+        initial_samples=2,
+        strategy=Strategy.VOTE,
+    )
+    assert by_alias == by_name
