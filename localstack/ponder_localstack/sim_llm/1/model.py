@@ -1,0 +1,183 @@
+"""Triton python-backend model ``ponder-sim-llm``: a simulator standing in for a GPU LLM.
+
+Decoupled, on CPU, with the inputs and outputs of Triton's vLLM backend: ``text_input``,
+optional ``stream``, ``sampling_parameters`` (JSON) and ``exclude_input_in_output``, and
+``text_output``. What it writes comes from ``behaviour.py`` (beside this version folder):
+reasoning words, then ``The answer is \\boxed{X}.``, right or wrong as calibrated.
+
+Each request generates on a worker thread. Tokens come out at the per-token latency
+(one streamed response per token, coalesced when the sender falls behind) and the
+request's cancellation is checked between tokens. At most ``max_concurrency`` requests
+generate at once per instance; ``execute`` blocks while every slot is taken, so further
+requests wait in Triton's queue (``nv_inference_pending_request_count``), as they would
+in front of a vLLM engine at its ``max_num_seqs``.
+
+It runs under the Triton virtualenv's interpreter (numpy and the standard library only)
+and never logs prompts or completions.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+_MODEL_DIR = Path(__file__).resolve().parent.parent
+if str(_MODEL_DIR) not in sys.path:
+    sys.path.insert(0, str(_MODEL_DIR))
+
+import behaviour  # noqa: E402
+
+_CANCEL_CHECK_SECONDS = 0.02
+_INPUT_NAMES = ("text_input", "stream", "sampling_parameters", "exclude_input_in_output")
+
+
+def _param(config: dict[str, Any], key: str, default: str) -> str:
+    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
+    return str(value) if value != "" else default
+
+
+def _input(request: Any, name: str) -> Any:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    return tensor.as_numpy().reshape(-1)[0]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _response(text: str) -> Any:
+    out = pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_))
+    return pb_utils.InferenceResponse(output_tensors=[out])
+
+
+def _error(message: str, code: Any) -> Any:
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        self._token_latency_ms = float(_param(config, "token_latency_ms", "5"))
+        self._max_concurrency = max(1, int(_param(config, "max_concurrency", "8")))
+        spread = _param(config, "spread_logit", "")
+        settings = behaviour.SimSettings(
+            length_scale=float(_param(config, "length_scale", "0.0625")),
+            skill_logit_offset=float(_param(config, "skill_logit_offset", "0")),
+            spread_logit=float(spread) if spread else None,
+        )
+        data_dir = _param(
+            config, "data_dir", os.environ.get("PONDER_DATA_DIR", str(behaviour.DEFAULT_DATA_DIR))
+        )
+        self._sim = behaviour.SimModel.load(Path(data_dir), settings)
+        self._slots = threading.BoundedSemaphore(self._max_concurrency)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._max_concurrency, thread_name_prefix="sim-llm"
+        )
+        self._stopping = threading.Event()
+        pb_utils.Logger.log_info(
+            f"{args['model_name']} (simulator) ready: {len(self._sim.catalog.problems)} known "
+            f"problems, {self._token_latency_ms} ms/token, "
+            f"max_concurrency {self._max_concurrency}"
+        )
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            acquired = False
+            while not acquired and not self._stopping.is_set():
+                acquired = self._slots.acquire(timeout=0.5)
+            if not acquired:
+                request.get_response_sender().send(
+                    _error("model is shutting down", pb_utils.TritonError.UNAVAILABLE),
+                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                )
+                continue
+            self._pool.submit(self._run, request)
+        return None
+
+    def _run(self, request: Any) -> None:
+        sender = request.get_response_sender()
+        try:
+            self._generate(request, sender)
+        except behaviour.SimLLMError as exc:
+            sender.send(
+                _error(str(exc), pb_utils.TritonError.INVALID_ARG),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )
+        except Exception as exc:  # the worker's last-resort boundary
+            pb_utils.Logger.log_error(f"simulated generation failed: {exc!r}")
+            sender.send(
+                _error(f"generation failed: {exc}", pb_utils.TritonError.INTERNAL),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )
+        finally:
+            self._slots.release()
+
+    def _generate(self, request: Any, sender: Any) -> None:
+        prompt = _text(_input(request, "text_input"))
+        stream = bool(_input(request, "stream") or False)
+        exclude = _input(request, "exclude_input_in_output")
+        # As vLLM's backend: the prompt is prepended unless excluded, and never streamed.
+        prepend = (not bool(exclude)) if exclude is not None else not stream
+        if prepend and stream:
+            raise behaviour.SamplingParameterError(
+                "When streaming, `exclude_input_in_output` = False is not allowed."
+            )
+        raw = _input(request, "sampling_parameters")
+        params = behaviour.parse_sampling_parameters(
+            _text(raw) if raw is not None else request.parameters(), ignore=_INPUT_NAMES
+        )
+        completion = self._sim.complete(prompt, params)
+        latency_ms = params.token_latency_ms
+        latency_s = (self._token_latency_ms if latency_ms is None else latency_ms) / 1000.0
+        tokens = completion.tokens
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+        start = time.monotonic()
+        last_check = start
+        sent = 0
+        while sent < len(tokens):
+            if stream:
+                due = start + (sent + 1) * latency_s
+            else:
+                due = min(start + len(tokens) * latency_s, time.monotonic() + 0.05)
+            delay = due - time.monotonic()
+            if delay > 0 and self._stopping.wait(delay):
+                sender.send(
+                    _error("model is shutting down", pb_utils.TritonError.UNAVAILABLE), flags=final
+                )
+                return
+            now = time.monotonic()
+            if now - last_check >= _CANCEL_CHECK_SECONDS or not stream:
+                last_check = now
+                if request.is_cancelled():
+                    sender.send(
+                        _error("Request was cancelled", pb_utils.TritonError.CANCELLED), flags=final
+                    )
+                    return
+            if latency_s > 0:
+                ready = int((now - start) / latency_s)
+            else:
+                ready = sent + 1 if stream else len(tokens)
+            if not stream:
+                if ready >= len(tokens):
+                    text = (prompt if prepend else "") + completion.text
+                    sender.send(_response(text), flags=final)
+                    return
+                continue
+            upto = min(len(tokens), max(sent + 1, ready))
+            chunk = "".join(tokens[sent:upto])
+            sent = upto
+            sender.send(_response(chunk), flags=final if sent == len(tokens) else 0)
+
+    def finalize(self) -> None:
+        self._stopping.set()
+        self._pool.shutdown(wait=True)

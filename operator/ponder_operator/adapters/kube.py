@@ -1,0 +1,100 @@
+"""Kubernetes API access for the operator: server-side apply of children, reads, scale.
+
+Every write goes through server-side apply with the field manager ``ponder-operator``
+(``force`` so hand edits of fields the operator owns are taken back). The Triton
+Deployment's ``spec.replicas`` is written by a separate field manager,
+``ponder-autoscaler``, so a reconcile of the rest of the Deployment never resets it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "ponder-operator"
+AUTOSCALER_FIELD_MANAGER = "ponder-autoscaler"
+
+
+def load_api_client() -> client.ApiClient:
+    """An API client from the in-cluster service account, else from KUBECONFIG."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class Kube:
+    """Generic access by apiVersion/kind, built on the dynamic client (discovery cached)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._dynamic = DynamicClient(api_client)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one Kube per process
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def has_kind(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (e.g. monitoring.coreos.com ServiceMonitor)."""
+        try:
+            self._dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def apply(
+        self, body: Mapping[str, Any], field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
+        """Server-side apply ``body`` (a full object with apiVersion, kind, metadata)."""
+        meta = body["metadata"]
+        result = self._dynamic.server_side_apply(
+            self._resource(body["apiVersion"], body["kind"]),
+            body=dict(body),
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=field_manager,
+            force_conflicts=True,
+        )
+        applied: dict[str, Any] = result.to_dict()
+        return applied
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        try:
+            found = self._dynamic.get(
+                self._resource(api_version, kind), name=name, namespace=namespace
+            )
+        except NotFoundError:
+            return None
+        obj: dict[str, Any] = found.to_dict()
+        return obj
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        found = self._dynamic.get(
+            self._resource(api_version, kind), namespace=namespace,
+            label_selector=label_selector,
+        )
+        items: list[dict[str, Any]] = found.to_dict()["items"]
+        return items
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        """Set ``spec.replicas`` of a Deployment as the autoscaler's own field manager."""
+        self.apply(
+            {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": name, "namespace": namespace},
+             "spec": {"replicas": replicas}},
+            field_manager=AUTOSCALER_FIELD_MANAGER,
+        )

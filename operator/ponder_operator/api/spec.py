@@ -1,0 +1,672 @@
+"""The ReasoningService spec: what a user asks for, as frozen pydantic models.
+
+These models are the single source of the API. ``ponder_operator.api.crd`` turns their JSON
+schema into the CRD's OpenAPI schema, so every ``Field`` bound and description lands in the
+API server, and every cross-field rule is written twice on purpose: once as a CEL rule the
+API server enforces (``CelRule``) and once as a ``model_validator`` that raises the same
+message offline, so ``kubectl apply`` and ``parse_spec`` refuse the same specs.
+
+Field names are snake_case here and camelCase on the wire (``gpus_per_replica`` is sent as
+``gpusPerReplica``); validate with ``ReasoningServiceSpec.model_validate(obj)`` and write
+back with ``model_dump(by_alias=True, exclude_none=True)``. Defaults are shared frozen
+instances, which is safe because nothing here can be mutated.
+
+Neighbours: ``status`` (what the operator reports), ``crd`` (the generator), and the
+operator's policy modules, which take these models as their frozen inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from ponder_operator.errors import SpecError
+
+# Scalars are strict, as the API server is: "3" is not an integer, "yes" is not a boolean.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-vllm-python-py3"
+
+Backend = Literal["vllm", "tensorrtllm", "python"]
+Strategy = Literal["single", "vote", "best-of-n", "revise"]
+StoppingRule = Literal["beta", "window", "none"]
+Shrinkable = Literal["samples", "tokens", "tier"]
+Cloud = Literal["aws", "gcp", "azure", "lambda"]
+Offering = Literal["on-demand", "spot"]
+
+
+class RuleViolation(ValueError):
+    """A cross-field rule failed; ``field_path`` is relative to the model that checks it."""
+
+    def __init__(self, message: str, field_path: str | None) -> None:
+        super().__init__(message)
+        self.field_path = field_path
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """One cross-field rule: the CEL the API server runs and the message both sides print.
+
+    ``field_path`` is a JSON path relative to the object carrying the rule (``.minReplicas``),
+    reported by the API server and by ``parse_spec`` alike.
+    """
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+    def as_schema(self) -> dict[str, JsonValue]:
+        entry: dict[str, JsonValue] = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            entry["fieldPath"] = self.field_path
+        return entry
+
+    def violation(self, detail: str = "") -> RuleViolation:
+        text = f"{self.message} ({detail})" if detail else self.message
+        return RuleViolation(text, self.field_path)
+
+
+def _cel(*rules: CelRule) -> ConfigDict:
+    """Model config carrying CEL rules into the model's JSON schema (and so the CRD)."""
+    validations: list[JsonValue] = [rule.as_schema() for rule in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _name(description: str, *, pattern: str = DNS_SUBDOMAIN, max_length: int = 253) -> Any:
+    """A required Kubernetes object name."""
+    return Field(min_length=1, max_length=max_length, pattern=pattern, description=description)
+
+
+def _optional_name(description: str) -> Any:
+    """An optional Kubernetes object name (a Secret, a PriorityClass)."""
+    return Field(default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+                 description=description)
+
+
+def _quantity(default: str, description: str) -> Any:
+    """A Kubernetes resource quantity such as 500m, 4 or 16Gi."""
+    return Field(default=default, max_length=32, pattern=QUANTITY,
+                 description=f"{description} A Kubernetes quantity (500m, 4, 16Gi).")
+
+
+# -- model --------------------------------------------------------------------------------
+
+
+class PvcSource(ApiModel):
+    """A Triton model repository on a PersistentVolumeClaim, mounted read-only."""
+
+    claim_name: Str = _name("Name of the PersistentVolumeClaim in the service's namespace.")
+    sub_path: Str | None = Field(
+        default=None, max_length=1024, pattern=r"^[^/]",
+        description="Folder inside the volume that holds the repository; the root if unset.")
+
+
+class UriSource(ApiModel):
+    """A Triton model repository in object storage, read by Triton itself."""
+
+    uri: Str = Field(
+        max_length=2048, pattern=r"^(s3|gs|as)://\S+$",
+        description="Repository location: s3://bucket/path, gs://bucket/path or "
+                    "as://account/container/path.")
+    credentials_secret: Str | None = _optional_name(
+        "Secret whose keys become Triton's environment (AWS_ACCESS_KEY_ID, "
+        "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT, ...).")
+
+
+class ConfigMapSource(ApiModel):
+    """A small model repository (a python-backend model) shipped in a ConfigMap."""
+
+    name: Str = _name("Name of the ConfigMap in the service's namespace.")
+
+
+EXACTLY_ONE_SOURCE = CelRule(
+    "(has(self.pvc) ? 1 : 0) + (has(self.uri) ? 1 : 0) + (has(self.configMap) ? 1 : 0) == 1",
+    "repository must set exactly one of pvc, uri and configMap",
+)
+
+
+class ModelRepository(ApiModel):
+    """Where Triton loads the model from: exactly one of pvc, uri and configMap."""
+
+    model_config = _cel(EXACTLY_ONE_SOURCE)
+
+    pvc: PvcSource | None = Field(default=None,
+                                  description="Repository on a PersistentVolumeClaim.")
+    uri: UriSource | None = Field(default=None,
+                                  description="Repository in S3, GCS or Azure storage.")
+    config_map: ConfigMapSource | None = Field(default=None,
+                                               description="Repository in a ConfigMap.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ModelRepository:
+        chosen = [name for name, source in (("pvc", self.pvc), ("uri", self.uri),
+                                            ("configMap", self.config_map))
+                  if source is not None]
+        if len(chosen) != 1:
+            raise EXACTLY_ONE_SOURCE.violation(f"got {', '.join(chosen) or 'none'}")
+        return self
+
+
+class ModelSpec(ApiModel):
+    """The model served and the Triton Inference Server that serves it."""
+
+    name: Str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        description="Model name clients send in the OpenAI API's model field.")
+    image: Str = Field(
+        default=DEFAULT_TRITON_IMAGE, min_length=1, max_length=512, pattern=r"^\S+$",
+        description="Triton Inference Server container image.")
+    args: tuple[Annotated[Str, Field(max_length=1024)], ...] = Field(
+        default=(), max_length=64, json_schema_extra={"x-kubernetes-list-type": "atomic"},
+        description="Extra tritonserver arguments, after the ones the operator sets.")
+    repository: ModelRepository = Field(description="Where Triton loads the model from.")
+    backend: Backend = Field(
+        default="vllm",
+        description="Triton backend of the model (vllm, tensorrtllm or python); decides the "
+                    "model configuration the operator renders.")
+    triton_model_name: Str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Model name inside the Triton repository; defaults to name.")
+
+    @property
+    def served_triton_model_name(self) -> str:
+        """The model name the router asks Triton for."""
+        return self.triton_model_name or self.name
+
+
+# -- resources ----------------------------------------------------------------------------
+
+
+EXISTS_HAS_NO_VALUE = CelRule(
+    "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+    "toleration value must be empty when operator is Exists",
+    ".value",
+)
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration, copied onto every Triton pod."""
+
+    model_config = _cel(EXISTS_HAS_NO_VALUE)
+
+    key: Str | None = Field(
+        default=None, max_length=253,
+        description="Taint key; empty with operator Exists matches every taint.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal; Kubernetes treats unset as Equal.")
+    value: Str | None = Field(default=None, max_length=63,
+                              description="Taint value, for operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; unset matches every effect.")
+    toleration_seconds: Int | None = Field(
+        default=None,
+        description="For NoExecute: seconds the pod stays bound after the taint appears.")
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise EXISTS_HAS_NO_VALUE.violation(f"got {self.value!r}")
+        return self
+
+
+class ResourcesSpec(ApiModel):
+    """What each Triton replica needs from a node."""
+
+    gpus_per_replica: Int = Field(default=1, ge=1, le=8,
+                                  description="nvidia.com/gpu devices per Triton replica.")
+    gpu_product: Str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=LABEL_VALUE,
+        description="GPU model, matched against the nodes' nvidia.com/gpu.product label "
+                    "(for example NVIDIA-H100-80GB-HBM3); any GPU node if unset.")
+    cpu: Str = _quantity("4", "CPU request per replica.")
+    memory: Str = _quantity("16Gi", "Memory request and limit per replica.")
+    tolerations: tuple[Toleration, ...] = Field(
+        default=(), max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"},
+        description="Tolerations for the Triton pods, beside the GPU toleration the API "
+                    "server adds.")
+    priority_class_name: Str | None = _optional_name("PriorityClass of the Triton pods.")
+    node_selector: dict[str, Annotated[Str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=32,
+        description="Extra node labels the Triton pods require.")
+
+
+# -- scaling ------------------------------------------------------------------------------
+
+
+class ScaleToZero(ApiModel):
+    """Whether an idle pool may shrink to no replicas at all."""
+
+    enabled: Bool = Field(
+        default=False,
+        description="Allow zero replicas after idleWindowSeconds without demand, even above "
+                    "minReplicas; the next request waits for a cold start.")
+    idle_window_seconds: Int = Field(
+        default=600, ge=30, le=86400,
+        description="Seconds without any demand before scaling to zero.")
+
+
+MIN_LE_MAX_REPLICAS = CelRule(
+    "self.minReplicas <= self.maxReplicas",
+    "minReplicas must not exceed maxReplicas",
+    ".minReplicas",
+)
+
+
+class ScalingSpec(ApiModel):
+    """How the autoscaler sizes the Triton pool from queued, difficulty-weighted demand."""
+
+    model_config = _cel(MIN_LE_MAX_REPLICAS)
+
+    min_replicas: Int = Field(default=1, ge=0, le=1024,
+                              description="Fewest Triton replicas (0 lets the pool empty).")
+    max_replicas: Int = Field(default=4, ge=1, le=1024, description="Most Triton replicas.")
+    max_gpus: Int | None = Field(
+        default=None, ge=1, le=65536,
+        description="GPU quota for the whole service: replicas * gpusPerReplica never "
+                    "exceeds it.")
+    scale_to_zero: ScaleToZero = Field(default=ScaleToZero(),
+                                       description="Scale-to-zero on idleness.")
+    target_drain_seconds: Int = Field(
+        default=30, ge=1, le=3600,
+        description="Seconds the pool should take to generate all queued and in-flight "
+                    "demand tokens; fewer seconds, more replicas.")
+    target_queue_per_replica: Int = Field(
+        default=8, ge=1, le=10000,
+        description="Triton pending requests per replica above which the pool grows.")
+    throughput_prior_tokens_per_second: Float = Field(
+        default=1500.0, gt=0, le=1e7,
+        description="Tokens per second one replica generates, used until measured "
+                    "throughput is available.")
+    scale_up_stabilization_seconds: Int = Field(
+        default=0, ge=0, le=3600,
+        description="Seconds a higher replica count must be wanted before scaling up.")
+    scale_down_stabilization_seconds: Int = Field(
+        default=120, ge=0, le=3600,
+        description="Seconds a lower replica count must be wanted before scaling down.")
+    scale_down_max_step: Int = Field(default=1, ge=1, le=1024,
+                                     description="Most replicas removed in one scale-down.")
+    interval_seconds: Int = Field(default=5, ge=1, le=300,
+                                  description="Seconds between autoscaler evaluations.")
+    paused: Bool = Field(
+        default=False,
+        description="Stop autoscaling; the pool follows replicas (set by kubectl scale) or "
+                    "keeps its size.")
+    replicas: Int | None = Field(
+        default=None, ge=0, le=1024,
+        description="Manual replica count, written by kubectl scale through the scale "
+                    "subresource; used only while paused, still capped by maxGpus.")
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> ScalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise MIN_LE_MAX_REPLICAS.violation(f"{self.min_replicas} > {self.max_replicas}")
+        return self
+
+
+# -- budgets ------------------------------------------------------------------------------
+
+
+INITIAL_LE_MAX_SAMPLES = CelRule(
+    "self.initialSamples <= self.maxSamples",
+    "initialSamples must not exceed maxSamples",
+    ".initialSamples",
+)
+SINGLE_MEANS_ONE_SAMPLE = CelRule(
+    "self.strategy != 'single' || self.maxSamples == 1",
+    "strategy single draws one sample: maxSamples must be 1",
+    ".maxSamples",
+)
+BEST_OF_N_NEEDS_VERIFIER = CelRule(
+    "self.strategy != 'best-of-n' || has(self.verifierModel)",
+    "strategy best-of-n needs verifierModel",
+    ".verifierModel",
+)
+
+
+class BudgetTier(ApiModel):
+    """A difficulty band and the test-time compute a request in it may spend."""
+
+    model_config = _cel(INITIAL_LE_MAX_SAMPLES, SINGLE_MEANS_ONE_SAMPLE,
+                        BEST_OF_N_NEEDS_VERIFIER)
+
+    name: Str = _name("Tier name, unique in the service.", pattern=DNS_LABEL, max_length=63)
+    max_difficulty: Float = Field(
+        ge=0, le=1,
+        description="Upper bound (inclusive) of the estimated difficulty, 0 to 1, this tier "
+                    "serves; the band starts above the previous tier's bound.")
+    max_tokens: Int = Field(ge=1, le=1_000_000, description="Most tokens per sample.")
+    max_samples: Int = Field(default=1, ge=1, le=64, description="Most samples per request.")
+    initial_samples: Int = Field(
+        default=1, ge=1, le=64,
+        description="Samples in the first wave; later waves run only while the stopping "
+                    "rule is unmet.")
+    strategy: Strategy = Field(
+        default="single",
+        description="single (one sample), vote (majority answer), best-of-n (verifier "
+                    "picks) or revise (sequential self-revision).")
+    verifier_model: Str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="Triton model that scores samples for best-of-n.")
+    escalate_to: Str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
+        description="Another ReasoningService in this namespace (a larger model) that "
+                    "serves this tier's requests instead.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> BudgetTier:
+        if self.initial_samples > self.max_samples:
+            raise INITIAL_LE_MAX_SAMPLES.violation(
+                f"{self.initial_samples} > {self.max_samples}")
+        if self.strategy == "single" and self.max_samples != 1:
+            raise SINGLE_MEANS_ONE_SAMPLE.violation(f"got {self.max_samples}")
+        if self.strategy == "best-of-n" and self.verifier_model is None:
+            raise BEST_OF_N_NEEDS_VERIFIER.violation()
+        return self
+
+
+class EffortMapping(ApiModel):
+    """The OpenAI reasoning_effort levels, each mapped to a tier name.
+
+    A mapped level overrides the difficulty estimate; an unmapped one falls back to it.
+    """
+
+    low: Str | None = Field(default=None, max_length=63, description="Tier for effort low.")
+    medium: Str | None = Field(default=None, max_length=63,
+                               description="Tier for effort medium.")
+    high: Str | None = Field(default=None, max_length=63, description="Tier for effort high.")
+
+
+class StoppingSpec(ApiModel):
+    """When to stop drawing samples because the answers already agree."""
+
+    rule: StoppingRule = Field(
+        default="beta",
+        description="beta (stop once the leading answer wins with posterior probability "
+                    "threshold), window (stop once the last window answers agree) or none "
+                    "(draw maxSamples).")
+    threshold: Float = Field(default=0.95, ge=0.5, le=1,
+                             description="Posterior probability the beta rule needs.")
+    window: Int = Field(default=5, ge=2, le=64,
+                        description="Consecutive agreeing answers the window rule needs.")
+
+
+class ShrinkUnderLoad(ApiModel):
+    """What the router may cut, in order, while the pool is saturated."""
+
+    order: tuple[Shrinkable, ...] = Field(
+        default=("samples", "tokens"), max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="What shrinks first under load: samples, tokens, tier (a cheaper tier); "
+                    "empty never shrinks.")
+    min_samples: Int = Field(default=1, ge=1, le=64,
+                             description="Samples never cut below this.")
+    min_tokens: Int = Field(default=1024, ge=1, le=1_000_000,
+                            description="Tokens per sample never cut below this.")
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> ShrinkUnderLoad:
+        if len(set(self.order)) != len(self.order):
+            raise RuleViolation("order must not repeat an entry", ".order")
+        return self
+
+
+TIERS_ORDERED = CelRule(
+    "self.tiers.map(t, t.maxDifficulty).isSorted() && "
+    "self.tiers.all(a, self.tiers.exists_one(b, b.maxDifficulty == a.maxDifficulty))",
+    "tiers must be listed by strictly increasing maxDifficulty",
+    ".tiers",
+)
+LAST_TIER_COVERS_ALL = CelRule(
+    "self.tiers.size() == 0 || self.tiers[self.tiers.size() - 1].maxDifficulty == 1.0",
+    "the last tier's maxDifficulty must be 1 so every difficulty has a tier",
+    ".tiers",
+)
+EFFORT_RULES = {
+    level: CelRule(
+        f"!has(self.effort) || !has(self.effort.{level}) || "
+        f"self.tiers.exists(t, t.name == self.effort.{level})",
+        f"effort.{level} must name a tier in tiers",
+        f".effort.{level}",
+    )
+    for level in ("low", "medium", "high")
+}
+DEFAULT_TIERS = (BudgetTier(name="default", max_difficulty=1.0, max_tokens=8192),)
+
+
+class BudgetsSpec(ApiModel):
+    """Test-time compute per request: difficulty tiers, effort overrides, stopping, shedding."""
+
+    model_config = _cel(TIERS_ORDERED, LAST_TIER_COVERS_ALL, *EFFORT_RULES.values())
+
+    tiers: tuple[BudgetTier, ...] = Field(
+        default=DEFAULT_TIERS, min_length=1, max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["name"]},
+        description="Difficulty tiers, by increasing maxDifficulty; the last ends at 1.")
+    effort: EffortMapping = Field(default=EffortMapping(),
+                                  description="reasoning_effort to tier overrides.")
+    stopping: StoppingSpec = Field(default=StoppingSpec(),
+                                   description="Early stopping between sample waves.")
+    shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
+                                               description="Budget shedding under load.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> BudgetsSpec:
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise RuleViolation("tier names must be unique", ".tiers")
+        bounds = [t.max_difficulty for t in self.tiers]
+        if any(a >= b for a, b in pairwise(bounds)):
+            raise TIERS_ORDERED.violation(f"got {bounds}")
+        if bounds[-1] != 1.0:
+            raise LAST_TIER_COVERS_ALL.violation(f"got {bounds[-1]}")
+        for level, rule in EFFORT_RULES.items():
+            target = getattr(self.effort, level)
+            if target is not None and target not in names:
+                raise rule.violation(f"{target!r} is not one of {names}")
+        return self
+
+    def tier_for_difficulty(self, difficulty: float) -> BudgetTier:
+        """The first tier whose band holds ``difficulty`` (clamped to 0..1)."""
+        clamped = min(max(difficulty, 0.0), 1.0)
+        return next(t for t in self.tiers if clamped <= t.max_difficulty)
+
+    def tier_named(self, name: str) -> BudgetTier:
+        """The tier called ``name``; ``KeyError`` if there is none."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
+
+
+# -- router -------------------------------------------------------------------------------
+
+
+class RouterResources(ApiModel):
+    """What each router replica requests."""
+
+    cpu: Str = _quantity("500m", "CPU request per router replica.")
+    memory: Str = _quantity("512Mi", "Memory request and limit per router replica.")
+
+
+class AdmissionSpec(ApiModel):
+    """Limits the router enforces before a request reaches Triton."""
+
+    max_queue_length: Int = Field(default=512, ge=1, le=1_000_000,
+                                  description="Requests waiting beyond this get 429.")
+    max_concurrency_per_tenant: Int = Field(
+        default=64, ge=1, le=100_000,
+        description="Requests one API key may have in flight.")
+    max_prompt_chars: Int = Field(default=200_000, ge=1, le=10_000_000,
+                                  description="Longer prompts are refused with 400.")
+    request_timeout_seconds: Int = Field(default=600, ge=1, le=86400,
+                                         description="End-to-end limit per request.")
+
+
+class RouterSpec(ApiModel):
+    """The router Deployment in front of Triton."""
+
+    replicas: Int = Field(default=2, ge=1, le=64, description="Router replicas.")
+    resources: RouterResources = Field(default=RouterResources(),
+                                       description="Router container resources.")
+    admission: AdmissionSpec = Field(default=AdmissionSpec(), description="Admission control.")
+    api_keys_secret: Str | None = _optional_name(
+        "Secret whose values are the accepted API keys (key name = tenant); no "
+        "authentication if unset.")
+
+
+# -- cost ---------------------------------------------------------------------------------
+
+
+class Pricing(ApiModel):
+    """Look the GPU price up in a cloud price list instead of stating it."""
+
+    cloud: Cloud = Field(description="Cloud whose list price applies.")
+    region: Str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Cloud region; the median across regions if unset.")
+    gpu_type: Str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Accelerator name in the price list (H100, A100-80GB, L4).")
+    offering: Offering = Field(default="on-demand", description="on-demand or spot price.")
+
+
+def _label(description: str) -> Any:
+    return Field(default=None, max_length=63, pattern=LABEL_VALUE, description=description)
+
+
+class CostLabels(ApiModel):
+    """OpenCost allocation labels, set on every pod of the service."""
+
+    team: Str | None = _label("Team.")
+    department: Str | None = _label("Department.")
+    env: Str | None = _label("Environment (prod, staging, ...).")
+    owner: Str | None = _label("Owner.")
+    app: Str | None = _label("Application.")
+
+
+ONE_PRICE_SOURCE = CelRule(
+    "!(has(self.gpuHourlyPrice) && has(self.pricing))",
+    "set at most one of gpuHourlyPrice and pricing",
+    ".pricing",
+)
+
+
+class CostSpec(ApiModel):
+    """How GPU time is priced and labelled for cost reports."""
+
+    model_config = _cel(ONE_PRICE_SOURCE)
+
+    gpu_hourly_price: Float | None = Field(default=None, ge=0, le=1000,
+                                           description="USD per GPU-hour.")
+    pricing: Pricing | None = Field(default=None,
+                                    description="Price-list lookup instead of a price.")
+    labels: CostLabels = Field(default=CostLabels(), description="Cost allocation labels.")
+
+    @model_validator(mode="after")
+    def _one_price_source(self) -> CostSpec:
+        if self.gpu_hourly_price is not None and self.pricing is not None:
+            raise ONE_PRICE_SOURCE.violation()
+        return self
+
+
+# -- the spec -----------------------------------------------------------------------------
+
+
+MAX_GPUS_FITS_ONE_REPLICA = CelRule(
+    "!has(self.scaling.maxGpus) || self.scaling.maxGpus >= self.resources.gpusPerReplica",
+    "scaling.maxGpus must be at least resources.gpusPerReplica",
+    ".scaling.maxGpus",
+)
+MAX_GPUS_FITS_MIN_REPLICAS = CelRule(
+    "!has(self.scaling.maxGpus) || "
+    "self.scaling.maxGpus >= self.scaling.minReplicas * self.resources.gpusPerReplica",
+    "scaling.maxGpus must be at least scaling.minReplicas * resources.gpusPerReplica",
+    ".scaling.maxGpus",
+)
+
+
+class ReasoningServiceSpec(ApiModel):
+    """A pool of Triton replicas serving one reasoning model, with the router in front."""
+
+    model_config = _cel(MAX_GPUS_FITS_ONE_REPLICA, MAX_GPUS_FITS_MIN_REPLICAS)
+
+    model: ModelSpec = Field(description="The model and its Triton server.")
+    resources: ResourcesSpec = Field(default=ResourcesSpec(),
+                                     description="Per-replica resources and placement.")
+    scaling: ScalingSpec = Field(default=ScalingSpec(), description="Autoscaling.")
+    budgets: BudgetsSpec = Field(default=BudgetsSpec(), description="Test-time compute budgets.")
+    router: RouterSpec = Field(default=RouterSpec(), description="The router.")
+    cost: CostSpec = Field(default=CostSpec(), description="Cost accounting.")
+
+    @model_validator(mode="after")
+    def _gpu_quota(self) -> ReasoningServiceSpec:
+        quota, per_replica = self.scaling.max_gpus, self.resources.gpus_per_replica
+        if quota is None:
+            return self
+        if quota < per_replica:
+            raise MAX_GPUS_FITS_ONE_REPLICA.violation(f"{quota} < {per_replica}")
+        if quota < self.scaling.min_replicas * per_replica:
+            raise MAX_GPUS_FITS_MIN_REPLICAS.violation(
+                f"{quota} < {self.scaling.min_replicas} * {per_replica}")
+        return self
+
+
+def _field_path(loc: tuple[int | str, ...], error: Mapping[str, Any]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    violation = error.get("ctx", {}).get("error")
+    if isinstance(violation, RuleViolation) and violation.field_path:
+        path += violation.field_path
+    return path
+
+
+def parse_spec(body: Mapping[str, Any]) -> ReasoningServiceSpec:
+    """Validate a ReasoningService, given whole (kopf's ``body``) or just its ``spec``.
+
+    Raises ``SpecError`` whose ``field_path`` names the first offending field, in the
+    spelling a user writes (``spec.budgets.tiers[1].maxTokens``).
+    """
+    whole_object = any(key in body for key in ("apiVersion", "kind", "metadata", "spec"))
+    spec = body.get("spec") if whole_object else body
+    if spec is None:
+        raise SpecError("spec", "Field required")
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec", "Input should be an object")
+    try:
+        return ReasoningServiceSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        problems = tuple(
+            (_field_path(e["loc"], e), e["msg"].removeprefix("Value error, "))
+            for e in exc.errors()
+        )
+        raise SpecError(*problems[0], problems=problems) from exc
