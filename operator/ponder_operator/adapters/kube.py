@@ -98,3 +98,14 @@ class Kube:
              "spec": {"replicas": replicas}},
             field_manager=AUTOSCALER_FIELD_MANAGER,
         )
+
+    def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str,
+        status: Mapping[str, Any],
+    ) -> None:
+        """Merge-patch the status subresource."""
+        resource = self._resource(api_version, kind)
+        self._dynamic.patch(
+            resource.subresources["status"], body={"status": dict(status)}, name=name,
+            namespace=namespace, content_type="application/merge-patch+json",
+        )

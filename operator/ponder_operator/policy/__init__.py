@@ -1,0 +1,28 @@
+"""Pure policy: frozen models in, frozen models out; no clock, I/O or logging.
+
+- ``scaling`` — demand to replicas: ``compute_desired_replicas(spec, signals, state, now)``
+  with HPA-style stabilization, scale to zero, GPU-capacity awareness and fail-safe holds.
+
+The operator's autoscale handler and the trace-replay simulator (``ponder_operator.sim``)
+call the same functions.
+"""
+
+from __future__ import annotations
+
+from .scaling import (
+    SCALE_REASONS,
+    ScaleDecision,
+    ScalingSpec,
+    ScalingState,
+    Signals,
+    compute_desired_replicas,
+)
+
+__all__ = [
+    "SCALE_REASONS",
+    "ScaleDecision",
+    "ScalingSpec",
+    "ScalingState",
+    "Signals",
+    "compute_desired_replicas",
+]

@@ -1,0 +1,370 @@
+"""Render a ReasoningService's children from its spec: pure functions, no I/O.
+
+Children (all owned by the ReasoningService, so deletion cascades):
+
+- ``<name>-triton``        Deployment of Triton GPU pods (replicas left to the autoscaler)
+- ``<name>-triton``        headless Service (metrics scraping, DNS; the router discovers
+                           endpoints by watching the pods, never through this Service)
+- ``<name>-triton``        PodDisruptionBudget
+- ``<name>-router``        ConfigMap with the router's configuration (``router.json``)
+- ``<name>-router``        ServiceAccount, Role and RoleBinding (the router watches pods)
+- ``<name>-router``        Deployment and Service of the router
+- ``<name>-triton``        ServiceMonitor, only when the cluster serves that kind
+
+Every pod runs non-root with a read-only root filesystem, no privilege escalation and all
+capabilities dropped; cost-allocation labels from the spec go on every pod.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ponder_operator.api import API_VERSION, KIND
+from ponder_operator.api.spec import ReasoningServiceSpec
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+SERVICE_LABEL = "ponder.dev/service"
+COMPONENT_LABEL = "ponder.dev/component"
+MANAGED_BY = "ponder-operator"
+TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT = 8000, 8001, 8002
+ROUTER_PORT = 8080
+ROUTER_CONFIG_KEY = "router.json"
+ROUTER_CONFIG_DIR = "/etc/ponder"
+MODEL_MOUNT = "/models"
+NONROOT_UID = 65532
+TRITON_UID = 1000  # the tritonserver image's own non-root user
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ReasoningService that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Operator-wide settings that shape the children."""
+
+    router_image: str = "ghcr.io/ponder-dev/ponder:0.1.0"
+    service_monitor: bool = False
+
+
+def triton_name(owner: Owner) -> str:
+    return f"{owner.name}-triton"
+
+
+def router_name(owner: Owner) -> str:
+    return f"{owner.name}-router"
+
+
+def selector_labels(owner: Owner, component: str) -> dict[str, str]:
+    return {SERVICE_LABEL: owner.name, COMPONENT_LABEL: component}
+
+
+def triton_selector(owner: Owner) -> str:
+    """The Triton pods' label selector, as a string (status.selector, router discovery)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(owner, "triton").items()))
+
+
+def _labels(owner: Owner, component: str, spec: ReasoningServiceSpec) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": f"ponder-{component}",
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "ponder",
+        **selector_labels(owner, component),
+    }
+    cost_labels = spec.cost.labels.model_dump(exclude_none=True)
+    labels.update({k: str(v) for k, v in cost_labels.items()})
+    return labels
+
+
+def _metadata(owner: Owner, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": dict(labels),
+        "ownerReferences": [{
+            "apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid,
+            "controller": True, "blockOwnerDeletion": True,
+        }],
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pod_security(uid: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _model_volume(spec: ReasoningServiceSpec) -> tuple[list[dict[str, Any]], str]:
+    """The model repository's volumes and the ``--model-repository`` value."""
+    repo = spec.model.repository
+    if repo.pvc is not None:
+        claim: dict[str, Any] = {"claimName": repo.pvc.claim_name, "readOnly": True}
+        path = MODEL_MOUNT + (f"/{repo.pvc.sub_path}" if repo.pvc.sub_path else "")
+        return [{"name": "models", "persistentVolumeClaim": claim}], path
+    if repo.config_map is not None:
+        return [{"name": "models", "configMap": {"name": repo.config_map.name}}], MODEL_MOUNT
+    assert repo.uri is not None  # the spec guarantees exactly one source
+    return [], repo.uri.uri
+
+
+def render_triton_deployment(
+    owner: Owner, spec: ReasoningServiceSpec
+) -> dict[str, Any]:
+    """Triton pods; ``spec.replicas`` is deliberately absent (the autoscaler owns it)."""
+    labels = _labels(owner, "triton", spec)
+    volumes, repository = _model_volume(spec)
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if volumes:
+        mounts.append({"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True})
+    volumes.append({"name": "tmp", "emptyDir": {}})
+    gpus = str(spec.resources.gpus_per_replica)
+    container: dict[str, Any] = {
+        "name": "triton",
+        "image": spec.model.image,
+        "args": [
+            "tritonserver", f"--model-repository={repository}",
+            f"--http-port={TRITON_HTTP_PORT}", f"--grpc-port={TRITON_GRPC_PORT}",
+            f"--metrics-port={TRITON_METRICS_PORT}", *spec.model.args,
+        ],
+        "ports": [
+            {"name": "http", "containerPort": TRITON_HTTP_PORT},
+            {"name": "grpc", "containerPort": TRITON_GRPC_PORT},
+            {"name": "metrics", "containerPort": TRITON_METRICS_PORT},
+        ],
+        "resources": {
+            "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory,
+                         GPU_RESOURCE: gpus},
+            "limits": {"memory": spec.resources.memory, GPU_RESOURCE: gpus},
+        },
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                           "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
+                          "periodSeconds": 10, "failureThreshold": 6},
+        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                         "periodSeconds": 10, "failureThreshold": 60},
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+    }
+    uri = spec.model.repository.uri
+    if uri is not None and uri.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": uri.credentials_secret}}]
+    node_selector = dict(spec.resources.node_selector)
+    if spec.resources.gpu_product:
+        node_selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_product
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": _pod_security(TRITON_UID),
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 60,
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if spec.resources.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations
+        ]
+    if spec.resources.priority_class_name:
+        pod_spec["priorityClassName"] = spec.resources.priority_class_name
+    template_meta = {
+        "labels": labels,
+        "annotations": {"prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(TRITON_METRICS_PORT),
+                        "prometheus.io/path": "/metrics"},
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _metadata(owner, triton_name(owner), labels),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner, "triton")},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    }
+
+
+def render_triton_service(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _metadata(owner, triton_name(owner), _labels(owner, "triton", spec)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(owner, "triton"),
+            "ports": [{"name": n, "port": p, "targetPort": n} for n, p in (
+                ("http", TRITON_HTTP_PORT), ("grpc", TRITON_GRPC_PORT),
+                ("metrics", TRITON_METRICS_PORT))],
+        },
+    }
+
+
+def render_triton_pdb(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, triton_name(owner), _labels(owner, "triton", spec)),
+        "spec": {"maxUnavailable": 1,
+                 "selector": {"matchLabels": selector_labels(owner, "triton")}},
+    }
+
+
+def render_service_monitor(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+        "metadata": _metadata(owner, triton_name(owner), _labels(owner, "triton", spec)),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner, "triton")},
+            "endpoints": [{"port": "metrics", "interval": "5s"}],
+        },
+    }
+
+
+def render_router_config(
+    owner: Owner, spec: ReasoningServiceSpec, *, at_ceiling: bool = False,
+    replicas: int = 0, escalation: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The router's configuration (camelCase JSON), as ``ponder_router.settings`` reads it."""
+    budgets = spec.budgets
+    shrink = budgets.shrink_under_load
+    floors = {"samples": shrink.min_samples, "tokens": shrink.min_tokens}
+    effort = {k: v for k, v in budgets.effort.model_dump().items() if v is not None}
+    return {
+        "service": owner.name,
+        "namespace": owner.namespace,
+        "modelName": spec.model.name,
+        "tritonModel": spec.model.served_triton_model_name,
+        "discovery": {"namespace": owner.namespace, "labelSelector": triton_selector(owner),
+                      "grpcPort": TRITON_GRPC_PORT},
+        "budgets": {
+            "tiers": [{
+                "name": t.name, "maxDifficulty": t.max_difficulty, "maxTokens": t.max_tokens,
+                "maxSamples": t.max_samples, "initialSamples": t.initial_samples,
+                "strategy": str(t.strategy), "escalateTo": t.escalate_to,
+            } for t in budgets.tiers],
+            "effortTiers": effort,
+            "shrinkOrder": [{"resource": r, "floor": floors[r]}
+                            for r in shrink.order if r in floors],
+        },
+        "stopping": {"kind": "never" if budgets.stopping.rule == "none"
+                     else str(budgets.stopping.rule),
+                     "threshold": budgets.stopping.threshold,
+                     "window": budgets.stopping.window},
+        "admission": {
+            "maxQueueLength": spec.router.admission.max_queue_length,
+            "maxConcurrencyPerTenant": spec.router.admission.max_concurrency_per_tenant,
+            "maxPromptChars": spec.router.admission.max_prompt_chars,
+            "requestTimeoutSeconds": spec.router.admission.request_timeout_seconds,
+        },
+        "apiKeysFile": f"{ROUTER_CONFIG_DIR}/keys/keys" if spec.router.api_keys_secret else None,
+        "escalation": dict(escalation or {}),
+        "capacity": {"atCeiling": at_ceiling, "replicas": replicas,
+                     "tokensPerSecondPerReplica": spec.scaling.throughput_prior_tokens_per_second},
+    }
+
+
+def render_router_configmap(
+    owner: Owner, spec: ReasoningServiceSpec, config: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": _metadata(owner, router_name(owner), _labels(owner, "router", spec)),
+        "data": {ROUTER_CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True)},
+    }
+
+
+def render_router_rbac(owner: Owner, spec: ReasoningServiceSpec) -> list[dict[str, Any]]:
+    """The router may watch pods in its namespace (endpoint discovery), nothing more."""
+    labels = _labels(owner, "router", spec)
+    name = router_name(owner)
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": _metadata(owner, name, labels), "automountServiceAccountToken": True},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _metadata(owner, name, labels),
+         "rules": [{"apiGroups": [""], "resources": ["pods"],
+                    "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _metadata(owner, name, labels),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name,
+                       "namespace": owner.namespace}]},
+    ]
+
+
+def render_router_deployment(
+    owner: Owner, spec: ReasoningServiceSpec, options: RenderOptions
+) -> dict[str, Any]:
+    """Router pods; they hot-reload the mounted ConfigMap, so a change restarts nothing."""
+    labels = _labels(owner, "router", spec)
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": router_name(owner)}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": ROUTER_CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if spec.router.api_keys_secret:
+        volumes.append({"name": "keys", "secret": {"secretName": spec.router.api_keys_secret}})
+        mounts.append({"name": "keys", "mountPath": f"{ROUTER_CONFIG_DIR}/keys",
+                       "readOnly": True})
+    resources = spec.router.resources
+    container = {
+        "name": "router",
+        "image": options.router_image,
+        "command": ["ponder-router"],
+        "env": [
+            {"name": "PONDER_ROUTER_CONFIG", "value": f"{ROUTER_CONFIG_DIR}/{ROUTER_CONFIG_KEY}"},
+            {"name": "PONDER_ROUTER_HOST", "value": "0.0.0.0"},  # in the pod, not on a host
+            {"name": "PONDER_ROUTER_PORT", "value": str(ROUTER_PORT)},
+        ],
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
+        "resources": {"requests": {"cpu": resources.cpu, "memory": resources.memory},
+                      "limits": {"memory": resources.memory}},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _metadata(owner, router_name(owner), labels),
+        "spec": {
+            "replicas": spec.router.replicas,
+            "selector": {"matchLabels": selector_labels(owner, "router")},
+            "template": {
+                "metadata": {"labels": labels,
+                             "annotations": {"prometheus.io/scrape": "true",
+                                             "prometheus.io/port": str(ROUTER_PORT)}},
+                "spec": {"serviceAccountName": router_name(owner), "containers": [container],
+                         "volumes": volumes, "securityContext": _pod_security(NONROOT_UID)},
+            },
+        },
+    }
+
+
+def render_router_service(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _metadata(owner, router_name(owner), _labels(owner, "router", spec)),
+        "spec": {"selector": selector_labels(owner, "router"),
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
