@@ -18,7 +18,7 @@ from ponder_localstack.cluster import Cluster, NodeSpec
 from ponder_localstack.proc import log_tail
 from ponder_localstack.prometheus import Prometheus
 
-pytest_plugins = ["fixtures_triton"]
+pytest_plugins = ["fixtures_triton", "fixtures_operator"]
 
 GPU_NODES = (
     NodeSpec("gpu-h100-0", gpus=4),

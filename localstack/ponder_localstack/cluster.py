@@ -211,6 +211,9 @@ class Cluster:
             f"--service-account-private-key-file={pki.sa_private_key}",
             f"--root-ca-file={pki.ca_cert}",
             "--use-service-account-credentials=true",
+            # Endpoints and EndpointSlices reject the loopback pod IPs: nothing would sync.
+            "--controllers=*,-endpoints-controller,-endpointslice-controller,"
+            "-endpointslice-mirroring-controller",
             f"--cluster-signing-cert-file={pki.ca_cert}",
             f"--cluster-signing-key-file={pki.ca_key}",
         ])

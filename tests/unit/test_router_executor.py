@@ -1,0 +1,282 @@
+"""The executor: waves, early stops that cancel samples, retries, deadlines, aggregation.
+
+Samples run on ``FakeBackend`` replicas (a transport-level fake of Triton) so each test
+can script what every sample says and when, and check what the replicas were asked to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ponder_router.admission import Admission
+from ponder_router.aggregate import StopRule, StopRuleKind
+from ponder_router.budgets import BudgetPolicy, Strategy, Tier, default_policy
+from ponder_router.endpoints import EndpointPool, NoEndpointError
+from ponder_router.errors import UpstreamError
+from ponder_router.executor import DeadlineExceededError, Executor, RequestSpec
+from ponder_router.metrics import RouterMetrics
+from ponder_router.settings import RouterConfig
+from test_router_fakes import FakeFleet, Script, by_seed, constant
+
+EASY, HARD = 0.05, 0.95
+
+
+def config(**overrides: Any) -> RouterConfig:
+    values: dict[str, Any] = {"service": "svc", "model_name": "m", "triton_model": "t",
+                              "endpoints": ("a:1", "b:1")}  # fmt: skip
+    values.update(overrides)
+    return RouterConfig.model_validate(values)
+
+
+def executor(fleet: FakeFleet, cfg: RouterConfig | None = None, *,
+             addresses: tuple[str, ...] | None = None) -> Executor:  # fmt: skip
+    cfg = cfg or config()
+    pool = EndpointPool(fleet.factory)
+    pool.update(cfg.endpoints if addresses is None else addresses)
+    return Executor(cfg, pool, Admission(cfg.admission), RouterMetrics(cfg.service))
+
+
+def spec(difficulty: float | None = HARD, **fields: Any) -> RequestSpec:
+    values: dict[str, Any] = {"request_id": "r", "prompt": "What is 6*7?",
+                              "problem": "What is 6*7?", "prompt_tokens": 3, "tenant": "t",
+                              "seed": 1000, "difficulty_hint": difficulty}  # fmt: skip
+    values.update(fields)
+    return RequestSpec(**values)
+
+
+async def run(ex: Executor, request: RequestSpec, sink: Any = None) -> Any:
+    planned = ex.plan(request)
+    await planned.admit()
+    return await planned.execute(sink)
+
+
+async def test_an_easy_request_runs_one_sample_and_returns_its_answer() -> None:
+    fleet = FakeFleet(constant(Script(answer="42")))
+    result = await run(executor(fleet), spec(EASY))
+    assert result.report.tier == "easy"
+    assert result.report.samples.launched == 1
+    assert result.report.answer == "42"
+    assert result.text.endswith("\\boxed{42}.")
+    assert len(fleet.records) == 1
+
+
+async def test_a_hard_request_whose_samples_agree_stops_after_its_first_wave() -> None:
+    fleet = FakeFleet(constant(Script(answer="42")))
+    result = await run(executor(fleet), spec(HARD))
+    assert result.report.tier == "hard"
+    assert result.report.samples.launched == 4  # the first wave; 4 agreeing votes are enough
+    assert result.report.stopped_early
+    assert result.report.stop_reason == "confident"
+    assert result.report.votes[0].votes == 4
+
+
+async def test_a_hard_request_whose_samples_disagree_draws_more_waves() -> None:
+    answers = {0: "1", 1: "2", 2: "1", 3: "2"}
+    fleet = FakeFleet(by_seed({i: Script(answer=a) for i, a in answers.items()},
+                              Script(answer="1")))  # fmt: skip
+    result = await run(executor(fleet), spec(HARD))
+    assert result.report.samples.launched > 4
+    assert result.report.answer == "1"
+    assert result.completion_tokens == sum(len(r.chunks) for r in fleet.records)
+
+
+async def test_an_early_stop_cancels_the_samples_still_running() -> None:
+    rule = StopRule(kind=StopRuleKind.WINDOW, window=2)
+    slow = Script(answer="9", tokens=200, token_seconds=0.01)
+    fleet = FakeFleet(by_seed({0: Script(answer="5"), 1: Script(answer="5")}, slow))
+    result = await run(executor(fleet, config(stopping=rule)), spec(HARD))
+    assert result.report.stop_reason == "window-agreed"
+    assert result.report.samples.cancelled == 2
+    cancelled = [r for r in fleet.records if r.cancelled]
+    assert len(cancelled) == 2
+    assert all(len(r.chunks) < 200 for r in cancelled)
+
+
+async def test_a_sample_on_an_unreachable_replica_is_retried_on_another() -> None:
+    fleet = FakeFleet(constant(Script(answer="3")), unreachable=frozenset({"a:1"}))
+    ex = executor(fleet)
+    results = [await run(ex, spec(EASY)) for _ in range(2)]  # ties alternate: b, then a
+    assert [r.report.answer for r in results] == ["3", "3"]
+    assert all(r.report.samples.failed == 0 for r in results)
+    assert [(r.address, r.failed) for r in fleet.backends["a:1"].records] == [("a:1", True)]
+    assert len(fleet.backends["b:1"].records) == 2
+    assert ex.metrics.upstream_failures._value.get() == 1
+
+
+async def test_a_replica_that_failed_is_avoided_while_it_is_marked_down() -> None:
+    fleet = FakeFleet(constant(Script(answer="3")), unreachable=frozenset({"a:1"}))
+    ex = executor(fleet)
+    for _ in range(4):
+        await run(ex, spec(EASY))
+    assert sum(r.address == "a:1" for r in fleet.records) == 1
+
+
+async def test_a_request_whose_samples_all_fail_is_an_upstream_error() -> None:
+    fleet = FakeFleet(constant(Script(fail_after=0)))
+    with pytest.raises(UpstreamError):
+        await run(executor(fleet), spec(EASY))
+
+
+async def test_a_deadline_with_no_finished_sample_is_a_deadline_error() -> None:
+    fleet = FakeFleet(constant(Script(tokens=500, token_seconds=0.01)))
+    cfg = config(admission={"requestTimeoutSeconds": 0.2})
+    with pytest.raises(DeadlineExceededError):
+        await run(executor(fleet, cfg), spec(EASY))
+    assert all(r.cancelled for r in fleet.records)
+
+
+async def test_at_the_deadline_finished_samples_still_answer() -> None:
+    slow = Script(answer="8", tokens=500, token_seconds=0.01)
+    fleet = FakeFleet(by_seed({0: Script(answer="7")}, slow))
+    cfg = config(admission={"requestTimeoutSeconds": 0.3})
+    result = await run(executor(fleet, cfg), spec(HARD))
+    assert result.report.answer == "7"
+    assert result.report.stop_reason == "deadline"
+    assert result.report.samples.cancelled == 3
+
+
+async def test_client_caps_lower_the_budget() -> None:
+    fleet = FakeFleet(constant(Script(answer="1")))
+    result = await run(executor(fleet), spec(HARD, max_samples=2, max_tokens=100))
+    assert result.report.budget.max_samples == 2
+    assert result.report.budget.max_tokens_per_sample == 100
+    assert all(r.params.max_tokens == 100 for r in fleet.records)
+
+
+async def test_each_sample_gets_its_own_seed() -> None:
+    fleet = FakeFleet(constant(Script(answer="1")))
+    await run(executor(fleet), spec(HARD))
+    assert sorted(r.params.seed for r in fleet.records) == [1000, 1001, 1002, 1003]
+
+
+async def test_best_of_n_without_a_verifier_falls_back_to_a_vote_and_says_so() -> None:
+    fleet = FakeFleet(constant(Script(answer="1")))
+    result = await run(executor(fleet), spec(HARD, strategy=Strategy.BEST_OF_N, max_samples=3))
+    assert result.report.strategy == "best-of-n"
+    assert result.report.aggregation.startswith("vote")
+    assert result.report.samples.launched == 3
+
+
+async def test_best_of_n_picks_the_sample_the_verifier_scores_highest() -> None:
+    answers = {0: "1", 1: "2", 2: "1"}
+    fleet = FakeFleet(by_seed({i: Script(answer=a) for i, a in answers.items()}, Script()),
+                      score=lambda text: 0.9 if "boxed{2}" in text else 0.1)  # fmt: skip
+    cfg = config(verifier={"model": "prm"})
+    result = await run(executor(fleet, cfg), spec(HARD, strategy=Strategy.BEST_OF_N,
+                                                  max_samples=3))  # fmt: skip
+    assert result.report.answer == "2"
+    assert result.report.aggregation == "best-of-n (verifier prm)"
+
+
+async def test_revise_sends_each_attempt_back_to_the_model() -> None:
+    fleet = FakeFleet(constant(Script(answer="4")))
+    result = await run(executor(fleet), spec(HARD, strategy=Strategy.REVISE))
+    assert result.report.stop_reason == "converged"
+    first, second = sorted(fleet.records, key=lambda r: r.params.seed or 0)
+    assert "A previous attempt" not in first.prompt
+    assert "A previous attempt" in second.prompt
+
+
+async def test_a_request_with_no_replica_waits_for_one_to_appear() -> None:
+    fleet = FakeFleet(constant(Script(answer="5")))
+    ex = executor(fleet, addresses=())
+    planned = ex.plan(spec(EASY))
+    admitting = asyncio.ensure_future(planned.admit())
+    await asyncio.sleep(0.05)
+    assert ex.queued == 1
+    assert ex.demand_tokens() > 0
+    ex.pool.update(["c:1"])
+    await asyncio.wait_for(admitting, 1)
+    result = await planned.execute()
+    assert result.report.answer == "5"
+    assert ex.queued == 0
+    assert ex.demand_tokens() == 0
+
+
+async def test_a_request_with_no_replica_until_its_deadline_is_refused() -> None:
+    ex = executor(FakeFleet(constant(Script())), config(admission={"requestTimeoutSeconds": 0.1}),
+                  addresses=())  # fmt: skip
+    with pytest.raises(NoEndpointError):
+        await ex.plan(spec(EASY)).admit()
+    assert ex.queued == 0
+    assert ex.admission.running == 0
+
+
+async def test_demand_and_inflight_samples_follow_the_running_work() -> None:
+    fleet = FakeFleet(constant(Script(answer="1", tokens=50, token_seconds=0.01)))
+    ex = executor(fleet)
+    task = asyncio.ensure_future(run(ex, spec(HARD)))
+    await asyncio.sleep(0.1)
+    assert ex.inflight_samples == 4
+    expected = ex.plan(spec(HARD)).budget.expected_tokens
+    assert 0 < ex.demand_tokens() < expected
+    await task
+    assert ex.inflight_samples == 0
+    assert ex.demand_tokens() == 0
+
+
+async def test_a_pool_at_its_ceiling_under_pressure_shrinks_budgets() -> None:
+    fleet = FakeFleet(constant(Script(answer="1", tokens=100, token_seconds=0.01)))
+    cfg = config(capacity={"atCeiling": True, "replicas": 1, "tokensPerSecondPerReplica": 10})
+    ex = executor(fleet, cfg)
+    first = asyncio.ensure_future(run(ex, spec(HARD)))
+    await asyncio.sleep(0.05)
+    shrunk = ex.plan(spec(HARD)).budget
+    assert shrunk.shrunk
+    assert shrunk.max_samples < 16
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+
+
+class Sink:
+    """Records a streaming request's events."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.reports: list[dict[str, object]] = []
+
+    def token(self, text: str) -> None:
+        self.tokens.append(text)
+
+    def progress(self, report: dict[str, object]) -> None:
+        self.reports.append(report)
+
+
+async def test_a_single_sample_request_streams_its_tokens() -> None:
+    fleet = FakeFleet(constant(Script(answer="6", tokens=3)))
+    sink = Sink()
+    result = await run(executor(fleet), spec(EASY), sink)
+    assert "".join(sink.tokens) == result.text
+
+
+async def test_a_voting_request_streams_progress_not_tokens() -> None:
+    fleet = FakeFleet(constant(Script(answer="6", tokens=3)))
+    sink = Sink()
+    await run(executor(fleet), spec(HARD), sink)
+    assert sink.tokens == []
+    assert [p["samples_completed"] for p in sink.reports] == [1, 2, 3, 4]
+
+
+async def test_cancelling_a_request_cancels_its_samples() -> None:
+    fleet = FakeFleet(constant(Script(tokens=500, token_seconds=0.01)))
+    ex = executor(fleet)
+    task = asyncio.ensure_future(run(ex, spec(HARD)))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert len(fleet.records) == 4
+    assert all(r.cancelled for r in fleet.records)
+    assert ex.inflight_samples == 0
+    assert ex.admission.running == 0
+
+
+def test_a_custom_policy_from_the_config_is_used() -> None:
+    policy = BudgetPolicy(tiers=(Tier(name="only", max_difficulty=1.0, max_tokens=64,
+                                      max_samples=2, initial_samples=2,
+                                      strategy=Strategy.VOTE),))  # fmt: skip
+    ex = executor(FakeFleet(constant(Script())), config(budgets=policy))
+    assert ex.plan(spec(HARD)).budget.tier == "only"
+    assert default_policy().tiers[0].name == "easy"
