@@ -29,6 +29,10 @@ def crds(cluster: Cluster) -> Cluster:
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / path))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
                     "crd/reasoningservices.ponder.dev", "crd/clusterkopfpeerings.kopf.dev")
+    # kopf peers meet in a ClusterKopfPeering that must exist before they start.
+    cluster.kubectl("apply", "-f", "-", input_text=json.dumps({
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+        "metadata": {"name": "ponder"}}))
     return cluster
 
 

@@ -61,7 +61,8 @@ def test_creating_a_service_brings_up_ready_triton_pods_and_a_router(
                        .get("status") == "True", what="Ready=True")
     assert ready
     status = rsvc(cluster, namespace, "math")["status"]
-    assert status["readyReplicas"] == 2 and status["replicas"] == 2
+    assert status["readyReplicas"] == 2
+    assert status["replicas"] == 2
     assert children_names(cluster, namespace) == sorted([
         "configmap/math-router", "deployment.apps/math-router", "deployment.apps/math-triton",
         "poddisruptionbudget.policy/math-triton", "role.rbac.authorization.k8s.io/math-router",
@@ -160,3 +161,23 @@ def test_an_unknown_gpu_product_sets_ready_false_with_a_reason_and_an_event(
         "get", "events", "-n", namespace, "--field-selector", "reason=UnknownGpuProduct",
         "-o", "name"))
     assert events
+
+
+def test_two_peered_operators_act_one_at_a_time_and_the_second_takes_over(
+    cluster: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    first = start_operator(standalone=False)
+    second = start_operator(standalone=False)
+    apply(cluster, namespace, service("ha", replicas=1))
+    eventually(lambda: condition(rsvc(cluster, namespace, "ha"), "Ready").get("status") == "True")
+    logs = [p.log_path.read_text() for p in (first, second)]
+    acted = [("reconcile-create" in log) for log in logs]
+    assert acted.count(True) == 1, "exactly one peer handled the creation"
+    active = first if acted[0] else second
+
+    active.stop()
+    updated = service("ha", replicas=1, image="nvcr.io/nvidia/tritonserver:25.02-py3")
+    apply(cluster, namespace, updated)
+    eventually(lambda: get_json(cluster, "deployment", "ha-triton", "-n", namespace)["spec"]
+               ["template"]["spec"]["containers"][0]["image"].endswith("25.02-py3"),
+               timeout_seconds=90, what="the standby peer took over")
