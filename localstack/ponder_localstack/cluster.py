@@ -78,6 +78,7 @@ class Cluster:
     """The control plane's processes, their state directory and an admin kubeconfig."""
 
     state_dir: Path
+    controller_qps: int = 50  # client QPS of controller-manager and scheduler
     processes: list[Process] = field(default_factory=list)
     startup_seconds: dict[str, float] = field(default_factory=dict)
     apiserver_port: int = 0
@@ -201,6 +202,8 @@ class Cluster:
             f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}",
             f"--bind-address={LOOPBACK}", "--leader-elect=false",
+            f"--kube-api-qps={self.controller_qps}",
+            f"--kube-api-burst={2 * self.controller_qps}",
         ]
 
     def _start_controller_manager(self, pki: pki_mod.Pki) -> None:

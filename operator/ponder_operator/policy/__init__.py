@@ -1,7 +1,9 @@
 """Pure policy: frozen models in, frozen models out; no clock, I/O or logging.
 
 - ``scaling`` — demand to replicas: ``compute_desired_replicas(spec, signals, state, now)``
-  with HPA-style stabilization, scale to zero, GPU-capacity awareness and fail-safe holds.
+  with HPA-style stabilization, scale to zero, GPU-capacity awareness and fail-safe holds;
+- ``cost``    — GPU time to money: prices per GPU-hour and running totals;
+- ``status``  — the ReasoningService status from what the children report.
 
 The operator's autoscale handler and the trace-replay simulator (``ponder_operator.sim``)
 call the same functions.

@@ -23,9 +23,12 @@ The rule, in order:
    ``min_replicas`` 0 it may also reach zero through the ordinary scale-down.
 5. Stabilization as Kubernetes' HPA does it: the result is the current count pulled up to
    the *minimum* raw recommendation of the (short) scale-up window and down to the *maximum*
-   of the (long) scale-down window. Scale-down then moves at most
-   ``max(scale_down_max_step_replicas, scale_down_max_step_percent % of current)`` replicas
-   per ``scale_down_period_seconds``; scale-up is not rate limited.
+   of the (long) scale-down window. Only recommendations made with an empty queue are
+   remembered: a backlog is drained once, it is not load that recurs, so the replicas
+   bought to drain it are not held for a whole window after it is gone. Scale-down then
+   moves at most ``max(scale_down_max_step_replicas, scale_down_max_step_percent % of
+   current)`` replicas per ``scale_down_period_seconds`` (counted from the last change);
+   scale-up is not rate limited.
 6. Clamps: ``min_replicas``, ``max_replicas`` and the GPU quota ``max_gpus``.
 7. GPU capacity: while pods are Pending-Unschedulable the pool does not grow past what it
    already asked for, and unschedulable pods that demand no longer needs go first and at
@@ -77,8 +80,6 @@ SCALE_REASONS: Final = (
 """Every ``ScaleDecision.reason``; CamelCase so each is a valid Kubernetes condition reason."""
 
 _EPSILON: Final = 1e-9
-import os
-_EXP = bool(os.environ.get("EXP"))
 
 
 class ScalingSpec(BaseModel):
@@ -232,7 +233,7 @@ def compute_desired_replicas(
             unschedulable=unschedulable,
             at_ceiling=desired >= ceiling or (unschedulable and raw >= desired),
             new_state=_next_state(spec, state, desired, now_seconds, active=active,
-                                  record=raw if (queued <= 0.0 or not _EXP) else None),
+                                  record=raw if queued <= 0.0 else None),
         )
 
     if current == 0 and active:

@@ -4,9 +4,10 @@ Role: adapters between ``engine.Observation`` and each scaling algorithm, feedin
 algorithm only the signal it would see, at the rate it would see it:
 
 - ``PonderAutoscaler``: ``policy.compute_desired_replicas`` every 5 s on the router's
-  difficulty-weighted ``demand_tokens`` and queue depth. With ``tokens_per_request`` set it
-  is the difficulty-blind variant: the same loop fed plain request counts (queued and in
-  flight) times one average cost per request.
+  difficulty-weighted ``demand_tokens``, queue depth and in-flight samples. With
+  ``tokens_per_request`` and ``samples_per_request`` set it is the difficulty-blind
+  variant: the same loop fed plain request counts (queued and in flight) times one average
+  cost and one average sample count per request.
 - ``HpaAutoscaler``: kube-controller-manager's HPA on an External metric with an
   ``AverageValue`` target: outstanding requests (queued + in flight) per pod. Sync every
   15 s, tolerance 0.1, ``desired = ceil(metric / target)`` outside the tolerance band,
@@ -56,8 +57,9 @@ class CapacityTarget:
     - difficulty-weighted demand: ``demand / (tokens_per_second x drain_seconds)``, where
       ``drain_seconds`` is how long a request's expected tokens stay counted, weighted by
       those tokens, per sequence they keep busy;
-    - request counts in Ponder's loop: ``outstanding x tokens_per_request``, the average
-      demand of a request in flight.
+    - request counts in Ponder's loop: ``outstanding x tokens_per_request`` for demand and
+      ``in-flight requests x samples_per_request`` for running samples, the averages of a
+      request in flight.
     """
 
     sequences_per_replica: float
@@ -65,6 +67,7 @@ class CapacityTarget:
     requests_per_replica: float
     drain_seconds: float
     tokens_per_request: float
+    samples_per_request: float
 
 
 def derive_capacity_target(
@@ -83,6 +86,7 @@ def derive_capacity_target(
         requests_per_replica=sequences * mean_length / busy,
         drain_seconds=max(float((expected * length).mean()) / (speed * busy), 1.0),
         tokens_per_request=float((expected * length).mean()) / mean_length,
+        samples_per_request=busy / mean_length,
     )
 
 
@@ -96,11 +100,15 @@ class PonderAutoscaler:
         name: str = "ponder",
         period_seconds: float = 5.0,
         tokens_per_request: float | None = None,
+        samples_per_request: float | None = None,
     ) -> None:
+        if (tokens_per_request is None) != (samples_per_request is None):
+            raise ValueError("request counts need both tokens_per_request and samples_per_request")
         self.spec = spec
         self.name = name
         self.period_seconds = period_seconds
         self.tokens_per_request = tokens_per_request
+        self.samples_per_request = samples_per_request
         self.state = ScalingState(current_replicas=0)
         self.reasons: Counter[str] = Counter()
 
@@ -113,14 +121,15 @@ class PonderAutoscaler:
         self.reasons.clear()
 
     def decide(self, observation: Observation, now_seconds: float) -> int:
-        demand = observation.demand_tokens
-        if self.tokens_per_request is not None:
+        demand, samples = observation.demand_tokens, float(observation.inflight_sequences)
+        if self.tokens_per_request is not None and self.samples_per_request is not None:
             outstanding = observation.queued_requests + observation.inflight_requests
             demand = outstanding * self.tokens_per_request
+            samples = observation.inflight_requests * self.samples_per_request
         signals = Signals(
             demand_tokens=demand,
             router_queue_depth=observation.queued_requests,
-            inflight_samples=observation.inflight_sequences,
+            inflight_samples=samples,
             sampled_at_seconds=now_seconds,
         )
         state = self.state.model_copy(update={

@@ -74,7 +74,8 @@ def build_autoscalers(
     build: dict[str, Autoscaler] = {
         "ponder": PonderAutoscaler(spec),
         "ponder-requests": PonderAutoscaler(
-            spec, name="ponder-requests", tokens_per_request=target.tokens_per_request),
+            spec, name="ponder-requests", tokens_per_request=target.tokens_per_request,
+            samples_per_request=target.samples_per_request),
         "hpa": HpaAutoscaler(per_pod, min_replicas=1, max_replicas=max_replicas),
         "keda": KedaAutoscaler(per_pod, max_replicas=max_replicas),
     }
@@ -92,19 +93,20 @@ def run_comparison(
     names: Sequence[str] = POLICY_NAMES,
     utilization: float = 0.75,
     max_replicas: int = 64,
-    oracle_interval_seconds: float = 60.0,
-    warm_start: bool = True,
+    oracle_interval_seconds: float = 10.0,
+    warm_start_seconds: float | None = 180.0,
 ) -> Comparison:
     """Replay ``workload`` under each named policy.
 
-    With ``warm_start`` every replay starts with the oracle's largest pool of the first three
-    intervals (a pool already sized for the load, as if the service had been running before
-    the trace starts) instead of ``config.initial_replicas``.
+    With ``warm_start_seconds`` every replay starts with the oracle's largest pool of that
+    first stretch of the trace (a pool already sized for the load, as if the service had
+    been running before the trace starts) instead of ``config.initial_replicas``.
     """
     target = derive_capacity_target(workload, config.replica, utilization)
     oracle = compute_oracle(workload, config.replica, oracle_interval_seconds)
-    if warm_start and len(oracle.replicas):
-        config = replace(config, initial_replicas=max(1, int(oracle.replicas[:3].max())))
+    if warm_start_seconds is not None and len(oracle.replicas):
+        head = oracle.replicas[: max(1, int(warm_start_seconds // oracle_interval_seconds))]
+        config = replace(config, initial_replicas=max(1, int(head.max())))
     results = tuple(
         simulate(workload, autoscaler, config)
         for autoscaler in build_autoscalers(target, config, max_replicas=max_replicas,

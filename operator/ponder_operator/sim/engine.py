@@ -180,7 +180,8 @@ class _Replay:
             raise SimulationError(
                 f"a request needs {int(workload.sequences.max())} sequences; a replica runs "
                 f"at most {model.max_sequences}")
-        self.workload, self.autoscaler, self.config, self.model = workload, autoscaler, config, model
+        self.workload, self.autoscaler, self.config = workload, autoscaler, config
+        self.model = model
         self.rate = [model.sequence_tokens_per_second(c) for c in range(model.max_sequences + 1)]
         self.arrival: list[float] = workload.trace.arrival_seconds.tolist()
         self.sequences: list[int] = workload.sequences.tolist()
@@ -214,9 +215,9 @@ class _Replay:
         wall = time.perf_counter()
         now = 0.0
         for _ in range(self.config.initial_replicas):
-            replica = _Replica(_READY)
-            self.replicas.append(replica)
-            self.ready.append(replica)
+            warm = _Replica(_READY)
+            self.replicas.append(warm)
+            self.ready.append(warm)
             self.gpu_replicas += 1
         self.autoscaler.start(self.config.initial_replicas, now)
         self.push(0.0, _TICK)

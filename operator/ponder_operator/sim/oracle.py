@@ -2,17 +2,17 @@
 
 Role: beside ``engine``; reads a ``workload.Workload`` and a ``engine.ReplicaModel``, no replay.
 
-The oracle knows every request in advance and starts replicas instantly. It starts each
-request the moment it arrives (zero queue wait, so it meets any wait target) and runs each
-sequence at the speed of a *full* replica, ``r(max_sequences)``, the slowest a sequence ever
-decodes. In each interval of ``interval_seconds`` it runs the fewest whole replicas whose
-full-batch throughput covers the tokens that schedule generates in that interval:
-``ceil(tokens_in_interval / (max_tokens_per_second x interval_seconds))``. Packing is
-perfect inside an interval, so this is optimistic: no real scaler, with start-up delays
-and whole requests to place, can do better, and a smaller interval only lowers it.
+The oracle knows every request in advance and starts replicas instantly (zero start-up).
+It starts each request the moment it arrives, so every request meets any queue-wait
+target, and runs each sequence at the speed of a *full* replica, ``r(max_sequences)``.
+Sequences pack perfectly across replicas. In each interval of ``interval_seconds`` it runs
+the fewest whole replicas that hold the most sequences running at any moment of that
+interval: ``ceil(peak sequences / max_sequences)``. No real scaler, which must wait for
+start-up and place whole requests on replicas, meets the same target with less, and a
+smaller interval only lowers the bound.
 
 ``fluid_gpu_seconds`` is the plainer bound: all generated tokens at full-batch throughput,
-as if replicas were divisible and never idle.
+as if replicas were divisible and never idle (it ignores the latency target).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class OracleBound:
 
 
 def compute_oracle(
-    workload: Workload, replica: ReplicaModel, interval_seconds: float = 60.0
+    workload: Workload, replica: ReplicaModel, interval_seconds: float = 10.0
 ) -> OracleBound:
     """The oracle bound for ``workload`` on ``replica`` (see the module docstring)."""
     if workload.requests == 0:
@@ -57,17 +57,17 @@ def compute_oracle(
     width = workload.sequences.astype(np.float64)
     times = np.concatenate([start, end])
     steps = np.concatenate([width, -width])
-    order = np.argsort(times, kind="stable")
+    order = np.lexsort((steps, times))  # at equal times, ends before starts
     times, steps = times[order], steps[order]
-    occupancy = np.cumsum(steps)  # sequences running just after each time
-    # sequence-seconds run up to each event time; piecewise linear in between
-    area = np.concatenate([[0.0], np.cumsum(occupancy[:-1] * np.diff(times))])
+    occupancy = np.cumsum(steps)  # sequences running just after each event
     intervals = max(1, math.ceil(float(end.max()) / interval_seconds))
     bounds = np.arange(intervals + 1) * interval_seconds
-    area_at = np.interp(bounds, times, area, left=0.0, right=float(area[-1]))
-    sequence_seconds = np.diff(area_at)
-    full = replica.max_sequences * interval_seconds
-    replicas = np.ceil(sequence_seconds / full - 1e-9).clip(min=0).astype(np.int64)
+    first = np.searchsorted(times, bounds, side="left")  # first event of each interval
+    carried = np.where(first[:-1] > 0, occupancy[np.maximum(first[:-1] - 1, 0)], 0.0)
+    has_events = first[:-1] < first[1:]
+    inside = np.maximum.reduceat(occupancy, np.minimum(first[:-1], len(occupancy) - 1))
+    peak = np.where(has_events, np.maximum(carried, inside), carried)
+    replicas = np.ceil(peak / replica.max_sequences - 1e-9).clip(min=0).astype(np.int64)
     gpus = replica.gpus_per_replica
     tokens = float(workload.generated_tokens.sum())
     return OracleBound(

@@ -134,9 +134,10 @@ def plot_timelines(
     except ImportError:
         return False
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    minutes = np.arange(len(oracle.replicas) + 1) * oracle.interval_seconds / 60.0
-    top.step(minutes, np.append(oracle.replicas, oracle.replicas[-1:]), where="post",
-             color="black", linestyle="--", linewidth=1.2, label="oracle")
+    if len(oracle.replicas):
+        minutes = np.arange(len(oracle.replicas) + 1) * oracle.interval_seconds / 60.0
+        top.step(minutes, np.append(oracle.replicas, oracle.replicas[-1:]), where="post",
+                 color="black", linestyle="--", linewidth=1.2, label="oracle")
     for result in results:
         line = result.timeline
         top.plot(line.time_seconds / 60.0, line.gpu_replicas, linewidth=1.0, label=result.policy)
