@@ -217,6 +217,9 @@ class Cluster:
             # Endpoints and EndpointSlices reject the loopback pod IPs: nothing would sync.
             "--controllers=*,-endpoints-controller,-endpointslice-controller,"
             "-endpointslice-mirroring-controller",
+            # KWOK renews the fake nodes' leases; on a loaded two-core machine a renewal can be
+            # late, and a node marked NotReady would flip every pod on it to NotReady.
+            "--node-monitor-grace-period=5m",
             f"--cluster-signing-cert-file={pki.ca_cert}",
             f"--cluster-signing-key-file={pki.ca_key}",
         ])

@@ -1,17 +1,19 @@
 """The autoscaler's loop body: read signals, ask the policy, scale, account, report.
 
 One ``tick`` per ReasoningService every ``spec.scaling.intervalSeconds`` (the kopf daemon
-in ``handlers`` calls it). I/O only: the decision is ``policy.scaling``'s, the status is
-``policy.status``'s, the cost is ``policy.cost``'s.
+in ``handlers`` calls it). I/O only, and little of it: the children's state comes from the
+watches' in-memory indexes (``views``), the signals from one shared Prometheus batch
+(``adapters.prometheus.SignalCache``); the decision is ``policy.scaling``'s, the status is
+``policy.status``'s, the cost is ``policy.cost``'s. The status is written only when it
+changed (the GPU-seconds counter at most every ``COST_WRITE_SECONDS``).
 
-- Signals come from Prometheus (``adapters.prometheus``); no Prometheus configured, or a
-  failed read, holds the replicas and sets ``Degraded``.
+- No Prometheus configured, or a failed or stale read, holds the replicas and sets
+  ``Degraded``.
 - ``spec.scaling.paused`` hands the replica count to the user: ``kubectl scale rsvc``
   writes ``spec.scaling.replicas``, which this loop applies.
 - Each change of replicas is an Event and ``lastScaleTime``/``lastScaleReason``; a change
   of ``atCeiling`` is re-published to the router through its ConfigMap.
-- GPU-seconds accumulate from ready replicas between ticks into the status (so the
-  counters resume after a restart) and the ``ponder_gpu_seconds_total`` metric.
+- GPU-seconds accumulate from ready replicas between ticks, resuming from the status.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from ponder_operator.adapters import prometheus as prom
 from ponder_operator.adapters.kube import Kube
+from ponder_operator.adapters.prometheus import SignalCache
 from ponder_operator.api.spec import ReasoningServiceSpec, parse_spec
 from ponder_operator.api.status import (
     Condition,
@@ -45,26 +47,23 @@ from ponder_operator.policy.scaling import (
     Signals,
     compute_desired_replicas,
 )
-from ponder_operator.reconcile import (
-    Capacity,
-    apply_router_config,
-    observe_children,
-    owner_of,
-    write_status,
-)
-from ponder_operator.render import triton_name, triton_selector
+from ponder_operator.reconcile import Capacity, apply_router_config, owner_of, write_status
+from ponder_operator.render import router_name, triton_name, triton_selector
 from ponder_operator.settings import OperatorSettings
+from ponder_operator.views import service_view
 
 log = logging.getLogger(__name__)
+COST_WRITE_SECONDS = 30.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopState:
     """What one service's loop remembers between ticks (lost on restart, by design)."""
 
     scaling: ScalingState | None = None
     last_tick_seconds: float | None = None
-    prometheus: Any = field(default=None, repr=False)
+    last_cost_write_seconds: float = 0.0
+    written: ReasoningServiceStatus | None = None
 
 
 def interval_seconds(body: Mapping[str, Any]) -> float:
@@ -93,36 +92,29 @@ def scaling_spec(spec: ReasoningServiceSpec, settings: OperatorSettings) -> Scal
     )
 
 
-def _read_signals(
-    settings: OperatorSettings, loop: LoopState, namespace: str, name: str, now: float
-) -> Signals:
-    if not settings.prometheus_url:
+def _signals(memo: Any, namespace: str, name: str, now_seconds: float) -> Signals:
+    cache: SignalCache | None = memo.get("signals")
+    if cache is None:
         return Signals(read_ok=False, error="no Prometheus configured (PONDER_PROMETHEUS_URL)")
-    if loop.prometheus is None:
-        loop.prometheus = prom.connect(settings.prometheus_url,
-                                       settings.prometheus_timeout_seconds)
-    query = prom.SignalQuery(namespace, name, settings.metrics_max_age_seconds)
-    return prom.fetch_signals(loop.prometheus, query, now)
+    return cache.signals(namespace, name, now_seconds)
 
 
 def _conditions(
-    status: ReasoningServiceStatus, decision: ScaleDecision, current: int, generation: int,
-    now: datetime,
+    status: ReasoningServiceStatus, decision: ScaleDecision, current: int, desired: int,
+    generation: int, now: datetime,
 ) -> tuple[Condition, ...]:
     def cond(type_: ConditionType, state: bool, reason: str, message: str) -> Condition:
         return Condition(type=type_, status="True" if state else "False", reason=reason,
                          message=message, last_transition_time=now,
                          observed_generation=generation)
 
-    scaling = decision.desired_replicas != current
     conditions = with_condition(status.conditions, cond(
-        ConditionType.SCALING, scaling, decision.reason,
-        decision.message or f"{current} → {decision.desired_replicas} replicas"))
-    conditions = with_condition(conditions, cond(
+        ConditionType.SCALING, desired != current, decision.reason,
+        decision.message or f"{current} → {desired} replicas"))
+    return with_condition(conditions, cond(
         ConditionType.DEGRADED, decision.degraded,
         decision.reason if decision.degraded else Reason.AS_EXPECTED,
         decision.message if decision.degraded else "metrics are fresh"))
-    return conditions
 
 
 def _price(spec: ReasoningServiceSpec, memo: Any) -> float | None:
@@ -133,7 +125,12 @@ def _price(spec: ReasoningServiceSpec, memo: Any) -> float | None:
         return None
 
 
-def tick(body: kopf.Body, memo: Any, loop: LoopState) -> LoopState:
+def _comparable(status: ReasoningServiceStatus) -> dict[str, Any]:
+    """The status without the fields that change every tick (the cost counters)."""
+    return status.model_dump(exclude={"gpu_seconds_total", "gpu_hours", "cost"})
+
+
+def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState) -> LoopState:
     """One pass of the loop; returns the memory for the next one."""
     kube: Kube = memo["kube"]
     settings: OperatorSettings = memo["settings"]
@@ -142,46 +139,52 @@ def tick(body: kopf.Body, memo: Any, loop: LoopState) -> LoopState:
     except SpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     owner = owner_of(body)
+    view = service_view(indexes, owner.namespace, triton_name(owner), router_name(owner),
+                        owner.name, spec.resources.gpu_product)
+    if view.triton is None:
+        return loop  # not reconciled yet, or not seen by the watch yet
     generation = int(body["metadata"].get("generation") or 0)
     now_seconds = time.time()
     now = datetime.fromtimestamp(now_seconds, UTC)
-    seen = observe_children(kube, owner, spec, generation)
-    if kube.get("apps/v1", "Deployment", triton_name(owner), owner.namespace) is None:
-        return loop  # not reconciled yet
+    seen = status_policy.observe(generation, view.triton, view.router, view.pods,
+                                 view.gpu_product_known)
     current = seen.desired_replicas
-    previous_state = loop.scaling or ScalingState(current_replicas=current)
-    state = previous_state.model_copy(update={
+    state = (loop.scaling or ScalingState(current_replicas=current)).model_copy(update={
         "current_replicas": current, "ready_replicas": seen.triton_ready,
         "pending_unschedulable_replicas": seen.unschedulable_pods,
     })
-    signals = _read_signals(settings, loop, owner.namespace, owner.name, now_seconds)
-    decision = compute_desired_replicas(scaling_spec(spec, settings), signals, state,
-                                        now_seconds)
+    decision = compute_desired_replicas(
+        scaling_spec(spec, settings), _signals(memo, owner.namespace, owner.name, now_seconds),
+        state, now_seconds)
     desired = decision.desired_replicas
     if spec.scaling.paused and spec.scaling.replicas is not None:
         desired = spec.scaling.replicas  # the user's manual override (kubectl scale rsvc)
-    previous = ReasoningServiceStatus.model_validate(body.get("status") or {})
+
+    previous = loop.written or ReasoningServiceStatus.model_validate(body.get("status") or {})
     status = status_policy.compute_status(previous, seen, triton_selector(owner), now)
     updates: dict[str, Any] = {
-        "desired_replicas": desired,
-        "at_ceiling": decision.at_ceiling,
-        "selector": triton_selector(owner),
-        "conditions": _conditions(status, decision, current, generation, now),
+        "desired_replicas": desired, "at_ceiling": decision.at_ceiling,
+        "conditions": _conditions(status, decision, current, desired, generation, now),
     }
     if desired != current:
         kube.scale_deployment(owner.namespace, triton_name(owner), desired)
-        reason = decision.reason if not spec.scaling.paused else Reason.PAUSED
+        reason = Reason.PAUSED if spec.scaling.paused else decision.reason
         updates.update(last_scale_time=now, last_scale_reason=f"{reason}: {current} → {desired}")
         kopf.info(body, reason="Scaled",
                   message=f"{current} → {desired} Triton replicas ({reason}) "
                           f"{decision.message}".strip())
     elapsed = 0.0 if loop.last_tick_seconds is None else now_seconds - loop.last_tick_seconds
     updates.update(cost_policy.accumulate(
-        status, spec, ready_replicas=seen.triton_ready, elapsed_seconds=elapsed,
+        previous, spec, ready_replicas=seen.triton_ready, elapsed_seconds=elapsed,
         price=_price(spec, memo)).as_status_updates())
-    write_status(kube, owner, status.model_copy(update=updates))
+    new_status = status.model_copy(update=updates)
+
+    last_cost_write = loop.last_cost_write_seconds
+    cost_due = now_seconds - last_cost_write >= COST_WRITE_SECONDS
+    if cost_due or loop.written is None or _comparable(new_status) != _comparable(loop.written):
+        write_status(kube, owner, new_status)
+        last_cost_write = now_seconds
     if bool(previous.at_ceiling) != decision.at_ceiling:
-        apply_router_config(kube, owner, spec,
-                            Capacity(decision.at_ceiling, seen.triton_ready))
+        apply_router_config(kube, owner, spec, Capacity(decision.at_ceiling, seen.triton_ready))
     return LoopState(scaling=decision.new_state, last_tick_seconds=now_seconds,
-                     prometheus=loop.prometheus)
+                     last_cost_write_seconds=last_cost_write, written=new_status)

@@ -4,11 +4,12 @@ Handlers (explicit ids, so kopf's stored progress survives renames):
 
 - ``reconcile-create`` / ``reconcile-update`` / ``reconcile-resume`` — apply the children
   of a ReasoningService and write its status;
-- ``services`` — an index of ReasoningServices, so child events find their owner cheaply;
-- ``children`` — a managed Deployment changed (hand edit, deletion, rollout progress):
-  re-apply it (reverting hand edits, except ``replicas``) and refresh the owner's status;
+- ``services``, ``deployments``, ``triton_pods``, ``gpu_products`` — in-memory indexes fed
+  by the watches (see ``views``): the loops read the cluster from these, not from the API;
+- ``children`` — a managed Deployment was edited by hand or deleted: re-apply it
+  (``replicas`` excepted, it belongs to the autoscaler);
 - ``autoscale`` — a daemon per ReasoningService running the scaling loop every
-  ``spec.scaling.intervalSeconds`` (see ``autoscale``).
+  ``spec.scaling.intervalSeconds`` (see ``autoscale``); it also keeps the status current.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ from typing import Any
 
 import kopf
 
-from ponder_operator import autoscale
-from ponder_operator.adapters.kube import Kube, load_api_client
+from ponder_operator import autoscale, views
+from ponder_operator.adapters import prometheus as prom
+from ponder_operator.adapters.kube import (
+    AUTOSCALER_FIELD_MANAGER,
+    FIELD_MANAGER,
+    Kube,
+    load_api_client,
+)
 from ponder_operator.api import GROUP, PLURAL, VERSION
 from ponder_operator.api.spec import parse_spec
 from ponder_operator.api.status import (
@@ -43,11 +50,21 @@ from ponder_operator.reconcile import (
     render_children,
     write_status,
 )
-from ponder_operator.render import MANAGED_BY, SERVICE_LABEL, RenderOptions
+from ponder_operator.render import (
+    COMPONENT_LABEL,
+    GPU_PRODUCT_LABEL,
+    MANAGED_BY,
+    SERVICE_LABEL,
+    RenderOptions,
+)
 from ponder_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_SECONDS = 30
+_MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+# Writers of a child's spec that are not hand edits: the operator itself and the autoscaler
+# (server-side apply), and kube-controller-manager (e.g. the deployment controller).
+_OWN_MANAGERS = frozenset({FIELD_MANAGER, AUTOSCALER_FIELD_MANAGER, "kube-controller-manager"})
 
 
 @kopf.on.startup()
@@ -63,6 +80,12 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     kube = Kube(load_api_client())
     memo["settings"] = operator_settings
     memo["kube"] = kube
+    if operator_settings.prometheus_url:
+        client = prom.connect(operator_settings.prometheus_url,
+                              operator_settings.prometheus_timeout_seconds)
+        memo["signals"] = prom.SignalCache(
+            lambda: prom.fetch_batch(client),
+            max_age_seconds=operator_settings.metrics_max_age_seconds)
     memo["options"] = RenderOptions(
         router_image=operator_settings.router_image,
         service_monitor=kube.has_kind("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -122,13 +145,42 @@ def services(
     return {(namespace, name): copy.deepcopy(dict(body))}
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
-               id="children")
+@kopf.index("apps", "v1", "deployments", labels=_MANAGED, id="deployments")
+def deployments(
+    *, namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], views.Summary]:
+    return {(namespace, name): views.summarize_deployment(body)}
+
+
+@kopf.index("", "v1", "pods", labels={**_MANAGED, COMPONENT_LABEL: "triton"}, id="triton_pods")
+def triton_pods(
+    *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], views.Summary]:
+    return {(namespace, labels.get(SERVICE_LABEL, "")): views.summarize_pod(body)}
+
+
+@kopf.index("", "v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT}, id="gpu_products")
+def gpu_products(*, labels: Mapping[str, str], name: str, **_: Any) -> dict[str, str]:
+    return {labels[GPU_PRODUCT_LABEL]: name}
+
+
+def hand_edited(body: Mapping[str, Any]) -> bool:
+    """Whether a manager other than the operator, the autoscaler or a controller wrote spec."""
+    for entry in body.get("metadata", {}).get("managedFields") or []:
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if entry.get("manager") in _OWN_MANAGERS or entry.get("subresource"):
+            continue
+        if set(fields) - {"f:replicas"}:
+            return True
+    return False
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_MANAGED, id="children")
 def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    """Re-apply a changed child Deployment and refresh its owner's status."""
-    services: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["services"]
-    if type is None:  # the initial listing: resume handlers cover it
+    """Revert a hand edit (or deletion) of a child Deployment by re-applying it."""
+    if type is None or (type != "DELETED" and not hand_edited(body)):
         return
+    services: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["services"]
     meta = body["metadata"]
     key = (meta["namespace"], meta.get("labels", {}).get(SERVICE_LABEL, ""))
     for owner_body in services.get(key, []):
@@ -138,32 +190,28 @@ def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
             spec = parse_spec(owner_body)
         except SpecError:
             continue  # reported by the reconcile handler
-        kube: Kube = memo["kube"]
         owner = owner_of(owner_body)
-        previous = _previous_status(owner_body)
-        for child in render_children(owner, spec, memo["options"], _capacity(previous)):
+        for child in render_children(owner, spec, memo["options"], Capacity()):
             if child["kind"] == "Deployment" and child["metadata"]["name"] == meta["name"]:
-                kube.apply(child)
-        live = kube.get(f"{GROUP}/{VERSION}", "ReasoningService", owner.name, owner.namespace)
-        if live is None:
-            continue
-        status = refresh_status(kube, owner, spec, int(live["metadata"].get("generation") or 0),
-                                _previous_status(live))
-        write_status(kube, owner, status)
+                memo["kube"].apply(child)
+
+
+_INDEXES = ("deployments", "triton_pods", "gpu_products")
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=10,
              initial_delay=1)
 async def autoscaler(
     *, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any,
-    logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any], **kwargs: Any,
 ) -> None:
     """One scaling loop per ReasoningService; every failure is logged and retried."""
+    indexes = {name: kwargs[name] for name in _INDEXES}
     state = autoscale.LoopState()
     while not stopped:
         interval = autoscale.interval_seconds(body)
         try:
-            state = await asyncio.to_thread(autoscale.tick, body, memo, state)
+            state = await asyncio.to_thread(autoscale.tick, body, memo, indexes, state)
         except kopf.PermanentError as exc:
             logger.warning("autoscaling skipped: %s", exc)
         except Exception:  # last-resort boundary: the loop must outlive any single failure
