@@ -1,0 +1,73 @@
+"""The children the operator renders, and the operator → router configuration contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ponder_operator.api.spec import parse_spec
+from ponder_operator.reconcile import Capacity, initial_replicas, render_children
+from ponder_operator.render import Owner, RenderOptions, render_router_config
+from ponder_router.settings import RouterConfig
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+OWNER = Owner(name="math", namespace="ml", uid="0000-1111")
+
+
+def example_specs() -> list[Any]:
+    specs = []
+    for path in EXAMPLES:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "ReasoningService":
+                specs.append(pytest.param(parse_spec(doc), id=path.stem))
+    return specs
+
+
+@pytest.mark.parametrize("spec", example_specs())
+def test_the_rendered_router_config_is_accepted_by_the_routers_own_model(spec: Any) -> None:
+    config = render_router_config(OWNER, spec, at_ceiling=True, replicas=3,
+                                  escalation={t.escalate_to: "http://x-router.ml.svc"
+                                              for t in spec.budgets.tiers if t.escalate_to})
+    parsed = RouterConfig.model_validate(config)
+    assert parsed.service == "math"
+    assert [t.name for t in parsed.budgets.tiers] == [t.name for t in spec.budgets.tiers]
+    assert parsed.capacity.at_ceiling is True
+
+
+@pytest.mark.parametrize("spec", example_specs())
+def test_every_child_is_owned_by_the_service_and_runs_hardened(spec: Any) -> None:
+    children = render_children(OWNER, spec, RenderOptions(), Capacity())
+    for child in children:
+        refs = child["metadata"]["ownerReferences"]
+        assert refs[0]["uid"] == OWNER.uid
+        assert refs[0]["controller"] is True
+    for deployment in (c for c in children if c["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("spec", example_specs())
+def test_the_triton_deployment_leaves_replicas_to_the_autoscaler(spec: Any) -> None:
+    triton = next(c for c in render_children(OWNER, spec, RenderOptions(), Capacity())
+                  if c["metadata"]["name"] == "math-triton" and c["kind"] == "Deployment")
+    assert "replicas" not in triton["spec"]
+    limits = triton["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == str(spec.resources.gpus_per_replica)
+    assert initial_replicas(spec) == spec.scaling.min_replicas
+
+
+def test_the_service_monitor_is_rendered_only_when_the_cluster_serves_it() -> None:
+    spec = example_specs()[0].values[0]
+    kinds = {c["kind"] for c in render_children(OWNER, spec, RenderOptions(), Capacity())}
+    assert "ServiceMonitor" not in kinds
+    kinds = {c["kind"] for c in render_children(
+        OWNER, spec, RenderOptions(service_monitor=True), Capacity())}
+    assert "ServiceMonitor" in kinds
