@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -79,6 +80,8 @@ class Cluster:
 
     state_dir: Path
     controller_qps: int = 50  # client QPS of controller-manager and scheduler
+    # Pods whose label has one of these values are left to the local runner, not KWOK.
+    runner_selector: tuple[str, tuple[str, ...]] | None = None
     processes: list[Process] = field(default_factory=list)
     startup_seconds: dict[str, float] = field(default_factory=dict)
     apiserver_port: int = 0
@@ -239,13 +242,20 @@ class Cluster:
 
     def _start_kwok(self) -> None:
         stages_dir = bin_dir() / "kwok-stages"
-        docs: list[str] = []
-        for stage in _KWOK_STAGES:
-            for path in sorted((stages_dir / stage).glob("*.yaml")):
+        stages: list[dict[str, Any]] = []
+        for stage_dir in _KWOK_STAGES:
+            for path in sorted((stages_dir / stage_dir).glob("*.yaml")):
                 if path.name != "kustomization.yaml":
-                    docs.append(path.read_text())
+                    stages.append(yaml.safe_load(path.read_text()))
+        if self.runner_selector is not None:
+            label, values = self.runner_selector
+            for stage in stages:
+                if stage["spec"]["resourceRef"]["kind"] == "Pod":
+                    stage["spec"]["selector"]["matchExpressions"].append(
+                        {"key": f'.metadata.labels["{label}"]', "operator": "NotIn",
+                         "values": list(values)})
         config = self.state_dir / "kwok-stages.yaml"
-        config.write_text("\n---\n".join(docs))
+        config.write_text(yaml.safe_dump_all(stages))
         kwok = self._spawn("kwok", [
             str(go_tool("kwok")),
             f"--kubeconfig={self.kubeconfig}",

@@ -108,6 +108,7 @@ class TritonServer:
     exit_timeout_seconds: int = 5
     log_verbose: int = 0
     extra_args: Sequence[str] = ()
+    host: str = LOOPBACK  # any 127.0.0.0/8 address: the local runner gives each pod its own
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
@@ -124,16 +125,16 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
         """``host:port``, the form ``tritonclient.grpc`` takes as its ``url``."""
-        return f"{LOOPBACK}:{self.grpc_port}"
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     @property
     def model_names(self) -> list[str]:
@@ -145,11 +146,11 @@ class TritonServer:
             str(root / "bin" / "tritonserver"),
             f"--model-repository={self.repository}",
             f"--backend-directory={root / 'backends'}",
-            f"--http-address={LOOPBACK}",
+            f"--http-address={self.host}",
             f"--http-port={self.http_port}",
-            f"--grpc-address={LOOPBACK}",
+            f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={LOOPBACK}",
+            f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
             "--pinned-memory-pool-byte-size=0",
