@@ -40,6 +40,10 @@ SERVICE_CIDR = "10.96.0.0/16"
 _KWOK_STAGES = ("node/fast", "node/heartbeat-with-lease", "pod/fast")
 
 
+class ToolError(RuntimeError):
+    """kubectl or helm failed; the message carries its stderr."""
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """A fake node: GPUs (0 for a CPU node), product label, CPU and memory capacity."""
@@ -313,9 +317,8 @@ class Cluster:
             env=env, timeout=300, check=False,
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, [tool, *args], result.stdout, result.stderr
-            )
+            raise ToolError(f"{tool} {' '.join(args)} exited {result.returncode}: "
+                            f"{result.stderr.strip()}")
         return result
 
     def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:

@@ -14,13 +14,15 @@ KWOK is told to leave pods labelled ``ponder.dev/component`` in (triton, router)
   process answers its health check (and not Ready when it dies);
 - on deletion stops the process, then removes the pod (the kubelet's part).
 
-So adding a replica really adds serving capacity, Prometheus can scrape the pods it
-discovers, and nothing is sent to an address that the runner does not serve.
+It also keeps a Prometheus file-discovery targets file of the Ready pods it serves. So
+adding a replica really adds serving capacity, Prometheus scrapes what the cluster runs,
+and nothing is sent to an address that the runner does not serve.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import threading
@@ -40,6 +42,7 @@ from ponder_localstack.triton import SimModelOptions, TritonServer
 log = logging.getLogger(__name__)
 
 COMPONENT_LABEL = "ponder.dev/component"
+SERVICE_LABEL = "ponder.dev/service"
 RUN_COMPONENTS = ("triton", "router")
 IP_PREFIX = "127.64.1."
 ROUTER_PORT = 8080
@@ -73,6 +76,8 @@ class PodRunner:
     _api: Any = None
 
     def start(self) -> PodRunner:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._write_targets([])
         self._api = client.CoreV1Api(config.new_client_from_config(str(self.cluster.kubeconfig)))
         self._thread = threading.Thread(target=self._loop, name="pod-runner", daemon=True)
         self._thread.start()
@@ -121,6 +126,28 @@ class PodRunner:
                 self._report(pod, run)
         for uid in set(self.running) - seen:
             self._stop_process(self.running.pop(uid))
+        self._write_targets(pods)
+
+    @property
+    def targets_file(self) -> Path:
+        return self.state_dir / "scrape-targets.json"
+
+    def _write_targets(self, pods: Sequence[Any]) -> None:
+        """Prometheus file-discovery targets: the Ready pods that ask to be scraped."""
+        groups = []
+        for pod in pods:
+            run = self.running.get(pod.metadata.uid)
+            annotations = pod.metadata.annotations or {}
+            if run is None or not run.ready or annotations.get("prometheus.io/scrape") != "true":
+                continue
+            groups.append({
+                "targets": [f"{run.ip}:{annotations.get('prometheus.io/port', '80')}"],
+                "labels": {"namespace": pod.metadata.namespace, "pod": pod.metadata.name,
+                           "ponder_service": pod.metadata.labels.get(SERVICE_LABEL, "")},
+            })
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(self.targets_file)
 
     def _launch(self, pod: Any) -> _Running:
         ip = f"{IP_PREFIX}{self._next_ip}"

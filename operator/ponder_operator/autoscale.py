@@ -170,9 +170,9 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
         kube.scale_deployment(owner.namespace, triton_name(owner), desired)
         reason = Reason.PAUSED if spec.scaling.paused else decision.reason
         updates.update(last_scale_time=now, last_scale_reason=f"{reason}: {current} → {desired}")
-        kopf.info(body, reason="Scaled",
-                  message=f"{current} → {desired} Triton replicas ({reason}) "
-                          f"{decision.message}".strip())
+        kopf.event(body, type="Normal", reason="Scaled",
+                   message=f"{current} → {desired} Triton replicas ({reason}) "
+                           f"{decision.message}".strip())
     elapsed = 0.0 if loop.last_tick_seconds is None else now_seconds - loop.last_tick_seconds
     updates.update(cost_policy.accumulate(
         previous, spec, ready_replicas=seen.triton_ready, elapsed_seconds=elapsed,

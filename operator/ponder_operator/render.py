@@ -232,7 +232,9 @@ def render_service_monitor(owner: Owner, spec: ReasoningServiceSpec) -> dict[str
         "metadata": _metadata(owner, triton_name(owner), _labels(owner, "triton", spec)),
         "spec": {
             "selector": {"matchLabels": selector_labels(owner, "triton")},
-            "endpoints": [{"port": "metrics", "interval": "5s"}],
+            "endpoints": [{"port": "metrics", "interval": "5s", "relabelings": [
+                {"sourceLabels": ["__meta_kubernetes_pod_label_ponder_dev_service"],
+                 "targetLabel": "ponder_service"}]}],
         },
     }
 

@@ -1,0 +1,158 @@
+"""The operator scales real Triton pods on the demand Prometheus reads from real routers.
+
+Activation, scale-out under a burst, scale-in after it; metrics lost → replicas held and
+Degraded; scale to zero and activation from zero. Every request is accounted for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conftest import Loop
+
+DATA = Path(os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared"
+                           / "data"))
+
+
+def hard_problems(count: int) -> list[str]:
+    rows = [json.loads(line) for line in (DATA / "math" / "math500_test.jsonl").open()]
+    return [r["problem"] for r in rows if r["level"] == 5][:count]
+
+
+def service(name: str, **scaling: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "ponder.dev/v1alpha1", "kind": "ReasoningService",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "model": {"name": "ponder-sim-llm", "tritonModelName": "ponder-sim-llm",
+                      "repository": {"configMap": {"name": "sim"}}},
+            "scaling": {"intervalSeconds": 2, "targetDrainSeconds": 5,
+                        "throughputPriorTokensPerSecond": 200,
+                        "scaleDownStabilizationSeconds": 10, "scaleDownMaxStep": 4,
+                        **scaling},
+            "budgets": {"tiers": [
+                {"name": "hard", "maxDifficulty": 1.0, "maxTokens": 1024, "maxSamples": 6,
+                 "initialSamples": 3, "strategy": "vote"}]},
+            "router": {"replicas": 1},
+        },
+    }
+
+
+def eventually(predicate: Any, timeout_seconds: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout_seconds} s")
+
+
+class Load:
+    """Closed-loop clients for a bounded time; every outcome counted."""
+
+    def __init__(self, url: str, workers: int, seconds: float) -> None:
+        self.url, self.workers, self.seconds = url, workers, seconds
+        self.outcomes: Counter[str] = Counter()
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, args=(i,)) for i in range(workers)]
+
+    def _work(self, index: int) -> None:
+        prompts = hard_problems(20)
+        deadline = time.monotonic() + self.seconds
+        with httpx.Client(timeout=120) as client:
+            i = index
+            while time.monotonic() < deadline:
+                with self._lock:
+                    self.sent += 1
+                try:
+                    reply = client.post(f"{self.url}/v1/chat/completions", json={
+                        "model": "ponder-sim-llm",
+                        "messages": [{"role": "user", "content": prompts[i % len(prompts)]}]})
+                    outcome = str(reply.status_code)
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                with self._lock:
+                    self.outcomes[outcome] += 1
+                i += self.workers
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for t in self._threads:
+            t.join(timeout=180)
+
+
+def test_a_burst_scales_triton_out_and_its_end_scales_it_back_in(loop: Loop) -> None:
+    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(
+        service("burst", minReplicas=1, maxReplicas=3)))
+    eventually(lambda: loop.condition("burst", "Ready").get("status") == "True", 90, "Ready")
+    url = loop.router_url()
+    assert loop.triton_replicas("burst") == 1
+
+    peak = 0
+    with Load(url, workers=8, seconds=30) as load:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            peak = max(peak, len(loop.runner.ready_ips("triton")))
+            time.sleep(0.5)
+    assert peak >= 2, f"no scale-out under load (outcomes {load.outcomes})"
+    assert loop.rsvc("burst")["status"]["lastScaleReason"]
+    assert load.sent == sum(load.outcomes.values()), "every request is accounted for"
+    assert set(load.outcomes) <= {"200", "429"}, load.outcomes
+    assert load.outcomes["200"] > 0
+
+    eventually(lambda: loop.triton_replicas("burst") == 1, 90, "scale-in after the burst")
+    events = loop.cluster.kubectl("get", "events", "--field-selector", "reason=Scaled",
+                                  "-o", "json")
+    messages = [e["message"] for e in json.loads(events)["items"]]
+    assert any("1 → " in m for m in messages), messages
+    assert any("→ 1 " in m for m in messages), messages
+
+
+def test_lost_metrics_hold_the_replicas_and_set_degraded(loop: Loop) -> None:
+    eventually(lambda: loop.condition("burst", "Degraded").get("status") == "False", 60,
+               "healthy before the fault")
+    before = loop.triton_replicas("burst")
+    port = loop.prometheus.port
+    loop.prometheus.stop()
+    try:
+        eventually(lambda: loop.condition("burst", "Degraded").get("status") == "True", 60,
+                   "Degraded after Prometheus stopped")
+        time.sleep(6)  # a few more ticks without metrics
+        assert loop.triton_replicas("burst") == before
+        assert loop.condition("burst", "Degraded")["reason"].startswith("Held")
+    finally:
+        loop.prometheus.start(port=port)
+    eventually(lambda: loop.condition("burst", "Degraded").get("status") == "False", 60,
+               "Degraded cleared after Prometheus is back")
+    loop.cluster.kubectl("delete", "rsvc", "burst")
+
+
+def test_an_idle_service_scales_to_zero_and_a_request_activates_it(loop: Loop) -> None:
+    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(service(
+        "idle", minReplicas=0, maxReplicas=2,
+        scaleToZero={"enabled": True, "idleWindowSeconds": 30})))
+    eventually(lambda: loop.rsvc("idle").get("status", {}).get("desiredReplicas") == 0
+               and loop.triton_replicas("idle") == 0, 120, "scaled to zero")
+    url = loop.router_url()
+    eventually(lambda: not loop.runner.ready_ips("triton"), 60, "no Triton pod running")
+
+    started = time.monotonic()
+    reply = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
+        "model": "ponder-sim-llm", "messages": [{"role": "user", "content": "What is $2+2$?"}]})
+    assert reply.status_code == 200, reply.text
+    assert loop.triton_replicas("idle") >= 1
+    assert "ActivateFromZero" in loop.rsvc("idle")["status"]["lastScaleReason"]
+    assert time.monotonic() - started < 90
