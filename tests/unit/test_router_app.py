@@ -6,6 +6,7 @@ Requests go through httpx's ASGI transport into ``create_app``; Triton is the sc
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from ponder_router.executor import Escalator
 from ponder_router.settings import RouterConfig
 from test_router_fakes import FakeFleet, Script, constant
 
+ANSWER_42 = Script(answer="42")
 EASY = {"difficulty": 0.05}
 HARD = {"difficulty": 0.95}
 
@@ -41,7 +43,7 @@ async def serve(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def router(script: Script = Script(answer="42"), **overrides: Any,
+async def router(script: Script = ANSWER_42, **overrides: Any,
                  ) -> AsyncIterator[tuple[httpx.AsyncClient, FakeFleet, Router]]:  # fmt: skip
     fleet = FakeFleet(constant(script))
     options = overrides.pop("options", {})
@@ -121,9 +123,7 @@ async def test_with_a_key_file_only_listed_keys_are_served(tmp_path: Path, heade
 async def test_a_full_router_answers_429_with_retry_after() -> None:
     slow = Script(tokens=100, token_seconds=0.01)
     limits = {"maxConcurrentRequests": 1, "maxQueueLength": 0}
-    async with router(slow, admission=limits) as (client, _, r):
-        import asyncio
-
+    async with router(slow, admission=limits) as (client, _, _):
         first = asyncio.ensure_future(client.post("/v1/chat/completions", json=chat(ponder=EASY)))
         await asyncio.sleep(0.1)
         second = await client.post("/v1/chat/completions", json=chat(ponder=EASY))
@@ -249,3 +249,34 @@ async def test_a_reloaded_config_moves_requests_to_the_new_endpoints() -> None:
         response = await client.post("/v1/chat/completions", json=chat(model="renamed"))
     assert response.status_code == 200
     assert [rec.address for rec in fleet.records] == ["b:1"]
+
+
+async def test_a_changed_config_file_is_picked_up_while_serving(tmp_path: Path) -> None:
+    path = tmp_path / "router.json"
+    path.write_text(config().model_dump_json(by_alias=True))
+    fleet = FakeFleet(constant(ANSWER_42))
+    app = create_app(config(), backend_factory=fleet.factory, config_path=path,
+                     config_poll_seconds=0.02)  # fmt: skip
+    async with serve(app) as client:
+        path.write_text(config(model_name="renamed").model_dump_json(by_alias=True))
+        for _ in range(100):
+            if app.state.router.config.model_name == "renamed":
+                break
+            await asyncio.sleep(0.02)
+        path.write_text("{not: valid")  # kept out: the running config stays
+        await asyncio.sleep(0.1)
+        response = await client.post("/v1/chat/completions", json=chat(model="renamed"))
+    assert response.status_code == 200
+
+
+def test_main_refuses_to_start_without_a_valid_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ponder_router.main import main
+
+    monkeypatch.delenv("PONDER_ROUTER_CONFIG", raising=False)
+    assert main() == 2
+    bad = tmp_path / "router.yaml"
+    bad.write_text("service: x\n")
+    monkeypatch.setenv("PONDER_ROUTER_CONFIG", str(bad))
+    assert main() == 2

@@ -114,6 +114,15 @@ async def test_a_replica_that_failed_is_avoided_while_it_is_marked_down() -> Non
     assert sum(r.address == "a:1" for r in fleet.records) == 1
 
 
+async def test_a_failed_vote_sample_is_replaced_by_a_new_one() -> None:
+    fleet = FakeFleet(by_seed({1: Script(fail_after=2)}, Script(answer="5")))
+    result = await run(executor(fleet), spec(HARD))
+    assert result.report.answer == "5"
+    assert result.report.samples.failed == 1
+    assert result.report.samples.completed == 4
+    assert 1004 in {r.params.seed for r in fleet.records}  # the replacement's own seed
+
+
 async def test_a_request_whose_samples_all_fail_is_an_upstream_error() -> None:
     fleet = FakeFleet(constant(Script(fail_after=0)))
     with pytest.raises(UpstreamError):
@@ -212,7 +221,7 @@ async def test_demand_and_inflight_samples_follow_the_running_work() -> None:
     await asyncio.sleep(0.1)
     assert ex.inflight_samples == 4
     expected = ex.plan(spec(HARD)).budget.expected_tokens
-    assert 0 < ex.demand_tokens() < expected
+    assert 0 < ex.demand_tokens() <= expected
     await task
     assert ex.inflight_samples == 0
     assert ex.demand_tokens() == 0
@@ -250,6 +259,15 @@ async def test_a_single_sample_request_streams_its_tokens() -> None:
     sink = Sink()
     result = await run(executor(fleet), spec(EASY), sink)
     assert "".join(sink.tokens) == result.text
+    assert len(sink.tokens) == 7
+    assert fleet.records[0].streamed
+
+
+async def test_samples_not_forwarded_to_a_client_are_fetched_whole() -> None:
+    fleet = FakeFleet(constant(Script(answer="6", tokens=3)))
+    result = await run(executor(fleet), spec(HARD), Sink())
+    assert not any(r.streamed for r in fleet.records)
+    assert result.completion_tokens == 4 * 7  # counted from the whole text
 
 
 async def test_a_voting_request_streams_progress_not_tokens() -> None:

@@ -2,7 +2,8 @@
 
 ``FakeBackend`` implements ``SampleBackend``: each sample streams ``tokens`` words at
 ``token_seconds`` each and ends with ``The answer is \\boxed{X}.``, where the script
-(a function of prompt and seed) picks X, the length, or a failure. It records every
+(a function of prompt and seed) picks X, the length, or a failure; a sample asked for
+without streaming arrives in one piece at its end, as from Triton's LLM backends. It records every
 started, finished and cancelled sample, so tests can assert on what Triton would see.
 """
 
@@ -51,6 +52,7 @@ class Record:
     finished: bool = False
     cancelled: bool = False
     failed: bool = False
+    streamed: bool = True
 
 
 class FakeStream:
@@ -65,6 +67,7 @@ class FakeStream:
         words = [f"step{i} " for i in range(script.tokens)]
         if script.answer is not None:
             words += ["\nThe ", "answer ", "is ", f"\\boxed{{{script.answer}}}."]
+        pending: list[str] = []
         for i, word in enumerate(words):
             if script.fail_after is not None and i >= script.fail_after:
                 self.record.failed = True
@@ -74,8 +77,12 @@ class FakeStream:
             else:
                 await asyncio.sleep(0)
             self.record.chunks.append(word)
-            yield word
+            pending.append(word)
+            if self.record.streamed:  # one response per token, else one for the sample
+                yield pending.pop()
         self.record.finished = True
+        if pending:
+            yield "".join(pending)
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._chunks()
@@ -97,9 +104,9 @@ class FakeBackend:
         self.records: list[Record] = []
         self.closed = False
 
-    def stream_sample(self, prompt: str, params: SampleParams, *,
-                      timeout_seconds: float) -> FakeStream:  # fmt: skip
-        record = Record(self.address, prompt, params)
+    def stream_sample(self, prompt: str, params: SampleParams, *, timeout_seconds: float,
+                      stream: bool = True) -> FakeStream:  # fmt: skip
+        record = Record(self.address, prompt, params, streamed=stream)
         self.records.append(record)
         script = self.script(prompt, params)
         if self.unreachable:

@@ -1,0 +1,440 @@
+"""``create_app()``: the router's HTTP service (Starlette).
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (JSON or SSE),
+``GET /v1/models``, ``GET /healthz`` (the process is alive), ``GET /readyz``,
+``GET /metrics``. A handler validates (``api``), authenticates and plans the budget
+(``admission``, ``executor``), forwards an escalated tier to another service's router,
+or admits the request and runs it (``executor``), then renders OpenAI's response shape.
+
+Readiness: ready once a valid config is loaded and the router is not shutting down —
+not "once a Triton replica exists". At zero replicas the router must stay in the
+Service so that requests reach it, wait in its queue (holding until a replica appears or
+the request deadline passes, then 503 with ``Retry-After``) and show up as demand for the
+autoscaler; a router that went unready at zero replicas would keep the pool at zero.
+``/readyz`` reports the endpoint count for people.
+
+Status codes: invalid input 400 (unknown model 404, oversized body 413), missing or
+refused API key 401/403, admission full 429 with ``Retry-After``, no replica before the
+deadline or queue timeout 503 with ``Retry-After``, Triton failure 502, deadline with no
+sample finished 504; errors use OpenAI's JSON shape. A client that disconnects cancels
+its samples on Triton, streaming or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from .admission import ANONYMOUS, Admission, AdmissionRejectedError, ApiKeys, AuthError
+from .api import (
+    AnyRequest,
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    RequestError,
+    completion_body,
+    content_event,
+    count_tokens,
+    error_body,
+    parse_request,
+    problem_text,
+    render_prompt,
+    sse,
+    stream_chunk,
+    usage_chunk,
+)
+from .endpoints import BackendFactory, EndpointPool, NoEndpointError, PodWatcher
+from .errors import OverloadedError, PolicyError, PonderRouterError, UpstreamError
+from .executor import (
+    ESCALATED_HEADER,
+    DeadlineExceededError,
+    Escalator,
+    Executor,
+    RequestRun,
+    RequestSpec,
+)
+from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
+from .settings import ConfigWatcher, RouterConfig
+from .triton import TritonBackend
+
+logger = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_BODY_OVERHEAD_BYTES = 1 << 20
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Response(content, status_code=status, media_type=_JSON, headers=headers)
+
+
+def error_response(exc: BaseException) -> tuple[Response, str]:
+    """The HTTP response for a router error, and its rejection/outcome reason."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, OverloadedError | NoEndpointError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_seconds)))
+    if isinstance(exc, RequestError):
+        body = error_body(str(exc), exc.error_type, exc.param, exc.code)
+        return json_response(body, exc.status, headers), exc.code or "invalid-request"
+    if isinstance(exc, AuthError):
+        kind = "authentication_error" if exc.status == 401 else "permission_denied"
+        return json_response(error_body(str(exc), kind), exc.status), kind
+    if isinstance(exc, AdmissionRejectedError):
+        body = error_body(str(exc), "rate_limit_exceeded" if exc.status == 429 else "overloaded")
+        return json_response(body, exc.status, headers), exc.reason
+    if isinstance(exc, OverloadedError):
+        return json_response(error_body(str(exc), "rate_limit_exceeded"), 429, headers), "queue"
+    if isinstance(exc, NoEndpointError):
+        return json_response(error_body(str(exc), "service_unavailable"), 503, headers), \
+            "no-endpoint"  # fmt: skip
+    if isinstance(exc, DeadlineExceededError):
+        return json_response(error_body(str(exc), "timeout"), 504), "timeout"
+    if isinstance(exc, UpstreamError):
+        return json_response(error_body(str(exc), "upstream_error"), 502), "upstream-error"
+    if isinstance(exc, PolicyError):
+        return json_response(error_body(str(exc), "invalid_request_error"), 400), "invalid"
+    logger.exception("unexpected error", exc_info=exc)
+    return json_response(error_body("internal error", "server_error"), 500), "error"
+
+
+class Router:
+    """A running router: config, executor, endpoint discovery and config reloads."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        backend_factory: BackendFactory | None = None,
+        config_path: Path | None = None,
+        config_poll_seconds: float = 2.0,
+        kubeconfig: Path | None = None,
+        escalator: Escalator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._custom_factory = backend_factory
+        self.pool = EndpointPool(self._factory(config), clock=clock)
+        self.metrics = RouterMetrics(config.service)
+        self.executor = Executor(config, self.pool, Admission(config.admission), self.metrics,
+                                 clock=clock)  # fmt: skip
+        self.escalator = escalator or Escalator()
+        self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
+        self.kubeconfig = kubeconfig
+        self.watcher: PodWatcher | None = None
+        self.config_watcher = (
+            ConfigWatcher(config_path, self.apply_config, poll_seconds=config_poll_seconds)
+            if config_path is not None else None
+        )  # fmt: skip
+        self.draining = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def config(self) -> RouterConfig:
+        return self.executor.config
+
+    def _factory(self, config: RouterConfig) -> BackendFactory:
+        if self._custom_factory is not None:
+            return self._custom_factory
+        model = config.triton_model
+        return lambda address: TritonBackend(address, model)
+
+    def _start_endpoints(self, config: RouterConfig) -> None:
+        if config.discovery is None:
+            self.pool.update(config.endpoints)
+            return
+        self.watcher = PodWatcher(config.discovery, self.pool.update, kubeconfig=self.kubeconfig)
+        self.watcher.start()
+
+    async def start(self) -> None:
+        self._start_endpoints(self.config)
+        if self.config_watcher is not None:
+            self._tasks.append(asyncio.create_task(self.config_watcher.run()))
+
+    async def stop(self) -> None:
+        self.draining = True
+        for task in self._tasks:
+            task.cancel()
+        if self.watcher is not None:
+            self.watcher.stop()
+        await self.pool.close()
+        await self.escalator.close()
+
+    async def apply_config(self, config: RouterConfig) -> None:
+        """Switch to a new valid config; endpoints and keys follow it."""
+        old = self.config
+        self.executor.update(config)
+        if config.api_keys_file != old.api_keys_file:
+            self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
+        if config.triton_model != old.triton_model:
+            self.pool.update([])  # running samples finish on the old backends
+            self.pool.backend_factory = self._factory(config)
+        if (config.discovery, config.endpoints, config.triton_model) != (
+            old.discovery, old.endpoints, old.triton_model
+        ):  # fmt: skip
+            if self.watcher is not None:
+                self.watcher.stop()
+                self.watcher = None
+            self._start_endpoints(config)
+
+    def tenant(self, request: Request, user: str | None) -> str:
+        if self.api_keys is None:
+            return user or ANONYMOUS
+        return self.api_keys.tenant_for(request.headers.get("authorization"))
+
+
+def _spec(parsed: AnyRequest, tenant: str, config: RouterConfig) -> RequestSpec:
+    if isinstance(parsed, ChatCompletionRequest):
+        prompt = render_prompt(parsed.messages, config.prompt_format)
+        problem, prefix = problem_text(parsed.messages), "chatcmpl-"
+    else:
+        prompt = problem = parsed.prompt_text
+        prefix = "cmpl-"
+    chars = len(prompt)
+    if chars > config.admission.max_prompt_chars:
+        raise RequestError(
+            f"the prompt has {chars} characters; this service accepts at most "
+            f"{config.admission.max_prompt_chars}",
+            param="messages" if prefix == "chatcmpl-" else "prompt",
+            code="context_length_exceeded",
+        )  # fmt: skip
+    options = parsed.ponder
+    return RequestSpec(
+        request_id=prefix + uuid.uuid4().hex, prompt=prompt, problem=problem,
+        prompt_tokens=count_tokens(prompt), tenant=tenant, effort=parsed.reasoning_effort,
+        temperature=parsed.temperature, top_p=parsed.top_p, seed=parsed.seed,
+        stop=tuple(parsed.stop_list), max_tokens=parsed.token_limit,
+        max_samples=options.max_samples if options else None,
+        strategy=options.strategy if options else None,
+        difficulty_hint=options.difficulty if options else None, streaming=parsed.stream,
+    )  # fmt: skip
+
+
+class _QueueSink:
+    """Streaming events into a queue the SSE generator drains."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def token(self, text: str) -> None:
+        self.queue.put_nowait(("token", text))
+
+    def progress(self, report: dict[str, object]) -> None:
+        self.queue.put_nowait(("progress", report))
+
+
+@contextlib.contextmanager
+def _cancel_on_disconnect(request: Request) -> Iterator[Callable[[], bool]]:
+    """Cancel the current task if the client disconnects; yields "has it gone?".
+
+    For non-streamed answers: Starlette notices a gone client only when it writes, and a
+    request may think for minutes; its samples should stop on Triton at once.
+    """
+    handler = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        if handler is not None:
+            handler.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        yield lambda: gone
+    finally:
+        watcher.cancel()
+        if gone and handler is not None:
+            handler.uncancel()
+
+
+def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
+    """The router's ASGI app; ``router_options`` go to ``Router`` (fakes, reload path)."""
+    router = Router(config, **router_options)
+    metrics = router.metrics
+
+    async def handle(request: Request, kind: type[AnyRequest]) -> Response:
+        started = time.perf_counter()
+        tier, outcome = "none", "ok"
+        run: RequestRun | None = None
+        try:
+            limit = router.config.admission.max_prompt_chars * 4 + _BODY_OVERHEAD_BYTES
+            body = await _read_body(request, limit)
+            parsed = parse_request(body, kind)
+            if parsed.model != router.config.model_name:
+                raise RequestError(f"the model {parsed.model!r} does not exist; this service "
+                                   f"serves {router.config.model_name!r}", param="model",
+                                   code="model_not_found", status=404)  # fmt: skip
+            tenant = router.tenant(request, parsed.user)
+            run = router.executor.plan(_spec(parsed, tenant, router.config))
+            tier = run.budget.tier
+            target = run.budget.escalate_to
+            if target is not None and ESCALATED_HEADER not in request.headers:
+                outcome = "escalated"
+                forwarded = await router.escalator.forward(
+                    run, request.url.path, body, request.headers.get("authorization"))
+                run.escalated_tokens = forwarded.completion_tokens
+                if forwarded.stream is not None:
+                    return StreamingResponse(forwarded.stream, media_type=forwarded.content_type)
+                return Response(forwarded.body, status_code=forwarded.status,
+                                media_type=forwarded.content_type)  # fmt: skip
+            await run.admit()
+            if parsed.stream:
+                outcome = "streaming"
+                return StreamingResponse(_stream(run, parsed, started),
+                                         media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache"})  # fmt: skip
+            with _cancel_on_disconnect(request) as gone:
+                try:
+                    result = await run.execute()
+                except asyncio.CancelledError:
+                    if not gone():
+                        raise
+                    outcome = "cancelled"  # its samples were cancelled on Triton
+                    return Response(status_code=499)
+            chat = kind is ChatCompletionRequest
+            return json_response(completion_body(chat, run.spec.request_id, int(time.time()),
+                                                 parsed.model, result))  # fmt: skip
+        except PonderRouterError as exc:
+            response, reason = error_response(exc)
+            outcome = "rejected" if response.status_code in (400, 401, 403, 404, 413, 429) \
+                else reason  # fmt: skip
+            if response.status_code in (401, 403, 413, 429, 503) or \
+                    reason == "context_length_exceeded":  # fmt: skip
+                metrics.reject(reason)
+            return response
+        finally:
+            if outcome != "streaming":
+                _observe(run, tier, outcome, started)
+
+    def _observe(run: RequestRun | None, tier: str, outcome: str, started: float) -> None:
+        metrics.request_duration.observe(time.perf_counter() - started)
+        if run is None:
+            return
+        used = sum(s.tokens for s in run.samples) + run.escalated_tokens
+        metrics.observe_request(tier=tier, outcome=outcome, tokens=used,
+                                samples=len(run.samples),
+                                budget_tokens=run.budget_tokens)  # fmt: skip
+
+    async def _stream(run: RequestRun, parsed: AnyRequest, started: float) -> AsyncIterator[str]:
+        sink = _QueueSink()
+        work = asyncio.ensure_future(run.execute(sink))
+        work.add_done_callback(lambda _: sink.queue.put_nowait(("done", None)))
+        chat = isinstance(parsed, ChatCompletionRequest)
+        head = (chat, run.spec.request_id, int(time.time()), parsed.model)
+        text_event = content_event(*head)
+        outcome = "cancelled"
+        try:
+            if chat:
+                yield sse(stream_chunk(*head, "", role=True))
+            finished = False
+            while not finished:
+                # Events already queued go out in one write (tokens may come in bursts).
+                batch = [await sink.queue.get()]
+                while not sink.queue.empty():
+                    batch.append(sink.queue.get_nowait())
+                events = []
+                for kind, payload in batch:
+                    if kind == "done":
+                        finished = True
+                    elif kind == "token":
+                        events.append(text_event(payload))
+                    else:
+                        events.append(sse(stream_chunk(*head, ponder=payload)))
+                if events:
+                    yield "".join(events)
+            try:
+                result = work.result()
+            except PonderRouterError as exc:
+                response, outcome = error_response(exc)
+                yield "data: " + bytes(response.body).decode() + "\n\n"
+                return
+            if run.budget.max_samples > 1:
+                yield sse(stream_chunk(*head, result.text))
+            yield sse(stream_chunk(*head, finish_reason=result.finish_reason,
+                                   ponder=result.report.model_dump()))  # fmt: skip
+            if parsed.include_usage:
+                yield sse(usage_chunk(*head, result))
+            yield "data: [DONE]\n\n"
+            outcome = "ok"
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+            _observe(run, run.budget.tier, outcome, started)
+
+    async def chat_completions(request: Request) -> Response:
+        return await handle(request, ChatCompletionRequest)
+
+    async def completions(request: Request) -> Response:
+        return await handle(request, CompletionRequest)
+
+    async def models(request: Request) -> Response:
+        card = ModelCard(id=router.config.model_name, created=0, owned_by=router.config.service)
+        return json_response(ModelList(data=[card]).model_dump_json().encode())
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        body = {"ready": not router.draining, "service": router.config.service,
+                "endpoints": len(router.pool), "queued": router.executor.queued}  # fmt: skip
+        return json_response(body, 503 if router.draining else 200)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return error_response(exc)[0]  # the process's last-resort boundary: log, answer 500
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await router.start()
+        try:
+            yield
+        finally:
+            await router.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        exception_handlers={Exception: unexpected},
+        lifespan=lifespan,
+    )
+    app.state.router = router
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"request body larger than {limit} bytes", status=413,
+                           code="request_too_large")  # fmt: skip
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"request body larger than {limit} bytes", status=413,
+                               code="request_too_large")  # fmt: skip
+        chunks.append(chunk)
+    return b"".join(chunks)

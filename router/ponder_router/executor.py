@@ -1,0 +1,611 @@
+"""Runs one request: budget, admission, samples in waves, early stop, aggregation.
+
+Role: the adapter that strings the pure policy together with the I/O. For each request
+``Executor.plan`` estimates difficulty (or takes the client's hint) and assigns a budget
+(``budgets.assign_budget``, load-aware when the pool is at its replica ceiling), and a
+``RequestRun`` then
+
+1. ``admit``: takes an admission slot (``admission``) and, when no Triton replica exists
+   yet (scale from zero), holds until one appears or the deadline passes (503);
+2. ``execute``: launches samples in waves (``aggregate.plan_next_wave``) on the replica
+   with the least outstanding work (``endpoints``), retrying a failed sample once on
+   another replica; extracts each finished sample's answer (``answers``), asks
+   ``aggregate.should_stop`` after each, cancels the samples still running once it says
+   stop (Triton stops them), and aggregates: majority vote, the last revision, or
+   best-of-n by a verifier model (majority vote when none answers, and the report says
+   so). At the deadline it answers from the samples finished so far, or fails with 504
+   when there are none.
+
+Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
+arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
+streams a progress event as each sample finishes, then the chosen sample's text. Only a
+sample forwarded to a client is streamed from Triton token by token; every other sample
+comes back whole in one response (far less gRPC work per sample, same cancellation).
+
+Live state (queued requests, running samples, expected tokens still to generate) feeds
+the ``metrics`` gauges the autoscaler reads.
+
+Escalation (``Escalator``): a tier with ``escalate_to`` is not run here; the request goes
+to that ReasoningService's router (httpx) with this budget as its caps (max tokens per
+sample, ``ponder.max_samples``, the difficulty estimate as ``ponder.difficulty``), marked
+with the ``x-ponder-escalated-from`` header so the larger service serves it itself (no
+loops); its response says which service answered (``ponder.answered_by``) and where it
+came from (``ponder.escalated_from``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from .admission import Admission
+from .aggregate import StopDecision, StopReason, Tally, plan_next_wave, should_stop, tally
+from .answers import get_extractor
+from .api import (
+    BudgetReport,
+    PonderReport,
+    RequestResult,
+    SampleCounts,
+    VoteCount,
+    chunk_tokens,
+)
+from .budgets import (
+    Budget,
+    LoadState,
+    Strategy,
+    assign_budget,
+    expected_request_tokens,
+)
+from .difficulty import DifficultyEstimate, DifficultyEstimator, FeatureEstimator
+from .endpoints import Endpoint, EndpointPool, NoEndpointError
+from .errors import PonderRouterError, UpstreamError
+from .metrics import RouterMetrics
+from .settings import RouterConfig
+from .triton import EndpointUnavailableError, SampleParams, SampleStream, SampleTimeoutError
+
+logger = logging.getLogger(__name__)
+
+_EARLY = frozenset(
+    {StopReason.DECIDED, StopReason.CONFIDENT, StopReason.WINDOW_AGREED, StopReason.CONVERGED}
+)
+_REVISE_SUFFIX = (
+    "\n\nA previous attempt at this problem:\n{previous}\n\nReview the attempt above, "
+    "correct any mistake, and give the final answer in \\boxed{{}}."
+)
+
+
+class DeadlineExceededError(PonderRouterError):
+    """The request's deadline passed before any sample finished (504)."""
+
+
+class EventSink(Protocol):
+    """Where a streaming request's events go."""
+
+    def token(self, text: str) -> None: ...
+
+    def progress(self, report: dict[str, object]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """A validated request, in the router's terms."""
+
+    request_id: str
+    prompt: str
+    problem: str
+    prompt_tokens: int
+    tenant: str
+    effort: str = "auto"
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    max_samples: int | None = None
+    strategy: Strategy | None = None
+    difficulty_hint: float | None = None
+    streaming: bool = False
+
+
+@dataclass(slots=True)
+class Sample:
+    """One sample's text and fate."""
+
+    index: int
+    chunks: list[str] = field(default_factory=list)
+    tokens: int = 0
+    finished: bool = False
+    answer: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+def override_strategy(budget: Budget, strategy: Strategy | None, config: RouterConfig) -> Budget:
+    """The budget with a client's ``ponder.strategy`` (within the budget's samples)."""
+    if strategy is None or strategy is budget.strategy or budget.max_samples == 1:
+        return budget
+    if strategy is Strategy.SINGLE:
+        update: dict[str, object] = {"strategy": strategy, "max_samples": 1, "wave_size": 1}
+    elif strategy is Strategy.REVISE:
+        update = {"strategy": strategy, "wave_size": 1}
+    else:
+        update = {"strategy": strategy}
+    changed = budget.model_copy(update=update)
+    expected = expected_request_tokens(changed, config.budgets.demand_model)
+    return changed.model_copy(update={"expected_tokens": expected})
+
+
+class RequestRun:
+    """One request's journey through the router (see the module docstring)."""
+
+    def __init__(self, executor: Executor, spec: RequestSpec, estimate: DifficultyEstimate,
+                 budget: Budget, config: RouterConfig) -> None:  # fmt: skip
+        self.executor = executor
+        self.spec = spec
+        self.estimate = estimate
+        self.budget = budget
+        self.config = config
+        self.started_at = executor.clock()
+        self.deadline = self.started_at + config.admission.request_timeout_seconds
+        self.samples: list[Sample] = []
+        self.running_tokens = 0
+        self.finished_samples = 0
+        self.first_token_at: float | None = None
+        self.queued = False
+        self.admitted = False
+        self.outcome = "ok"
+        self.escalated_tokens = 0
+
+    @property
+    def budget_tokens(self) -> int:
+        return self.budget.max_tokens_per_sample * self.budget.max_samples
+
+    def remaining_seconds(self) -> float:
+        return self.deadline - self.executor.clock()
+
+    def demand_tokens(self) -> float:
+        """Expected tokens this request still generates (its share of the demand gauge)."""
+        model = self.config.budgets.demand_model
+        expected = expected_request_tokens(self.budget, model,
+                                           samples_finished=self.finished_samples)  # fmt: skip
+        return max(expected - self.running_tokens, 0.0)
+
+    # -- admission ---------------------------------------------------------------------
+
+    async def admit(self) -> None:
+        """Take a slot, then hold for a first Triton replica; raises 429/503 errors."""
+        ex = self.executor
+        ex.live.add(self)
+        self._set_queued(True)
+        try:
+            await ex.admission.acquire(self.spec.tenant, self.remaining_seconds())
+            self.admitted = True
+            if not await ex.pool.wait_for_endpoint(self.remaining_seconds()):
+                raise NoEndpointError(
+                    "no inference replica became available before the request deadline; "
+                    "the service may be scaling up from zero", retry_after_seconds=30,
+                )  # fmt: skip
+        except BaseException:
+            self.finish()
+            raise
+
+    def _set_queued(self, queued: bool) -> None:
+        if queued != self.queued:
+            self.queued = queued
+            self.executor.queued += 1 if queued else -1
+
+    def finish(self) -> None:
+        """Give back the slot and leave the live state; idempotent."""
+        ex = self.executor
+        self._set_queued(False)
+        ex.live.discard(self)
+        if self.admitted:
+            self.admitted = False
+            ex.admission.release(self.spec.tenant, ex.clock() - self.started_at)
+
+    # -- samples -----------------------------------------------------------------------
+
+    def _params(self, index: int) -> SampleParams:
+        spec = self.spec
+        return SampleParams(
+            max_tokens=self.budget.max_tokens_per_sample, temperature=spec.temperature,
+            top_p=spec.top_p, seed=(self.executor.base_seed(spec) + index) % 2**31,
+            stop=spec.stop,
+        )  # fmt: skip
+
+    def _prompt(self, index: int) -> str:
+        if self.budget.strategy is not Strategy.REVISE or index == 0:
+            return self.spec.prompt
+        previous = next((s for s in reversed(self.samples) if s.finished), None)
+        if previous is None:
+            return self.spec.prompt
+        return self.spec.prompt + _REVISE_SUFFIX.format(previous=previous.text)
+
+    async def _run_sample(self, sample: Sample, sink: EventSink | None) -> Sample:
+        ex = self.executor
+        prompt, params = self._prompt(sample.index), self._params(sample.index)
+        expected = self.config.budgets.demand_model.token_fill_ratio * params.max_tokens
+        forward = sink if self.budget.max_samples == 1 else None
+        tried: set[str] = set()
+        for attempt in (1, 2):  # a failed sample is retried once, on another replica if any
+            endpoint = ex.pool.pick(frozenset(tried)) or ex.pool.pick()
+            if endpoint is None:
+                raise NoEndpointError("no inference replica is available",
+                                      retry_after_seconds=5)  # fmt: skip
+            tried.add(endpoint.address)
+            try:
+                await self._stream_on(endpoint, sample, prompt, params, expected, forward)
+                break
+            except UpstreamError as exc:
+                ex.metrics.upstream_failures.inc()
+                if isinstance(exc, EndpointUnavailableError):
+                    ex.pool.mark_down(endpoint)
+                retry = attempt == 1 and not isinstance(exc, SampleTimeoutError)
+                if not retry or (forward is not None and sample.chunks):
+                    raise
+                logger.warning("sample failed, retrying once: %s", exc,
+                               extra={"request_id": self.spec.request_id})  # fmt: skip
+                sample.chunks.clear()
+                self.running_tokens -= sample.tokens
+                sample.tokens = 0
+        return sample
+
+    async def _stream_on(self, endpoint: Endpoint, sample: Sample, prompt: str,
+                         params: SampleParams, expected: float,
+                         forward: EventSink | None) -> None:  # fmt: skip
+        ex = self.executor
+        self._set_queued(False)
+        timeout = max(min(self.config.admission.sample_timeout_seconds,
+                          self.remaining_seconds()), 0.001)  # fmt: skip
+        endpoint.start(expected)
+        ex.inflight_samples += 1
+        stream: SampleStream | None = None
+        done = False
+        try:
+            stream = endpoint.backend.stream_sample(prompt, params, timeout_seconds=timeout,
+                                                    stream=forward is not None)  # fmt: skip
+            async for chunk in stream:
+                if not chunk:
+                    continue
+                if self.first_token_at is None:
+                    self.first_token_at = ex.clock()
+                    ex.metrics.time_to_first_token.observe(self.first_token_at - self.started_at)
+                tokens = chunk_tokens(chunk)
+                sample.tokens += tokens
+                self.running_tokens += tokens
+                sample.chunks.append(chunk)
+                if forward is not None:
+                    forward.token(chunk)
+            done = True
+        finally:
+            if stream is not None and not done:
+                stream.cancel()  # a failure, a stop or a client gone: Triton stops the sample
+            ex.inflight_samples -= 1
+            ex.pool.release(endpoint, expected)
+
+    # -- the wave loop -----------------------------------------------------------------
+
+    async def execute(self, sink: EventSink | None = None) -> RequestResult:
+        """Run the samples and aggregate (see the module docstring); always ``finish``es."""
+        try:
+            return await self._execute(sink)
+        finally:
+            self.finish()
+
+    async def _execute_single(self, sink: EventSink | None) -> RequestResult:
+        """One sample, awaited in place: the common case needs no task and no waves."""
+        sample = Sample(index=0)
+        self.samples.append(sample)
+        try:
+            async with asyncio.timeout(max(self.remaining_seconds(), 0)):
+                await self._run_sample(sample, sink)
+        except TimeoutError as exc:
+            self.outcome = "deadline"
+            raise DeadlineExceededError("the request deadline passed before the sample "
+                                        "finished") from exc  # fmt: skip
+        finally:
+            self.running_tokens = 0
+        sample.finished = True
+        sample.answer = get_extractor(self.config.extractor)(sample.text)
+        self.finished_samples = 1
+        # One vote needs no normalised key: the answer stands for itself.
+        key = sample.answer
+        state = Tally(keys=(key,), counts=((key, 1),) if key is not None else ())
+        decision = StopDecision(stop=True, reason=StopReason.BUDGET_EXHAUSTED)
+        return await self._aggregate([sample], state, decision, 1, 0, 0)
+
+    async def _execute(self, sink: EventSink | None) -> RequestResult:
+        """Samples in waves until ``should_stop``, the budget or the deadline (2+ samples)."""
+        if self.budget.max_samples == 1:
+            return await self._execute_single(sink)
+        budget, rule = self.budget, self.config.stopping
+        extract = get_extractor(self.config.extractor)
+        running: dict[asyncio.Task[Sample], Sample] = {}
+        completed: list[Sample] = []
+        state = tally(())
+        launched = failed = 0
+        decision = StopDecision(stop=False, reason=StopReason.CONTINUE)
+        cancelled = 0
+        try:
+            while True:
+                for _ in range(plan_next_wave(budget, launched, state, rule)):
+                    sample = Sample(index=launched + failed)
+                    self.samples.append(sample)
+                    running[asyncio.ensure_future(self._run_sample(sample, sink))] = sample
+                    launched += 1
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, timeout=max(self.remaining_seconds(), 0),
+                                             return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                if not done:
+                    decision = StopDecision(stop=True, reason=StopReason.CONTINUE)
+                    self.outcome = "deadline"
+                    break
+                for task in done:
+                    sample = running.pop(task)
+                    self.running_tokens -= sample.tokens
+                    error = task.exception()
+                    if error is not None:
+                        failed += 1
+                        launched -= 1  # a failed sample is replaced, up to half the budget
+                        if failed < budget.max_samples // 2:
+                            continue
+                        if not completed:
+                            raise error
+                        self.outcome = "upstream-failures"
+                        decision = StopDecision(stop=True, reason=StopReason.CONTINUE)
+                        break
+                    sample.finished = True
+                    sample.answer = extract(sample.text)
+                    completed.append(sample)
+                    self.finished_samples += 1
+                    state = state.add(sample.answer)
+                    decision = should_stop(state, rule, budget)
+                    if sink is not None:
+                        sink.progress(self._progress(launched, state))
+                    if decision.stop:
+                        break
+                if decision.stop:
+                    break
+        finally:
+            cancelled = len(running)
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+                self.running_tokens = 0
+        if not completed:
+            if self.outcome == "deadline":
+                raise DeadlineExceededError("the request deadline passed before any sample "
+                                            "finished")  # fmt: skip
+            raise UpstreamError("every sample failed on the inference server")
+        return await self._aggregate(completed, state, decision, launched, cancelled, failed)
+
+    def _progress(self, launched: int, state: Tally) -> dict[str, object]:
+        return {"event": "progress", "samples_launched": launched,
+                "samples_completed": state.samples, "leader_votes": state.leader_votes,
+                "votes": state.votes}  # fmt: skip
+
+    async def _aggregate(self, completed: list[Sample], state: Tally, decision: StopDecision,
+                         launched: int, cancelled: int, failed: int) -> RequestResult:  # fmt: skip
+        budget = self.budget
+        chosen, aggregation = completed[0], budget.strategy.value
+        if budget.strategy is Strategy.REVISE:
+            chosen = completed[-1]
+        elif budget.strategy is Strategy.BEST_OF_N:
+            chosen, aggregation = await self.executor.pick_best(self, completed, state)
+        elif state.leader is not None:
+            index = state.first_index(state.leader)
+            chosen = completed[index if index is not None else 0]
+        early = decision.reason in _EARLY and state.samples < budget.max_samples
+        stop_reason = decision.reason.value if self.outcome == "ok" else self.outcome
+        used = sum(s.tokens for s in self.samples)
+        report = PonderReport(
+            difficulty=round(self.estimate.score, 4),
+            difficulty_source="hint" if self.spec.difficulty_hint is not None else "estimate",
+            tier=budget.tier, strategy=budget.strategy.value,
+            budget=BudgetReport(max_tokens_per_sample=budget.max_tokens_per_sample,
+                                max_samples=budget.max_samples, shrunk=budget.shrunk,
+                                shrink_reason=budget.shrink_reason),
+            samples=SampleCounts(launched=launched + failed, completed=len(completed),
+                                 cancelled=cancelled, failed=failed),
+            tokens_used=used, stopped_early=early, stop_reason=stop_reason,
+            votes=[VoteCount(answer=_display(completed, state, key), votes=n)
+                   for key, n in state.counts],
+            abstentions=state.abstentions, answer=chosen.answer, aggregation=aggregation,
+            answered_by=self.config.service,
+        )  # fmt: skip
+        if early:
+            self.executor.metrics.early_stops.inc()
+        length = chosen.answer is None and chosen.tokens >= budget.max_tokens_per_sample
+        return RequestResult(
+            text=chosen.text, finish_reason="length" if length else "stop",
+            prompt_tokens=self.spec.prompt_tokens, completion_tokens=used,
+            reasoning_tokens=used - chosen.tokens, report=report,
+        )  # fmt: skip
+
+
+def _display(completed: list[Sample], state: Tally, key: str) -> str:
+    """An answer as first written by a sample (the tally holds normalised keys)."""
+    index = state.first_index(key)
+    answer = completed[index].answer if index is not None else None
+    return answer if answer is not None else key
+
+
+@dataclass
+class Executor:
+    """Shared state of a router process: config, pool, admission, metrics, live requests."""
+
+    config: RouterConfig
+    pool: EndpointPool
+    admission: Admission
+    metrics: RouterMetrics
+    estimator: DifficultyEstimator = field(default_factory=FeatureEstimator)
+    clock: Callable[[], float] = time.monotonic
+    live: set[RequestRun] = field(default_factory=set)
+    queued: int = 0
+    inflight_samples: int = 0
+    _random: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self.metrics.bind_live_state(lambda: self.queued, lambda: self.inflight_samples,
+                                     self.demand_tokens)  # fmt: skip
+
+    def demand_tokens(self) -> float:
+        return sum(run.demand_tokens() for run in list(self.live))
+
+    def base_seed(self, spec: RequestSpec) -> int:
+        return spec.seed if spec.seed is not None else self._random.getrandbits(31)
+
+    def load(self, config: RouterConfig) -> LoadState:
+        """The pool's load for budget shrinking (only matters at the replica ceiling)."""
+        capacity = config.capacity
+        if not capacity.at_ceiling:
+            return LoadState.idle()
+        return LoadState.from_demand(
+            demand_tokens=self.demand_tokens(),
+            capacity_tokens_per_second=capacity.tokens_per_second,
+            horizon_seconds=capacity.horizon_seconds, at_ceiling=True,
+        )  # fmt: skip
+
+    def plan(self, spec: RequestSpec) -> RequestRun:
+        """Estimate, assign the budget (``PolicyError`` for impossible caps), make the run."""
+        config = self.config
+        if spec.difficulty_hint is not None:
+            estimate = DifficultyEstimate(score=spec.difficulty_hint)
+        else:
+            estimate = self.estimator.estimate(spec.problem)
+        budget = assign_budget(estimate, spec.effort, self.load(config), config.budgets,
+                               requested_max_tokens=spec.max_tokens,
+                               requested_max_samples=spec.max_samples)  # fmt: skip
+        budget = override_strategy(budget, spec.strategy, config)
+        return RequestRun(self, spec, estimate, budget, config)
+
+    async def pick_best(self, run: RequestRun, completed: list[Sample],
+                        state: Tally) -> tuple[Sample, str]:  # fmt: skip
+        """Best-of-n by the verifier's scores; majority vote when it cannot answer."""
+        fallback = completed[state.first_index(state.leader) or 0] if state.leader else completed[0]
+        verifier = run.config.verifier
+        if verifier is None:
+            return fallback, "vote (best-of-n without a verifier configured)"
+        candidates = [s for s in completed if s.answer is not None]
+        endpoint = self.pool.pick()
+        if not candidates or endpoint is None:
+            return fallback, "vote (best-of-n: nothing for the verifier to score)"
+        try:
+            async with asyncio.timeout(verifier.timeout_seconds):
+                scores = await asyncio.gather(*(
+                    endpoint.backend.score(verifier.model, run.spec.prompt + "\n\n" + s.text,
+                                           timeout_seconds=verifier.timeout_seconds)
+                    for s in candidates))  # fmt: skip
+        except (UpstreamError, TimeoutError) as exc:
+            logger.warning("verifier unavailable, falling back to vote: %s", exc)
+            return fallback, f"vote (verifier {verifier.model} unavailable)"
+        best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+        return candidates[best], f"best-of-n (verifier {verifier.model})"
+
+    def update(self, config: RouterConfig) -> None:
+        """A new config: later requests use it; running ones keep theirs."""
+        self.config = config
+        self.admission.update(config.admission)
+
+
+ESCALATED_HEADER = "x-ponder-escalated-from"
+
+
+@dataclass
+class Forwarded:
+    """An escalated request's answer from the other router: a body or a byte stream."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    completion_tokens: int = 0
+
+
+class Escalator:
+    """Forwards requests whose tier escalates to another ReasoningService's router."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._client = httpx.AsyncClient(transport=transport,
+                                         timeout=httpx.Timeout(30.0, connect=5.0))  # fmt: skip
+        self._models: dict[str, str] = {}
+
+    async def _model_of(self, base_url: str) -> str:
+        """The model name the other router serves (``GET /v1/models``, cached)."""
+        model = self._models.get(base_url)
+        if model is None:
+            response = await self._client.get(base_url.rstrip("/") + "/v1/models")
+            response.raise_for_status()
+            model = str(response.json()["data"][0]["id"])
+            self._models[base_url] = model
+        return model
+
+    def _body(self, run: RequestRun, body: bytes, model: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(body)
+        data["model"] = model
+        ponder = dict(data.get("ponder") or {})
+        ponder.update(difficulty=round(run.estimate.score, 6),
+                      max_samples=run.budget.max_samples)  # fmt: skip
+        data["ponder"] = ponder
+        if "messages" in data:
+            data.pop("max_tokens", None)
+            data["max_completion_tokens"] = run.budget.max_tokens_per_sample
+        else:
+            data["max_tokens"] = run.budget.max_tokens_per_sample
+        return data
+
+    async def forward(self, run: RequestRun, path: str, body: bytes,
+                      authorization: str | None) -> Forwarded:  # fmt: skip
+        target = run.budget.escalate_to or ""
+        base_url = run.config.escalation[target].rstrip("/")
+        headers = {ESCALATED_HEADER: run.config.service}
+        if authorization:
+            headers["authorization"] = authorization
+        try:
+            data = self._body(run, body, await self._model_of(base_url))
+            request = self._client.build_request(
+                "POST", base_url + path, json=data, headers=headers,
+                timeout=httpx.Timeout(max(run.remaining_seconds(), 0.001), connect=5.0),
+            )  # fmt: skip
+            response = await self._client.send(request, stream=True)
+        except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+            raise UpstreamError(f"escalation to {target} failed: {type(exc).__name__}") from exc
+        content_type = response.headers.get("content-type", "application/json")
+        if data.get("stream") and response.status_code == 200:
+            return Forwarded(response.status_code, content_type, stream=_relay(response))
+        try:
+            content = await response.aread()
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"escalation to {target} failed: {type(exc).__name__}") from exc
+        finally:
+            await response.aclose()
+        forwarded = Forwarded(response.status_code, content_type, content)
+        if response.status_code == 200:
+            answer = json.loads(content)
+            answer.setdefault("ponder", {})["escalated_from"] = run.config.service
+            forwarded.body = json.dumps(answer).encode()
+            forwarded.completion_tokens = int(answer.get("usage", {}).get("completion_tokens", 0))
+        return forwarded
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    finally:
+        await response.aclose()

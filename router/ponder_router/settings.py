@@ -1,0 +1,285 @@
+"""The router's configuration: the operator's ConfigMap and the process environment.
+
+Role: ``RouterConfig`` is what the operator renders into the router's ConfigMap from a
+ReasoningService (camelCase keys, as the CRD) and what the router validates at start and
+on every change (``load_config``, ``ConfigWatcher``); an invalid new file never replaces a
+valid running one. ``ProcessSettings`` holds the ``PONDER_ROUTER_…`` environment
+variables, read in ``main()`` only. Neighbours: ``budgets`` and ``aggregate`` own the
+``budgets`` and ``stopping`` sections; ``app`` applies a new config to a running router.
+
+Shape (YAML or JSON)::
+
+    service: qwen-7b            namespace: ml          modelName: qwen-7b
+    tritonModel: qwen-7b        extractor: chain
+    endpoints: ["10.0.0.5:8001"]          # or, never both:
+    discovery: {namespace: ml, labelSelector: "app=qwen-7b-triton", grpcPort: 8001}
+    budgets: {tiers: [...], effortTiers: {...}, shrinkOrder: [...], demandModel: {...}}
+    stopping: {kind: beta, threshold: 0.95, window: 5}
+    admission: {maxQueueLength, maxConcurrencyPerTenant, maxPromptChars,
+                maxConcurrentRequests, requestTimeoutSeconds, sampleTimeoutSeconds}
+    apiKeysFile: /etc/ponder/api-keys/keys     # lines "key" or "key:tenant"
+    escalation: {qwen-72b: "http://qwen-72b-router.ml.svc:8080"}
+    capacity: {atCeiling: false, replicas: 2, tokensPerSecondPerReplica: 2500,
+               horizonSeconds: 30}
+    verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n
+    promptFormat: plain
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from .aggregate import StopRule
+from .answers import EXTRACTORS
+from .budgets import BudgetPolicy, default_policy
+from .errors import PolicyError
+
+logger = logging.getLogger(__name__)
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+                        r":(\d{1,5})$")  # fmt: skip
+_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$"
+_MODEL_CONFIG = ConfigDict(
+    frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+)
+
+
+class ConfigError(PolicyError):
+    """The router's configuration file is missing, unreadable or invalid."""
+
+
+class PromptFormat(StrEnum):
+    """How chat messages become the one ``text_input`` string Triton's LLM backends take."""
+
+    PLAIN = "plain"  # a lone user message as is; otherwise "role: content" paragraphs
+    CHATML = "chatml"  # <|im_start|>role ... <|im_end|>, ending with an open assistant turn
+
+
+class DiscoveryConfig(BaseModel):
+    """Find Triton pods by watching Pods (label selector, ``status.podIP``, Ready)."""
+
+    model_config = _MODEL_CONFIG
+
+    namespace: str = Field(pattern=_DNS_LABEL, description="namespace of the Triton pods")
+    label_selector: str = Field(min_length=1, max_length=1024,
+                                description="label selector of the Triton pods")
+    grpc_port: int = Field(default=8001, ge=1, le=65535, description="Triton's gRPC port")
+
+
+class AdmissionConfig(BaseModel):
+    """Limits enforced before a request reaches Triton."""
+
+    model_config = _MODEL_CONFIG
+
+    max_queue_length: int = Field(default=512, ge=0, le=1_000_000,
+                                  description="requests waiting for a slot; more get 429")
+    max_concurrency_per_tenant: int = Field(
+        default=64, ge=1, le=100_000, description="requests one tenant may have queued or running"
+    )
+    max_prompt_chars: int = Field(default=200_000, ge=1, le=10_000_000,
+                                  description="longer prompts are refused with 400")
+    max_concurrent_requests: int = Field(default=256, ge=1, le=100_000,
+                                         description="requests running at once")
+    request_timeout_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, description="end-to-end deadline, queueing included"
+    )
+    sample_timeout_seconds: float = Field(default=300.0, gt=0, le=86_400,
+                                          description="deadline of one sample on Triton")
+
+
+class CapacityConfig(BaseModel):
+    """The pool's capacity as the autoscaler publishes it; only used to shrink budgets."""
+
+    model_config = _MODEL_CONFIG
+
+    at_ceiling: bool = Field(default=False, description="the autoscaler cannot add replicas")
+    replicas: int = Field(default=0, ge=0, description="ready Triton replicas")
+    tokens_per_second_per_replica: float = Field(
+        default=0.0, ge=0.0, description="generation throughput of one replica; 0 = unknown"
+    )
+    horizon_seconds: float = Field(
+        default=30.0, gt=0.0, description="demand is compared with this much capacity"
+    )
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.replicas * self.tokens_per_second_per_replica
+
+
+class VerifierConfig(BaseModel):
+    """A Triton model scoring (prompt, completion) pairs for best-of-n."""
+
+    model_config = _MODEL_CONFIG
+
+    model: str = Field(pattern=_MODEL_NAME, description="Triton model: text_input -> score")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+
+
+class RouterConfig(BaseModel):
+    """One ReasoningService's router, as the operator renders it into the ConfigMap."""
+
+    model_config = _MODEL_CONFIG
+
+    service: str = Field(pattern=_DNS_LABEL, description="the ReasoningService's name")
+    namespace: str = Field(default="default", pattern=_DNS_LABEL)
+    model_name: str = Field(pattern=_MODEL_NAME, description="model name clients ask for")
+    triton_model: str = Field(pattern=_MODEL_NAME, description="model name inside Triton")
+    endpoints: tuple[str, ...] = Field(
+        default=(), max_length=1024, description="static Triton gRPC endpoints, host:port"
+    )
+    discovery: DiscoveryConfig | None = Field(default=None, description="watch Triton pods")
+    budgets: BudgetPolicy = Field(default_factory=default_policy)
+    stopping: StopRule = Field(default_factory=StopRule)
+    extractor: str = Field(default="chain", description="answer extractor name")
+    prompt_format: PromptFormat = PromptFormat.PLAIN
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    api_keys_file: str | None = Field(
+        default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"
+    )
+    escalation: dict[str, str] = Field(
+        default_factory=dict, description="ReasoningService name -> base URL of its router"
+    )
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+    verifier: VerifierConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RouterConfig:
+        if bool(self.endpoints) == (self.discovery is not None):
+            raise ValueError("set exactly one of endpoints (a static list) and discovery")
+        for endpoint in self.endpoints:
+            match = _HOST_PORT.match(endpoint)
+            if match is None or not 0 < int(match.group(2)) < 65536:
+                raise ValueError(f"endpoint {endpoint!r} is not host:port")
+        if len(set(self.endpoints)) != len(self.endpoints):
+            raise ValueError("endpoints must not repeat")
+        if self.extractor not in EXTRACTORS:
+            known = ", ".join(sorted(EXTRACTORS))
+            raise ValueError(f"extractor {self.extractor!r} is not one of {known}")
+        for name, url in self.escalation.items():
+            if not re.match(_DNS_LABEL, name):
+                raise ValueError(f"escalation key {name!r} is not a ReasoningService name")
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"escalation URL for {name!r} must start with http(s)://")
+        for tier in self.budgets.tiers:
+            if tier.escalate_to is not None and tier.escalate_to not in self.escalation:
+                raise ValueError(
+                    f"tier {tier.name} escalates to {tier.escalate_to!r}, "
+                    "which has no URL in escalation"
+                )
+        return self
+
+
+def parse_config(text: str, source: str = "<config>") -> RouterConfig:
+    """A validated ``RouterConfig`` from YAML or JSON text."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML/JSON: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return RouterConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid router config: {exc}") from exc
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    """Read and validate the config file at ``path``."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read router config {path}: {exc}") from exc
+    return parse_config(text, str(path))
+
+
+def _file_version(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file does (a ConfigMap update swaps a symlink: inode too)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+class ConfigWatcher:
+    """Polls a config file and hands every valid new version to ``apply``.
+
+    An invalid or unreadable new version is logged and skipped: the running config stays.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        apply: Callable[[RouterConfig], Awaitable[None]],
+        *,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.path = Path(path)
+        self._apply = apply
+        self.poll_seconds = poll_seconds
+        self._version = _file_version(self.path)
+
+    async def check(self) -> bool:
+        """Load and apply the file if it changed since the last check; whether it applied."""
+        version = _file_version(self.path)
+        if version is None or version == self._version:
+            return False
+        self._version = version
+        try:
+            config = load_config(self.path)
+        except ConfigError as exc:
+            logger.error("keeping the running config: %s", exc, extra={"path": str(self.path)})
+            return False
+        await self._apply(config)
+        logger.info("router config reloaded", extra={"path": str(self.path)})
+        return True
+
+    async def run(self) -> None:
+        """Check forever, every ``poll_seconds``."""
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            await self.check()
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """The process's environment: where the config is and where to listen."""
+
+    config_path: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    config_poll_seconds: float = 2.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessSettings:
+        env = os.environ if environ is None else environ
+        path = env.get("PONDER_ROUTER_CONFIG")
+        if not path:
+            raise ConfigError("PONDER_ROUTER_CONFIG must name the router config file")
+        try:
+            port = int(env.get("PONDER_ROUTER_PORT", "8080"))
+            poll = float(env.get("PONDER_ROUTER_CONFIG_POLL_SECONDS", "2"))
+        except ValueError as exc:
+            raise ConfigError(f"PONDER_ROUTER_PORT / _CONFIG_POLL_SECONDS: {exc}") from exc
+        if not 0 < port < 65536:
+            raise ConfigError(f"PONDER_ROUTER_PORT must be 1-65535, got {port}")
+        return cls(
+            config_path=Path(path),
+            host=env.get("PONDER_ROUTER_HOST", "127.0.0.1"),
+            port=port,
+            log_level=env.get("PONDER_ROUTER_LOG_LEVEL", "info").lower(),
+            config_poll_seconds=poll,
+        )
