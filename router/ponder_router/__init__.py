@@ -23,6 +23,14 @@ Adapters and service — thin layers that validate, call the policy and do the I
   operator's ConfigMap, validated at start and on change;
 - ``api``        — the OpenAI chat-completions request and response schemas;
 - ``triton``     — the gRPC streaming client for Triton's decoupled LLM models;
-- ``app``        — ``create_app()``: admission, fan-out in waves, metrics, ``/metrics``;
+- ``endpoints``  — the Triton endpoint pool: static or discovered by watching pods,
+  least outstanding work, retries on another endpoint;
+- ``admission``  — queues per service and tenant, API keys, 429 with ``Retry-After``;
+- ``executor``   — one request: budget, samples in waves, early stop and cancellation;
+- ``metrics``    — the Prometheus series the autoscaler and the cost report read;
+- ``app``        — ``create_app()``: the HTTP routes around the executor;
 - ``main``       — the ``ponder-router`` console script.
+
+Offline: ``evaluation`` replays recorded samples through the same policy
+(``ponder evaluate``, ``ponder calibrate``).
 """
