@@ -328,5 +328,22 @@ class Cluster:
     def kubectl_apply(self, objects: Sequence[Mapping[str, object]]) -> str:
         return self.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(objects))
 
+    def service_account_kubeconfig(
+        self, name: str, namespace: str, path: Path, duration: str = "1h"
+    ) -> Path:
+        """A kubeconfig that authenticates as a ServiceAccount (a bound token)."""
+        token = self.kubectl("create", "token", name, "-n", namespace,
+                             "--duration", duration).strip()
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
+            "current-context": name,
+        }))
+        path.chmod(0o600)
+        return path
+
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run_tool("helm", *args, check=check)

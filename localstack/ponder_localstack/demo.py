@@ -1,179 +1,305 @@
-"""``make demo``: the whole system on the local stack, then torn down.
+"""``make demo``: the whole system, closed loop, on the local stack — then torn down.
 
 1. Starts the real parts on loopback and prints how long each took to become healthy: the
-   Kubernetes control plane with fake GPU nodes (KWOK), Triton serving the stand-in LLM
-   (a simulator standing in for a GPU LLM), Prometheus, the Ponder operator.
-2. Applies a ReasoningService with kubectl; the operator reconciles it (Triton and router
-   Deployments, Services, the router's ConfigMap) and reports Ready.
-3. Starts the router with the configuration the operator rendered (its Triton endpoint set
-   to the local Triton: KWOK's pods run no containers) and sends MATH-500 problems through
-   the ``openai`` client: easy problems get one short sample, hard ones a vote that stops
-   early once the answer is settled.
-4. Shows ``kubectl get rsvc``, then stops every process it started (also on Ctrl-C).
-   ``KEEP=1`` leaves the stack up and prints how to reach it.
+   Kubernetes control plane with fake GPU nodes (KWOK), Prometheus, and the pod runner that
+   runs the cluster's Triton and router pods as real local processes (Triton serves
+   ``ponder-sim-llm``, a simulator standing in for a GPU LLM).
+2. ``helm install``s the chart, runs the operator (a local process authenticated as the
+   chart's ServiceAccount: KWOK runs no containers) and ``kubectl apply``s
+   ``examples/demo.yaml``.
+3. Replays a slice of the Azure LLM inference trace (conversation) — its busiest stretch,
+   compressed in time and thinned so it fits this machine — with MATH-500 problems through
+   the ``openai`` client, against the router pod.
+4. Shows live: requests per second, queue and demand, replicas desired/ready, budgets by
+   tier, early stops, accuracy so far, cost per hour; then ``kubectl get rsvc``, the scaling
+   Events, a PNG plot of replicas and demand over time, and the run's cost.
+5. Stops every process it started (also on Ctrl-C or a port already taken); ``KEEP=1``
+   leaves the stack up and prints how to reach it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
 import signal
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ponder_localstack.cluster import Cluster, NodeSpec
+import yaml
+
+from ponder_localstack.cluster import Cluster, NodeSpec, ToolError
 from ponder_localstack.paths import MissingComponentError
-from ponder_localstack.proc import Process, free_port, http_ok
-from ponder_localstack.prometheus import Prometheus
-from ponder_localstack.triton import SimModelOptions, TritonServer
+from ponder_localstack.proc import Process, StartupError, free_port, http_ok
+from ponder_localstack.prometheus import Prometheus, file_discovery_job
+from ponder_localstack.runner import PodRunner
+from ponder_localstack.triton import SimModelOptions
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("PONDER_DATA_DIR", REPO.parent / "shared" / "data"))
-NODES = (NodeSpec("gpu-h100-0", gpus=8), NodeSpec("gpu-h100-1", gpus=8),
+NODES = (NodeSpec("gpu-h100-0", gpus=2), NodeSpec("gpu-h100-1", gpus=2),
          NodeSpec("cpu-0", gpus=0))
-SERVICE = {
-    "apiVersion": "ponder.dev/v1alpha1", "kind": "ReasoningService",
-    "metadata": {"name": "math", "namespace": "default"},
-    "spec": {
-        "model": {"name": "ponder-sim-llm", "tritonModelName": "ponder-sim-llm",
-                  "repository": {"configMap": {"name": "sim-llm"}}},
-        "resources": {"gpuProduct": "NVIDIA-H100-80GB-HBM3"},
-        "scaling": {"minReplicas": 2, "maxReplicas": 8},
-        "budgets": {"tiers": [
-            {"name": "easy", "maxDifficulty": 0.25, "maxTokens": 512, "strategy": "single"},
-            {"name": "medium", "maxDifficulty": 0.5, "maxTokens": 1024, "maxSamples": 5,
-             "initialSamples": 3, "strategy": "vote"},
-            {"name": "hard", "maxDifficulty": 1.0, "maxTokens": 2048, "maxSamples": 12,
-             "initialSamples": 4, "strategy": "vote"},
-        ]},
-        "router": {"replicas": 1},
-        "cost": {"pricing": {"cloud": "gcp", "gpuType": "H100"}, "labels": {"team": "demo"}},
-    },
-}
+RELEASE, RELEASE_NAMESPACE = "ponder", "ponder-system"
 
 
-def say(text: str) -> None:
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def wait_for(what: str, check: Any, timeout_seconds: float = 60) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} did not happen within {timeout_seconds:.0f} s")
+@dataclass(frozen=True)
+class DemoOptions:
+    """How much traffic, for how long."""
+
+    replay_seconds: float = 150.0   # the trace slice, compressed to this long
+    window_minutes: int = 12        # how much of the trace to replay
+    mean_rate_rps: float = 1.6      # thinning target (this machine has two cores)
+    settle_seconds: float = 60.0    # after the replay: time to scale back in
+    seed: int = 7
+    out_dir: Path = REPO / "demo-output"
 
 
-def ready(cluster: Cluster) -> bool:
-    out = cluster.kubectl("get", "rsvc", "math", "-o", "json", check=False)
-    conditions = json.loads(out).get("status", {}).get("conditions", []) if out else []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+@dataclass
+class Sample:
+    t: float
+    rps: float
+    queue: float
+    demand: float
+    desired: int
+    ready: int
+    hourly_cost: float
 
 
-def problems(count_per_level: int, seed: int = 7) -> list[dict[str, Any]]:
+@dataclass
+class Tally:
+    sent: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    tiers: Counter[str] = field(default_factory=Counter)
+    early_stops: int = 0
+    correct: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def trace_slice(options: DemoOptions) -> list[float]:
+    """Arrival offsets (s): the busiest-varying window of the Azure conv trace, compressed."""
+    with (DATA / "traces" / "AzureLLMInferenceTrace_conv.csv").open() as f:
+        stamps = [datetime.fromisoformat(row["TIMESTAMP"][:26]) for row in csv.DictReader(f)]
+    t0 = stamps[0]
+    seconds = [(s - t0).total_seconds() for s in stamps]
+    per_minute = Counter(int(s // 60) for s in seconds)
+    minutes = max(per_minute) + 1
+    span = options.window_minutes
+
+    def spread(start: int) -> int:
+        counts = [per_minute.get(m, 0) for m in range(start, start + span)]
+        return max(counts) - min(counts)
+
+    start = max(range(minutes - span), key=spread)
+    window = [s - start * 60 for s in seconds if start * 60 <= s < (start + span) * 60]
+    compress = span * 60 / options.replay_seconds
+    keep = options.mean_rate_rps * options.replay_seconds / len(window)
+    rng = random.Random(options.seed)
+    return [s / compress for s in window if rng.random() < keep]
+
+
+def problems(seed: int) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in (DATA / "math" / "math500_test.jsonl").open()]
-    rng = random.Random(seed)
-    chosen: list[dict[str, Any]] = []
-    for level in (1, 3, 5):
-        chosen += rng.sample([r for r in rows if r["level"] == level], count_per_level)
-    return chosen
+    random.Random(seed).shuffle(rows)
+    return rows
 
 
-def ask(base_url: str, rows: list[dict[str, Any]]) -> None:
-    from openai import OpenAI
+def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[threading.Thread]:
+    """Open-loop load: each arrival is a thread sending one request at its time."""
+    from openai import APIStatusError, OpenAI
 
     from ponder_router.answers import answers_equal
 
-    client = OpenAI(base_url=base_url, api_key="demo")
-    say(f"\n{'level':>5} {'tier':>7} {'samples':>8} {'stop':>14} {'tokens':>7} {'correct':>8}")
-    correct = 0
-    for row in rows:
-        reply = client.chat.completions.create(
-            model="ponder-sim-llm", messages=[{"role": "user", "content": row["problem"]}])
-        report = reply.model_extra["ponder"] if reply.model_extra else {}
-        answer = report.get("answer") or ""
-        ok = bool(answer) and answers_equal(answer, row["answer"])
-        correct += ok
-        samples = report.get("samples", {})
-        say(f"{row['level']:>5} {report.get('tier', '?'):>7} "
-            f"{samples.get('completed', 0):>3}/{report.get('budget', {}).get('max_samples', 0):<4}"
-            f" {report.get('stop_reason', ''):>14} {report.get('tokens_used', 0):>7} "
-            f"{'yes' if ok else 'no':>8}")
-    say(f"accuracy {correct}/{len(rows)}")
+    client = OpenAI(base_url=f"{url}/v1", api_key="demo", max_retries=0, timeout=120)
+    rows = problems(seed)
+    start = time.monotonic()
+
+    def one(i: int, at: float) -> None:
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        row = rows[i % len(rows)]
+        with tally.lock:
+            tally.sent += 1
+        try:
+            reply = client.chat.completions.create(
+                model="ponder-sim-llm", messages=[{"role": "user", "content": row["problem"]}])
+        except APIStatusError as exc:
+            with tally.lock:
+                tally.outcomes[str(exc.status_code)] += 1
+            return
+        except Exception as exc:  # a transport failure: counted, never lost
+            with tally.lock:
+                tally.outcomes[type(exc).__name__] += 1
+            return
+        report = (reply.model_extra or {}).get("ponder", {})
+        ok = bool(report.get("answer")) and answers_equal(report["answer"], row["answer"])
+        with tally.lock:
+            tally.outcomes["200"] += 1
+            tally.tiers[report.get("tier", "?")] += 1
+            tally.early_stops += bool(report.get("stopped_early"))
+            tally.correct += ok
+
+    threads = [threading.Thread(target=one, args=(i, at), daemon=True)
+               for i, at in enumerate(arrivals)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
-def run(stack: ExitStack, state: Path) -> None:
-    t0 = time.monotonic()
-    say("== starting the local stack (real processes on 127.0.0.1)")
-    cluster = Cluster(state / "cluster")
+def _scalar(prometheus_url: str, promql: str) -> float:
+    from prometheus_api_client import PrometheusConnect
+
+    result = PrometheusConnect(url=prometheus_url, disable_ssl=True).custom_query(promql)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def observe(cluster: Cluster, prometheus_url: str, t: float) -> Sample:
+    status = json.loads(cluster.kubectl("get", "rsvc", "math", "-o", "json")).get("status", {})
+    return Sample(
+        t=t,
+        rps=_scalar(prometheus_url, "sum(rate(ponder_router_requests_total[10s]))"),
+        queue=_scalar(prometheus_url, "sum(ponder_router_queue_depth)"),
+        demand=_scalar(prometheus_url, "sum(ponder_router_demand_tokens)"),
+        desired=int(status.get("desiredReplicas") or 0),
+        ready=int(status.get("readyReplicas") or 0),
+        hourly_cost=float(status.get("hourlyCost") or 0.0),
+    )
+
+
+def plot(history: list[Sample], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s.t for s in history]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    top.step(t, [s.desired for s in history], where="post", label="desired replicas")
+    top.step(t, [s.ready for s in history], where="post", label="ready replicas")
+    top.set_ylabel("Triton replicas")
+    top.legend(loc="upper right")
+    bottom.plot(t, [s.demand for s in history], color="tab:red", label="demand (tokens)")
+    bottom.set_ylabel("ponder_router_demand_tokens")
+    bottom.set_xlabel("seconds since the replay started")
+    twin = bottom.twinx()
+    twin.plot(t, [s.rps for s in history], color="tab:gray", label="requests/s")
+    twin.set_ylabel("requests/s")
+    fig.suptitle("Ponder demo: replicas follow difficulty-weighted demand")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@dataclass
+class DemoResult:
+    history: list[Sample]
+    tally: Tally
+    gpu_hours: float
+    plot_path: Path
+
+
+def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
+    say("== 1. the local stack (real processes on 127.0.0.1)")
+    cluster = Cluster(state / "cluster",
+                      runner_selector=("ponder.dev/component", ("triton", "router")))
     stack.callback(cluster.stop)
     cluster.start(nodes=NODES)
     for name, seconds in cluster.startup_seconds.items():
         say(f"   {name:<24} healthy in {seconds:5.1f} s")
-    triton = TritonServer(state / "triton", models=(
-        SimModelOptions(token_latency_ms=2.0, max_concurrency=16),))
-    stack.callback(triton.stop)
-    triton.start()
-    say(f"   {'tritonserver (CPU)':<24} healthy in {triton.startup_seconds:5.1f} s "
-        f"(model ponder-sim-llm: a simulator standing in for a GPU LLM)")
-    router_port = free_port()
-    prometheus = Prometheus(state / "prometheus", jobs={
-        "triton": [triton.metrics_url.split("/")[2]],
-        "router": [f"127.0.0.1:{router_port}"]})
+    runner = PodRunner(cluster, state / "pods", models=(
+        SimModelOptions(token_latency_ms=8.0, max_concurrency=6),)).start()
+    stack.callback(runner.stop)
+    prometheus = Prometheus(state / "prometheus", scrape_interval_seconds=1.0,
+                            extra_scrape_configs=[file_discovery_job(runner.targets_file)])
     stack.callback(prometheus.stop)
     prometheus.start()
     say(f"   {'prometheus':<24} healthy in {prometheus.startup_seconds:5.1f} s")
 
-    for path in ("crds/reasoningservices.ponder.dev.yaml", "crds/kopf-peering.yaml"):
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / path))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/reasoningservices.ponder.dev")
+    say("\n== 2. helm install, the operator, kubectl apply examples/demo.yaml")
+    cluster.helm("install", RELEASE, str(REPO / "charts" / "ponder"), "-n", RELEASE_NAMESPACE,
+                 "--create-namespace", "--wait", "--timeout", "120s",
+                 "--set", f"operator.prometheusUrl={prometheus.url}")
+    say(cluster.helm("list", "-n", RELEASE_NAMESPACE).stdout.rstrip())
+    account = cluster.kubectl("get", "serviceaccount", "-n", RELEASE_NAMESPACE, "-l",
+                              f"app.kubernetes.io/instance={RELEASE}", "-o",
+                              "jsonpath={.items[0].metadata.name}")
+    kubeconfig = cluster.service_account_kubeconfig(account, RELEASE_NAMESPACE,
+                                                    state / "operator.kubeconfig")
     health = free_port()
     operator = Process("operator", [sys.executable, "-m", "ponder_operator"],
                        state / "operator.log", env={
-                           **cluster.env(), "PONDER_STANDALONE": "1",
+                           "KUBECONFIG": str(kubeconfig), "PONDER_STANDALONE": "1",
                            "PONDER_HEALTH_PORT": str(health),
                            "PONDER_PROMETHEUS_URL": prometheus.url,
                            "PONDER_PRICING_FILE": str(DATA / "prices" / "gpu_price_summary.csv"),
                        })
     stack.callback(operator.stop)
     operator.start().wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60)
-    say(f"   {'ponder-operator':<24} healthy")
+    say("   ponder-operator running as the chart's ServiceAccount")
+    cluster.kubectl("apply", "-n", "default", "-f", str(REPO / "examples" / "demo.yaml"))
+    deadline = time.monotonic() + 120
+    while not (runner.ready_ips("router") and runner.ready_ips("triton")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the router and Triton pods never became ready")
+        time.sleep(0.5)
+    say(cluster.kubectl("get", "rsvc,pods", "-n", "default", "-o", "wide").rstrip())
+    url = f"http://{runner.ready_ips('router')[0]}:8080"
 
-    say("\n== kubectl apply a ReasoningService; the operator reconciles it")
-    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(SERVICE))
-    wait_for("ReasoningService Ready", lambda: ready(cluster), 90)
-    say(cluster.kubectl("get", "rsvc,deployments,pods", "-o", "wide"))
+    arrivals = trace_slice(options)
+    say(f"\n== 3. replaying {len(arrivals)} requests of the Azure conv trace's busiest "
+        f"{options.window_minutes} min in {options.replay_seconds:.0f} s")
+    say(f"{'t(s)':>5} {'req/s':>6} {'queue':>6} {'demand':>8} {'replicas':>9} "
+        f"{'answered':>9} {'429':>4} {'early':>6} {'accuracy':>9} {'$/h':>7}  tiers")
+    tally, history = Tally(), []
+    threads = replay(url, arrivals, tally, options.seed)
+    started = time.monotonic()
+    end = started + options.replay_seconds + options.settle_seconds
+    while time.monotonic() < end:
+        time.sleep(2.0)
+        sample = observe(cluster, prometheus.url, time.monotonic() - started)
+        history.append(sample)
+        with tally.lock:
+            answered = tally.outcomes["200"]
+            accuracy = f"{tally.correct / answered:.0%}" if answered else "-"
+            tiers = " ".join(f"{k}:{v}" for k, v in sorted(tally.tiers.items()))
+            say(f"{sample.t:5.0f} {sample.rps:6.2f} {sample.queue:6.0f} {sample.demand:8.0f} "
+                f"{sample.ready:>4}/{sample.desired:<4} {answered:9d} "
+                f"{tally.outcomes['429']:4d} {tally.early_stops:6d} {accuracy:>9} "
+                f"{sample.hourly_cost:7.2f}  {tiers}")
+    for thread in threads:
+        thread.join(timeout=120)
 
-    rendered = json.loads(json.loads(cluster.kubectl(
-        "get", "configmap", "math-router", "-o", "json"))["data"]["router.json"])
-    rendered.pop("discovery")
-    rendered["endpoints"] = [triton.grpc_url]  # KWOK pods run nothing: use the local Triton
-    config_path = state / "router.json"
-    config_path.write_text(json.dumps(rendered))
-    router = Process("router", [sys.executable, "-m", "ponder_router"], state / "router.log",
-                     env={"PONDER_ROUTER_CONFIG": str(config_path),
-                          "PONDER_ROUTER_PORT": str(router_port)})
-    stack.callback(router.stop)
-    router.start().wait_until(lambda: http_ok(f"http://127.0.0.1:{router_port}/readyz"), 60)
-    say("== the router runs the config the operator rendered; MATH-500 through the openai SDK")
-    ask(f"http://127.0.0.1:{router_port}/v1", problems(3))
-
-    time.sleep(3)  # a few scrapes and an autoscaler tick
-    say("\n== kubectl get rsvc")
-    say(cluster.kubectl("get", "rsvc"))
-    say(f"demo finished in {time.monotonic() - t0:.0f} s")
+    say("\n== 4. the result")
+    say(cluster.kubectl("get", "rsvc", "-n", "default").rstrip())
+    events = json.loads(cluster.kubectl("get", "events", "-n", "default", "--field-selector",
+                                        "reason=Scaled", "-o", "json"))["items"]
+    for event in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
+        say(f"   {event.get('lastTimestamp')}  {event['message']}")
+    plot_path = options.out_dir / "demo-replicas.png"
+    plot(history, plot_path)
+    say(f"   plot of replicas and demand: {plot_path}")
+    status = json.loads(cluster.kubectl("get", "rsvc", "math", "-n", "default", "-o", "json"))
+    gpu_hours = float(status["status"].get("gpuHours") or 0.0)
+    say(f"   requests: sent {tally.sent}, {dict(tally.outcomes)}; "
+        f"GPU-hours {gpu_hours:.4f}, cost ${status['status'].get('cost', 0):.4f}")
     if os.environ.get("KEEP") == "1":
-        say(f"KEEP=1: stack left up. export KUBECONFIG={cluster.kubeconfig}; router at "
-            f"http://127.0.0.1:{router_port}/v1; Prometheus at {prometheus.url}. Ctrl-C stops.")
+        say(f"KEEP=1: the stack stays up. export KUBECONFIG={cluster.kubeconfig}; router "
+            f"{url}/v1; Prometheus {prometheus.url}. Ctrl-C stops everything.")
         signal.pause()
+    return DemoResult(history, tally, gpu_hours, plot_path)
 
 
 def main() -> int:
@@ -181,17 +307,19 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    options = DemoOptions(**yaml.safe_load(os.environ.get("PONDER_DEMO_OPTIONS", "{}")))
     state = Path(tempfile.mkdtemp(prefix="ponder-demo-"))
+    t0 = time.monotonic()
     try:
         with ExitStack() as stack:
-            run(stack, state)
+            run(stack, state, options)
     except KeyboardInterrupt:
         say("interrupted: every process the demo started has been stopped")
         return 130
-    except MissingComponentError as exc:
-        say(f"missing component: {exc}")
+    except (MissingComponentError, StartupError, TimeoutError, ToolError) as exc:
+        say(f"demo failed, everything it started is stopped: {exc}")
         return 2
-    say("stack stopped")
+    say(f"demo finished in {time.monotonic() - t0:.0f} s; every process it started is stopped")
     return 0
 
 

@@ -96,19 +96,7 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def service_account_kubeconfig(cluster: Cluster, release: Release, path: Path) -> Path:
     """A kubeconfig that authenticates as the chart's ServiceAccount (a bound token)."""
-    token = cluster.kubectl("create", "token", release.fullname, "-n", release.namespace,
-                            "--duration", "20m").strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    server = admin["clusters"][0]["cluster"]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": server}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "local", "user": "operator"}}],
-        "current-context": "operator",
-    }))
-    path.chmod(0o600)
-    return path
+    return cluster.service_account_kubeconfig(release.fullname, release.namespace, path, "20m")
 
 
 def provide_model_store(cluster: Cluster, namespace: str) -> None:
