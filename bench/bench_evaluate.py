@@ -1,0 +1,264 @@
+"""Offline evaluation benchmark: Ponder's budgets against maj@N, Adaptive-Consistency and ESC.
+
+For each dataset (Qwen2.5-Math 100 MATH problems x 8 samples with reward-model scores;
+the stand-in LLM, a simulator, over MATH-500 with 40 samples a problem; both read or
+generated in place from ``$PONDER_DATA_DIR`` into a temporary folder) it replays every
+problem in 50 random sample orders through the router's own estimator, budgets,
+aggregation and stopping (``ponder_router.evaluation``), and compares:
+
+- maj@N, best-of-N by score, Adaptive-Consistency (beta thresholds), ESC (windows);
+- the router's default policy;
+- the calibrated policy, out of sample: 5-fold cross-fitting, each fold's problems under
+  a policy calibrated (``ponder calibrate``'s ``solve``) on the other four folds, aiming
+  at maj@N_max within 0.1 points on train; and the same at a sweep of sample budgets.
+
+Then a two-model cascade on the stand-in (a weaker model, logit skill -1.5, at 1 cost
+unit per token; the calibrated one at 8) calibrated the same way, with escalation.
+
+Prints the tables and a verdict on the targets, writes ``bench/results/evaluate.json``
+and ``bench/results/evaluate_<dataset>.png``.
+
+    .venv/bin/python bench/bench_evaluate.py [--orderings 50] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ponder_router.evaluation.calibrate import (
+    CalibrationConfig,
+    ModelData,
+    build_table,
+    split_ids,
+)
+from ponder_router.evaluation.calibration_report import estimator_quality
+from ponder_router.evaluation.crossfit import cross_fit, with_budget
+from ponder_router.evaluation.dataset import (
+    Dataset,
+    convert_qwen25math,
+    generate_standin,
+    load_dataset,
+    write_jsonl,
+)
+from ponder_router.evaluation.report import (
+    compare_policies,
+    format_comparisons,
+    format_table,
+    plot_suite,
+    suite_document,
+)
+from ponder_router.evaluation.suite import SuiteConfig, SuiteResult, run_suite, samples_at_accuracy
+
+TARGET_GAP_POINTS = 0.2
+TARGET_SAMPLE_REDUCTION = 5.0
+TARGET_REPLAY_SECONDS = 10.0
+BUDGET_SWEEP = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
+FOLDS = 5
+CALIBRATION_ORDERINGS = 20
+SMALL_SKILL, LARGE_SKILL = -1.5, 0.0
+SMALL_PRICE, LARGE_PRICE = 1.0, 8.0
+
+
+def load_source(name: str, folder: Path, **standin: float) -> tuple[Dataset, float]:
+    """Write a built-in source as JSONL under ``folder`` and load it; seconds to load."""
+    if name == "qwen25math-100x8":
+        path = write_jsonl(convert_qwen25math(), folder / f"{name}.jsonl")
+    else:
+        skill = standin.get("skill", 0.0)
+        path = write_jsonl(generate_standin(samples_per_problem=40, skill_logit_offset=skill),
+                           folder / f"{name}{skill:+g}.jsonl")
+    started = time.perf_counter()
+    dataset = load_dataset(path, name=name)
+    return dataset, time.perf_counter() - started
+
+
+def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int,
+                     out: Path) -> dict[str, Any]:  # fmt: skip
+    dataset, load_seconds = load_source(name, folder)
+    suite = run_suite(dataset, config=SuiteConfig(orderings=orderings, seed=seed))
+    replay_seconds = suite.elapsed_seconds
+    started = time.perf_counter()
+    config = CalibrationConfig(orderings=CALIBRATION_ORDERINGS, seed=seed)
+    table = build_table([ModelData("serving", dataset)], config)
+    order = tuple(p.problem_id for p in dataset.problems)
+    fitted = cross_fit(table, config, name=f"ponder-calibrated ({FOLDS}-fold)", folds=FOLDS,
+                       orderings=orderings, order=order)  # fmt: skip
+    suite.results.append(fitted.result)
+    for budget in BUDGET_SWEEP:
+        point = cross_fit(table, with_budget(config, budget), name=f"ponder-budget@{budget:g}",
+                          folds=FOLDS, orderings=orderings, order=order)  # fmt: skip
+        suite.results.append(dataclasses.replace(point.result, family="ponder-curve"))
+    calibration_seconds = time.perf_counter() - started
+    train_ids, _ = split_ids(table.ids, 0.3, seed)
+    quality = estimator_quality(table, np.array([i in train_ids for i in table.ids]))
+    print(f"\n== {name}: {suite.problems} problems, up to {suite.max_samples} samples, "
+          f"{orderings} orders each ==")
+    print(format_table(suite, title=""))
+    print(format_comparisons(compare_policies(suite)))
+    for label in ("router_default_weights", "refit_on_train"):
+        q = quality[label]
+        print(f"estimator ({label}) on {quality['test_problems']} held-out problems "
+              f"({quality['test_hard_problems']} with pass@1 < 0.5): AUROC "
+              f"{_fmt(q['auroc_pass1_below_half'])}, Spearman vs error rate "
+              f"{_fmt(q['spearman_vs_error_rate'])}")
+    verdict = judge(suite, fitted.result.name, replay_seconds, dataset)
+    for line in verdict["lines"]:
+        print(line)
+    print(f"replay of all baselines and the default policy: {replay_seconds:.2f} s "
+          f"(+{load_seconds:.2f} s loading); calibration and cross-fitting "
+          f"{calibration_seconds:.1f} s")
+    plot_suite(suite, out / f"evaluate_{name}.png",
+               f"{name}: accuracy against compute ({orderings} orders; Ponder calibrated "
+               f"out of sample, {FOLDS}-fold)")
+    document = suite_document(suite)
+    document.update({
+        "load_seconds": round(load_seconds, 3), "replay_seconds": round(replay_seconds, 3),
+        "calibration_seconds": round(calibration_seconds, 2),
+        "calibrated_per_fold": [{
+            "stop_rule": s.rule.model_dump(mode="json"),
+            "tiers": [t.model_dump(by_alias=True, mode="json", exclude_none=True)
+                      for t in s.policy.tiers]} for s in fitted.solutions],
+        "estimator_on_held_out": quality,
+        "verdict": verdict["checks"],
+    })  # fmt: skip
+    return document
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def judge(suite: SuiteResult, name: str, replay_seconds: float,
+          dataset: Dataset) -> dict[str, Any]:  # fmt: skip
+    """The calibrated policy against the targets: each check with its numbers."""
+    ponder = suite.by_name(name)
+    top = suite.by_name(f"maj@{suite.max_samples}")
+    row = next(c for c in compare_policies(suite) if c["policy"] == name)
+    gap = row["gap_points"]
+    reduction = row["sample_reduction_vs_maj_max"]
+    ac_need = row["ac_samples_at_equal_accuracy"]
+    curve = [*suite.family("ponder-curve"), ponder]
+    ac_rows = []
+    for ac in suite.family("adaptive-consistency"):
+        mine = samples_at_accuracy(curve, ac.accuracy)
+        ac_rows.append({"ac": ac.name, "accuracy": round(ac.accuracy, 5),
+                        "ac_samples": round(ac.mean_samples, 3),
+                        "ponder_samples_at_equal_accuracy": None if mine is None
+                        else round(mine, 3)})  # fmt: skip
+    checks: dict[str, Any] = {
+        "match_maj_max": {"gap_points": gap, "paired_se_points": row["gap_points_paired_se"],
+                          "sample_reduction": reduction,
+                          "met": gap <= TARGET_GAP_POINTS
+                          and reduction >= TARGET_SAMPLE_REDUCTION},
+        "fewer_samples_than_ac_at_equal_accuracy": {
+            "ponder_samples": round(ponder.mean_samples, 3), "ac_samples": ac_need,
+            "met": bool(row["fewer_samples_than_ac_at_equal_accuracy"])},
+        "ac_curve_vs_ponder_curve": ac_rows,
+    }  # fmt: skip
+    if suite.problems == 500 and suite.max_samples == 40:
+        checks["replay_500x40x50_seconds"] = {"value": round(replay_seconds, 3),
+                                              "met": replay_seconds < TARGET_REPLAY_SECONDS}
+    ac_text = "AC never reaches it" if ac_need is None else f"AC needs {ac_need:.2f}"
+    lines = [
+        f"target: within {TARGET_GAP_POINTS} points of {top.name} with >= "
+        f"{TARGET_SAMPLE_REDUCTION:g}x fewer samples: gap {gap:+.2f} "
+        f"(paired se {row['gap_points_paired_se']:.2f}), {reduction:.1f}x "
+        f"[{'met' if checks['match_maj_max']['met'] else 'MISSED'}]",
+        f"target: fewer samples than Adaptive-Consistency at equal accuracy: Ponder "
+        f"{ponder.mean_samples:.2f}, {ac_text} "
+        f"[{'met' if checks['fewer_samples_than_ac_at_equal_accuracy']['met'] else 'MISSED'}]",
+    ]
+    for r in ac_rows:
+        need = r["ponder_samples_at_equal_accuracy"]
+        lines.append(f"  at {r['ac']}'s accuracy {100 * r['accuracy']:.2f}%: AC "
+                     f"{r['ac_samples']:.2f} samples, Ponder "
+                     f"{'never reaches it' if need is None else f'{need:.2f}'}")
+    if "replay_500x40x50_seconds" in checks:
+        c = checks["replay_500x40x50_seconds"]
+        lines.append(f"target: replay 500x40x50 < {TARGET_REPLAY_SECONDS:g} s: "
+                     f"{c['value']:.2f} s [{'met' if c['met'] else 'MISSED'}]")
+    if suite.max_samples * 1.0 / TARGET_SAMPLE_REDUCTION < 2.0:
+        cap = suite.max_samples / TARGET_SAMPLE_REDUCTION
+        lines.append(f"note: with {suite.max_samples} samples a problem, "
+                     f"{TARGET_SAMPLE_REDUCTION:g}x fewer means <= {cap:.1f} samples "
+                     "on average, below the 2 any vote needs: only single-sample answers "
+                     "chosen by a difficulty estimate could get there")
+    return {"checks": checks, "lines": lines}
+
+
+def cascade(folder: Path, orderings: int, seed: int) -> dict[str, Any]:
+    """Small model with more samples vs escalating to the large one, per bin."""
+    small, _ = load_source("standin-math500", folder, skill=SMALL_SKILL)
+    large, _ = load_source("standin-math500", folder, skill=LARGE_SKILL)
+    small = dataclasses.replace(small, name="standin-small")
+    large = dataclasses.replace(large, name="standin-large")
+    models = [ModelData("serving", small, SMALL_PRICE), ModelData("large", large, LARGE_PRICE)]
+    config = CalibrationConfig(orderings=CALIBRATION_ORDERINGS, seed=seed, cost_unit="cost")
+    table = build_table(models, config)
+    fitted = cross_fit(table, config, name=f"cascade ({FOLDS}-fold)", folds=FOLDS,
+                       orderings=orderings)  # fmt: skip
+    rows = []
+    for label, dataset, price in (("small", small, SMALL_PRICE), ("large", large, LARGE_PRICE)):
+        suite = run_suite(dataset, config=SuiteConfig(orderings=orderings, seed=seed,
+                                                      price_per_token=price),
+                          include_default=False)  # fmt: skip
+        for name in ("maj@1", "adaptive-consistency@0.95", f"maj@{suite.max_samples}"):
+            r = suite.by_name(name)
+            rows.append({"policy": f"{label} {name}", "accuracy": r.accuracy,
+                         "mean_samples": r.mean_samples, "mean_cost": r.mean_cost})
+    r = fitted.result
+    rows.append({"policy": r.name, "accuracy": r.accuracy, "mean_samples": r.mean_samples,
+                 "mean_cost": r.mean_cost})
+    print(f"\n== cascade on the stand-in: small (skill {SMALL_SKILL:+g}, {SMALL_PRICE:g}/token) "
+          f"vs large (skill {LARGE_SKILL:+g}, {LARGE_PRICE:g}/token) ==")
+    print(f"{'policy':<36} {'acc %':>7} {'samples':>8} {'cost/request':>13}")
+    for row in rows:
+        print(f"{row['policy']:<36} {100 * row['accuracy']:7.2f} {row['mean_samples']:8.2f} "
+              f"{row['mean_cost']:13.1f}")
+    escalated = [[t.name for t in s.policy.tiers if t.escalate_to] for s in fitted.solutions]
+    print(f"escalating tiers per fold: {escalated}")
+    return {"rows": rows, "escalating_tiers_per_fold": escalated,
+            "per_fold_policies": [s.policy.model_dump(by_alias=True, mode="json",
+                                                      exclude_none=True)
+                                  for s in fitted.solutions]}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orderings", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--datasets", default="qwen25math-100x8,standin-math500")
+    parser.add_argument("--no-cascade", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "settings": {"orderings": args.orderings, "seed": args.seed, "folds": FOLDS,
+                     "calibration_orderings": CALIBRATION_ORDERINGS,
+                     "budget_sweep_samples": list(BUDGET_SWEEP)},
+        "targets": {"gap_points": TARGET_GAP_POINTS,
+                    "sample_reduction": TARGET_SAMPLE_REDUCTION,
+                    "replay_seconds_500x40x50": TARGET_REPLAY_SECONDS},
+        "datasets": {},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="ponder-bench-") as tmp:
+        for name in (n.strip() for n in args.datasets.split(",") if n.strip()):
+            report["datasets"][name] = evaluate_dataset(name, Path(tmp), args.orderings,
+                                                        args.seed, args.out)  # fmt: skip
+        if not args.no_cascade:
+            report["cascade"] = cascade(Path(tmp), args.orderings, args.seed)
+    (args.out / "evaluate.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out / 'evaluate.json'} and evaluate_<dataset>.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,514 @@
+"""Calibrate budget tiers from evaluation data: bins, curves, allocation, policy.
+
+Role: the engine of ``ponder calibrate``. From one model's samples (and optionally a
+larger model's, for a cascade) it
+
+1. replays candidate operating points over every problem (``build_table``): adaptive
+   vote with each sample cap under each candidate stopping threshold (the router's
+   ``should_stop``/``plan_next_wave``, first wave just large enough to stop), best-of-n
+   by score where the data carry scores, on each model;
+2. splits problems into train and test by a seeded hash of their ids (``split_ids``);
+3. scores every question with the router's estimator (``difficulty`` default weights,
+   what the router runs) and reports on the test split how well that prompt-only score
+   predicts difficulty (AUROC for "pass@1 < 0.5", Spearman against the error rate), also
+   for weights refitted on train (``difficulty.fit_logistic``);
+4. bins train problems by difficulty two ways: by the estimator's score (deployable: a
+   bin becomes a tier's ``maxDifficulty`` band; one bin when the score does not rank the
+   train problems by error rate at significance ``signal_p_value``, since tiers cut on a
+   score without signal only add noise) and by oracle pass@1 quantiles (Snell et al.
+   2024; needs the answers, so it is a bound, not a policy); each bin's curve is the
+   mean accuracy and compute of every candidate over its train problems: the bin's
+   single-sample accuracy, plus each candidate's gain over it, each shrunk towards its
+   all-bins mean by how much the bins really differ (empirical Bayes), so bins that carry
+   no signal cannot be fitted to noise;
+5. allocates compute across bins (``allocate``: concave hull + greedy marginal gain) for
+   a compute budget, a target accuracy, or by default the least compute matching
+   maj@all-samples on train within a tolerance, for each stopping threshold, and keeps
+   the threshold that needs least compute (or, on a budget, gives most accuracy);
+6. turns the chosen points into a ``BudgetPolicy`` (``solve``): tiers, ``escalateTo``
+   where the large model is the cheaper way to the accuracy wanted, ``maxTokens`` from
+   the bin's token lengths, and the demand model measured by replaying the policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..aggregate import StopRule, StopRuleKind, should_stop, tally
+from ..budgets import Budget, BudgetPolicy, DemandModel, Effort, Strategy, Tier, default_policy
+from ..difficulty import (
+    DEFAULT_WEIGHTS,
+    ConstantEstimator,
+    extract_features,
+    score_features,
+)
+from .allocate import (
+    AllocationStep,
+    Point,
+    allocate_accuracy,
+    allocate_budget,
+    greedy_path,
+    upper_hull,
+)
+from .dataset import Dataset, EvalProblem
+from .replay import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Outcome,
+    ReplaySet,
+    build_replay_set,
+    replay_adaptive,
+    replay_fixed,
+    summarise,
+)
+from .stats import EmptyBinError, shrunk_bin_means, spearman
+from .suite import ponder_budgets
+
+CostUnit = Literal["samples", "tokens", "cost"]
+UNCAPPED_TOKENS = 1 << 30
+CRD_MAX_SAMPLES = 64
+CRD_MAX_TIERS = 8
+TOKEN_ROUNDING = 256
+DEFAULT_THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
+DEFAULT_GRID = (*range(1, 17), 20, 24, 32, 40, 48, 64)
+
+
+class CalibrationError(ValueError):
+    """The data cannot support the calibration asked for; the message says why."""
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """One model's samples; ``service`` names its ReasoningService for ``escalateTo``."""
+
+    service: str
+    dataset: Dataset
+    price_per_token: float = 1.0
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    bins: int = 5
+    test_fraction: float = 0.3
+    seed: int = 0
+    orderings: int = 20
+    cost_unit: CostUnit = "samples"
+    budget: float | None = None
+    target_accuracy: float | None = None
+    match_within: float = 0.001
+    margin_se: float = 1.0
+    signal_p_value: float = 0.05
+    stop_kind: StopRuleKind = StopRuleKind.BETA
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    window: int = 5
+    token_quantile: float = 1.0
+    default_max_tokens: int = 4096
+    verifier_model: str | None = None
+    sample_grid: tuple[int, ...] = DEFAULT_GRID
+
+    def rules(self) -> list[StopRule]:
+        if self.stop_kind is StopRuleKind.BETA:
+            return [StopRule(kind=self.stop_kind, threshold=t, window=self.window)
+                    for t in self.thresholds]  # fmt: skip
+        return [StopRule(kind=self.stop_kind, window=self.window)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One operating point on one model; per-problem means over orderings."""
+
+    model: int
+    strategy: Strategy
+    max_samples: int
+    initial_samples: int
+    accuracy: FloatArray
+    samples: FloatArray
+    tokens: FloatArray
+    cost: FloatArray
+
+    def describe(self, models: Sequence[ModelData]) -> dict[str, Any]:
+        return {"model": models[self.model].service, "strategy": self.strategy.value,
+                "max_samples": self.max_samples, "initial_samples": self.initial_samples}
+
+    def spend(self, unit: CostUnit) -> FloatArray:
+        return self.samples if unit == "samples" else self.tokens if unit == "tokens" \
+            else self.cost  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Binning:
+    """Bins by a difficulty value (higher is harder); bin i holds values <= ``edges[i]``."""
+
+    kind: str
+    edges: tuple[float, ...]
+
+    def assign(self, values: FloatArray) -> IntArray:
+        return np.searchsorted(np.asarray(self.edges[:-1]), values, side="left").astype(np.int64)
+
+    @property
+    def count(self) -> int:
+        return len(self.edges)
+
+
+@dataclass(frozen=True)
+class CandidateTable:
+    """Every candidate replayed over every problem, and each problem's difficulty data."""
+
+    models: tuple[ModelData, ...]
+    problems: tuple[tuple[EvalProblem, ...], ...]  # per model, aligned by id
+    ids: tuple[str, ...]
+    features: tuple[dict[str, float], ...]
+    scores: FloatArray  # the router's estimator, default weights
+    pass1: FloatArray  # the serving model's pass@1
+    maj_all: FloatArray  # the serving model's maj@all accuracy, per problem
+    candidates: dict[StopRule, list[Candidate]]
+    orderings: int
+    seed: int
+
+
+@dataclass
+class BinningResult:
+    binning: Binning
+    bins: IntArray
+    curves: list[list[Point]]
+    hulls: list[list[Point]]
+    weights: list[float]
+    step: AllocationStep
+    reached: bool  # the step meets the target accuracy (always, on a budget)
+    assured_accuracy: float  # train accuracy, less the margin when matching maj@all
+
+    def chosen(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        return [candidates[self.hulls[b][self.step.choice[b]].label]
+                for b in range(self.binning.count)]  # fmt: skip
+
+
+@dataclass
+class Solution:
+    """A calibrated policy and how it was reached."""
+
+    rule: StopRule
+    policy: BudgetPolicy
+    predicted: BinningResult
+    oracle: BinningResult
+    candidates: list[Candidate]
+    reference_accuracy: float
+    per_rule: list[dict[str, Any]] = field(default_factory=list)
+    signal: dict[str, Any] = field(default_factory=dict)
+
+
+# -- candidates ---------------------------------------------------------------------------
+
+
+def unanimous_votes_needed(budget: Budget, rule: StopRule) -> int:
+    """Fewest agreeing samples after which the router's ``should_stop`` stops."""
+    for k in range(1, budget.max_samples + 1):
+        if should_stop(tally(["a"] * k), rule, budget).stop:
+            return k
+    return budget.max_samples
+
+
+def vote_tier(m: int, rule: StopRule, max_tokens: int = UNCAPPED_TOKENS,
+              name: str = "candidate") -> Tier:  # fmt: skip
+    """A tier voting with up to ``m`` samples, its first wave just large enough to stop."""
+    if m == 1:
+        return Tier(name=name, max_difficulty=1.0, max_tokens=max_tokens, max_samples=1,
+                    initial_samples=1, strategy=Strategy.SINGLE)  # fmt: skip
+    probe = Budget(tier=name, strategy=Strategy.VOTE, max_tokens_per_sample=max_tokens,
+                   max_samples=m, wave_size=1, expected_tokens=0.0)  # fmt: skip
+    return Tier(name=name, max_difficulty=1.0, max_tokens=max_tokens, max_samples=m,
+                initial_samples=unanimous_votes_needed(probe, rule), strategy=Strategy.VOTE)
+
+
+def _candidate(model: int, strategy: Strategy, m: int, initial: int, outcome: Outcome,
+               rs: ReplaySet) -> Candidate:  # fmt: skip
+    """Per-problem means; cost is tokens x price, or samples x price without tokens."""
+    result = summarise(outcome, rs)
+    spent = outcome.cost if rs.has_tokens else outcome.samples * rs.price.repeat(rs.orderings)
+    return Candidate(model, strategy, m, initial, result.problem_accuracy,
+                     result.problem_samples, result.problem_tokens,
+                     outcome.per_problem(spent, rs.orderings))  # fmt: skip
+
+
+def align(models: Sequence[ModelData]) -> tuple[list[list[EvalProblem]], list[str]]:
+    """Each model's problems in the first model's order, on the ids all models share."""
+    shared = [p.problem_id for p in models[0].dataset.problems]
+    for m in models[1:]:
+        theirs = {p.problem_id for p in m.dataset.problems}
+        shared = [i for i in shared if i in theirs]
+    if len(shared) < 4:
+        raise CalibrationError("the models share fewer than 4 problems")
+    lists = []
+    for m in models:
+        by_id = {p.problem_id: p for p in m.dataset.problems}
+        lists.append([by_id[i] for i in shared])
+    return lists, shared
+
+
+def build_table(models: Sequence[ModelData], config: CalibrationConfig) -> CandidateTable:
+    """Step 1 of the module docstring: every candidate over every problem."""
+    per_model, ids = align(models)
+    sets = [build_replay_set(m.dataset, orderings=config.orderings, seed=config.seed,
+                             price=m.price_per_token, problems=probs)
+            for m, probs in zip(models, per_model, strict=True)]  # fmt: skip
+    constant = ConstantEstimator()
+    table: dict[StopRule, list[Candidate]] = {}
+    fixed: list[Candidate] = []
+    for i, rs in enumerate(sets):
+        for m in (m for m in config.sample_grid if 1 < m <= min(rs.width, CRD_MAX_SAMPLES)):
+            if rs.scores is not None:
+                fixed.append(_candidate(i, Strategy.BEST_OF_N, m, m,
+                                        replay_fixed(rs, m, by_score=True), rs))  # fmt: skip
+    for rule in config.rules():
+        found: list[Candidate] = []
+        for i, (probs, rs) in enumerate(zip(per_model, sets, strict=True)):
+            grid = [m for m in config.sample_grid if 1 <= m <= min(rs.width, CRD_MAX_SAMPLES)]
+            for m in grid:
+                tier = vote_tier(m, rule)
+                budgets, index = ponder_budgets(probs, BudgetPolicy(tiers=(tier,)), constant)
+                outcome = replay_adaptive(rs, budgets, index, rule, name=f"vote@{m}",
+                                          family="vote")  # fmt: skip
+                found.append(_candidate(i, tier.strategy, m, tier.initial_samples, outcome, rs))
+        table[rule] = found + fixed
+    features = tuple(extract_features(p.question) for p in per_model[0])
+    main = sets[0]
+    return CandidateTable(
+        models=tuple(models), problems=tuple(tuple(p) for p in per_model), ids=tuple(ids),
+        features=features,
+        scores=np.array([score_features(f, DEFAULT_WEIGHTS) for f in features]),
+        pass1=np.array([p.pass_at_1 for p in per_model[0]]),
+        maj_all=summarise(replay_fixed(main, main.width), main).problem_accuracy,
+        candidates=table, orderings=config.orderings, seed=config.seed,
+    )  # fmt: skip
+
+
+# -- split, estimator quality, bins -------------------------------------------------------
+
+
+def split_ids(ids: Sequence[str], test_fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """Train and test ids: the test split is the ``test_fraction`` of ids with the lowest
+    seeded hash (stable as problems are added or removed)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise CalibrationError("test fraction must lie strictly between 0 and 1")
+    ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+    cut = min(max(1, round(len(ids) * test_fraction)), len(ids) - 1)
+    return set(ranked[cut:]), set(ranked[:cut])
+
+
+def estimator_signal(table: CandidateTable, train: BoolArray) -> dict[str, Any]:
+    """Does the router's score rank train problems by error rate at all? Spearman's rho
+    and its one-sided p-value (normal approximation of the t statistic)."""
+    rho = spearman(table.scores[train], 1.0 - table.pass1[train])
+    n = int(train.sum())
+    if rho is None or n < 4:
+        return {"spearman_train": rho, "p_value": 1.0}
+    t = rho * math.sqrt((n - 2) / max(1.0 - rho * rho, 1e-12))
+    p_value = 0.5 * math.erfc(t / math.sqrt(2))
+    return {"spearman_train": round(rho, 4), "p_value": round(p_value, 5)}
+
+
+def quantile_binning(kind: str, values: FloatArray, bins: int, decimals: int = 4) -> Binning:
+    """Equal-count bins of ``values``: edges are data quantiles rounded up, so each holds
+    its own value; tied quantiles merge bins, and no bin is left empty."""
+    scale = 10.0**decimals
+    inner = np.quantile(values, np.arange(1, bins) / bins, method="inverted_cdf") \
+        if bins > 1 else np.array([])  # fmt: skip
+    top = 1.0 if kind == "predicted" else math.inf
+    edges = sorted({math.ceil(float(e) * scale) / scale for e in inner})
+    kept = [e for e in edges if e < top and (kind != "predicted" or e > 0.0)]
+    while True:
+        counts = np.bincount(Binning(kind, (*kept, top)).assign(values),
+                             minlength=len(kept) + 1)  # fmt: skip
+        empty = np.nonzero(counts == 0)[0]
+        if not kept or empty.size == 0:
+            return Binning(kind, (*kept, top))
+        del kept[min(int(empty[0]), len(kept) - 1)]  # merge the empty bin with a neighbour
+
+
+def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Candidate],
+                   train: BoolArray, config: CalibrationConfig,
+                   reference: FloatArray) -> BinningResult:  # fmt: skip
+    """Curves per bin over the train problems, their hulls, and the chosen allocation.
+
+    ``reference`` is each problem's maj@all accuracy. Matching it (no budget, no target
+    accuracy) takes the cheapest allocation whose train accuracy, less ``margin_se``
+    paired standard errors against maj@all, is within ``match_within`` of maj@all's:
+    the cheapest allocation that merely touches the target on train does so partly by
+    luck and falls short on new problems. (Accuracies here are the raw train means, on
+    the same footing as maj@all's.)
+    """
+    bins = binning.assign(values)
+    base = min(candidates, key=lambda c: (c.model, float(c.spend(config.cost_unit).mean())))
+    try:
+        level = shrunk_bin_means(base.accuracy, bins, train, binning.count)
+        acc = [level + shrunk_bin_means(c.accuracy - base.accuracy, bins, train, binning.count)
+               for c in candidates]  # fmt: skip
+        spend = [shrunk_bin_means(c.spend(config.cost_unit), bins, train, binning.count)
+                 for c in candidates]  # fmt: skip
+    except EmptyBinError as exc:
+        raise CalibrationError(str(exc)) from exc
+    curves = [[Point(float(spend[i][b]), float(acc[i][b]), i) for i in range(len(candidates))]
+              for b in range(binning.count)]  # fmt: skip
+    hulls = [upper_hull(c) for c in curves]
+    weights = [float((train & (bins == b)).sum() / train.sum()) for b in range(binning.count)]
+    path = greedy_path(hulls, weights)
+    if config.budget is not None:
+        step = allocate_budget(path, config.budget)
+        return BinningResult(binning, bins, curves, hulls, weights, step, True, step.accuracy)
+    if config.target_accuracy is not None:
+        step = allocate_accuracy(path, config.target_accuracy)
+        reached = step.accuracy >= config.target_accuracy - 1e-12
+        return BinningResult(binning, bins, curves, hulls, weights, step, reached,
+                             step.accuracy)  # fmt: skip
+    target = float(reference[train].mean()) - config.match_within
+    rows = np.nonzero(train)[0]
+    lower = []
+    for step in path:
+        picked = np.array([candidates[hulls[b][step.choice[b]].label].accuracy[p]
+                           for p, b in zip(rows, bins[rows], strict=True)])  # fmt: skip
+        diff = picked - reference[rows]
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        lower.append(float(picked.mean()) - config.margin_se * se)
+        if lower[-1] >= target - 1e-12:
+            return BinningResult(binning, bins, curves, hulls, weights, step, True, lower[-1])
+    best = int(np.argmax(lower))
+    return BinningResult(binning, bins, curves, hulls, weights, path[best], False, lower[best])
+
+
+# -- the policy ---------------------------------------------------------------------------
+
+
+def token_cap(problems: Sequence[EvalProblem], quantile: float, default: int) -> int:
+    """A tier's ``maxTokens``: the ``quantile`` of its samples' tokens, rounded up."""
+    tokens = [t for p in problems if p.tokens is not None for t in p.tokens]
+    if not tokens:
+        return default
+    value = float(np.quantile(np.asarray(tokens, float), quantile))
+    return max(TOKEN_ROUNDING, math.ceil(value / TOKEN_ROUNDING) * TOKEN_ROUNDING)
+
+
+def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence[ModelData],
+                 token_caps: Sequence[int]) -> BudgetPolicy:  # fmt: skip
+    """Tiers from per-bin choices, adjacent equal choices merged (at most 8 tiers)."""
+    groups: list[tuple[tuple[int, Strategy, int, int], float, int]] = []
+    for b, c in enumerate(chosen):
+        signature = (c.model, c.strategy, c.max_samples, c.initial_samples)
+        if groups and groups[-1][0] == signature:
+            groups[-1] = (signature, binning.edges[b], max(groups[-1][2], token_caps[b]))
+        else:
+            groups.append((signature, binning.edges[b], token_caps[b]))
+    if len(groups) > CRD_MAX_TIERS:
+        raise CalibrationError(f"{len(groups)} tiers; a ReasoningService holds at most "
+                               f"{CRD_MAX_TIERS}: use fewer bins")  # fmt: skip
+    tiers = tuple(
+        Tier(name=f"tier-{i + 1}", max_difficulty=min(edge, 1.0), max_tokens=cap,
+             max_samples=m, initial_samples=initial, strategy=strategy,
+             escalate_to=models[model].service if model > 0 else None)
+        for i, ((model, strategy, m, initial), edge, cap) in enumerate(groups)
+    )  # fmt: skip
+    names = [t.name for t in tiers]
+    effort = {Effort.LOW: names[0], Effort.MEDIUM: names[len(names) // 2],
+              Effort.HIGH: names[-1]}  # fmt: skip
+    return BudgetPolicy(tiers=tiers, effort_tiers=effort,
+                        shrink_order=default_policy().shrink_order)  # fmt: skip
+
+
+def measure_demand(table: CandidateTable, train: BoolArray, policy: BudgetPolicy,
+                   rule: StopRule) -> DemandModel:  # fmt: skip
+    """The ``DemandModel`` the policy shows on the train problems it serves itself:
+    tokens per launched sample over the cap, and the share of the samples past the first
+    wave that adaptive requests launch."""
+    problems = [p for p, t in zip(table.problems[0], train, strict=True) if t]
+    budgets, index = ponder_budgets(problems, policy, scores=table.scores[train].tolist())
+    local = np.array([budgets[i].escalate_to is None for i in index.tolist()])
+    if not local.any():
+        return DemandModel()
+    served = [p for p, keep in zip(problems, local, strict=True) if keep]
+    rs = build_replay_set(table.models[0].dataset, orderings=table.orderings, seed=table.seed,
+                          problems=served)  # fmt: skip
+    outcome = replay_adaptive(rs, budgets, index[local], rule, name="demand", family="ponder")
+    b_row = np.repeat(index[local], rs.orderings)
+    caps = np.array([b.max_tokens_per_sample for b in budgets], float)[b_row]
+    fill = float((outcome.tokens / outcome.samples / caps).mean()) if rs.has_tokens else 0.6
+    waves = np.array([b.wave_size for b in budgets], float)[b_row]
+    most = np.array([b.max_samples for b in budgets], float)[b_row]
+    adaptive = most > waves
+    extra = 0.3
+    if adaptive.any():
+        over = (outcome.samples[adaptive] - waves[adaptive]) / (most - waves)[adaptive]
+        extra = float(over.mean())
+    return DemandModel(token_fill_ratio=round(min(max(fill, 0.001), 1.0), 3),
+                       extra_sample_ratio=round(min(max(extra, 0.0), 1.0), 3))  # fmt: skip
+
+
+def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig) -> Solution:
+    """Steps 4-6 of the module docstring on the ``train`` problems."""
+    if len(table.models) > 1 and config.cost_unit == "samples":
+        raise CalibrationError("comparing models needs cost (tokens x price), not samples")
+    reference = float(table.maj_all[train].mean())
+    use_bon = config.verifier_model is not None
+    signal = estimator_signal(table, train)
+    bins = config.bins if signal["p_value"] <= config.signal_p_value else 1
+    predicted = quantile_binning("predicted", table.scores[train], bins)
+    oracle = quantile_binning("oracle", 1.0 - table.pass1[train], config.bins)
+    best: tuple[tuple[float, float], StopRule, list[Candidate], BinningResult] | None = None
+    per_rule = []
+    for rule, found in table.candidates.items():
+        allowed = [c for c in found if c.strategy is not Strategy.BEST_OF_N or use_bon]
+        result = bin_allocation(predicted, table.scores, allowed, train, config, table.maj_all)
+        step = result.step
+        if config.budget is not None:
+            rank = (0.0, -step.accuracy)
+        elif result.reached:
+            rank = (0.0, step.cost)
+        else:
+            rank = (1.0, -result.assured_accuracy)
+        per_rule.append({"stop_rule": rule.model_dump(mode="json"),
+                         "train_accuracy": round(step.accuracy, 5),
+                         "assured_train_accuracy": round(result.assured_accuracy, 5),
+                         "reached": result.reached, "train_cost": round(step.cost, 4)})  # fmt: skip
+        if best is None or rank < best[0]:
+            best = (rank, rule, allowed, result)
+    assert best is not None
+    _, rule, allowed, predicted_result = best
+    oracle_result = bin_allocation(oracle, 1.0 - table.pass1, allowed, train, config,
+                                   table.maj_all)  # fmt: skip
+    chosen = predicted_result.chosen(allowed)
+    caps = []
+    for b, c in enumerate(chosen):
+        in_bin = [table.problems[c.model][p] for p in range(len(table.ids))
+                  if train[p] and predicted_result.bins[p] == b]  # fmt: skip
+        caps.append(token_cap(in_bin, config.token_quantile, config.default_max_tokens))
+    policy = build_policy(predicted, chosen, table.models, caps)
+    demand = measure_demand(table, train, policy, rule)
+    policy = BudgetPolicy.model_validate(
+        {**policy.model_dump(by_alias=True), "demandModel": demand.model_dump(by_alias=True)})
+    return Solution(rule, policy, predicted_result, oracle_result, allowed, reference, per_rule,
+                    {**signal, "bins_used": predicted.count})
+
+
+def budgets_spec(policy: BudgetPolicy, rule: StopRule, verifier: str | None) -> dict[str, Any]:
+    """The policy as a ReasoningService ``spec.budgets`` section (paste into the CRD)."""
+    tiers = []
+    for t in policy.tiers:
+        tier: dict[str, Any] = {"name": t.name, "maxDifficulty": t.max_difficulty,
+                                "maxTokens": t.max_tokens, "maxSamples": t.max_samples,
+                                "initialSamples": t.initial_samples,
+                                "strategy": t.strategy.value}  # fmt: skip
+        if t.escalate_to:
+            tier["escalateTo"] = t.escalate_to
+        if t.strategy is Strategy.BEST_OF_N and verifier:
+            tier["verifierModel"] = verifier
+        tiers.append(tier)
+    return {
+        "tiers": tiers,
+        "effort": {e.value: name for e, name in policy.effort_tiers.items()},
+        "stopping": {"rule": "none" if rule.kind is StopRuleKind.NEVER else rule.kind.value,
+                     "threshold": rule.threshold, "window": rule.window},
+    }  # fmt: skip

@@ -1,0 +1,367 @@
+"""``ponder evaluate`` and ``ponder calibrate``: offline proof and calibration of budgets.
+
+Role: the command-line face of ``suite`` and ``calibrate``; ``ponder_operator.cli``
+registers both through ``add_evaluate_parser`` and ``add_calibrate_parser``. Data come
+from a JSONL file (``--data``) or a built-in source read in place from
+``$PONDER_DATA_DIR`` (``--builtin``); a built-in source is written as JSONL to
+``--out``/data, or to a temporary folder that is removed afterwards.
+
+    ponder evaluate --builtin standin-math500 --out DIR [--policy DIR/policy.yaml]
+    ponder calibrate --builtin qwen25math-100x8 --out DIR
+    ponder calibrate --builtin standin-math500 --standin-skill -1.5 \\
+        --large-builtin standin-math500 --large-service qwen-72b \\
+        --price-per-token 1 --large-price-per-token 8 --out DIR
+
+Tables go to stdout, load issues and errors to stderr; exit 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from ..aggregate import StopRule, StopRuleKind
+from ..answers import EXTRACTORS
+from ..budgets import BudgetPolicy
+from ..errors import PolicyError
+from .calibrate import (
+    DEFAULT_THRESHOLDS,
+    CalibrationConfig,
+    CalibrationError,
+    CostUnit,
+    ModelData,
+    budgets_spec,
+    build_table,
+    solve,
+    split_ids,
+)
+from .calibration_report import solution_report
+from .dataset import (
+    Dataset,
+    DatasetError,
+    convert_qwen25math,
+    generate_standin,
+    load_dataset,
+    write_jsonl,
+)
+from .replay import ReplayError
+from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
+from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
+
+BUILTINS = ("qwen25math-100x8", "standin-math500")
+_BAD_INPUT = (DatasetError, CalibrationError, ReplayError, PolicyError, ValidationError,
+              OSError, ValueError)  # fmt: skip
+
+
+# -- shared options -----------------------------------------------------------------------
+
+
+def _add_data_options(parser: argparse.ArgumentParser, prefix: str = "", *,
+                      required: bool = True) -> None:  # fmt: skip
+    flag = f"--{prefix}" if prefix else "--"
+    dest = prefix.replace("-", "_")
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(f"{flag}data", type=Path, dest=f"{dest}data",
+                       help="JSONL file: one problem a line with id, question, reference, "
+                            "samples, and optional scores, tokens, level")
+    group.add_argument(f"{flag}builtin", choices=BUILTINS, dest=f"{dest}builtin",
+                       help="built-in source from $PONDER_DATA_DIR: Qwen2.5-Math 100x8, or "
+                            "the stand-in LLM (a simulator) over MATH-500")
+    parser.add_argument(f"{flag}standin-skill", type=float, default=0.0,
+                        dest=f"{dest}standin_skill",
+                        help="stand-in logit skill offset (below 0 a weaker model)")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--samples-per-problem", type=int, default=40,
+                        help="stand-in samples per problem (default: 40)")
+    parser.add_argument("--standin-seed", type=int, default=0,
+                        help="stand-in sampling seed (default: 0)")
+    parser.add_argument("--orderings", type=int, default=None,
+                        help="random sample orders per problem")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the orders and split")
+    parser.add_argument("--extractor", choices=sorted(EXTRACTORS), default="chain",
+                        help="answer extractor, as in the router (default: chain)")
+    parser.add_argument("--equality", choices=("exact", "latex", "numeric"), default="numeric",
+                        help="when two answers are the same answer (default: numeric)")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail on the first bad line instead of skipping it")
+    parser.add_argument("--price-per-token", type=float, default=1.0,
+                        help="cost per generated token of the serving model (default: 1)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for results (and generated data under data/)")
+
+
+@contextmanager
+def _workdir(out: Path | None) -> Iterator[Path]:
+    if out is not None:
+        yield out / "data"
+        return
+    with tempfile.TemporaryDirectory(prefix="ponder-eval-") as tmp:
+        yield Path(tmp)
+
+
+def _load(args: argparse.Namespace, workdir: Path, prefix: str = "") -> Dataset:
+    path: Path | None = getattr(args, f"{prefix}data")
+    builtin: str | None = getattr(args, f"{prefix}builtin")
+    skill: float = getattr(args, f"{prefix}standin_skill")
+    if builtin == "qwen25math-100x8":
+        path = write_jsonl(convert_qwen25math(), workdir / f"{builtin}.jsonl")
+    elif builtin == "standin-math500":
+        name = f"{builtin}-x{args.samples_per_problem}-skill{skill:+g}"
+        path = workdir / f"{name}.jsonl"
+        write_jsonl(generate_standin(samples_per_problem=args.samples_per_problem,
+                                     seed=args.standin_seed, skill_logit_offset=skill), path)
+    assert path is not None
+    dataset = load_dataset(path, extractor=args.extractor, mode=args.equality,
+                           strict=args.strict)  # fmt: skip
+    _report_issues(dataset)
+    return dataset
+
+
+def _report_issues(dataset: Dataset, shown: int = 10) -> None:
+    print(dataset.summary(), file=sys.stderr)
+    for issue in dataset.issues[:shown]:
+        print(f"  {dataset.source}: {issue}", file=sys.stderr)
+    if len(dataset.issues) > shown:
+        print(f"  ... and {len(dataset.issues) - shown} more issues", file=sys.stderr)
+
+
+def _stop_rule(args: argparse.Namespace) -> StopRule:
+    return StopRule(kind=StopRuleKind(args.stop_rule), threshold=args.stop_threshold,
+                    window=args.stop_window)  # fmt: skip
+
+
+def load_policy(path: Path) -> BudgetPolicy:
+    """A ``BudgetPolicy`` from a YAML or JSON file (camelCase, as the router reads it)."""
+    try:
+        return BudgetPolicy.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise PolicyError(f"{path}: not a budget policy: {exc}") from exc
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise PolicyError(f"{what} {value!r}: expected NAME=VALUE")
+        out[name] = rest
+    return out
+
+
+def _write_json(document: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    return path
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# -- evaluate -----------------------------------------------------------------------------
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``evaluate`` on the ``ponder`` command's ``subparsers``."""
+    parser = subparsers.add_parser(
+        "evaluate", help="replay sampled answers through the router's budget policy offline",
+        description="Replay every problem's samples in many random orders through the "
+                    "router's estimator, budgets, aggregation and stopping; report accuracy "
+                    "against mean samples and tokens for maj@N, best-of-N, "
+                    "Adaptive-Consistency, ESC and Ponder's policies.")  # fmt: skip
+    _add_data_options(parser)
+    _add_common(parser)
+    parser.add_argument("--policy", action="append", default=[], metavar="[NAME=]FILE",
+                        help="a BudgetPolicy YAML/JSON to evaluate (repeatable)")
+    parser.add_argument("--no-default-policy", action="store_true",
+                        help="leave the router's default policy out")
+    parser.add_argument("--escalate", action="append", default=[], metavar="SERVICE=FILE",
+                        help="samples of a service a tier escalates to (repeatable)")
+    parser.add_argument("--escalate-price", action="append", default=[],
+                        metavar="SERVICE=PRICE", help="its cost per token (default: 1)")
+    parser.add_argument("--stop-rule", choices=[k.value for k in StopRuleKind], default="beta",
+                        help="the service's stopping rule for Ponder's policies")
+    parser.add_argument("--stop-threshold", type=float, default=0.95)
+    parser.add_argument("--stop-window", type=int, default=5)
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run the suite ``args`` describe; 0 on success, 2 on bad input."""
+    try:
+        started = time.perf_counter()
+        with _workdir(args.out) as workdir:
+            dataset = _load(args, workdir)
+            policies = []
+            for spec in args.policy:
+                name, sep, file = spec.partition("=")
+                path = Path(file if sep else spec)
+                policies.append(NamedPolicy(name if sep else f"ponder-{path.stem}",
+                                            load_policy(path)))  # fmt: skip
+            prices = {k: float(v) for k, v in _pairs(args.escalate_price, "price").items()}
+            escalations = {
+                service: Escalation(load_dataset(Path(file), extractor=args.extractor,
+                                                 mode=args.equality, strict=args.strict),
+                                    prices.get(service, 1.0))
+                for service, file in _pairs(args.escalate, "--escalate").items()
+            }  # fmt: skip
+            config = SuiteConfig(orderings=args.orderings or 50, seed=args.seed,
+                                 stop_rule=_stop_rule(args),
+                                 price_per_token=args.price_per_token)  # fmt: skip
+            suite = run_suite(dataset, policies, config, escalations=escalations,
+                              include_default=not args.no_default_policy)  # fmt: skip
+    except _BAD_INPUT as exc:
+        print(f"ponder evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(suite))
+    print()
+    print(format_comparisons(compare_policies(suite)))
+    print(f"\nreplayed {suite.problems} problems x {config.orderings} orders in "
+          f"{suite.elapsed_seconds:.2f} s ({time.perf_counter() - started:.2f} s in all)")
+    if args.out is not None:
+        stem = f"evaluate_{dataset.name}"
+        settings = {"orderings": config.orderings, "seed": config.seed,
+                    "stop_rule": config.stop_rule.model_dump(mode="json"),
+                    "source": dataset.source, "skipped_problems": dataset.skipped,
+                    "abstentions": dataset.abstentions,
+                    "issues": [str(i) for i in dataset.issues[:100]]}  # fmt: skip
+        _write_json(suite_document(suite, {"settings": settings}), args.out / f"{stem}.json")
+        plot_suite(suite, args.out / f"{stem}.png")
+        print(f"wrote {args.out / stem}.json and .png")
+    return 0
+
+
+# -- calibrate ----------------------------------------------------------------------------
+
+
+def add_calibrate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``calibrate`` on the ``ponder`` command's ``subparsers``."""
+    parser = subparsers.add_parser(
+        "calibrate", help="fit compute-optimal budget tiers from evaluation data",
+        description="Bin problems by difficulty, fit per-bin accuracy curves against "
+                    "compute, allocate compute across bins for a budget, and write a "
+                    "BudgetPolicy (and a ReasoningService spec.budgets section); with a "
+                    "second, larger model decide per bin where to escalate.")  # fmt: skip
+    _add_data_options(parser)
+    _add_data_options(parser, "large-", required=False)
+    _add_common(parser)
+    parser.add_argument("--large-service", default="large",
+                        help="ReasoningService name of the larger model (escalateTo)")
+    parser.add_argument("--large-price-per-token", type=float, default=1.0)
+    parser.add_argument("--bins", type=int, default=5, help="difficulty bins (default: 5)")
+    parser.add_argument("--test-fraction", type=float, default=0.3)
+    parser.add_argument("--cost-unit", choices=("samples", "tokens", "cost"), default=None,
+                        help="compute measure (default: samples; cost with two models)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=float, default=None,
+                        help="mean compute per request, in --cost-unit")
+    budget.add_argument("--target-accuracy", type=float, default=None,
+                        help="least compute reaching this accuracy (0-1) on train")
+    budget.add_argument("--match-within", type=float, default=0.1,
+                        help="least compute within this many points of maj@all on train "
+                             "(default: 0.1)")
+    parser.add_argument("--thresholds", default=",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS),
+                        help="beta stopping thresholds to choose from")
+    parser.add_argument("--verifier-model", default=None,
+                        help="Triton verifier for best-of-n tiers; without one the allocation "
+                             "uses votes only")
+    parser.add_argument("--token-quantile", type=float, default=1.0,
+                        help="quantile of a bin's sample tokens that sets maxTokens")
+    parser.set_defaults(run=run_calibrate)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Calibrate as ``args`` describe; 0 on success, 2 on bad input."""
+    try:
+        with _workdir(args.out) as workdir:
+            models = [ModelData("serving", _load(args, workdir), args.price_per_token)]
+            if args.large_data is not None or args.large_builtin is not None:
+                models.append(ModelData(args.large_service, _load(args, workdir, "large_"),
+                                        args.large_price_per_token))  # fmt: skip
+        unit: CostUnit = args.cost_unit or ("cost" if len(models) > 1 else "samples")
+        thresholds = tuple(float(t) for t in args.thresholds.split(",") if t.strip())
+        config = CalibrationConfig(
+            bins=args.bins, test_fraction=args.test_fraction, seed=args.seed,
+            orderings=args.orderings or 20, cost_unit=unit, budget=args.budget,
+            target_accuracy=args.target_accuracy, match_within=args.match_within / 100,
+            thresholds=thresholds, token_quantile=args.token_quantile,
+            verifier_model=args.verifier_model,
+        )  # fmt: skip
+        started = time.perf_counter()
+        table = build_table(models, config)
+        train_ids, test_ids = split_ids(table.ids, config.test_fraction, config.seed)
+        train = np.array([i in train_ids for i in table.ids])
+        solution = solve(table, train, config)
+        report = solution_report(table, train, solution, config)
+        held_out = run_suite(
+            models[0].dataset.subset(test_ids, name=f"{models[0].dataset.name}-test"),
+            [NamedPolicy("ponder-calibrated", solution.policy)],
+            SuiteConfig(orderings=config.orderings, seed=config.seed, stop_rule=solution.rule,
+                        price_per_token=models[0].price_per_token),
+            escalations={m.service: Escalation(m.dataset, m.price_per_token)
+                         for m in models[1:]},
+        )  # fmt: skip
+    except _BAD_INPUT as exc:
+        print(f"ponder calibrate: {exc}", file=sys.stderr)
+        return 2
+    spec = budgets_spec(solution.policy, solution.rule, config.verifier_model)
+    policy_doc = solution.policy.model_dump(by_alias=True, mode="json", exclude_none=True)
+    report["held_out"] = suite_document(held_out)
+    report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
+    _print_calibration(report, held_out, policy_doc, solution.rule)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "policy.yaml").write_text(yaml.safe_dump(policy_doc, sort_keys=False),
+                                              encoding="utf-8")  # fmt: skip
+        (args.out / "budgets-spec.yaml").write_text(
+            yaml.safe_dump({"budgets": spec}, sort_keys=False), encoding="utf-8")
+        _write_json(report, args.out / "calibration.json")
+        print(f"wrote {args.out}/policy.yaml (BudgetPolicy), budgets-spec.yaml "
+              f"(ReasoningService spec.budgets) and calibration.json")
+    else:
+        print(yaml.safe_dump(policy_doc, sort_keys=False))
+    return 0
+
+
+def _print_calibration(report: dict[str, Any], held_out: Any, policy: dict[str, Any],
+                       rule: StopRule) -> None:  # fmt: skip
+    est = report["estimator"]
+    print(f"train {report['split']['train']} / test {report['split']['test']} problems; "
+          f"stopping: beta {rule.threshold:g}")
+    for name in ("router_default_weights", "refit_on_train"):
+        q = est[name]
+        print(f"estimator ({name}) on test: AUROC(pass@1<0.5) = {_fmt(q['auroc_pass1_below_half'])}"
+              f", Spearman(score, error rate) = {_fmt(q['spearman_vs_error_rate'])}")
+    for kind in ("predicted_bins", "oracle_bins"):
+        b = report[kind]
+        print(f"{kind}: " + "; ".join(
+            f"<= {x['upper_edge']:.4g}: {x['chosen']['strategy']} x{x['chosen']['max_samples']}"
+            f"{' on ' + x['chosen']['model'] if x['chosen']['model'] != 'serving' else ''}"
+            for x in b["bins"]) + f" | test {100 * b['test_from_curves']['accuracy']:.2f}%")
+    tiers = ", ".join(f"{t['name']} (<= {t['maxDifficulty']}: {t['strategy']} "
+                      f"x{t['maxSamples']}{' -> ' + t['escalateTo'] if 'escalateTo' in t else ''})"
+                      for t in policy["tiers"])  # fmt: skip
+    print(f"policy: {tiers}")
+    print()
+    print(format_table(held_out, title=f"held-out test split: {held_out.problems} problems"))
+    print()
+    print(format_comparisons(compare_policies(held_out)))
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

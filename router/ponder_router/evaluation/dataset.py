@@ -1,0 +1,372 @@
+"""Evaluation data: problems with many sampled completions each, loaded from JSONL.
+
+Role: the input side of ``replay`` and ``calibrate``. One JSON object per line::
+
+    {"id": str, "question": str, "reference": str, "samples": [str, ...],
+     "scores": [float, ...]?, "tokens": [int, ...]?, "level": int?}
+
+Each sample is a completion (or any text the router's extractor reads, such as
+``\\boxed{42}``); the router's own extractor (``answers.extract_answer``) pulls the final
+answer out and ``answers.answer_key`` keys it once, here, so replays compare integers.
+A sample with no extractable answer is kept as an abstention (it costs budget and casts
+no vote, as in the router) and reported. ``load_dataset`` reports every other problem
+with its line number: malformed JSON, missing or mistyped fields, empty sample lists,
+``scores``/``tokens`` of the wrong length, repeated ids. Lenient loading skips those
+problems and counts them; ``strict=True`` raises ``DatasetError`` instead. Nothing is
+dropped without a report.
+
+Sources under ``$PONDER_DATA_DIR`` (default ``/work/shared/data``), read in place:
+``convert_qwen25math`` (Qwen2.5-Math, 100 MATH problems x 8 samples, with reward-model
+scores) and ``generate_standin`` (the stand-in LLM, a simulator, over MATH-500).
+Generated files go where the caller says (a temporary or output folder), never into
+the repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..answers import EqualityMode, answer_key, extract_answer
+from ..errors import PolicyError
+
+DEFAULT_DATA_DIR = Path("/work/shared/data")
+QWEN_PROBLEMS = "samples/qwen25math_math100_x8_problems.csv"
+QWEN_SAMPLES = "samples/qwen25math_math100_x8_samples.csv"
+MATH_5000 = "math/math_test5000.jsonl"
+CHARS_PER_TOKEN = 4.0
+"""Qwen's files give response lengths in characters; tokens are estimated as chars / 4."""
+
+
+class DatasetError(PolicyError):
+    """Evaluation data is unreadable or (in strict mode) has a bad line; the message says
+    which file and line."""
+
+
+def data_dir() -> Path:
+    """``$PONDER_DATA_DIR``, or ``/work/shared/data``."""
+    return Path(os.environ.get("PONDER_DATA_DIR", str(DEFAULT_DATA_DIR)))
+
+
+@dataclass(frozen=True)
+class EvalProblem:
+    """One problem, its samples keyed once, and what each sample cost."""
+
+    problem_id: str
+    question: str
+    reference: str
+    reference_key: str
+    answer_keys: tuple[str | None, ...]
+    """Each sample's answer key (``answers.answer_key``); ``None`` abstains."""
+    tokens: tuple[int, ...] | None = None
+    scores: tuple[float, ...] | None = None
+    level: int | None = None
+    line: int = 0
+
+    @property
+    def sample_count(self) -> int:
+        return len(self.answer_keys)
+
+    @property
+    def pass_at_1(self) -> float:
+        """Share of samples whose answer equals the reference (abstentions are wrong)."""
+        right = sum(key == self.reference_key for key in self.answer_keys)
+        return right / len(self.answer_keys)
+
+
+@dataclass(frozen=True)
+class LoadIssue:
+    """Something wrong with one line: ``skipped`` problems are not in the dataset."""
+
+    line: int
+    message: str
+    skipped: bool
+    problem_id: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" + (f" ({self.problem_id})" if self.problem_id else "")
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" + (" [problem skipped]" if self.skipped else "")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Problems in file order, with the issues met while loading them."""
+
+    name: str
+    problems: tuple[EvalProblem, ...]
+    issues: tuple[LoadIssue, ...] = ()
+    source: str = ""
+
+    @property
+    def skipped(self) -> int:
+        return sum(issue.skipped for issue in self.issues)
+
+    @property
+    def abstentions(self) -> int:
+        return sum(key is None for p in self.problems for key in p.answer_keys)
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self.problems) and all(p.tokens is not None for p in self.problems)
+
+    @property
+    def has_scores(self) -> bool:
+        return bool(self.problems) and all(p.scores is not None for p in self.problems)
+
+    def subset(self, ids: Iterable[str], name: str | None = None) -> Dataset:
+        """The problems whose ids are in ``ids``, in file order."""
+        wanted = set(ids)
+        kept = tuple(p for p in self.problems if p.problem_id in wanted)
+        return Dataset(name or self.name, kept, self.issues, self.source)
+
+    def summary(self) -> str:
+        samples = sum(p.sample_count for p in self.problems)
+        return (f"{self.name}: {len(self.problems)} problems, {samples} samples, "
+                f"{self.abstentions} abstentions, {self.skipped} problems skipped")  # fmt: skip
+
+
+class _Skip(Exception):
+    """A line that cannot become a problem; ``parse`` records it and moves on."""
+
+    def __init__(self, message: str, problem_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.problem_id = message, problem_id
+
+
+@dataclass
+class _Parser:
+    extractor: str
+    mode: EqualityMode
+    issues: list[LoadIssue] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def parse(self, line_no: int, text: str) -> EvalProblem | None:
+        try:
+            return self._problem(line_no, text)
+        except _Skip as skip:
+            self.issues.append(LoadIssue(line_no, skip.message, True, skip.problem_id))
+            return None
+
+    def _problem(self, line_no: int, text: str) -> EvalProblem:
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _Skip(f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+        if not isinstance(row, dict):
+            raise _Skip("expected a JSON object")
+        pid = row.get("id") if isinstance(row.get("id"), str) else None
+        missing = [k for k in ("id", "question", "reference", "samples") if k not in row]
+        if missing:
+            raise _Skip(f"missing field(s): {', '.join(missing)}", pid)
+        for name in ("id", "question", "reference"):
+            if not isinstance(row[name], str) or not row[name].strip():
+                raise _Skip(f"field {name!r} must be a non-empty string", pid)
+        samples = row["samples"]
+        if not isinstance(samples, list) or not all(isinstance(s, str) for s in samples):
+            raise _Skip("field 'samples' must be a list of strings", pid)
+        if not samples:
+            raise _Skip("empty sample list", pid)
+        if pid in self.seen:
+            raise _Skip("repeated id", pid)
+        tokens = _numbers(row, "tokens", len(samples), pid, integral=True)
+        scores = _numbers(row, "scores", len(samples), pid, integral=False)
+        level = row.get("level")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+            raise _Skip("field 'level' must be an integer", pid)
+        keys: list[str | None] = []
+        for index, sample in enumerate(samples):
+            answer = extract_answer(sample, self.extractor)
+            if answer is None or not answer.strip():
+                message = (f"sample {index}: no answer found by extractor {self.extractor!r} "
+                           "(kept as an abstention)")  # fmt: skip
+                self.issues.append(LoadIssue(line_no, message, False, pid))
+                keys.append(None)
+            else:
+                keys.append(answer_key(answer, self.mode))
+        problem_id: str = row["id"]
+        self.seen.add(problem_id)
+        return EvalProblem(
+            problem_id=problem_id, question=row["question"], reference=row["reference"],
+            reference_key=answer_key(row["reference"], self.mode), answer_keys=tuple(keys),
+            tokens=None if tokens is None else tuple(int(t) for t in tokens),
+            scores=scores, level=level, line=line_no,
+        )  # fmt: skip
+
+
+def _numbers(row: Mapping[str, Any], name: str, count: int, pid: str | None, *,
+             integral: bool) -> tuple[float, ...] | None:  # fmt: skip
+    """The optional list ``name`` (None when absent); ``_Skip`` when invalid."""
+    values = row.get(name)
+    if values is None:
+        return None
+    kind = "non-negative integers" if integral else "finite numbers"
+    ok = isinstance(values, list) and all(
+        not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+        and (not integral or (v == int(v) and v >= 0)) for v in values
+    )  # fmt: skip
+    if not ok:
+        raise _Skip(f"field {name!r} must be a list of {kind}", pid)
+    if len(values) != count:
+        raise _Skip(f"field {name!r} has {len(values)} entries for {count} samples", pid)
+    return tuple(float(v) for v in values)
+
+
+def parse_lines(
+    lines: Iterable[str],
+    *,
+    name: str = "data",
+    source: str = "<lines>",
+    extractor: str = "chain",
+    mode: EqualityMode = "numeric",
+    strict: bool = False,
+) -> Dataset:
+    """A ``Dataset`` from JSONL ``lines`` (see the module docstring); blank lines hold
+    nothing and are passed over. ``strict`` raises on the first issue of any kind."""
+    parser = _Parser(extractor, mode)
+    problems: list[EvalProblem] = []
+    for line_no, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        before = len(parser.issues)
+        problem = parser.parse(line_no, text)
+        if strict and len(parser.issues) > before:
+            issue = parser.issues[before]
+            raise DatasetError(f"{source}: {issue.where}: {issue.message} (strict mode)")
+        if problem is not None:
+            problems.append(problem)
+    if not problems:
+        first = f"; first issue: {parser.issues[0]}" if parser.issues else ""
+        raise DatasetError(f"{source}: no usable problems{first}")
+    return Dataset(name, tuple(problems), tuple(parser.issues), source)
+
+
+def load_dataset(
+    path: Path,
+    *,
+    extractor: str = "chain",
+    mode: EqualityMode = "numeric",
+    strict: bool = False,
+    name: str | None = None,
+) -> Dataset:
+    """Read the JSONL file at ``path`` (see ``parse_lines``)."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            return parse_lines(lines, name=name or path.stem, source=str(path),
+                               extractor=extractor, mode=mode, strict=strict)  # fmt: skip
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text: {exc}") from exc
+
+
+def write_jsonl(rows: Iterable[Mapping[str, Any]], path: Path) -> Path:
+    """Write ``rows`` one JSON object a line; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+# -- sources ------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path} (set PONDER_DATA_DIR): {exc}") from exc
+
+
+def convert_qwen25math(root: Path | None = None) -> Iterator[dict[str, Any]]:
+    """The Qwen2.5-Math 100x8 samples as JSONL rows.
+
+    Each sample is its parsed answer written as ``\\boxed{pred}`` (the texts were not
+    released), scored by its reward-model score, with tokens estimated as
+    ``response_chars / 4``; the question text comes from the MATH test set by index.
+    """
+    root = root or data_dir()
+    problems = _read_csv(root / QWEN_PROBLEMS)
+    by_problem: dict[str, list[dict[str, str]]] = {}
+    for sample in _read_csv(root / QWEN_SAMPLES):
+        by_problem.setdefault(sample["idx"], []).append(sample)
+    questions: dict[str, str] = {}
+    try:
+        with (root / MATH_5000).open(encoding="utf-8") as lines:
+            for text in lines:
+                if text.strip():
+                    row = json.loads(text)
+                    questions[str(row["idx"])] = str(row["problem"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DatasetError(f"cannot read {root / MATH_5000}: {exc}") from exc
+    for problem in problems:
+        samples = sorted(by_problem.get(problem["idx"], []), key=lambda s: int(s["sample_idx"]))
+        try:
+            yield {
+                "id": f"math-test-{problem['math_test5000_idx']}",
+                "question": questions[problem["math_test5000_idx"]],
+                "reference": problem["gt_answer"],
+                "samples": [f"\\boxed{{{s['pred_answer']}}}" for s in samples],
+                "scores": [float(s["rm_score"]) for s in samples],
+                "tokens": [max(1, round(int(s["response_chars"]) / CHARS_PER_TOKEN))
+                           for s in samples],
+                "level": int(problem["level"]),
+            }  # fmt: skip
+        except (KeyError, ValueError) as exc:
+            raise DatasetError(f"{root / QWEN_PROBLEMS}: problem {problem.get('idx')}: "
+                               f"{exc!r}") from exc  # fmt: skip
+
+
+def generate_standin(
+    root: Path | None = None,
+    *,
+    samples_per_problem: int = 40,
+    seed: int = 0,
+    skill_logit_offset: float = 0.0,
+    problem_limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Samples of the stand-in LLM (a simulator) over MATH-500, deterministic under ``seed``.
+
+    Each sample is what the simulated model writes for the problem with sampling seed
+    ``seed * 1_000_003 + i``: reasoning text ending in ``\\boxed{answer}``, correct with
+    the problem's calibrated accuracy; ``tokens`` counts its tokens. A negative
+    ``skill_logit_offset`` makes a weaker model (a smaller one in a cascade).
+    """
+    from ponder_localstack.sim_llm.behaviour import (  # the simulator is optional at run time
+        UNLIMITED_MAX_TOKENS,
+        CalibrationDataError,
+        SamplingParams,
+        SimModel,
+        SimSettings,
+    )
+
+    try:
+        settings = SimSettings(skill_logit_offset=skill_logit_offset)
+        model = SimModel.load(root or data_dir(), settings)
+    except CalibrationDataError as exc:
+        raise DatasetError(str(exc)) from exc
+    problems: Sequence[Any] = model.catalog.problems[:problem_limit]
+    for problem in problems:
+        completions = [
+            model.complete(problem.text, SamplingParams(
+                max_tokens=UNLIMITED_MAX_TOKENS, seed=seed * 1_000_003 + i))
+            for i in range(samples_per_problem)
+        ]  # fmt: skip
+        yield {
+            "id": problem.problem_id,
+            "question": problem.text,
+            "reference": problem.answer,
+            "samples": [c.text for c in completions],
+            "tokens": [len(c.tokens) for c in completions],
+            "level": problem.level,
+        }

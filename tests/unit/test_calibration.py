@@ -1,0 +1,219 @@
+"""Calibration: concave hulls, greedy allocation, bins, and a policy the router loads."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ponder_operator.api.spec import BudgetsSpec
+from ponder_operator.cli import main as ponder
+from ponder_router.budgets import BudgetPolicy, Strategy
+from ponder_router.evaluation.allocate import (
+    Point,
+    allocate_accuracy,
+    allocate_budget,
+    greedy_path,
+    upper_hull,
+)
+from ponder_router.evaluation.calibrate import (
+    CalibrationConfig,
+    ModelData,
+    build_table,
+    quantile_binning,
+    solve,
+    split_ids,
+)
+from ponder_router.evaluation.calibration_report import solution_report
+from ponder_router.evaluation.dataset import generate_standin, load_dataset, write_jsonl
+from ponder_router.evaluation.stats import auroc, shrunk_bin_means, spearman
+from ponder_router.settings import RouterConfig
+
+DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+
+
+def curves(seed: int, bins: int = 4, points: int = 7) -> list[list[Point]]:
+    """Noisy saturating accuracy curves, some points below the hull on purpose."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(bins):
+        ceiling, rate = rng.uniform(0.5, 1.0), rng.uniform(0.2, 1.5)
+        out.append([Point(cost=float(c), accuracy=ceiling * (1 - np.exp(-rate * c))
+                          + rng.uniform(-0.03, 0.03), label=c) for c in range(1, points + 1)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (DATA_DIR / "math").exists():
+        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    folder = tmp_path_factory.mktemp("standin")
+    return write_jsonl(generate_standin(DATA_DIR, samples_per_problem=12, problem_limit=120),
+                       folder / "standin.jsonl")  # fmt: skip
+
+
+def test_the_upper_hull_is_concave_and_drops_dominated_points() -> None:
+    for seed in range(20):
+        for points in curves(seed):
+            hull = upper_hull(points)
+            assert hull[0].cost == min(p.cost for p in points)
+            slopes = [(b.accuracy - a.accuracy) / (b.cost - a.cost)
+                      for a, b in itertools.pairwise(hull)]  # fmt: skip
+            assert all(s > 0 for s in slopes)
+            assert all(x > y for x, y in itertools.pairwise(slopes))
+            for p in points:  # nothing lies above the hull
+                for a, b in itertools.pairwise(hull):
+                    if a.cost <= p.cost <= b.cost:
+                        line = a.accuracy + (p.cost - a.cost) * (b.accuracy - a.accuracy) / (
+                            b.cost - a.cost)
+                        assert p.accuracy <= line + 1e-12
+
+
+def test_allocation_is_monotone_in_the_compute_budget() -> None:
+    for seed in range(20):
+        hulls = [upper_hull(c) for c in curves(seed)]
+        path = greedy_path(hulls, [0.1, 0.2, 0.3, 0.4])
+        budgets = np.linspace(0.5, 8.0, 40)
+        steps = [allocate_budget(path, b) for b in budgets]
+        for before, after in itertools.pairwise(steps):
+            assert after.cost >= before.cost
+            assert after.accuracy >= before.accuracy
+            assert all(a >= b for a, b in zip(after.choice, before.choice, strict=True))
+        for budget, step in zip(budgets, steps, strict=True):
+            assert step.cost <= budget + 1e-9 or step is path[0]
+
+
+def test_greedy_allocation_is_optimal_among_hull_points_at_its_own_steps() -> None:
+    for seed in range(10):
+        hulls = [upper_hull(c) for c in curves(seed, bins=3, points=6)]
+        weights = [0.5, 0.3, 0.2]
+        for step in greedy_path(hulls, weights):
+            best = max(
+                sum(w * h[i].accuracy for w, h, i in zip(weights, hulls, choice, strict=True))
+                for choice in itertools.product(*(range(len(h)) for h in hulls))
+                if sum(w * h[i].cost for w, h, i in zip(weights, hulls, choice, strict=True))
+                <= step.cost + 1e-12
+            )  # fmt: skip
+            assert step.accuracy == pytest.approx(best)
+
+
+def test_allocating_for_an_accuracy_takes_the_cheapest_step_reaching_it() -> None:
+    path = greedy_path([upper_hull(c) for c in curves(3)], [0.25] * 4)
+    target = (path[0].accuracy + path[-1].accuracy) / 2
+    step = allocate_accuracy(path, target)
+    assert step.accuracy >= target
+    assert all(s.accuracy < target for s in path if s.cost < step.cost)
+
+
+def test_quantile_bins_hold_equal_shares_and_never_an_empty_bin() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.05, 0.9, 500)
+    binning = quantile_binning("predicted", scores, 5)
+    counts = np.bincount(binning.assign(scores))
+    assert binning.count == 5
+    assert counts.min() >= 95
+    assert binning.edges[-1] == 1.0
+    tied = np.concatenate([np.zeros(400), np.full(60, 0.025), rng.uniform(0.05, 1, 40)])
+    oracle = quantile_binning("oracle", tied, 5)
+    assert np.bincount(oracle.assign(tied)).min() > 0
+
+
+def test_shrinkage_pools_bins_that_do_not_differ_and_keeps_bins_that_do() -> None:
+    rng = np.random.default_rng(1)
+    bins = np.repeat(np.arange(4), 100)
+    everyone = np.ones(400, dtype=bool)
+    noise = rng.binomial(1, 0.8, 400).astype(float)
+    pooled = shrunk_bin_means(noise, bins, everyone, 4)
+    assert np.ptp(pooled) < 0.5 * np.ptp([noise[bins == b].mean() for b in range(4)])
+    signal = rng.binomial(1, np.repeat([0.2, 0.5, 0.8, 0.95], 100)).astype(float)
+    kept = shrunk_bin_means(signal, bins, everyone, 4)
+    raw = np.array([signal[bins == b].mean() for b in range(4)])
+    assert np.abs(kept - raw).max() < 0.02
+
+
+def test_ranking_statistics_on_known_cases() -> None:
+    xs = np.array([1.0, 2.0, 3.0, 4.0])
+    assert spearman(xs, xs) == pytest.approx(1.0)
+    assert spearman(xs, -xs) == pytest.approx(-1.0)
+    assert spearman(xs, np.ones(4)) is None
+    assert auroc(xs, np.array([False, False, True, True])) == 1.0
+    assert auroc(np.ones(4), np.array([False, True, False, True])) == 0.5
+    assert auroc(xs, np.zeros(4, dtype=bool)) is None
+
+
+def test_the_split_is_stable_disjoint_and_of_the_asked_size() -> None:
+    ids = [f"p{i}" for i in range(100)]
+    train, test = split_ids(ids, 0.3, seed=0)
+    assert len(test) == 30
+    assert not train & test
+    assert train | test == set(ids)
+    again, _ = split_ids(list(reversed(ids)), 0.3, seed=0)
+    assert again == train
+    _fewer, fewer_test = split_ids(ids[:90], 0.3, seed=0)
+    assert len(fewer_test & test) >= 20  # adding problems moves few others
+
+
+def test_calibration_output_loads_as_the_router_budget_policy(standin: Path,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    out = tmp_path / "calibrated"
+    assert ponder(["calibrate", "--data", str(standin), "--orderings", "4",
+                   "--out", str(out)]) == 0  # fmt: skip
+    policy = BudgetPolicy.model_validate(yaml.safe_load((out / "policy.yaml").read_text()))
+    assert policy.tiers[-1].max_difficulty == 1.0
+    RouterConfig.model_validate({"service": "qwen", "modelName": "qwen", "tritonModel": "qwen",
+                                 "endpoints": ["127.0.0.1:8001"],
+                                 "budgets": yaml.safe_load((out / "policy.yaml").read_text())})
+    spec = yaml.safe_load((out / "budgets-spec.yaml").read_text())["budgets"]
+    BudgetsSpec.model_validate(spec)
+    report = json.loads((out / "calibration.json").read_text())
+    assert report["split"] == {"train": 84, "test": 36}
+    assert "ponder-calibrated" in {c["policy"] for c in report["held_out"]["comparisons"]}
+    assert ponder(["evaluate", "--data", str(standin), "--orderings", "3",
+                   "--policy", f"calibrated={out / 'policy.yaml'}", "--out", str(out)]) == 0
+    evaluated = json.loads((out / "evaluate_standin.json").read_text())
+    assert "calibrated" in {r["name"] for r in evaluated["results"]}
+    assert (out / "evaluate_standin.png").stat().st_size > 10_000
+
+
+def test_a_large_model_is_escalated_to_only_where_it_is_cheaper(
+    standin: Path, tmp_path: Path
+) -> None:
+    small = write_jsonl(generate_standin(DATA_DIR, samples_per_problem=12, problem_limit=120,
+                                         skill_logit_offset=-2.0), tmp_path / "small.jsonl")
+    models = [ModelData("serving", load_dataset(small), 1.0),
+              ModelData("big-model", load_dataset(standin), 1.0)]
+    config = CalibrationConfig(orderings=4, cost_unit="cost", bins=2, thresholds=(0.9,),
+                               budget=300.0)  # about five samples of the small model
+    train = np.ones(120, dtype=bool)
+    train[::4] = False
+    same_price = solve(build_table(models, config), train, config)
+    assert {t.escalate_to for t in same_price.policy.tiers} == {"big-model"}
+    dear = [models[0], ModelData("big-model", models[1].dataset, 1000.0)]
+    too_dear = solve(build_table(dear, config), train, config)
+    assert {t.escalate_to for t in too_dear.policy.tiers} == {None}
+    report = solution_report(build_table(dear, config), train, too_dear, config)
+    for row in report["escalation"]:  # at equal accuracy the small model is the cheaper
+        assert {c["cheaper"] for c in row["small_vs_large"]} == {"small"}
+
+
+def test_best_of_n_enters_the_allocation_only_with_a_verifier(tmp_path: Path) -> None:
+    if not (DATA_DIR / "samples").exists():
+        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    from ponder_router.evaluation.dataset import convert_qwen25math
+
+    qwen = load_dataset(write_jsonl(convert_qwen25math(DATA_DIR), tmp_path / "qwen.jsonl"))
+    config = CalibrationConfig(orderings=4, thresholds=(0.9,), budget=8.0)
+    table = build_table([ModelData("serving", qwen)], config)
+    train = np.ones(len(table.ids), dtype=bool)
+    votes_only = solve(table, train, config)
+    assert all(c.strategy is not Strategy.BEST_OF_N for c in votes_only.candidates)
+    with_verifier = solve(table, train, CalibrationConfig(
+        orderings=4, thresholds=(0.9,), budget=8.0, verifier_model="reward-model"))
+    assert any(c.strategy is Strategy.BEST_OF_N for c in with_verifier.candidates)
+    assert any(t.strategy is Strategy.BEST_OF_N for t in with_verifier.policy.tiers)

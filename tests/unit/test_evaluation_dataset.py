@@ -1,0 +1,126 @@
+"""Evaluation data: JSONL loading with line-numbered issues, and the built-in sources."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ponder_router.evaluation.dataset import (
+    DatasetError,
+    convert_qwen25math,
+    generate_standin,
+    load_dataset,
+    parse_lines,
+    write_jsonl,
+)
+
+DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+
+
+def row(pid: str, samples: list[str], **extra: object) -> str:
+    return json.dumps({"id": pid, "question": f"What is {pid}?", "reference": "4",
+                       "samples": samples, **extra})  # fmt: skip
+
+
+GOOD = row("p1", ["\\boxed{4}", "\\boxed{5}"], tokens=[10, 12], scores=[0.9, 0.1], level=2)
+BAD_LINES = [
+    GOOD,  # line 1
+    '{"id": "p2", "question": ',  # line 2: malformed JSON
+    json.dumps({"id": "p3", "question": "q", "samples": ["\\boxed{1}"]}),  # 3: no reference
+    row("p4", []),  # line 4: empty samples
+    row("p5", ["\\boxed{4}"], tokens=[1, 2]),  # line 5: tokens of the wrong length
+    row("p6", ["\\boxed{4}", "I am not sure."]),  # line 6: one sample without an answer
+    row("p1", ["\\boxed{4}"]),  # line 7: repeated id
+    "",  # line 8: blank, holds nothing
+    row("p9", ["\\boxed{4}"], scores=["high"]),  # line 9: scores not numbers
+]
+
+
+def test_the_loader_reports_every_bad_line_with_its_number() -> None:
+    dataset = parse_lines(BAD_LINES, source="bad.jsonl")
+    found = {(issue.line, issue.skipped) for issue in dataset.issues}
+    assert found == {(2, True), (3, True), (4, True), (5, True), (6, False), (7, True),
+                     (9, True)}  # fmt: skip
+    messages = {issue.line: issue.message for issue in dataset.issues}
+    assert "malformed JSON" in messages[2]
+    assert "reference" in messages[3]
+    assert "empty sample list" in messages[4]
+    assert "tokens" in messages[5]
+    assert "sample 1" in messages[6]
+    assert "repeated id" in messages[7]
+    assert "scores" in messages[9]
+
+
+def test_lenient_loading_skips_bad_problems_and_counts_them() -> None:
+    dataset = parse_lines(BAD_LINES)
+    assert [p.problem_id for p in dataset.problems] == ["p1", "p6"]
+    assert dataset.skipped == 6
+    assert "2 problems" in dataset.summary()
+    assert "6 problems skipped" in dataset.summary()
+
+
+def test_strict_loading_fails_on_the_first_bad_line_and_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(BAD_LINES) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"bad\.jsonl: line 2: malformed JSON"):
+        load_dataset(path, strict=True)
+
+
+def test_strict_loading_refuses_an_unparseable_sample_too() -> None:
+    with pytest.raises(DatasetError, match="line 1 \\(p6\\): sample 1"):
+        parse_lines([BAD_LINES[5]], strict=True)
+
+
+def test_an_unparseable_sample_is_kept_as_an_abstention() -> None:
+    dataset = parse_lines(BAD_LINES)
+    p6 = dataset.problems[1]
+    assert p6.answer_keys == ("4", None)
+    assert p6.pass_at_1 == 0.5
+    assert dataset.abstentions == 1
+
+
+def test_answers_are_keyed_once_with_the_router_equality() -> None:
+    dataset = parse_lines([row("p", ["\\boxed{\\frac{1}{2}}", "The answer is 0.5", "\\boxed{3/4}"],
+                               reference="1/2")])  # fmt: skip
+    problem = dataset.problems[0]
+    assert problem.answer_keys[0] == problem.answer_keys[1] == problem.reference_key
+    assert problem.pass_at_1 == pytest.approx(2 / 3)
+
+
+def test_a_file_without_a_usable_problem_is_an_error() -> None:
+    with pytest.raises(DatasetError, match="no usable problems; first issue: line 1"):
+        parse_lines(["not json"])
+
+
+def test_a_missing_file_is_an_error_that_names_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"missing\.jsonl"):
+        load_dataset(tmp_path / "missing.jsonl")
+
+
+def test_the_qwen_converter_reads_every_problem_in_place(tmp_path: Path) -> None:
+    if not (DATA_DIR / "samples").exists():
+        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    path = write_jsonl(convert_qwen25math(DATA_DIR), tmp_path / "qwen.jsonl")
+    dataset = load_dataset(path)
+    assert len(dataset.problems) == 100
+    assert not dataset.issues
+    assert all(p.sample_count == 8 and p.tokens and p.scores for p in dataset.problems)
+    assert {p.level for p in dataset.problems} == {1, 2, 3, 4, 5}
+    mean = sum(p.pass_at_1 for p in dataset.problems) / 100
+    assert mean == pytest.approx(0.91)  # the file's own overall sample accuracy
+
+
+def test_the_stand_in_generator_is_deterministic_under_a_seed() -> None:
+    if not (DATA_DIR / "math").exists():
+        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    first = list(generate_standin(DATA_DIR, samples_per_problem=4, seed=3, problem_limit=3))
+    again = list(generate_standin(DATA_DIR, samples_per_problem=4, seed=3, problem_limit=3))
+    other = list(generate_standin(DATA_DIR, samples_per_problem=4, seed=4, problem_limit=3))
+    assert first == again
+    assert [r["samples"] for r in first] != [r["samples"] for r in other]
+    dataset = parse_lines(json.dumps(r) for r in first)
+    assert not dataset.issues
+    assert all(p.tokens for p in dataset.problems)
