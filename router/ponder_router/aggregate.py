@@ -232,6 +232,12 @@ def plan_next_wave(
             < rule.threshold
         ):
             needed += 1
+    if state.votes:
+        # The vote is also decided once the leader cannot be overtaken (``should_stop``):
+        # k more agreeing samples do that when leader + k > runner_up + max - (done + k).
+        unlaunched_gap = (state.runner_up_votes + budget.max_samples - state.samples
+                          - state.leader_votes)
+        needed = min(needed, max(unlaunched_gap // 2 + 1, 1))
     return max(min(needed, remaining) - in_flight, 0)
 
 

@@ -268,3 +268,14 @@ def test_beta_stopping_saves_samples_on_real_outputs_at_the_same_accuracy() -> N
     problems = len(per_problem)
     assert launched_total / problems <= 0.6 * 8  # measured 4.46 samples vs 8 for maj@8
     assert adaptive_correct >= full_correct - 1  # measured 93 vs 93 of 100
+
+
+def test_a_vote_launches_only_the_samples_that_could_still_settle_it() -> None:
+    # Cap 5, first wave of 3: two agreeing answers are in, one sample still runs. If it
+    # agrees too the leader (3) can no longer be overtaken by the 2 unlaunched samples,
+    # so nothing more is launched until it finishes.
+    two_agree = tally(["42", "42"])
+    assert plan_next_wave(budget(max_samples=5, wave_size=3), 3, two_agree) == 0
+    # Split 2-1 with all three finished: one more agreeing sample decides it (3 > 1 + 1).
+    split = tally(["42", "42", "7"])
+    assert plan_next_wave(budget(max_samples=5, wave_size=3), 3, split) == 1
