@@ -29,5 +29,19 @@ lint:
 	$(VENV)/bin/ruff check operator router localstack tests bench
 	$(VENV)/bin/mypy --config-file pyproject.toml operator/ponder_operator router/ponder_router localstack/ponder_localstack
 
+# Regenerate what is generated from the pydantic models and the chart (drift tests check it).
+crds:
+	$(PY) -m ponder_operator.api.crd > crds/reasoningservices.ponder.dev.yaml
+	cp crds/*.yaml charts/ponder/crds/
+	$(PY) hack/gen_crd_docs.py
+	hack/render-manifests.sh
+
+# Benchmarks: each runs its comparison side by side and writes bench/results/.
+bench:
+	$(PY) bench/bench_autoscaler.py
+	$(PY) bench/bench_evaluate.py
+	$(PY) bench/bench_router_overhead.py
+	$(PY) bench/bench_operator_scale.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
