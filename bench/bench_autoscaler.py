@@ -1,7 +1,8 @@
 """Autoscaler benchmark: Ponder vs HPA vs KEDA on real request traces.
 
 Replays each public trace (Azure 2023 conversation and code, Mooncake conversation; read
-in place from ``$PONDER_DATA_DIR``, default ``/work/shared/data``) through the simulator in
+in place from ``$PONDER_DATA_DIR``, default ``shared/data`` beside the checkout) through the
+simulator in
 ``ponder_operator.sim`` with every policy on the same per-replica capacity target, prints
 one table per trace and a verdict on the targets, and writes
 ``bench/results/autoscaler.json`` and ``bench/results/autoscaler_<scenario>.png``.

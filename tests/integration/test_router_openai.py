@@ -38,7 +38,9 @@ from ponder_router.settings import RouterConfig
 
 pytestmark = pytest.mark.triton
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+DATA_DIR = Path(
+    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 SERVED = "sim-reasoner"
 
 

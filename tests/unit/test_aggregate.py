@@ -29,7 +29,9 @@ from ponder_router.answers import answers_equal
 from ponder_router.budgets import Budget, Strategy
 from ponder_router.errors import PolicyError
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+DATA_DIR = Path(
+    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 BETA = StopRule()
 WINDOW = StopRule(kind=StopRuleKind.WINDOW, window=3)
 NEVER = StopRule(kind=StopRuleKind.NEVER)

@@ -20,7 +20,9 @@ from ponder_router.answers import (
 )
 from ponder_router.errors import PolicyError, UnknownExtractorError
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+DATA_DIR = Path(
+    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

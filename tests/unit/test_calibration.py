@@ -35,7 +35,9 @@ from ponder_router.evaluation.dataset import generate_standin, load_dataset, wri
 from ponder_router.evaluation.stats import auroc, shrunk_bin_means, spearman
 from ponder_router.settings import RouterConfig
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+DATA_DIR = Path(
+    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 
 
 def curves(seed: int, bins: int = 4, points: int = 7) -> list[list[Point]]:

@@ -24,7 +24,9 @@ from ponder_router.difficulty import (
 )
 from ponder_router.errors import PolicyError
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+DATA_DIR = Path(
+    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 
 EASY_PROMPT = "What is $2 + 3$?"
 HARD_PROMPT = (

@@ -17,7 +17,9 @@ from ponder_router.evaluation.dataset import (
     write_jsonl,
 )
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", "/work/shared/data"))
+DATA_DIR = Path(
+    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 
 
 def row(pid: str, samples: list[str], **extra: object) -> str:

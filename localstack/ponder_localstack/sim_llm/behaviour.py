@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA_DIR = Path("/work/shared/data")
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[4] / "shared" / "data"
 MATH500_FILE = "math/math500_test.jsonl"
 PROBLEMS_FILE = "samples/qwen25math_math100_x8_problems.csv"
 SAMPLES_FILE = "samples/qwen25math_math100_x8_samples.csv"

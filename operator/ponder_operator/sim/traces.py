@@ -1,7 +1,8 @@
 """Request traces for the simulator: arrival times and token counts, read in place.
 
 Role: the first step of a replay. ``load_trace`` reads one of the public traces under
-``$PONDER_DATA_DIR/traces`` (default ``/work/shared/data``; never copied into the project)
+``$PONDER_DATA_DIR/traces`` (default: ``shared/data`` beside the checkout; never copied
+into the project)
 into a ``Trace`` of numpy arrays; ``workload`` then turns each request into a reasoning
 request with a budget. ``synthetic_trace`` builds small traces for tests.
 
@@ -27,7 +28,7 @@ import numpy.typing as npt
 from .errors import SimulationError
 
 DATA_DIR_ENV: Final = "PONDER_DATA_DIR"
-DEFAULT_DATA_DIR: Final = Path("/work/shared/data")
+DEFAULT_DATA_DIR: Final = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 TRACE_FILES: Final = {
     "azure-conv": "AzureLLMInferenceTrace_conv.csv",
@@ -69,7 +70,7 @@ class Trace:
 
 
 def data_dir() -> Path:
-    """The shared data folder: ``$PONDER_DATA_DIR`` or ``/work/shared/data``."""
+    """The shared data folder: ``$PONDER_DATA_DIR`` or ``../shared/data beside the checkout``."""
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 

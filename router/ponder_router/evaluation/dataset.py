@@ -15,7 +15,7 @@ with its line number: malformed JSON, missing or mistyped fields, empty sample l
 problems and counts them; ``strict=True`` raises ``DatasetError`` instead. Nothing is
 dropped without a report.
 
-Sources under ``$PONDER_DATA_DIR`` (default ``/work/shared/data``), read in place:
+Sources under ``$PONDER_DATA_DIR`` (default ``../shared/data beside the checkout``), read in place:
 ``convert_qwen25math`` (Qwen2.5-Math, 100 MATH problems x 8 samples, with reward-model
 scores) and ``generate_standin`` (the stand-in LLM, a simulator, over MATH-500).
 Generated files go where the caller says (a temporary or output folder), never into
@@ -36,7 +36,7 @@ from typing import Any
 from ..answers import EqualityMode, answer_key, extract_answer
 from ..errors import PolicyError
 
-DEFAULT_DATA_DIR = Path("/work/shared/data")
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[4] / "shared" / "data"
 QWEN_PROBLEMS = "samples/qwen25math_math100_x8_problems.csv"
 QWEN_SAMPLES = "samples/qwen25math_math100_x8_samples.csv"
 MATH_5000 = "math/math_test5000.jsonl"
@@ -50,7 +50,7 @@ class DatasetError(PolicyError):
 
 
 def data_dir() -> Path:
-    """``$PONDER_DATA_DIR``, or ``/work/shared/data``."""
+    """``$PONDER_DATA_DIR``, or ``../shared/data beside the checkout``."""
     return Path(os.environ.get("PONDER_DATA_DIR", str(DEFAULT_DATA_DIR)))
 
 
