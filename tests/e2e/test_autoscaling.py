@@ -140,6 +140,35 @@ def test_lost_metrics_hold_the_replicas_and_set_degraded(loop: Loop) -> None:
     loop.cluster.kubectl("delete", "rsvc", "burst")
 
 
+def test_more_demand_than_gpus_sets_unschedulable_without_a_runaway(loop: Loop) -> None:
+    spec = service("l4", minReplicas=1, maxReplicas=6)
+    spec["spec"]["resources"] = {"gpuProduct": "NVIDIA-L4"}  # one node, two GPUs
+    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(spec))
+    eventually(lambda: loop.condition("l4", "Ready").get("status") == "True", 90, "Ready")
+    desired: list[int] = []
+    unschedulable_seen_at: int | None = None
+    with Load(loop.router_url(), workers=8, seconds=25) as load:
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline:
+            desired.append(loop.triton_replicas("l4"))
+            if unschedulable_seen_at is None and \
+                    loop.condition("l4", "Unschedulable").get("status") == "True":
+                unschedulable_seen_at = len(desired)
+            time.sleep(0.5)
+    assert unschedulable_seen_at is not None, f"never Unschedulable (replicas {desired})"
+    assert max(desired) <= 6
+    after = desired[unschedulable_seen_at:]
+    assert max(after, default=0) <= max(desired[:unschedulable_seen_at]), \
+        f"kept adding replicas that cannot schedule: {desired}"
+    assert set(load.outcomes) <= {"200", "429"}, load.outcomes
+    assert loop.rsvc("l4")["status"]["atCeiling"] is True or max(desired) > 2
+    # Without demand, the pods that cannot schedule go first.
+    eventually(lambda: loop.triton_replicas("l4") <= 2, 60, "pending replicas removed")
+    eventually(lambda: loop.condition("l4", "Unschedulable").get("status") == "False", 60,
+               "Unschedulable cleared")
+    loop.cluster.kubectl("delete", "rsvc", "l4")
+
+
 def test_an_idle_service_scales_to_zero_and_a_request_activates_it(loop: Loop) -> None:
     loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(service(
         "idle", minReplicas=0, maxReplicas=2,

@@ -1,0 +1,54 @@
+"""``make demo`` interrupted with Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_ctrl_c_during_the_demo_stops_every_process_it_started(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "ponder_localstack.demo"], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PONDER_DEMO_OPTIONS": "{replay_seconds: 30, settle_seconds: 5}"})
+    assert demo.stdout is not None
+    started: set[int] = set()
+    deadline = time.monotonic() + 180
+    for line in demo.stdout:
+        started |= children_of(demo.pid)
+        if line.startswith("== 2.") or time.monotonic() > deadline:
+            break
+    time.sleep(2)
+    started |= children_of(demo.pid)
+    assert len(started) >= 5, "the control plane and Prometheus were running"
+    demo.send_signal(signal.SIGINT)
+    output, _ = demo.communicate(timeout=120)
+    assert demo.returncode == 130, output[-2000:]
+    assert "every process the demo started has been stopped" in output
+    left = [pid for pid in started if alive(pid)]
+    assert not left, f"still running after Ctrl-C: {left}"
