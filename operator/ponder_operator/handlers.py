@@ -15,6 +15,7 @@ Handlers (explicit ids, so kopf's stored progress survives renames):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import logging
 from collections.abc import Mapping
@@ -73,12 +74,16 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="ponder.dev", key="last-handled-configuration")
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = 32
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     operator_settings: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
     kube = Kube(load_api_client())
     memo["settings"] = operator_settings
+    # The loops' own threads: a thousand services must not queue behind the asyncio
+    # default executor's handful of workers (a tick is mostly waiting on the API server).
+    memo["tick_executor"] = concurrent.futures.ThreadPoolExecutor(
+        max_workers=32, thread_name_prefix="autoscale")
     memo["kube"] = kube
     if operator_settings.prometheus_url:
         client = prom.connect(operator_settings.prometheus_url,
@@ -142,7 +147,10 @@ def reconcile(*, body: kopf.Body, memo: Any, **_: Any) -> None:
 def services(
     *, namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], dict[str, Any]]:
-    return {(namespace, name): copy.deepcopy(dict(body))}
+    meta = body.get("metadata", {})
+    kept = {k: meta[k] for k in ("name", "namespace", "uid", "generation", "deletionTimestamp")
+            if k in meta}
+    return {(namespace, name): {"metadata": kept, "spec": copy.deepcopy(dict(body.spec))}}
 
 
 @kopf.index("apps", "v1", "deployments", labels=_MANAGED, id="deployments")
@@ -211,7 +219,8 @@ async def autoscaler(
     while not stopped:
         interval = autoscale.interval_seconds(body)
         try:
-            state = await asyncio.to_thread(autoscale.tick, body, memo, indexes, state)
+            state = await asyncio.get_running_loop().run_in_executor(
+                memo["tick_executor"], autoscale.tick, body, memo, indexes, state)
         except kopf.PermanentError as exc:
             logger.warning("autoscaling skipped: %s", exc)
         except Exception:  # last-resort boundary: the loop must outlive any single failure
