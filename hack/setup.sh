@@ -22,6 +22,7 @@ setup_apt() {
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v ip >/dev/null || missing+=(iproute2)
+  command -v chromium >/dev/null || missing+=(chromium)  # renders the cost report's HTML
   [[ ${#missing[@]} -eq 0 ]] && { log "debian packages: present"; return; }
   log "debian packages: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 # (module, add-parser function) for each subcommand; imported lazily to keep start-up fast.
 _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("ponder_operator.sim.cli", "add_simulate_parser"),
+    ("ponder_operator.costreport.cli", "add_cost_parser"),
     ("ponder_router.evaluation.cli", "add_evaluate_parser"),
     ("ponder_router.evaluation.cli", "add_calibrate_parser"),
 )

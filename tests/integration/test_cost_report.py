@@ -9,20 +9,23 @@ In the main period ``(T0, T0 + 6h]``:
 
 - ``research/alpha`` (H100, team math): 2 ready GPUs throughout at $3/GPU-h, so 12
   GPU-hours and $36. Its router (scraped statically: no ``namespace``, service in
-  ``service``) reports no demand up to minute 120, so minutes 1..120 are idle: 4 GPU-hours,
-  $12. Tier ``easy``: 2 requests a minute (720) of 250 tokens, budget 1,024 each; tier
-  ``hard``: 1 a minute (360) of 1,500 tokens, budget 16,384 each; plus 1 rejected ``easy``
-  request a minute, which does not count. Tokens 720 x 250 + 360 x 1,500 = 720,000, so $50
-  per 1M tokens; ``easy`` carries 1/4 of the cost ($9), ``hard`` 3/4 ($27). The top tier is
+  ``service``) reports no demand up to minute 120, so minutes 1..120 are idle: 4
+  GPU-hours, $12, as its operator's ``ponder_idle_gpu_seconds_total`` counted them. Tier
+  ``easy``: 2 requests a minute (720) of 250 tokens, budget 1,024 each; tier ``hard``: 1 a
+  minute (360) of 1,500 tokens, budget 16,384 each; plus 1 rejected ``easy`` request a
+  minute, which does not count. Tokens 720 x 250 + 360 x 1,500 = 720,000, so $50 per 1M
+  tokens; ``easy`` carries 1/4 of the cost ($9), ``hard`` 3/4 ($27). The top tier is
   ``hard`` (16,384 a request): the fixed budget would have generated 1,080 x 1,500 =
   1,620,000 tokens, $81, so the savings are $45.
 - ``research/beta`` (L4, team search): 1 GPU at $1/GPU-h up to minute 180, none after:
   3 GPU-hours, $3. Its router (labelled as the chart's PodMonitor does: ``namespace`` and
   ``reasoningservice``) reports no demand from minute 151, so minutes 151..180 are idle:
-  0.5 GPU-hours, $0.50. One tier, ``easy``: 180 requests of 300 tokens (54,000), so the
-  fixed budget equals the actual cost and saves nothing.
+  0.5 GPU-hours, $0.50, sampled from ``ponder_ready_gpus`` (its operator exports no idle
+  counter). One tier, ``easy``: 180 requests of 300 tokens (54,000), so the fixed budget
+  equals the actual cost and saves nothing.
 
-In ``(T0 + 8h, T0 + 10h]`` only ``batch/gamma`` (an MI300X nobody priced) holds a GPU.
+In ``(T0 + 8h, T0 + 10h]`` only ``batch/gamma`` (an MI300X nobody priced) holds a GPU,
+idle all along by its static router's demand gauge; it has no request counters.
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def known_series() -> OpenMetrics:
            main_window)
     om.add("ponder_cost_total", "counter", ALPHA, lambda k: 50 + 0.1 * k, main_window)
     om.add("ponder_ready_gpus", "gauge", ALPHA, lambda k: 2.0, main_window)
+    om.add("ponder_idle_gpu_seconds_total", "counter", ALPHA,  # idle up to minute 120
+           lambda k: 120.0 * (min(k, 120) + 30), main_window)
     om.add("ponder_hourly_cost", "gauge", ALPHA, lambda k: 6.0, main_window)
     static = {"service": "alpha", "job": "router-alpha"}
     om.add("ponder_router_demand_tokens", "gauge", static,
@@ -132,10 +137,13 @@ def known_series() -> OpenMetrics:
            lambda k: 10_000.0 + 300 * min(k, 180), main_window)
     om.add("ponder_router_budget_tokens_total", "counter", {**chart, "tier": "easy"},
            lambda k: 10_000.0 + 1024 * min(k, 180), main_window)
-    # batch/gamma, later: one GPU, no price, no router.
+    # batch/gamma, later: one GPU, no price, no idle counter; a static router that only
+    # ever reports no demand (so it is idle all along), and no request counters.
     om.add("ponder_gpu_seconds_total", "counter", GAMMA, lambda k: 60.0 * (k - 470),
            later_window)
     om.add("ponder_ready_gpus", "gauge", GAMMA, lambda k: 1.0, later_window)
+    om.add("ponder_router_demand_tokens", "gauge", {"service": "gamma", "job": "router-gamma"},
+           lambda k: 0.0, later_window)
     return om
 
 
@@ -496,9 +504,11 @@ def test_console_errors_are_detected_in_a_broken_page(tmp_path: Path) -> None:
     pytest.param([*LATER, "--pricing", str(PRICES)], 2,
                  "no on-demand price for GPU type 'MI300X' on gcp",
                  id="price table missing a GPU type"),
-    pytest.param(LATER, 2, "service(s) held GPUs but have no ponder_cost_total",
+    pytest.param(LATER, 2, "service(s) held GPUs with no ponder_cost_total",
                  id="unpriced service"),
     pytest.param(["--since", "7 days"], 2, "bad duration '7 days'", id="bad duration"),
+    pytest.param(["--pricing", "/nonexistent/prices.csv"], 2,
+                 "cannot read the price table /nonexistent/prices.csv", id="no price table"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_a_non_zero_exit(
     ponder: Callable[..., Run], args: list[str], code: int, message: str,
@@ -529,6 +539,7 @@ def test_a_service_without_router_metrics_is_a_warning_not_a_silent_zero(
     assert run.code == 0, run.err
     document = json.loads(run.out)
     assert document["total"]["cost_usd"] == pytest.approx(2 * 6.0)
+    assert document["total"]["idle_gpu_hours"] == pytest.approx(2)
     assert document["total"]["cost_per_1k_requests_usd"] is None  # unknown, not zero
     assert document["warnings"] == ["batch/gamma: no router metrics (requests, tokens) in "
                                     "the period"]

@@ -9,13 +9,14 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ponder_operator.api import ReasoningServiceSpec
+from ponder_operator.api import ReasoningServiceSpec, ReasoningServiceStatus
 from ponder_operator.metrics import (
     SERIES_LABELS,
     OperatorMetrics,
     service_labels,
     start_metrics_server,
 )
+from ponder_operator.policy.scaling import Signals
 
 LABELS = {"team": "math", "department": "rnd", "env": "prod", "owner": "ada", "app": "tutor"}
 
@@ -55,7 +56,7 @@ def test_a_tick_exports_every_series_with_the_cost_labels() -> None:
     tick(metrics)
     names = {name for name, _ in samples(metrics)}
     assert names == {"ponder_gpu_seconds_total", "ponder_cost_total", "ponder_hourly_cost",
-                     "ponder_ready_gpus", "ponder_replicas"}
+                     "ponder_idle_gpu_seconds_total", "ponder_ready_gpus", "ponder_replicas"}
     gpu = next(dict(labels) for name, labels in samples(metrics)
                if name == "ponder_gpu_seconds_total")
     assert set(gpu) == set(SERIES_LABELS)
@@ -87,13 +88,17 @@ def test_an_unpriced_service_has_gpu_time_but_no_cost_series() -> None:
     assert value(metrics, "ponder_hourly_cost") is None
 
 
-def test_new_labels_move_the_service_to_new_series() -> None:
+def test_new_labels_move_the_service_to_new_series_at_the_same_totals() -> None:
     metrics = OperatorMetrics()
+    metrics.resume("research", "alpha", gpu_type="H100", labels=LABELS,
+                   gpu_seconds_total=100.0, cost_total=1.0)
     tick(metrics)
     tick(metrics, labels={**LABELS, "team": "search"})
     teams = {dict(labels)["team"] for name, labels in samples(metrics)
              if name == "ponder_gpu_seconds_total"}
     assert teams == {"search"}
+    assert value(metrics, "ponder_gpu_seconds_total", team="search") == pytest.approx(120.0)
+    assert value(metrics, "ponder_cost_total", team="search") == pytest.approx(1.04)
 
 
 def test_forget_drops_every_series_of_a_deleted_service() -> None:
@@ -103,16 +108,48 @@ def test_forget_drops_every_series_of_a_deleted_service() -> None:
     assert samples(metrics) == {}
 
 
-def test_record_totals_resumes_then_adds_the_difference() -> None:
-    metrics = OperatorMetrics()
+def status(gpu_seconds: float, cost: float | None, ready: int = 2) -> ReasoningServiceStatus:
+    return ReasoningServiceStatus(gpu_seconds_total=gpu_seconds, cost=cost,
+                                  hourly_cost=None if cost is None else 5.0 * ready,
+                                  replicas=3, ready_replicas=ready, desired_replicas=4)
+
+
+def test_counters_advance_only_to_persisted_totals_so_a_restart_never_steps_back() -> None:
     s = spec(gpuHourlyPrice=2.5, labels={"team": "math"})
-    metrics.record_totals("research", "alpha", s, previous_gpu_seconds_total=7200.0,
-                          previous_cost=5.0, gpu_seconds_total=7210.0, cost=5.01,
-                          hourly_cost=10.0, ready=2, pending=0, desired=2)
-    assert value(metrics, "ponder_gpu_seconds_total", team="math",
-                 gpu_type="NVIDIA-H100-80GB-HBM3") == pytest.approx(7210.0)
-    assert value(metrics, "ponder_cost_total") == pytest.approx(5.01)
-    assert value(metrics, "ponder_ready_gpus") == 4  # 2 replicas x 2 GPUs
+    first = OperatorMetrics()
+    stored = status(7200.0, 5.0)
+    first.observe("research", "alpha", s, stored, status(7210.0, 5.01), persisted=True)
+    first.observe("research", "alpha", s, status(7210.0, 5.01), status(7220.0, 5.02),
+                  persisted=False)  # computed, not written yet
+    assert value(first, "ponder_gpu_seconds_total") == pytest.approx(7210.0)
+    assert value(first, "ponder_cost_total") == pytest.approx(5.01)
+    assert value(first, "ponder_replicas", state="pending") == 1
+    assert value(first, "ponder_ready_gpus") == 4  # 2 replicas x 2 GPUs
+    # The process restarts; the status holds 7210 s, what the last process exported.
+    second = OperatorMetrics()
+    second.observe("research", "alpha", s, status(7210.0, 5.01), status(7215.0, 5.015),
+                   persisted=True)
+    assert value(second, "ponder_gpu_seconds_total", gpu_type="NVIDIA-H100-80GB-HBM3",
+                 team="math") == pytest.approx(7215.0)
+    first.observe("research", "alpha", s, status(7220.0, 5.02), status(7230.0, 5.03),
+                  persisted=True)
+    assert value(first, "ponder_gpu_seconds_total") == pytest.approx(7230.0)
+
+
+@pytest.mark.parametrize(("signals", "idle_seconds"), [
+    (Signals(demand_tokens=0.0), 10.0),
+    (Signals(demand_tokens=12.0), 0.0),
+    (Signals(demand_tokens=0.0, stale=True), 0.0),  # unknown load is not idle
+    (Signals(read_ok=False, error="down"), 0.0),
+    (None, 0.0),
+])
+def test_idle_gpu_seconds_count_only_a_fresh_zero_demand(
+    signals: Signals | None, idle_seconds: float,
+) -> None:
+    metrics = OperatorMetrics()
+    metrics.observe("research", "alpha", spec(gpuHourlyPrice=1.0), status(100.0, 1.0),
+                    status(110.0, 1.01), persisted=False, signals=signals)
+    assert value(metrics, "ponder_idle_gpu_seconds_total") == pytest.approx(idle_seconds)
 
 
 @pytest.mark.parametrize(("cost", "expected"), [

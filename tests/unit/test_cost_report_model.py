@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -203,6 +205,12 @@ def test_an_empty_period_and_an_unpriced_service_are_errors_not_zeros() -> None:
     unpriced = ReportInputs(PERIOD, (usage(ALPHA, (1, 0), None),))
     with pytest.raises(MissingPriceError, match=r"research/alpha; pass --pricing"):
         compute_report(unpriced, ("service",))
+    priced_later = replace(usage(ALPHA, (1, 1), 2.0), cost=(math.nan, 2.0))
+    with pytest.raises(MissingPriceError, match="for all or part of the period"):
+        compute_report(ReportInputs(PERIOD, (priced_later,)), ("service",))
+    idle_before_the_price = replace(usage(ALPHA, (0, 1), 2.0), cost=(math.nan, 2.0))
+    assert compute_report(ReportInputs(PERIOD, (idle_before_the_price,)),
+                          ("service",)).total.cost == 2
 
 
 def test_a_price_table_prices_gpu_hours_and_names_a_missing_gpu_type(tmp_path: Path) -> None:
