@@ -13,7 +13,8 @@ changed (the GPU-seconds counter at most every ``COST_WRITE_SECONDS``).
   writes ``spec.scaling.replicas``, which this loop applies.
 - Each change of replicas is an Event and ``lastScaleTime``/``lastScaleReason``; a change
   of ``atCeiling`` is re-published to the router through its ConfigMap.
-- GPU-seconds accumulate from ready replicas between ticks, resuming from the status.
+- GPU-seconds accumulate from ready replicas between ticks, resuming from the status, and
+  are exported as ``ponder_gpu_seconds_total`` / ``ponder_cost_total`` (``metrics``).
 """
 
 from __future__ import annotations
@@ -153,9 +154,9 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
         "current_replicas": current, "ready_replicas": seen.triton_ready,
         "pending_unschedulable_replicas": seen.unschedulable_pods,
     })
-    decision = compute_desired_replicas(
-        scaling_spec(spec, settings), _signals(memo, owner.namespace, owner.name, now_seconds),
-        state, now_seconds)
+    signals = _signals(memo, owner.namespace, owner.name, now_seconds)
+    decision = compute_desired_replicas(scaling_spec(spec, settings), signals, state,
+                                        now_seconds)
     desired = decision.desired_replicas
     if spec.scaling.paused and spec.scaling.replicas is not None:
         desired = spec.scaling.replicas  # the user's manual override (kubectl scale rsvc)
@@ -181,9 +182,13 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
 
     last_cost_write = loop.last_cost_write_seconds
     cost_due = now_seconds - last_cost_write >= COST_WRITE_SECONDS
-    if cost_due or loop.written is None or _comparable(new_status) != _comparable(loop.written):
+    persisted = (cost_due or loop.written is None
+                 or _comparable(new_status) != _comparable(loop.written))
+    if persisted:
         write_status(kube, owner, new_status)
         last_cost_write = now_seconds
+    memo["metrics"].observe(owner.namespace, owner.name, spec, previous, new_status,
+                            persisted=persisted, signals=signals)
     if bool(previous.at_ceiling) != decision.at_ceiling:
         apply_router_config(kube, owner, spec, Capacity(decision.at_ceiling, seen.triton_ready))
     return LoopState(scaling=decision.new_state, last_tick_seconds=now_seconds,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import copy
 import logging
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ from ponder_operator.api.status import (
     with_condition,
 )
 from ponder_operator.errors import SpecError
+from ponder_operator.metrics import OperatorMetrics, start_metrics_server
 from ponder_operator.policy.status import UNKNOWN_GPU_PRODUCT
 from ponder_operator.reconcile import (
     Capacity,
@@ -91,6 +93,13 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         memo["signals"] = prom.SignalCache(
             lambda: prom.fetch_batch(client),
             max_age_seconds=operator_settings.metrics_max_age_seconds)
+    memo["metrics"] = OperatorMetrics()
+    try:
+        start_metrics_server(operator_settings.metrics_host, operator_settings.metrics_port,
+                             memo["metrics"])
+    except OSError as exc:  # e.g. a second operator on one machine: serve without metrics
+        log.warning("operator metrics not served on %s:%d: %s", operator_settings.metrics_host,
+                    operator_settings.metrics_port, exc)
     memo["options"] = RenderOptions(
         router_image=operator_settings.router_image,
         service_monitor=kube.has_kind("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -219,10 +228,14 @@ async def autoscaler(
     while not stopped:
         interval = autoscale.interval_seconds(body)
         try:
+            # In kopf's context (kopf.event needs its settings), on the loops' own threads.
+            context = contextvars.copy_context()
             state = await asyncio.get_running_loop().run_in_executor(
-                memo["tick_executor"], autoscale.tick, body, memo, indexes, state)
+                memo["tick_executor"], context.run, autoscale.tick, body, memo, indexes, state)
         except kopf.PermanentError as exc:
             logger.warning("autoscaling skipped: %s", exc)
         except Exception:  # last-resort boundary: the loop must outlive any single failure
             logger.exception("autoscaling tick failed")
         await stopped.wait(interval)
+    meta = body.get("metadata", {})
+    memo["metrics"].forget(meta.get("namespace", ""), meta.get("name", ""))

@@ -19,6 +19,7 @@ class OperatorSettings:
     namespace: str | None = None  # None: every namespace
     health_host: str = "127.0.0.1"
     health_port: int = 8081
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9090
     prometheus_timeout_seconds: float = 5.0
     metrics_max_age_seconds: float = 30.0
@@ -33,5 +34,6 @@ class OperatorSettings:
             namespace=e.get("PONDER_NAMESPACE") or None,
             health_host=e.get("PONDER_HEALTH_HOST", cls.health_host),
             health_port=int(e.get("PONDER_HEALTH_PORT", cls.health_port)),
+            metrics_host=e.get("PONDER_METRICS_HOST", cls.metrics_host),
             metrics_port=int(e.get("PONDER_METRICS_PORT", cls.metrics_port)),
         )
