@@ -12,7 +12,7 @@
    the ``openai`` client, against the router pod.
 4. Shows live: requests per second, queue and demand, replicas desired/ready, budgets by
    tier, early stops, accuracy so far, cost per hour; then ``kubectl get rsvc``, the scaling
-   Events, a PNG plot of replicas and demand over time, and the run's cost.
+   Events, ``ponder cost report`` for the run, and a PNG plot of replicas and demand.
 5. Stops every process it started (also on Ctrl-C or a port already taken); ``KEEP=1``
    leaves the stack up and prints how to reach it.
 """
@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -203,6 +203,24 @@ def plot(history: list[Sample], path: Path) -> None:
     plt.close(fig)
 
 
+def cost_report(prometheus_url: str, since: datetime) -> None:
+    """``ponder cost report`` for the replay, read back from Prometheus."""
+    time.sleep(3)  # the last scrapes of the operator's counters
+    say("\n   $ ponder cost report --group-by service,tier")
+    from ponder_operator.cli import main as ponder
+
+    step = 5  # seconds: the report wants the period in whole steps
+    start = int(since.timestamp()) // step * step
+    end = int(time.time()) // step * step
+    code = ponder(["cost", "report", "--prometheus", prometheus_url,
+                   "--start", datetime.fromtimestamp(start, UTC).isoformat(),
+                   "--end", datetime.fromtimestamp(end, UTC).isoformat(),
+                   "--resolution", f"{step}s", "--group-by", "service,tier",
+                   "--progress", "never"])
+    if code != 0:
+        say(f"   (the cost report exited {code})")
+
+
 @dataclass
 class DemoResult:
     history: list[Sample]
@@ -222,8 +240,11 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     runner = PodRunner(cluster, state / "pods", models=(
         SimModelOptions(token_latency_ms=8.0, max_concurrency=6),)).start()
     stack.callback(runner.stop)
-    prometheus = Prometheus(state / "prometheus", scrape_interval_seconds=1.0,
-                            extra_scrape_configs=[file_discovery_job(runner.targets_file)])
+    operator_metrics = free_port()
+    prometheus = Prometheus(
+        state / "prometheus", scrape_interval_seconds=1.0,
+        jobs={"ponder-operator": [f"127.0.0.1:{operator_metrics}"]},
+        extra_scrape_configs=[file_discovery_job(runner.targets_file)])
     stack.callback(prometheus.stop)
     prometheus.start()
     say(f"   {'prometheus':<24} healthy in {prometheus.startup_seconds:5.1f} s")
@@ -243,6 +264,7 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
                        state / "operator.log", env={
                            "KUBECONFIG": str(kubeconfig), "PONDER_STANDALONE": "1",
                            "PONDER_HEALTH_PORT": str(health),
+                           "PONDER_METRICS_PORT": str(operator_metrics),
                            "PONDER_PROMETHEUS_URL": prometheus.url,
                            "PONDER_PRICING_FILE": str(DATA / "prices" / "gpu_price_summary.csv"),
                        })
@@ -264,6 +286,7 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     say(f"{'t(s)':>5} {'req/s':>6} {'queue':>6} {'demand':>8} {'replicas':>9} "
         f"{'answered':>9} {'429':>4} {'early':>6} {'accuracy':>9} {'$/h':>7}  tiers")
     tally, history = Tally(), []
+    started_at = datetime.now(UTC)
     threads = replay(url, arrivals, tally, options.seed)
     started = time.monotonic()
     end = started + options.replay_seconds + options.settle_seconds
@@ -288,6 +311,7 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
                                         "reason=Scaled", "-o", "json"))["items"]
     for event in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
         say(f"   {event.get('lastTimestamp')}  {event['message']}")
+    cost_report(prometheus.url, started_at)
     plot_path = options.out_dir / "demo-replicas.png"
     plot(history, plot_path)
     say(f"   plot of replicas and demand: {plot_path}")
