@@ -97,7 +97,7 @@ def file_discovery_job(targets_file: Path, job: str = "ponder-pods") -> dict[str
     Debian's Prometheus 2.42 is built without ``kubernetes_sd_configs``, so the runner,
     which watches the pods through the API server, writes the Ready pods that ask to be
     scraped (``prometheus.io/scrape``) with the labels the Helm chart's relabelling gives
-    in a real cluster: ``namespace``, ``pod``, ``ponder_service``.
+    in a real cluster: ``namespace``, ``pod``, ``ponder_service``, ``reasoningservice``.
     """
     return {"job_name": job,
             "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]}

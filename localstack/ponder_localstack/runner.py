@@ -143,7 +143,8 @@ class PodRunner:
             groups.append({
                 "targets": [f"{run.ip}:{annotations.get('prometheus.io/port', '80')}"],
                 "labels": {"namespace": pod.metadata.namespace, "pod": pod.metadata.name,
-                           "ponder_service": pod.metadata.labels.get(SERVICE_LABEL, "")},
+                           "ponder_service": pod.metadata.labels.get(SERVICE_LABEL, ""),
+                           "reasoningservice": pod.metadata.labels.get(SERVICE_LABEL, "")},
             })
         tmp = self.targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
