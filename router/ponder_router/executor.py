@@ -309,7 +309,11 @@ class RequestRun:
         try:
             async with asyncio.timeout(max(self.remaining_seconds(), 0)):
                 await self._run_sample(sample, sink)
-        except TimeoutError as exc:
+        except (TimeoutError, SampleTimeoutError) as exc:
+            # The sample's gRPC deadline is capped by the request's, so it may fire first:
+            # a sample timeout at the request deadline is the request timing out (504).
+            if isinstance(exc, SampleTimeoutError) and self.remaining_seconds() > 0.25:
+                raise
             self.outcome = "deadline"
             raise DeadlineExceededError("the request deadline passed before the sample "
                                         "finished") from exc  # fmt: skip
