@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from conftest import Loop
+from fixtures_operator import eventually
 
 DATA = Path(os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared"
                            / "data"))
@@ -44,15 +45,6 @@ def service(name: str, **scaling: Any) -> dict[str, Any]:
             "router": {"replicas": 1},
         },
     }
-
-
-def eventually(predicate: Any, timeout_seconds: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout_seconds} s")
 
 
 class Load:
