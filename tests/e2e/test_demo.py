@@ -13,7 +13,7 @@ def test_the_demo_scales_out_under_the_burst_back_in_after_it_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
     options = DemoOptions(replay_seconds=60, window_minutes=8, mean_rate_rps=2.0,
-                          settle_seconds=45, out_dir=tmp_path / "out")
+                          settle_seconds=75, out_dir=tmp_path / "out")
     with ExitStack() as stack:
         result = require(lambda: run(stack, tmp_path / "state", options))
 
