@@ -18,7 +18,7 @@ from ponder_localstack.cluster import Cluster, NodeSpec
 from ponder_localstack.proc import log_tail
 from ponder_localstack.prometheus import Prometheus
 
-pytest_plugins = ["fixtures_triton", "fixtures_operator"]
+pytest_plugins = ["fixtures_triton", "fixtures_operator", "fixtures_router"]
 
 GPU_NODES = (
     NodeSpec("gpu-h100-0", gpus=4),
