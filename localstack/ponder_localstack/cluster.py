@@ -89,6 +89,7 @@ class Cluster:
     processes: list[Process] = field(default_factory=list)
     startup_seconds: dict[str, float] = field(default_factory=dict)
     apiserver_port: int = 0
+    _apiserver_args: tuple[pki_mod.Pki, str] | None = field(default=None, repr=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -119,6 +120,7 @@ class Cluster:
         try:
             pki = pki_mod.generate(self.state_dir / "pki")
             etcd_url = self._start_etcd()
+            self._apiserver_args = (pki, etcd_url)
             self._start_apiserver(pki, etcd_url)
             self._write_kubeconfig(pki)
             self._start_controller_manager(pki)
@@ -136,6 +138,20 @@ class Cluster:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver, wait ``down_seconds``, start it again on the same port.
+
+        Fault-injection tests use it: clients' watches break and must resume; etcd, and
+        so every object, stays.
+        """
+        if self._apiserver_args is None:
+            raise RuntimeError("the cluster was not started")
+        old = next(p for p in self.processes if p.name == "kube-apiserver")
+        old.stop()
+        self.processes.remove(old)
+        time.sleep(down_seconds)
+        self._start_apiserver(*self._apiserver_args, port=self.apiserver_port)
 
     def _spawn(self, name: str, argv: Sequence[str]) -> Process:
         process = Process(name, argv, self.logs_dir / f"{name}.log").start()
@@ -163,8 +179,8 @@ class Cluster:
         self._timed_wait(etcd, lambda: http_ok(f"{url}/health"), 60)
         return url
 
-    def _start_apiserver(self, pki: pki_mod.Pki, etcd_url: str) -> None:
-        self.apiserver_port = free_port()
+    def _start_apiserver(self, pki: pki_mod.Pki, etcd_url: str, port: int | None = None) -> None:
+        self.apiserver_port = port or free_port()
         apiserver = self._spawn("kube-apiserver", [
             str(go_tool("kube-apiserver")),
             f"--etcd-servers={etcd_url}",

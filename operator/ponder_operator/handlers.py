@@ -80,6 +80,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     operator_settings: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
+    settings.peering.lifetime = operator_settings.peering_lifetime_seconds
     kube = Kube(load_api_client())
     memo["settings"] = operator_settings
     # The loops' own threads: a thousand services must not queue behind the asyncio

@@ -16,6 +16,8 @@ class OperatorSettings:
     prometheus_url: str | None = None
     router_image: str = "ghcr.io/ponder-dev/ponder:0.1.0"
     peering_name: str = "ponder"
+    # A replica silent this long is dead to its peers, and a standby takes over.
+    peering_lifetime_seconds: int = 60
     namespace: str | None = None  # None: every namespace
     health_host: str = "127.0.0.1"
     health_port: int = 8081
@@ -31,6 +33,8 @@ class OperatorSettings:
             prometheus_url=e.get("PONDER_PROMETHEUS_URL") or None,
             router_image=e.get("PONDER_ROUTER_IMAGE", cls.router_image),
             peering_name=e.get("PONDER_PEERING_NAME", cls.peering_name),
+            peering_lifetime_seconds=int(e.get("PONDER_PEERING_LIFETIME_SECONDS",
+                                               cls.peering_lifetime_seconds)),
             namespace=e.get("PONDER_NAMESPACE") or None,
             health_host=e.get("PONDER_HEALTH_HOST", cls.health_host),
             health_port=int(e.get("PONDER_HEALTH_PORT", cls.health_port)),
