@@ -11,7 +11,8 @@ KWOK is told to leave pods labelled ``ponder.dev/component`` in (triton, router)
   the pod's ports 8000/8001/8002, or ``ponder-router`` on 8080 with the configuration from
   the pod's ConfigMap (re-read when it changes) and the cluster's kubeconfig for discovery;
 - reports the pod ``Running`` with that ``podIP`` at once, and ``Ready`` only when the
-  process answers its health check (and not Ready when it dies);
+  process answers its health check (and not Ready when it dies); a router process that
+  exits is started again, as the kubelet restarts a container;
 - on deletion stops the process, then removes the pod (the kubelet's part).
 
 It also keeps a Prometheus file-discovery targets file of the Ready pods it serves. So
@@ -59,6 +60,7 @@ class _Running:
     reported_ready: bool | None = None
     starter: threading.Thread | None = None
     config_text: str = ""
+    restarts: int = 0
 
 
 @dataclass
@@ -199,6 +201,10 @@ class PodRunner:
                              and run.triton.startup_seconds is not None
                              and http_ok(f"{run.triton.http_url}/v2/health/ready", 1.0))
         elif run.router is not None:
+            if not run.router.alive:  # restartPolicy Always: the kubelet starts it again
+                log.info("router %s exited; restarting it", run.ip)
+                run.router.start()
+                run.restarts += 1
             run.ready = run.router.alive and http_ok(
                 f"http://{run.ip}:{ROUTER_PORT}/healthz", 1.0)
 
@@ -216,7 +222,8 @@ class PodRunner:
             ],
             "containerStatuses": [{
                 "name": c.name, "image": c.image, "imageID": "", "ready": run.ready,
-                "restartCount": 0, "started": True, "state": {"running": {"startedAt": now}},
+                "restartCount": run.restarts, "started": True,
+                "state": {"running": {"startedAt": now}},
             } for c in pod.spec.containers],
         }
         self._api.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace,

@@ -113,6 +113,31 @@ def test_a_burst_scales_triton_out_and_its_end_scales_it_back_in(loop: Loop) -> 
     assert any("→ 1 " in m for m in messages), messages
 
 
+def test_a_router_restart_under_load_is_not_read_as_no_demand(loop: Loop) -> None:
+    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(
+        service("restart", minReplicas=1, maxReplicas=3)))
+    eventually(lambda: loop.condition("restart", "Ready").get("status") == "True", 90, "Ready")
+    pods = json.loads(loop.cluster.kubectl(
+        "get", "pods", "-l", "ponder.dev/service=restart,ponder.dev/component=router",
+        "-o", "json"))["items"]
+    ip = eventually(lambda: next(r.ip for r in loop.runner.running.values()
+                                 if r.ip == pods[0]["status"]["podIP"] and r.ready), 60)
+    router = next(r.router for r in loop.runner.running.values() if r.ip == ip)
+    assert router is not None
+    with Load(f"http://{ip}:8080", workers=8, seconds=40) as load:
+        eventually(lambda: loop.triton_replicas("restart") >= 2, 30, "scale-out under load")
+        router.kill()  # its gauges vanish; the runner starts it again, empty
+        lowest, watch_until = 3, time.monotonic() + 20
+        while time.monotonic() < watch_until:
+            lowest = min(lowest, loop.triton_replicas("restart"))
+            time.sleep(0.5)
+    assert lowest >= 2, "the restart's empty gauges were read as no demand"
+    assert loop.rsvc("restart")["status"]["lastScaleReason"]
+    assert load.sent == sum(load.outcomes.values()), "every request is accounted for"
+    assert load.outcomes["200"] > 0, load.outcomes
+    loop.cluster.kubectl("delete", "rsvc", "restart")
+
+
 def test_lost_metrics_hold_the_replicas_and_set_degraded(loop: Loop) -> None:
     eventually(lambda: loop.condition("burst", "Degraded").get("status") == "False", 60,
                "healthy before the fault")
