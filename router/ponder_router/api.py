@@ -6,8 +6,10 @@ OpenAI's error shape (``error_body``). Standard OpenAI arguments the router does
 are accepted and ignored, except where ignoring them would change the meaning
 (``n``/``best_of`` > 1: the router decides the sample count, ``ponder.max_samples``
 caps it). Responses carry OpenAI's fields plus a ``ponder`` object saying what the
-request cost and why. Neighbours: ``executor`` fills the ``PonderReport``; ``app`` maps
-errors to status codes. Pure: no I/O.
+request cost and why. ``openapi_schema`` is the OpenAPI 3.1 document of all this (served
+at ``GET /openapi.json``), stating what the router accepts so that a request valid by it
+is answered; ``tests/unit/test_router_fuzz.py`` holds the two to each other. Neighbours:
+``executor`` fills the ``PonderReport``; ``app`` maps errors to status codes. Pure: no I/O.
 
 Token counts are approximate: Triton's LLM backends stream text, not token ids, so a
 streamed response counts as one token, or as its whitespace-separated pieces when the
@@ -20,17 +22,30 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic.json_schema import models_json_schema
 
 from .budgets import Strategy
 from .errors import PolicyError
 from .settings import PromptFormat
 
+_JSON = "application/json"
 MAX_TOKENS_LIMIT = 1_048_576
 """Larger token requests are refused as absurd (tiers cap far below anyway)."""
 _PIECE = re.compile(r"\S+")
+_TEXT_CHAR = r"[^\s\x1c-\x1f\x85\ufeff]"
+"""A character that is not blank to Python (``str.isspace``) nor to JSON Schema's regex
+dialect (ECMA-262, whose whitespace lacks U+001C-U+001F and U+0085 but has U+FEFF): a
+message "has text" when it holds one, by the same rule in ``/openapi.json`` and here."""
 
 
 class RequestError(PolicyError):
@@ -69,9 +84,21 @@ def chunk_tokens(chunk: str) -> int:
 
 # -- requests -----------------------------------------------------------------------------
 
-_REQUEST = ConfigDict(extra="forbid", strict=True, frozen=True)
+_REQUEST = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 Effort = Literal["low", "medium", "high", "auto"]
-MaxTokens = int | None
+
+
+def _integral(value: object) -> object:
+    """JSON has one number type: ``2.0`` is the integer 2 (as JSON Schema says), ``2.5`` not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_WHOLE = BeforeValidator(_integral)
+"""On an integer argument, after its bounds (so the bounds reach the JSON schema): a client
+that serialises the integer as ``2.0`` (Python's ``json`` does for a float) is served."""
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT), _WHOLE]
 
 
 class PonderOptions(BaseModel):
@@ -81,7 +108,7 @@ class PonderOptions(BaseModel):
 
     difficulty: float | None = Field(default=None, ge=0.0, le=1.0,
                                      description="the client's own difficulty estimate")
-    max_samples: int | None = Field(default=None, ge=1, le=256)
+    max_samples: Annotated[int, Field(ge=1, le=256), _WHOLE] | None = None
     strategy: Strategy | None = None
 
 
@@ -120,17 +147,17 @@ class _CommonRequest(BaseModel):
     model_config = _REQUEST
 
     model: str = Field(min_length=1, max_length=256)
-    max_tokens: MaxTokens = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_tokens: TokenCount | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1), _WHOLE] | None = None
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
     reasoning_effort: Effort = "auto"
     ponder: PonderOptions | None = None
-    n: int | None = Field(default=None, ge=1, le=128)
+    n: Annotated[int, Field(ge=1, le=128), _WHOLE] | None = None
     # Standard OpenAI arguments accepted and ignored (they do not change the answer).
     logprobs: Any = None
     top_logprobs: Any = None
@@ -165,7 +192,7 @@ class ChatCompletionRequest(_CommonRequest):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=4096)
-    max_completion_tokens: MaxTokens = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: TokenCount | None = None
     response_format: Any = None
     tools: Any = None
     tool_choice: Any = None
@@ -187,7 +214,7 @@ class CompletionRequest(_CommonRequest):
     """``POST /v1/completions`` (legacy): one prompt string."""
 
     prompt: str | list[str]
-    best_of: int | None = Field(default=None, ge=1, le=128)
+    best_of: Annotated[int, Field(ge=1, le=128), _WHOLE] | None = None
     echo: bool = False
     suffix: Any = None
 
@@ -201,6 +228,16 @@ class CompletionRequest(_CommonRequest):
 
 
 AnyRequest = ChatCompletionRequest | CompletionRequest
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Refuse (415) a body not declared JSON: OpenAI's clients always declare it, and a web
+    page can post ``text/plain`` or an undeclared body across origins without asking."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != _JSON:
+        got = f"got {content_type!r}" if content_type else "the request has none"
+        raise RequestError(f"Content-Type must be {_JSON}; {got}", status=415,
+                           code="unsupported_media_type")  # fmt: skip
 
 
 def parse_request(body: bytes, kind: type[AnyRequest]) -> AnyRequest:
@@ -222,7 +259,7 @@ def parse_request(body: bytes, kind: type[AnyRequest]) -> AnyRequest:
                                "with ponder.strategy best-of-n", param="best_of")
         if request.echo:
             raise RequestError("echo is not supported", param="echo")
-    elif not any(m.role == "user" and m.text.strip() for m in request.messages):
+    elif not any(_is_user_text(m) for m in request.messages):
         raise RequestError("messages must hold a user message with text", param="messages")
     return request
 
@@ -261,7 +298,11 @@ def render_prompt(messages: list[ChatMessage], fmt: PromptFormat) -> str:
 
 def problem_text(messages: list[ChatMessage]) -> str:
     """What the difficulty estimator reads: the last user message."""
-    return next(m.text for m in reversed(messages) if m.role == "user" and m.text.strip())
+    return next(m.text for m in reversed(messages) if _is_user_text(m))
+
+
+def _is_user_text(message: ChatMessage) -> bool:
+    return message.role == "user" and re.search(_TEXT_CHAR, message.text) is not None
 
 
 # -- responses ----------------------------------------------------------------------------
@@ -487,3 +528,124 @@ def usage_chunk(chat: bool, request_id: str, created: int, model: str,
 def sse(body: dict[str, Any]) -> str:
     """One server-sent event carrying ``body`` as JSON."""
     return "data: " + json.dumps(body, separators=(",", ":")) + "\n\n"
+
+
+# -- the OpenAPI document -----------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    model_config = _RESPONSE
+
+    message: str = Field(description="what is wrong, for a person to act on")
+    type: str
+    param: str | None = Field(description="the request field at fault, dotted")
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error shape, the body of every error response (``error_body``)."""
+
+    model_config = _RESPONSE
+
+    error: ErrorDetail
+
+
+ERROR_STATUSES: dict[int, str] = {
+    400: "the request is invalid (the message names the field)",
+    401: "an API key is required",
+    403: "the API key is not accepted",
+    404: "the model does not exist",
+    408: "the request body did not arrive before the request deadline",
+    413: "the request body is too large",
+    415: "the request body is not declared Content-Type: application/json",
+    429: "too many requests; retry after Retry-After seconds",
+    502: "the inference server failed",
+    503: "no inference server became available in time; retry after Retry-After seconds",
+    504: "the request deadline passed before any sample finished",
+}
+"""Every error status the completion endpoints answer, and what it means."""
+
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object", "required": ["data"],
+    "properties": {"data": {"type": "string", "description": "a JSON chunk, or [DONE]"}},
+}  # fmt: skip
+_USER_TEXT = {"type": "string", "pattern": _TEXT_CHAR}
+
+
+def openapi_schema(model_name: str) -> dict[str, Any]:
+    """The router's OpenAPI 3.1 document, built from the request and response models.
+
+    It documents what the router accepts, not only the types: ``model`` is the served
+    model, ``n``/``best_of`` are 1, ``echo`` is false, a completion has one prompt, and a
+    chat holds a user message with text, so a request valid by this schema is answered 200.
+    """
+    refs, defs = models_json_schema(
+        [(ChatCompletionRequest, "validation"), (CompletionRequest, "validation"),
+         (ChatCompletion, "serialization"), (Completion, "serialization"),
+         (ModelList, "serialization"), (ErrorResponse, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )  # fmt: skip
+    schemas: dict[str, Any] = defs["$defs"]
+
+    def strings(most: int, least: int = 0) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "string"}, "minItems": least, "maxItems": most}
+
+    def only_one() -> dict[str, Any]:
+        return {"anyOf": [{"const": 1}, {"type": "null"}], "default": None}
+
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        properties = schemas[name]["properties"]
+        properties["model"] = {"type": "string", "enum": [model_name],
+                               "description": "the model this service serves"}  # fmt: skip
+        properties["n"] = only_one()
+        properties["stop"] = {"anyOf": [{"type": "string"}, strings(4), {"type": "null"}],
+                              "default": None}  # fmt: skip
+    completion = schemas["CompletionRequest"]["properties"]
+    completion["best_of"] = only_one()
+    completion["echo"] = {"const": False, "default": False}
+    completion["prompt"] = {"anyOf": [{"type": "string"}, strings(1, least=1)]}
+    text_part = {"type": "object", "required": ["type", "text"],
+                 "properties": {"type": {"const": "text"}, "text": _USER_TEXT}}  # fmt: skip
+    user_text = {"anyOf": [_USER_TEXT, {"type": "array", "contains": text_part}]}
+    schemas["ChatCompletionRequest"]["properties"]["messages"]["contains"] = {
+        "type": "object", "required": ["role", "content"],
+        "properties": {"role": {"const": "user"}, "content": user_text},
+    }  # fmt: skip
+
+    def operation(summary: str, request: str, response: str) -> dict[str, Any]:
+        error = {_JSON: {"schema": refs[ErrorResponse, "serialization"]}}
+        errors = {str(status): {"description": meaning, "content": error}
+                  for status, meaning in ERROR_STATUSES.items()}  # fmt: skip
+        return {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {
+                "$ref": f"#/components/schemas/{request}"}}}},
+            "responses": {
+                "200": {"description": "the answer, or its server-sent events when stream is true",
+                        "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{response}"}},
+                                    "text/event-stream": {"schema": _SSE_EVENT}}},
+                **errors,
+            },
+        }  # fmt: skip
+
+    models = {"description": "the served model",
+              "content": {_JSON: {"schema": refs[ModelList, "serialization"]}}}  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Ponder router", "version": "1",
+                 "description": "OpenAI-compatible completions with a ponder report."},
+        "paths": {
+            "/v1/chat/completions": {"post": operation(
+                "Create a chat completion", "ChatCompletionRequest", "ChatCompletion")},
+            "/v1/completions": {"post": operation(
+                "Create a completion (legacy)", "CompletionRequest", "Completion")},
+            "/v1/models": {"get": {"summary": "List the served model",
+                                   "responses": {"200": models}}},
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                           "description": "required when a key file is set"}},
+        },
+        "security": [{}, {"apiKey": []}],
+    }  # fmt: skip

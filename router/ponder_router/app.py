@@ -1,10 +1,11 @@
 """``create_app()``: the router's HTTP service (Starlette).
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (JSON or SSE),
-``GET /v1/models``, ``GET /healthz`` (the process is alive), ``GET /readyz``,
-``GET /metrics``. A handler validates (``api``), authenticates and plans the budget
-(``admission``, ``executor``), forwards an escalated tier to another service's router,
-or admits the request and runs it (``executor``), then renders OpenAI's response shape.
+``GET /v1/models``, ``GET /openapi.json`` (``api.openapi_schema``), ``GET /healthz`` (the
+process is alive), ``GET /readyz``, ``GET /metrics``. A handler validates (``api``),
+authenticates and plans the budget (``admission``, ``executor``), forwards an escalated
+tier to another service's router, or admits the request and runs it (``executor``), then
+renders OpenAI's response shape.
 
 Readiness: ready once a valid config is loaded and the router is not shutting down —
 not "once a Triton replica exists". At zero replicas the router must stay in the
@@ -17,7 +18,10 @@ Status codes: invalid input 400 (unknown model 404, oversized body 413), missing
 refused API key 401/403, admission full 429 with ``Retry-After``, no replica before the
 deadline or queue timeout 503 with ``Retry-After``, Triton failure 502, deadline with no
 sample finished 504; errors use OpenAI's JSON shape. A client that disconnects cancels
-its samples on Triton, streaming or not.
+its samples on Triton, streaming or not. A body not declared ``application/json`` is 415
+(a web page cannot send JSON across origins without the CORS preflight the router never
+grants), one still incomplete at the request deadline 408; unknown paths 404 and wrong
+methods 405 also answer in OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -46,10 +51,12 @@ from .api import (
     ModelCard,
     ModelList,
     RequestError,
+    check_content_type,
     completion_body,
     content_event,
     count_tokens,
     error_body,
+    openapi_schema,
     parse_request,
     problem_text,
     render_prompt,
@@ -273,7 +280,7 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
         run: RequestRun | None = None
         try:
             limit = router.config.admission.max_prompt_chars * 4 + _BODY_OVERHEAD_BYTES
-            body = await _read_body(request, limit)
+            body = await _read_body(request, limit, router.config.admission.request_timeout_seconds)
             parsed = parse_request(body, kind)
             if parsed.model != router.config.model_name:
                 raise RequestError(f"the model {parsed.model!r} does not exist; this service "
@@ -311,8 +318,8 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
                                                  parsed.model, result))  # fmt: skip
         except PonderRouterError as exc:
             response, reason = error_response(exc)
-            outcome = "rejected" if response.status_code in (400, 401, 403, 404, 413, 429) \
-                else reason  # fmt: skip
+            rejected = response.status_code in (400, 401, 403, 404, 408, 413, 415, 429)
+            outcome = "rejected" if rejected else reason
             if response.status_code in (401, 403, 413, 429, 503) or \
                     reason == "context_length_exceeded":  # fmt: skip
                 metrics.reject(reason)
@@ -387,6 +394,9 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
         card = ModelCard(id=router.config.model_name, created=0, owned_by=router.config.service)
         return json_response(ModelList(data=[card]).model_dump_json().encode())
 
+    async def openapi(request: Request) -> Response:
+        return json_response(openapi_schema(router.config.model_name))
+
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -414,27 +424,52 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
-        exception_handlers={Exception: unexpected},
+        exception_handlers={HTTPException: _http_error, Exception: unexpected},
         lifespan=lifespan,
     )
     app.state.router = router
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout_seconds: float) -> bytes:
+    """The JSON body: 415 if not declared JSON, 413 past ``limit`` bytes (declared or sent),
+    408 if it has not all arrived within the request deadline (a slow or stalled client)."""
+    check_content_type(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"request body larger than {limit} bytes", status=413,
                            code="request_too_large")  # fmt: skip
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"request body larger than {limit} bytes", status=413,
-                               code="request_too_large")  # fmt: skip
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(f"request body larger than {limit} bytes", status=413,
+                                       code="request_too_large")  # fmt: skip
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise RequestError(f"request body not received within {timeout_seconds:g} s",
+                           status=408, code="request_timeout") from exc  # fmt: skip
+    except ClientDisconnect as exc:  # nobody to answer; not a server error to log
+        raise RequestError("the client left before sending its body", status=499,
+                           code="cancelled") from exc  # fmt: skip
     return b"".join(chunks)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (unknown path 404, wrong method 405) in OpenAI's error shape."""
+    if not isinstance(exc, HTTPException):
+        return error_response(exc)[0]
+    message, where = exc.detail, f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        message = f"Invalid URL ({where})"
+    elif exc.status_code == 405:
+        message = f"Invalid method ({where}); allowed: {(exc.headers or {}).get('Allow')}"
+    body = error_body(message, "invalid_request_error")
+    return json_response(body, exc.status_code, dict(exc.headers or {}))

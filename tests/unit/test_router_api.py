@@ -12,8 +12,10 @@ from ponder_router.api import (
     ChatMessage,
     CompletionRequest,
     RequestError,
+    check_content_type,
     chunk_tokens,
     count_tokens,
+    openapi_schema,
     parse_request,
     problem_text,
     render_prompt,
@@ -149,3 +151,94 @@ def test_stream_chunks_have_the_openai_shape() -> None:
     text_chunk = stream_chunk(False, "id", 1, "m", "hi", finish_reason="stop")
     assert text_chunk["choices"][0]["text"] == "hi"
     assert text_chunk["choices"][0]["finish_reason"] == "stop"
+
+
+# -- found by fuzzing (tests/unit/test_router_fuzz.py) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "attribute", "value"),
+    [({"seed": 7.0}, "seed", 7), ({"max_tokens": 1e3}, "token_limit", 1000),
+     ({"max_completion_tokens": 64.0}, "token_limit", 64), ({"n": 1.0}, "n", 1)],
+)  # fmt: skip
+def test_an_integer_argument_sent_as_a_whole_float_is_the_integer(
+    fields: dict[str, Any], attribute: str, value: int
+) -> None:
+    request = parse_request(chat(**fields), ChatCompletionRequest)
+    assert getattr(request, attribute) == value
+    assert type(getattr(request, attribute)) is int
+
+
+@pytest.mark.parametrize(
+    ("literal", "param", "fragment"),
+    [(b"2.5", "seed", "valid integer"), (b'"7"', "seed", "valid integer"),
+     (b"1e400", "seed", "valid integer"), (b"NaN", "temperature", "finite number"),
+     (b"Infinity", "top_p", "finite number"), (b"-Infinity", "temperature", "finite number"),
+     (b"99999999999999999999999999", "seed", "less than or equal")],
+)  # fmt: skip
+def test_a_number_that_is_not_one_the_field_takes_is_refused_naming_it(
+    literal: bytes, param: str, fragment: str
+) -> None:
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "%s": %s}' % (
+        param.encode(), literal)  # fmt: skip
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, ChatCompletionRequest)
+    assert caught.value.param == param
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("blank", ["\x1f", "\x1c \x85", "\ufeff", "\u3000\t"])
+def test_a_user_message_of_only_blank_characters_has_no_text(blank: str) -> None:
+    with pytest.raises(RequestError, match="user message with text"):
+        parse_request(chat(messages=[{"role": "user", "content": blank}]), ChatCompletionRequest)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [(b"[" * 100_000, "recursion limit"), (b'{"model": "m\xff"}', "not valid JSON"),
+     (b"", "not valid JSON"), (b"null", "JSON object"), (b'"hello"', "JSON object")],
+)  # fmt: skip
+def test_a_body_that_is_no_json_object_is_refused_without_crashing(
+    body: bytes, fragment: str
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, ChatCompletionRequest)
+    assert fragment in str(caught.value)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
+def test_a_body_declared_json_is_read(content_type: str) -> None:
+    check_content_type(content_type)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "fragment"),
+    [(None, "has none"), ("text/plain", "'text/plain'"),
+     ("application/x-www-form-urlencoded", "form-urlencoded")],
+)  # fmt: skip
+def test_a_body_not_declared_json_is_refused_with_415_naming_the_header(
+    content_type: str | None, fragment: str
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        check_content_type(content_type)
+    assert caught.value.status == 415
+    assert "Content-Type must be application/json" in str(caught.value)
+    assert fragment in str(caught.value)
+
+
+def test_every_bound_in_the_openapi_schema_is_a_json_schema_keyword() -> None:
+    text = json.dumps(openapi_schema("m"))
+    assert '"ge"' not in text
+    assert '"le"' not in text
+    tokens = openapi_schema("m")["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert tokens["max_tokens"]["anyOf"][0] == {"type": "integer", "minimum": 1,
+                                                "maximum": 1_048_576}  # fmt: skip
+
+
+def test_the_openapi_schema_names_the_served_model_and_only_it() -> None:
+    schemas = openapi_schema("qwen-7b")["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        assert schemas[name]["properties"]["model"]["enum"] == ["qwen-7b"]

@@ -96,7 +96,8 @@ async def test_a_completion_answers_the_legacy_endpoint() -> None:
 async def test_bad_input_gets_a_clear_4xx_error(body: bytes, status: int,
                                                 param: str | None) -> None:  # fmt: skip
     async with router(admission={"maxPromptChars": 1000}) as (client, fleet, _):
-        response = await client.post("/v1/chat/completions", content=body)
+        response = await client.post("/v1/chat/completions", content=body,
+                                     headers={"content-type": "application/json"})  # fmt: skip
     assert response.status_code == status
     error = response.json()["error"]
     assert error["param"] == param
@@ -280,3 +281,94 @@ def test_main_refuses_to_start_without_a_valid_config(
     bad.write_text("service: x\n")
     monkeypatch.setenv("PONDER_ROUTER_CONFIG", str(bad))
     assert main() == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [({}, "the request has none"), ({"content-type": "text/plain"}, "'text/plain'"),
+     ({"content-type": "application/x-www-form-urlencoded"}, "x-www-form-urlencoded")],
+)  # fmt: skip
+async def test_a_body_not_declared_json_is_refused_with_415_before_triton(
+    headers: dict[str, str], fragment: str
+) -> None:
+    async with router() as (client, fleet, _):
+        response = await client.post("/v1/chat/completions", content=json.dumps(chat()),
+                                     headers=headers)  # fmt: skip
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Type must be application/json" in error["message"]
+    assert fragment in error["message"]
+    assert fleet.records == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "fragment"),
+    [("GET", "/v1/nope", 404, "Invalid URL (GET /v1/nope)"),
+     ("GET", "/v1/chat/completions", 405, "allowed: POST"),
+     ("DELETE", "/v1/models", 405, "GET")],
+)  # fmt: skip
+async def test_an_unknown_path_or_method_answers_in_openai_error_shape(
+    method: str, path: str, status: int, fragment: str
+) -> None:
+    async with router() as (client, _, _):
+        response = await client.request(method, path)
+    assert response.status_code == status
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert fragment in response.json()["error"]["message"]
+    if status == 405:
+        assert response.headers["Allow"]
+
+
+async def test_the_openapi_document_describes_the_served_model() -> None:
+    async with router() as (client, _, _):
+        response = await client.get("/openapi.json")
+    document = response.json()
+    assert response.status_code == 200
+    assert document["openapi"].startswith("3.1")
+    request = document["components"]["schemas"]["ChatCompletionRequest"]
+    assert request["properties"]["model"]["enum"] == ["m"]
+    responses = document["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert {"200", "400", "404", "413", "415", "429", "503", "504"} <= set(responses)
+
+
+async def call_with_partial_body(app: Starlette, then: str) -> list[dict[str, Any]]:
+    """POST half a body straight to the ASGI app, then leave (``disconnect``) or stall."""
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b'{"model": "m", ', "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        if then == "disconnect":
+            return {"type": "http.disconnect"}
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1), "server": ("router", 80)}  # fmt: skip
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+    return sent
+
+
+async def test_a_client_stalling_mid_body_gets_408_at_the_request_deadline() -> None:
+    app = create_app(config(admission={"requestTimeoutSeconds": 0.2}),
+                     backend_factory=FakeFleet(constant(ANSWER_42)).factory)  # fmt: skip
+    sent = await asyncio.wait_for(call_with_partial_body(app, "stall"), 5)
+    assert sent[0]["status"] == 408
+    assert b"request body not received within 0.2 s" in sent[1]["body"]
+
+
+async def test_a_client_leaving_mid_body_is_no_server_error_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(config(), backend_factory=FakeFleet(constant(ANSWER_42)).factory)
+    sent = await call_with_partial_body(app, "disconnect")
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
