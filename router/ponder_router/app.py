@@ -1,11 +1,12 @@
 """``create_app()``: the router's HTTP service (Starlette).
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (JSON or SSE),
-``GET /v1/models``, ``GET /openapi.json`` (``api.openapi_schema``), ``GET /healthz`` (the
-process is alive), ``GET /readyz``, ``GET /metrics``. A handler validates (``api``),
-authenticates and plans the budget (``admission``, ``executor``), forwards an escalated
-tier to another service's router, or admits the request and runs it (``executor``), then
-renders OpenAI's response shape.
+``GET /v1/models``, ``GET /v1/usage`` (the caller's tenant's usage, ``usage``),
+``GET /openapi.json`` (``api.openapi_schema``), ``GET /healthz`` (the process is alive),
+``GET /readyz``, ``GET /metrics``. A handler validates (``api``), authenticates and plans
+the budget (``admission``, ``executor``), forwards an escalated tier to another service's
+router, or admits the request and runs it (``executor``), then renders OpenAI's response
+shape.
 
 Readiness: ready once a valid config is loaded and the router is not shutting down —
 not "once a Triton replica exists". At zero replicas the router must stay in the
@@ -77,6 +78,7 @@ from .executor import (
 from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
 from .settings import ConfigWatcher, RouterConfig
 from .triton import TritonBackend
+from .usage import UsageLedger
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +141,7 @@ class Router:
                                  clock=clock)  # fmt: skip
         self.escalator = escalator or Escalator()
         self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
+        self.usage = UsageLedger(time.time())
         self.kubeconfig = kubeconfig
         self.watcher: PodWatcher | None = None
         self.config_watcher = (
@@ -336,6 +339,8 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
         metrics.observe_request(tier=tier, outcome=outcome, tokens=used,
                                 samples=len(run.samples),
                                 budget_tokens=run.budget_tokens)  # fmt: skip
+        router.usage.record(run.spec.tenant, outcome, samples=len(run.samples),
+                            prompt_tokens=run.spec.prompt_tokens, completion_tokens=used)
 
     async def _stream(run: RequestRun, parsed: AnyRequest, started: float) -> AsyncIterator[str]:
         sink = _QueueSink()
@@ -394,6 +399,17 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
         card = ModelCard(id=router.config.model_name, created=0, owned_by=router.config.service)
         return json_response(ModelList(data=[card]).model_dump_json().encode())
 
+    async def usage(request: Request) -> Response:
+        if router.api_keys is None:
+            return json_response(error_body(
+                "usage is reported per API key; this service has no API keys configured",
+                "permission_denied"), 403)  # fmt: skip
+        try:
+            tenant = router.tenant(request, None)
+        except AuthError as exc:
+            return error_response(exc)[0]
+        return json_response(router.usage.report(tenant))
+
     async def openapi(request: Request) -> Response:
         return json_response(openapi_schema(router.config.model_name))
 
@@ -424,6 +440,7 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/usage", usage, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
