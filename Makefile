@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit integration e2e demo lint bench crds clean
+.PHONY: setup test unit integration e2e demo lint bench soak crds clean
 
 setup:
 	hack/setup.sh
@@ -42,6 +42,10 @@ bench:
 	$(PY) bench/bench_evaluate.py
 	$(PY) bench/bench_router_overhead.py
 	$(PY) bench/bench_operator_scale.py
+
+# Overload soak: twice the router's sustainable rate for a few minutes (at most ten in all).
+soak: setup
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

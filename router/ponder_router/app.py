@@ -327,6 +327,12 @@ def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
                     reason == "context_length_exceeded":  # fmt: skip
                 metrics.reject(reason)
             return response
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:
+            outcome = "error"  # the last-resort handler answers 500
+            raise
         finally:
             if outcome != "streaming":
                 _observe(run, tier, outcome, started)
