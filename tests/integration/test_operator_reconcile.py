@@ -181,3 +181,21 @@ def test_two_peered_operators_act_one_at_a_time_and_the_second_takes_over(
     eventually(lambda: get_json(cluster, "deployment", "ha-triton", "-n", namespace)["spec"]
                ["template"]["spec"]["containers"][0]["image"].endswith("25.02-py3"),
                timeout_seconds=90, what="the standby peer took over")
+
+
+def test_every_pod_it_runs_is_admitted_under_the_restricted_standard_read_only_and_non_root(
+    cluster: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    cluster.kubectl("label", "namespace", namespace,
+                    "pod-security.kubernetes.io/enforce=restricted")  # fmt: skip
+    start_operator()
+    apply(cluster, namespace, service("locked", replicas=1))
+    eventually(lambda: condition(rsvc(cluster, namespace, "locked"), "Ready")
+               .get("status") == "True", what="Ready with pods admitted under restricted")
+    pods = get_json(cluster, "pods", "-n", namespace)["items"]
+    assert {p["metadata"]["labels"]["ponder.dev/component"] for p in pods} == {"triton", "router"}
+    for pod in pods:
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        for container in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
