@@ -77,3 +77,28 @@ def pytest_runtest_makereport(
             if path.exists():
                 report.sections.append((f"log {path.name}", log_tail(path, 25)))
     return report
+
+
+API_KEY = re.compile(rb"\bsk-[A-Za-z0-9_-]+")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The log audit of the whole run: no API key may appear in any component's log.
+
+    Every key the tests hand out has the ``sk-`` form; every process the tests start logs
+    into a file in ``LOG_FILES``. A key found fails the run, naming the file.
+    """
+    leaks = []
+    for path in dict.fromkeys(LOG_FILES):
+        if path.exists():
+            found = API_KEY.search(path.read_bytes())
+            if found:
+                leaks.append(f"{path}: {found.group(0)[:12].decode(errors='replace')}…")
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line("LOG AUDIT FAILED: API keys in component logs:", red=True)
+            for leak in leaks:
+                reporter.write_line(f"  {leak}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
