@@ -88,6 +88,10 @@ def scaling_spec(spec: ReasoningServiceSpec, settings: OperatorSettings) -> Scal
         scale_up_stabilization_seconds=s.scale_up_stabilization_seconds,
         scale_down_stabilization_seconds=s.scale_down_stabilization_seconds,
         scale_down_max_step_replicas=s.scale_down_max_step,
+        scale_down_max_step_percent=float(s.scale_down_max_step_percent),
+        scale_down_period_seconds=float(s.scale_down_period_seconds),
+        samples_per_replica=(float(s.target_samples_per_replica)
+                             if s.target_samples_per_replica is not None else None),
         metrics_max_age_seconds=settings.metrics_max_age_seconds,
         paused=s.paused,
     )

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from ponder_operator.api.spec import ReasoningServiceSpec
+from ponder_operator.autoscale import scaling_spec
 from ponder_operator.policy.scaling import (
     REASON_ACTIVATE_FROM_ZERO,
     REASON_AT_GPU_QUOTA,
@@ -41,6 +43,7 @@ from ponder_operator.policy.scaling import (
     prune_recommendations,
     stabilize_recommendation,
 )
+from ponder_operator.settings import OperatorSettings
 
 NOW = 10_000.0
 BASE_SPEC: dict[str, Any] = {
@@ -392,3 +395,44 @@ def test_policy_models_are_frozen() -> None:
     spec = ScalingSpec()
     with pytest.raises(ValidationError):
         spec.max_replicas = 3
+
+
+def test_the_crd_scaling_block_reaches_the_policy_knob_for_knob() -> None:
+    """Every damping knob the simulator tunes is settable from a ReasoningService."""
+    service = ReasoningServiceSpec.model_validate({
+        "model": {"name": "tiny", "repository": {"configMap": {"name": "m"}}},
+        "resources": {"gpusPerReplica": 2},
+        "scaling": {
+            "minReplicas": 2, "maxReplicas": 12, "maxGpus": 20, "targetDrainSeconds": 45,
+            "targetQueuePerReplica": 6, "targetSamplesPerReplica": 48,
+            "scaleUpStabilizationSeconds": 10, "scaleDownStabilizationSeconds": 240,
+            "scaleDownMaxStep": 2, "scaleDownMaxStepPercent": 20,
+            "scaleDownPeriodSeconds": 30,
+        },
+    })
+    policy = scaling_spec(service, OperatorSettings(metrics_max_age_seconds=20.0))
+    assert (policy.min_replicas, policy.max_replicas, policy.ceiling_replicas) == (2, 12, 10)
+    assert policy.samples_per_replica == 48.0
+    assert policy.scale_down_max_step_percent == 20.0
+    assert policy.scale_down_period_seconds == 30.0
+    assert policy.scale_down_max_step_replicas == 2
+    assert policy.metrics_max_age_seconds == 20.0
+    # Unset, running samples set no floor and the step and period keep their defaults.
+    default = scaling_spec(ReasoningServiceSpec.model_validate({
+        "model": {"name": "tiny", "repository": {"configMap": {"name": "m"}}}}),
+        OperatorSettings())
+    assert default.samples_per_replica is None
+    assert (default.scale_down_max_step_percent, default.scale_down_period_seconds) == (0.0, 60.0)
+
+
+def test_running_samples_above_the_crd_target_grow_the_pool() -> None:
+    service = ReasoningServiceSpec.model_validate({
+        "model": {"name": "tiny", "repository": {"configMap": {"name": "m"}}},
+        "scaling": {"maxReplicas": 10, "targetSamplesPerReplica": 16},
+    })
+    policy = scaling_spec(service, OperatorSettings())
+    signals = Signals(demand_tokens=0.0, router_queue_depth=0.0, inflight_samples=70.0,
+                      sampled_at_seconds=NOW)
+    decision = compute_desired_replicas(
+        policy, signals, ScalingState(current_replicas=2, ready_replicas=2), NOW)
+    assert decision.desired_replicas == 5  # ceil(70 / 16)

@@ -313,6 +313,18 @@ class ScalingSpec(ApiModel):
         description="Seconds a lower replica count must be wanted before scaling down.")
     scale_down_max_step: Int = Field(default=1, ge=1, le=1024,
                                      description="Most replicas removed in one scale-down.")
+    scale_down_max_step_percent: Int = Field(
+        default=0, ge=0, le=100,
+        description="Most replicas removed in one scale-down as a percentage of the current "
+                    "count, when that allows more than scaleDownMaxStep (0: off).")
+    scale_down_period_seconds: Int = Field(
+        default=60, ge=0, le=3600,
+        description="Fewest seconds between two scale-downs.")
+    target_samples_per_replica: Int | None = Field(
+        default=None, ge=1, le=4096,
+        description="Concurrent samples one replica should run (its continuous-batching "
+                    "sweet spot); in-flight samples above this grow the pool. Unset: no "
+                    "floor from running samples.")
     interval_seconds: Int = Field(default=5, ge=1, le=300,
                                   description="Seconds between autoscaler evaluations.")
     paused: Bool = Field(
