@@ -260,6 +260,7 @@ def render_router_config(
                 "name": t.name, "maxDifficulty": t.max_difficulty, "maxTokens": t.max_tokens,
                 "maxSamples": t.max_samples, "initialSamples": t.initial_samples,
                 "strategy": str(t.strategy), "escalateTo": t.escalate_to,
+                "verifierModel": t.verifier_model,
             } for t in budgets.tiers],
             "effortTiers": effort,
             "shrinkOrder": [{"resource": r, "floor": floors[r]}

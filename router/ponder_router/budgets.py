@@ -33,6 +33,8 @@ from .difficulty import DifficultyEstimate
 from .errors import PolicyError
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$"
+"""A model name, in the OpenAI API or inside Triton."""
 _MODEL_CONFIG = ConfigDict(
     frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
 )
@@ -77,6 +79,11 @@ class Tier(BaseModel):
     escalate_to: str | None = Field(
         default=None, pattern=_DNS_LABEL.pattern, description="ReasoningService of a larger model"
     )
+    verifier_model: str | None = Field(
+        default=None, pattern=MODEL_NAME_PATTERN,
+        description="Triton model that scores this tier's best-of-n samples; "
+                    "the service-wide verifier's model if unset",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> Tier:

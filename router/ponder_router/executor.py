@@ -12,9 +12,9 @@ Role: the adapter that strings the pure policy together with the I/O. For each r
    another replica; extracts each finished sample's answer (``answers``), asks
    ``aggregate.should_stop`` after each, cancels the samples still running once it says
    stop (Triton stops them), and aggregates: majority vote, the last revision, or
-   best-of-n by a verifier model (majority vote when none answers, and the report says
-   so). At the deadline it answers from the samples finished so far, or fails with 504
-   when there are none.
+   best-of-n by a verifier model, the tier's or else the service's (majority vote when
+   none answers, and the report says so). At the deadline it answers from the samples
+   finished so far, or fails with 504 when there are none.
 
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
 arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
@@ -497,9 +497,10 @@ class Executor:
 
     async def pick_best(self, run: RequestRun, completed: list[Sample],
                         state: Tally) -> tuple[Sample, str]:  # fmt: skip
-        """Best-of-n by the verifier's scores; majority vote when it cannot answer."""
+        """Best-of-n by the tier's verifier (``RouterConfig.verifier_for``); majority vote
+        when there is none or it cannot answer. The reason returned names the model."""
         fallback = completed[state.first_index(state.leader) or 0] if state.leader else completed[0]
-        verifier = run.config.verifier
+        verifier = run.config.verifier_for(run.budget.tier)
         if verifier is None:
             return fallback, "vote (best-of-n without a verifier configured)"
         candidates = [s for s in completed if s.answer is not None]

@@ -21,7 +21,8 @@ Shape (YAML or JSON)::
     escalation: {qwen-72b: "http://qwen-72b-router.ml.svc:8080"}
     capacity: {atCeiling: false, replicas: 2, tokensPerSecondPerReplica: 2500,
                horizonSeconds: 30}
-    verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n
+    verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
+                                                    # verifierModel overrides the model
     promptFormat: plain
 """
 
@@ -42,7 +43,7 @@ from pydantic.alias_generators import to_camel
 
 from .aggregate import StopRule
 from .answers import EXTRACTORS
-from .budgets import BudgetPolicy, default_policy
+from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .errors import PolicyError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
                         r":(\d{1,5})$")  # fmt: skip
-_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$"
+_MODEL_NAME = MODEL_NAME_PATTERN
 _MODEL_CONFIG = ConfigDict(
     frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
 )
@@ -119,7 +120,11 @@ class CapacityConfig(BaseModel):
 
 
 class VerifierConfig(BaseModel):
-    """A Triton model scoring (prompt, completion) pairs for best-of-n."""
+    """A Triton model scoring (prompt, completion) pairs for best-of-n.
+
+    The service-wide verifier; a tier's ``verifierModel`` replaces its model for that
+    tier (``RouterConfig.verifier_for``).
+    """
 
     model_config = _MODEL_CONFIG
 
@@ -153,6 +158,19 @@ class RouterConfig(BaseModel):
     )
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     verifier: VerifierConfig | None = None
+
+    def verifier_for(self, tier: str) -> VerifierConfig | None:
+        """The verifier of ``tier``'s best-of-n samples; None: aggregate by majority vote.
+
+        The tier's ``verifierModel`` when set (with the service-wide verifier's timeout, or
+        the default timeout when there is none), else the service-wide verifier.
+        """
+        model = self.budgets.tier(tier).verifier_model
+        if model is None:
+            return self.verifier
+        if self.verifier is None:
+            return VerifierConfig(model=model)
+        return self.verifier.model_copy(update={"model": model})
 
     @model_validator(mode="after")
     def _consistent(self) -> RouterConfig:

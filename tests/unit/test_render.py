@@ -37,6 +37,23 @@ def test_the_rendered_router_config_is_accepted_by_the_routers_own_model(spec: A
     assert parsed.capacity.at_ceiling is True
 
 
+def test_a_tiers_verifier_model_reaches_the_router() -> None:
+    spec = parse_spec({
+        "model": {"name": "m", "repository": {"configMap": {"name": "models"}}},
+        "budgets": {"tiers": [
+            {"name": "easy", "maxDifficulty": 0.5, "maxTokens": 256},
+            {"name": "hard", "maxDifficulty": 1.0, "maxTokens": 1024, "maxSamples": 4,
+             "initialSamples": 4, "strategy": "best-of-n", "verifierModel": "prm-1b"},
+        ]},
+    })  # fmt: skip
+    parsed = RouterConfig.model_validate(render_router_config(OWNER, spec))
+    assert [t.verifier_model for t in parsed.budgets.tiers] == [None, "prm-1b"]
+    verifier = parsed.verifier_for("hard")
+    assert verifier is not None
+    assert verifier.model == "prm-1b"
+    assert parsed.verifier_for("easy") is None
+
+
 @pytest.mark.parametrize("spec", example_specs())
 def test_every_child_is_owned_by_the_service_and_runs_hardened(spec: Any) -> None:
     children = render_children(OWNER, spec, RenderOptions(), Capacity())

@@ -180,6 +180,49 @@ async def test_best_of_n_picks_the_sample_the_verifier_scores_highest() -> None:
     assert result.report.aggregation == "best-of-n (verifier prm)"
 
 
+def best_of_n_policy(verifier_model: str | None) -> BudgetPolicy:
+    """One best-of-n tier of three samples, scored by ``verifier_model``."""
+    return BudgetPolicy(tiers=(Tier(name="all", max_difficulty=1.0, max_tokens=64,
+                                    max_samples=3, initial_samples=3,
+                                    strategy=Strategy.BEST_OF_N,
+                                    verifier_model=verifier_model),))  # fmt: skip
+
+
+def scored_answers() -> FakeFleet:
+    """Samples answer 1, 2, 1; the verifier scores the answer 2 highest."""
+    answers = {0: "1", 1: "2", 2: "1"}
+    return FakeFleet(by_seed({i: Script(answer=a) for i, a in answers.items()}, Script()),
+                     score=lambda text: 0.9 if "boxed{2}" in text else 0.1)  # fmt: skip
+
+
+async def test_a_best_of_n_tier_is_scored_by_its_own_verifier_without_a_service_one() -> None:
+    fleet = scored_answers()
+    cfg = config(budgets=best_of_n_policy("tier-prm"))
+    result = await run(executor(fleet, cfg), spec(HARD))
+    assert result.report.strategy == "best-of-n"
+    assert result.report.answer == "2"  # the vote would have said 1
+    assert result.report.aggregation == "best-of-n (verifier tier-prm)"
+    assert fleet.scored_by == ["tier-prm"] * 3
+
+
+async def test_a_tiers_verifier_overrides_the_service_wide_one() -> None:
+    fleet = scored_answers()
+    cfg = config(budgets=best_of_n_policy("tier-prm"),
+                 verifier={"model": "service-prm", "timeoutSeconds": 3})  # fmt: skip
+    result = await run(executor(fleet, cfg), spec(HARD))
+    assert result.report.answer == "2"
+    assert result.report.aggregation == "best-of-n (verifier tier-prm)"
+    assert set(fleet.scored_by) == {"tier-prm"}
+
+
+async def test_a_best_of_n_tier_without_its_own_verifier_uses_the_service_wide_one() -> None:
+    fleet = scored_answers()
+    cfg = config(budgets=best_of_n_policy(None), verifier={"model": "service-prm"})
+    result = await run(executor(fleet, cfg), spec(HARD))
+    assert result.report.aggregation == "best-of-n (verifier service-prm)"
+    assert set(fleet.scored_by) == {"service-prm"}
+
+
 async def test_revise_sends_each_attempt_back_to_the_model() -> None:
     fleet = FakeFleet(constant(Script(answer="4")))
     result = await run(executor(fleet), spec(HARD, strategy=Strategy.REVISE))

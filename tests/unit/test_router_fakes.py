@@ -102,6 +102,7 @@ class FakeBackend:
         self.unreachable = unreachable
         self.scorer = score
         self.records: list[Record] = []
+        self.scored_by: list[str] = []  # the verifier model of every score asked for
         self.closed = False
 
     def stream_sample(self, prompt: str, params: SampleParams, *, timeout_seconds: float,
@@ -114,6 +115,7 @@ class FakeBackend:
         return FakeStream(record, script)
 
     async def score(self, model: str, text: str, *, timeout_seconds: float) -> float:
+        self.scored_by.append(model)
         if self.scorer is None:
             raise UpstreamError(f"no verifier model {model}")
         return self.scorer(text)
@@ -141,6 +143,10 @@ class FakeFleet:
     @property
     def records(self) -> list[Record]:
         return [r for b in self.backends.values() for r in b.records]
+
+    @property
+    def scored_by(self) -> list[str]:
+        return [model for b in self.backends.values() for model in b.scored_by]
 
 
 async def test_a_fake_sample_streams_its_words_then_the_answer() -> None:

@@ -91,6 +91,31 @@ def test_an_invalid_config_is_refused_with_the_reason(fields: dict[str, Any],
     assert fragment in str(caught.value)
 
 
+BEST_OF_N_TIER = {"name": "all", "maxDifficulty": 1.0, "maxTokens": 10, "maxSamples": 4,
+                  "initialSamples": 4, "strategy": "best-of-n"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tier_model", "service_verifier", "expected"),
+    [
+        (None, None, None),
+        (None, {"model": "svc-prm", "timeoutSeconds": 3}, ("svc-prm", 3.0)),
+        ("tier-prm", None, ("tier-prm", 10.0)),
+        ("tier-prm", {"model": "svc-prm", "timeoutSeconds": 3}, ("tier-prm", 3.0)),
+    ],
+)  # fmt: skip
+def test_a_tiers_verifier_model_wins_and_takes_the_service_wide_timeout(
+    tier_model: str | None, service_verifier: dict[str, Any] | None,
+    expected: tuple[str, float] | None,
+) -> None:  # fmt: skip
+    tier = {**BEST_OF_N_TIER, "verifierModel": tier_model}
+    config = RouterConfig.model_validate(
+        with_fields(budgets={"tiers": [tier]}, verifier=service_verifier))
+    verifier = config.verifier_for("all")
+    got = None if verifier is None else (verifier.model, verifier.timeout_seconds)
+    assert got == expected
+
+
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")

@@ -385,8 +385,9 @@ class BudgetTier(ApiModel):
         description="single (one sample), vote (majority answer), best-of-n (verifier "
                     "picks) or revise (sequential self-revision).")
     verifier_model: Str | None = Field(
-        default=None, min_length=1, max_length=128,
-        description="Triton model that scores samples for best-of-n.")
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Triton model, served by the same Triton pods, that scores this tier's "
+                    "samples for best-of-n; the highest-scored sample is the answer.")
     escalate_to: Str | None = Field(
         default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
         description="Another ReasoningService in this namespace (a larger model) that "
