@@ -265,6 +265,8 @@ def render_router_config(
             "effortTiers": effort,
             "shrinkOrder": [{"resource": r, "floor": floors[r]}
                             for r in shrink.order if r in floors],
+            "estimator": budgets.estimator.model_dump(by_alias=True)
+            if budgets.estimator is not None else None,
         },
         "stopping": {"kind": "never" if budgets.stopping.rule == "none"
                      else str(budgets.stopping.rule),

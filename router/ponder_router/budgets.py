@@ -29,7 +29,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from .difficulty import DifficultyEstimate
+from .difficulty import DEFAULT_WEIGHTS, DifficultyEstimate, EstimatorWeights, FeatureEstimator
 from .errors import PolicyError
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -118,7 +118,11 @@ class DemandModel(BaseModel):
 
 
 class BudgetPolicy(BaseModel):
-    """The whole policy: tiers by difficulty, effort overrides, and how to shrink under load."""
+    """The whole policy: tiers by difficulty, effort overrides, and how to shrink under load.
+
+    ``estimator`` holds the weights of the difficulty score the tiers' ``maxDifficulty``
+    bounds cut (``ponder calibrate`` fits both together); unset, the router's defaults.
+    """
 
     model_config = _MODEL_CONFIG
 
@@ -129,6 +133,9 @@ class BudgetPolicy(BaseModel):
         ShrinkStep(resource=ShrinkResource.TOKENS, floor=512),
     )
     demand_model: DemandModel = DemandModel()
+    estimator: EstimatorWeights | None = Field(
+        default=None, description="difficulty estimator weights; None: DEFAULT_WEIGHTS"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> BudgetPolicy:
@@ -149,6 +156,10 @@ class BudgetPolicy(BaseModel):
         if len(set(resources)) != len(resources):
             raise ValueError("shrinkOrder lists each resource at most once")
         return self
+
+    def feature_estimator(self) -> FeatureEstimator:
+        """The difficulty estimator whose scores this policy's tiers are cut on."""
+        return FeatureEstimator(self.estimator or DEFAULT_WEIGHTS)
 
     def tier(self, name: str) -> Tier:
         """The tier called ``name``."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from .errors import PolicyError
 
@@ -90,10 +91,12 @@ class EstimatorWeights(BaseModel):
     """Logistic-model weights: ``score = sigmoid(bias + sum(coefficients[f] * feature f))``.
 
     Coefficients apply to the raw features of ``extract_features``; a feature missing from
-    ``coefficients`` has weight 0.
+    ``coefficients`` has weight 0. The router reads them from its config's
+    ``budgets.estimator`` (camelCase aliases, like the rest of the config).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel,
+                              populate_by_name=True, allow_inf_nan=False)  # fmt: skip
 
     bias: float
     coefficients: dict[str, float]
@@ -102,7 +105,8 @@ class EstimatorWeights(BaseModel):
     def _known_features(self) -> EstimatorWeights:
         unknown = sorted(set(self.coefficients) - set(FEATURE_NAMES))
         if unknown:
-            raise ValueError(f"unknown features {unknown}; known: {list(FEATURE_NAMES)}")
+            raise ValueError(f"coefficients name unknown features {unknown}; "
+                             f"known: {', '.join(FEATURE_NAMES)}")  # fmt: skip
         return self
 
 

@@ -1,7 +1,8 @@
 """Runs one request: budget, admission, samples in waves, early stop, aggregation.
 
 Role: the adapter that strings the pure policy together with the I/O. For each request
-``Executor.plan`` estimates difficulty (or takes the client's hint) and assigns a budget
+``Executor.plan`` estimates difficulty (or takes the client's hint), with the weights of
+the config's ``budgets.estimator`` unless an estimator was given, and assigns a budget
 (``budgets.assign_budget``, load-aware when the pool is at its replica ceiling), and a
 ``RequestRun`` then
 
@@ -64,7 +65,7 @@ from .budgets import (
     assign_budget,
     expected_request_tokens,
 )
-from .difficulty import DifficultyEstimate, DifficultyEstimator, FeatureEstimator
+from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import PonderRouterError, UpstreamError
 from .metrics import RouterMetrics
@@ -454,7 +455,7 @@ class Executor:
     pool: EndpointPool
     admission: Admission
     metrics: RouterMetrics
-    estimator: DifficultyEstimator = field(default_factory=FeatureEstimator)
+    estimator: DifficultyEstimator | None = None  # None: the config's (budgets.estimator)
     clock: Callable[[], float] = time.monotonic
     live: set[RequestRun] = field(default_factory=set)
     queued: int = 0
@@ -488,7 +489,8 @@ class Executor:
         if spec.difficulty_hint is not None:
             estimate = DifficultyEstimate(score=spec.difficulty_hint)
         else:
-            estimate = self.estimator.estimate(spec.problem)
+            estimator = self.estimator or config.budgets.feature_estimator()
+            estimate = estimator.estimate(spec.problem)
         budget = assign_budget(estimate, spec.effort, self.load(config), config.budgets,
                                requested_max_tokens=spec.max_tokens,
                                requested_max_samples=spec.max_samples)  # fmt: skip

@@ -13,7 +13,8 @@ Shape (YAML or JSON)::
     tritonModel: qwen-7b        extractor: chain
     endpoints: ["10.0.0.5:8001"]          # or, never both:
     discovery: {namespace: ml, labelSelector: "app=qwen-7b-triton", grpcPort: 8001}
-    budgets: {tiers: [...], effortTiers: {...}, shrinkOrder: [...], demandModel: {...}}
+    budgets: {tiers: [...], effortTiers: {...}, shrinkOrder: [...], demandModel: {...},
+              estimator: {bias: -5.6, coefficients: {log_chars: 0.8, ...}}}  # optional
     stopping: {kind: beta, threshold: 0.95, window: 5}
     admission: {maxQueueLength, maxConcurrencyPerTenant, maxPromptChars,
                 maxConcurrentRequests, requestTimeoutSeconds, sampleTimeoutSeconds}

@@ -130,6 +130,12 @@ INVALID = [
                  id="price-and-pricing"),
     pytest.param(edit("resources.memory", "lots"), "spec.resources.memory", "",
                  id="memory-not-a-quantity"),
+    pytest.param(edit("budgets.tiers[1].verifierModel", "my verifier"),
+                 "spec.budgets.tiers[1].verifierModel", "", id="verifier-model-with-a-space"),
+    pytest.param(edit("budgets.estimator", {"bias": 0.0, "coefficients": {"sentiment": 1.0}}),
+                 "spec.budgets.estimator.coefficients",
+                 "coefficients must name features the router extracts",
+                 id="estimator-weighs-an-unknown-feature"),
 ]
 
 
@@ -166,6 +172,21 @@ def test_api_server_defaults_examples_as_the_models_do(
     assert parse_spec(stored) == parse_spec(manifest)
     assert stored["spec"]["scaling"]["intervalSeconds"] == manifest["spec"].get(
         "scaling", {}).get("intervalSeconds", 5)
+
+
+def test_api_server_accepts_estimator_weights_over_known_features(
+    crd: Cluster, namespace: str
+) -> None:
+    manifest = valid_service("weighted")
+    manifest["spec"]["budgets"]["estimator"] = {
+        "bias": -3, "coefficients": {"log_chars": 0.5, "easy_keywords": -1.25}}
+
+    crd.kubectl("apply", "--validate=strict", "-n", namespace, "-f", "-",
+                input_text=yaml.safe_dump(manifest))
+    stored = json.loads(crd.kubectl("get", "rsvc", "weighted", "-n", namespace, "-o", "json"))
+
+    assert parse_spec(stored) == parse_spec(manifest)
+    assert stored["spec"]["budgets"]["estimator"]["coefficients"]["easy_keywords"] == -1.25
 
 
 def test_get_shows_printer_columns_and_status(crd: Cluster, namespace: str) -> None:

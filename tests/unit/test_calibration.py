@@ -14,7 +14,8 @@ import yaml
 
 from ponder_operator.api.spec import BudgetsSpec
 from ponder_operator.cli import main as ponder
-from ponder_router.budgets import BudgetPolicy, Strategy
+from ponder_router.budgets import BudgetPolicy, Strategy, assign_tier
+from ponder_router.difficulty import DEFAULT_WEIGHTS, FeatureEstimator, score_features
 from ponder_router.evaluation.allocate import (
     Point,
     allocate_accuracy,
@@ -25,7 +26,9 @@ from ponder_router.evaluation.allocate import (
 from ponder_router.evaluation.calibrate import (
     CalibrationConfig,
     ModelData,
+    budgets_spec,
     build_table,
+    compare_estimators,
     quantile_binning,
     solve,
     split_ids,
@@ -175,12 +178,96 @@ def test_calibration_output_loads_as_the_router_budget_policy(standin: Path,
     BudgetsSpec.model_validate(spec)
     report = json.loads((out / "calibration.json").read_text())
     assert report["split"] == {"train": 84, "test": 36}
+    # On this data the refit weights rank the test split worse: no estimator ships.
+    assert report["estimator"]["shipped"] == "router_default_weights"
+    assert report["estimator_signal"]["weights"] == "router_default_weights"
+    assert policy.estimator is None
+    assert "estimator" not in spec
     assert "ponder-calibrated" in {c["policy"] for c in report["held_out"]["comparisons"]}
     assert ponder(["evaluate", "--data", str(standin), "--orderings", "3",
                    "--policy", f"calibrated={out / 'policy.yaml'}", "--out", str(out)]) == 0
     evaluated = json.loads((out / "evaluate_standin.json").read_text())
     assert "calibrated" in {r["name"] for r in evaluated["results"]}
     assert (out / "evaluate_standin.png").stat().st_size > 10_000
+
+
+def keyword_trap(path: Path, problems: int = 120) -> Path:
+    """Problems the default weights read backwards: the hard half (3 of 8 samples right,
+    the wrong ones all different) asks to "compute and evaluate", which those weights
+    count as easy words; the easy half (every sample right) does not."""
+    rng = random.Random(7)
+    rows = []
+    for i in range(problems):
+        hard = i % 2 == 1
+        filler = " ".join(rng.choice(["apples", "boxes", "trains", "coins", "hats"])
+                          for _ in range(rng.randint(3, 12)))  # fmt: skip
+        verb = "Compute and evaluate" if hard else "Tell us, please, about"
+        answers = ["1", "1", "1", "2", "3", "4", "5", "6"] if hard else ["1"] * 8
+        rows.append({"id": f"p{i}", "question": f"{verb} the count of {filler}.",
+                     "reference": "1",
+                     "samples": [f"The answer is \\boxed{{{a}}}." for a in answers]})  # fmt: skip
+    return write_jsonl(rows, path)
+
+
+def test_refit_weights_that_rank_held_out_problems_better_ship_with_tiers_cut_on_their_score(
+    tmp_path: Path,
+) -> None:
+    data = keyword_trap(tmp_path / "trap.jsonl")
+    out = tmp_path / "calibrated"
+    assert ponder(["calibrate", "--data", str(data), "--orderings", "4",
+                   "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "calibration.json").read_text())
+    quality = report["estimator"]
+    assert quality["refit_on_train"]["auroc_pass1_below_half"] > \
+        quality["router_default_weights"]["auroc_pass1_below_half"]  # fmt: skip
+    assert quality["shipped"] == report["estimator_signal"]["weights"] == "refit_on_train"
+    policy = BudgetPolicy.model_validate(yaml.safe_load((out / "policy.yaml").read_text()))
+    assert policy.estimator is not None
+    assert policy.estimator.model_dump() == quality["refit_weights"]
+    spec = BudgetsSpec.model_validate(
+        yaml.safe_load((out / "budgets-spec.yaml").read_text())["budgets"])
+    assert spec.estimator is not None
+    assert spec.estimator.model_dump() == quality["refit_weights"]
+    # The router, scoring with the shipped weights, sends every hard problem to a voting
+    # tier and most easy ones to a single sample (a quantile bin straddles the two); under
+    # the default weights the same bounds tell them apart no longer: they were cut on the
+    # shipped score.
+    problems = load_dataset(data).problems
+    hard = [p.question for p in problems if p.pass_at_1 < 0.5]
+    easy = [p.question for p in problems if p.pass_at_1 >= 0.5]
+
+    def votes(estimator: FeatureEstimator, questions: list[str]) -> float:
+        """The share of ``questions`` given more than one sample."""
+        tiers = [assign_tier(estimator.estimate(q), "auto", policy) for q in questions]
+        return sum(t.max_samples > 1 for t in tiers) / len(tiers)
+
+    shipped, default = policy.feature_estimator(), FeatureEstimator(DEFAULT_WEIGHTS)
+    assert votes(shipped, hard) == 1.0
+    assert votes(shipped, easy) < 0.5
+    assert votes(default, easy) == votes(default, hard)
+    held_out = {c["policy"]: c for c in report["held_out"]["comparisons"]}
+    assert held_out["ponder-calibrated"]["accuracy"] == 1.0
+
+
+def test_solve_bins_problems_on_the_score_of_the_weights_it_ships(tmp_path: Path) -> None:
+    dataset = load_dataset(keyword_trap(tmp_path / "trap.jsonl"))
+    config = CalibrationConfig(orderings=4, thresholds=(0.9,))
+    table = build_table([ModelData("serving", dataset)], config)
+    train_ids, _ = split_ids(table.ids, config.test_fraction, config.seed)
+    train = np.array([i in train_ids for i in table.ids])
+    weights = compare_estimators(table, train).shipped
+    assert weights is not None
+
+    refit = solve(table, train, config, weights)
+    refit_scores = np.array([score_features(f, weights) for f in table.features])
+    assert refit.predicted.binning == quantile_binning("predicted", refit_scores[train],
+                                                       config.bins)  # fmt: skip
+    assert refit.policy.estimator == weights
+    assert budgets_spec(refit.policy, refit.rule, None)["estimator"] == weights.model_dump()
+    default = solve(table, train, config)  # the default score ranks these backwards
+    assert default.predicted.binning.count == 1
+    assert default.policy.estimator is None
+    assert "estimator" not in budgets_spec(default.policy, default.rule, None)
 
 
 def test_a_large_model_is_escalated_to_only_where_it_is_cheaper(

@@ -132,6 +132,14 @@ def test_weights_naming_an_unknown_feature_are_rejected() -> None:
         EstimatorWeights(bias=0.0, coefficients={"sentiment": 1.0})
 
 
+@pytest.mark.parametrize("weight", [math.inf, -math.inf, math.nan])
+def test_weights_must_be_finite(weight: float) -> None:
+    with pytest.raises(ValidationError, match="finite number"):
+        EstimatorWeights(bias=0.0, coefficients={"diagram": weight})
+    with pytest.raises(ValidationError, match="finite number"):
+        EstimatorWeights(bias=weight, coefficients={})
+
+
 def test_fit_logistic_learns_which_feature_marks_hard_prompts() -> None:
     rows = [{"hard_keywords": float(i % 2), "log_chars": 3.0 + (i % 5) / 5} for i in range(200)]
     labels = [0.9 if row["hard_keywords"] else 0.1 for row in rows]

@@ -54,6 +54,21 @@ def test_a_tiers_verifier_model_reaches_the_router() -> None:
     assert parsed.verifier_for("easy") is None
 
 
+def test_estimator_weights_reach_the_router_and_score_its_prompts() -> None:
+    weights = {"bias": -2.0, "coefficients": {"log_chars": 0.5, "hard_keywords": 1.5}}
+    spec = parse_spec({
+        "model": {"name": "m", "repository": {"configMap": {"name": "models"}}},
+        "budgets": {"estimator": weights},
+    })  # fmt: skip
+    parsed = RouterConfig.model_validate(render_router_config(OWNER, spec))
+    assert parsed.budgets.estimator is not None
+    assert parsed.budgets.estimator.model_dump() == weights
+    assert parsed.budgets.feature_estimator().weights == parsed.budgets.estimator
+    unset = parse_spec({"model": {"name": "m", "repository": {"configMap": {"name": "c"}}}})
+    assert RouterConfig.model_validate(render_router_config(OWNER, unset)).budgets.estimator \
+        is None  # fmt: skip
+
+
 @pytest.mark.parametrize("spec", example_specs())
 def test_every_child_is_owned_by_the_service_and_runs_hardened(spec: Any) -> None:
     children = render_children(OWNER, spec, RenderOptions(), Capacity())

@@ -14,6 +14,7 @@ import pytest
 from ponder_router.admission import Admission
 from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.budgets import BudgetPolicy, Strategy, Tier, default_policy
+from ponder_router.difficulty import EstimatorWeights
 from ponder_router.endpoints import EndpointPool, NoEndpointError
 from ponder_router.errors import UpstreamError
 from ponder_router.executor import DeadlineExceededError, Executor, RequestSpec
@@ -178,6 +179,17 @@ async def test_best_of_n_picks_the_sample_the_verifier_scores_highest() -> None:
                                                   max_samples=3))  # fmt: skip
     assert result.report.answer == "2"
     assert result.report.aggregation == "best-of-n (verifier prm)"
+
+
+async def test_the_configs_estimator_weights_decide_the_tier_of_a_prompt() -> None:
+    ex = executor(FakeFleet(constant(Script())))
+    assert ex.plan(spec(None)).budget.tier == "easy"  # "What is 6*7?" by the default weights
+    always_hard = EstimatorWeights(bias=4.0, coefficients={"easy_keywords": 1.0})
+    ex.update(config(budgets=default_policy().model_copy(update={"estimator": always_hard})))
+    planned = ex.plan(spec(None))
+    assert planned.estimate.score > 0.98
+    assert planned.budget.tier == "hard"
+    assert ex.plan(spec(EASY)).budget.tier == "easy"  # a client's estimate still wins
 
 
 def best_of_n_policy(verifier_model: str | None) -> BudgetPolicy:

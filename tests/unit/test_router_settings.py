@@ -27,6 +27,10 @@ def with_fields(**fields: Any) -> dict[str, Any]:
     return {**MINIMAL, **fields}
 
 
+BEST_OF_N_TIER = {"name": "all", "maxDifficulty": 1.0, "maxTokens": 10, "maxSamples": 4,
+                  "initialSamples": 4, "strategy": "best-of-n"}  # fmt: skip
+
+
 def test_a_minimal_config_gets_the_default_policy() -> None:
     config = RouterConfig.model_validate(MINIMAL)
     assert [t.name for t in config.budgets.tiers] == ["easy", "medium", "hard"]
@@ -82,6 +86,9 @@ verifier: {model: prm}
         ({"budgets": {"tiers": [{"name": "a", "maxDifficulty": 1.0, "maxTokens": 10,
                                  "maxSamples": 1, "initialSamples": 1, "strategy": "single",
                                  "escalateTo": "big"}]}}, "escalates to"),
+        ({"budgets": {"tiers": [BEST_OF_N_TIER],
+                      "estimator": {"bias": 0.0, "coefficients": {"sentiment": 1.0}}}},
+         "coefficients name unknown features ['sentiment']; known: log_chars, "),
     ],
 )  # fmt: skip
 def test_an_invalid_config_is_refused_with_the_reason(fields: dict[str, Any],
@@ -89,10 +96,6 @@ def test_an_invalid_config_is_refused_with_the_reason(fields: dict[str, Any],
     with pytest.raises(ConfigError) as caught:
         parse_config(json.dumps(with_fields(**fields)))
     assert fragment in str(caught.value)
-
-
-BEST_OF_N_TIER = {"name": "all", "maxDifficulty": 1.0, "maxTokens": 10, "maxSamples": 4,
-                  "initialSamples": 4, "strategy": "best-of-n"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -114,6 +117,19 @@ def test_a_tiers_verifier_model_wins_and_takes_the_service_wide_timeout(
     verifier = config.verifier_for("all")
     got = None if verifier is None else (verifier.model, verifier.timeout_seconds)
     assert got == expected
+
+
+def test_estimator_weights_load_from_the_budgets_section() -> None:
+    config = parse_config(json.dumps(with_fields(budgets={
+        "tiers": [BEST_OF_N_TIER],
+        "estimator": {"bias": -1.5, "coefficients": {"log_chars": 0.25, "diagram": 2.0}},
+    })))  # fmt: skip
+    weights = config.budgets.estimator
+    assert weights is not None
+    assert weights.bias == -1.5
+    assert weights.coefficients == {"log_chars": 0.25, "diagram": 2.0}
+    assert config.budgets.feature_estimator().weights == weights
+    assert RouterConfig.model_validate(MINIMAL).budgets.estimator is None
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ponder_operator.errors import SpecError
+from ponder_router.difficulty import FEATURE_NAMES
 
 # Scalars are strict, as the API server is: "3" is not an integer, "yes" is not a boolean.
 Int = Annotated[int, Strict()]
@@ -451,6 +452,42 @@ class ShrinkUnderLoad(ApiModel):
         return self
 
 
+MAX_WEIGHT = 1e4  # far beyond any fitted weight: the score saturates long before
+KNOWN_FEATURES = CelRule(
+    "self.coefficients.all(f, f in [" + ", ".join(f"'{f}'" for f in FEATURE_NAMES) + "])",
+    "coefficients must name features the router extracts: " + ", ".join(FEATURE_NAMES),
+    ".coefficients",
+)
+
+
+class EstimatorSpec(ApiModel):
+    """Weights of the router's difficulty estimator, a logistic model over prompt features.
+
+    The score is sigmoid(bias + sum of coefficients[f] * f) over the features the router
+    extracts from the prompt; the tiers' maxDifficulty bounds cut that score, so they
+    belong to these weights (ponder calibrate fits and writes both). Unset: the
+    router's built-in weights.
+    """
+
+    model_config = _cel(KNOWN_FEATURES)
+
+    bias: Float = Field(
+        ge=-MAX_WEIGHT, le=MAX_WEIGHT,
+        description="Intercept of the logistic model: the logit of the score of a prompt "
+                    "whose features are all 0.")
+    coefficients: dict[Str, Annotated[Float, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT)]] = Field(
+        max_length=len(FEATURE_NAMES),
+        description="Weight of each prompt feature, by name; a feature left out weighs 0. "
+                    f"Features: {', '.join(FEATURE_NAMES)}.")
+
+    @model_validator(mode="after")
+    def _known_features(self) -> EstimatorSpec:
+        unknown = sorted(set(self.coefficients) - set(FEATURE_NAMES))
+        if unknown:
+            raise KNOWN_FEATURES.violation(f"got {', '.join(unknown)}")
+        return self
+
+
 TIERS_ORDERED = CelRule(
     "self.tiers.map(t, t.maxDifficulty).isSorted() && "
     "self.tiers.all(a, self.tiers.exists_one(b, b.maxDifficulty == a.maxDifficulty))",
@@ -490,6 +527,10 @@ class BudgetsSpec(ApiModel):
                                    description="Early stopping between sample waves.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
+    estimator: EstimatorSpec | None = Field(
+        default=None,
+        description="Difficulty estimator weights the tiers are cut on (from ponder "
+                    "calibrate); the router's built-in weights if unset.")
 
     @model_validator(mode="after")
     def _rules(self) -> BudgetsSpec:

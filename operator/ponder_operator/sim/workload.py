@@ -2,8 +2,9 @@
 
 Role: between ``traces`` (arrivals and token counts) and ``engine`` (the replay). Every
 request is given a MATH-500 problem (seeded uniform draw), scored by the router's
-``FeatureEstimator`` and budgeted by ``assign_budget`` with the router's default policy at
-idle load, exactly as the live router would budget that prompt.
+``FeatureEstimator`` (with the policy's estimator weights) and budgeted by
+``assign_budget`` with the router's default policy at idle load, exactly as the live
+router would budget that prompt.
 
 Work model (what a request costs the GPUs):
 
@@ -42,7 +43,7 @@ from ponder_router.budgets import (
     assign_budget,
     default_policy,
 )
-from ponder_router.difficulty import DifficultyEstimator, FeatureEstimator
+from ponder_router.difficulty import DifficultyEstimator
 
 from .errors import SimulationError
 from .traces import Trace, data_dir
@@ -110,7 +111,7 @@ def build_workload(
     if not problems:
         raise SimulationError("build_workload needs at least one problem")
     policy = policy or default_policy()
-    estimator = estimator or FeatureEstimator()
+    estimator = estimator or policy.feature_estimator()
     estimates = [estimator.estimate(problem) for problem in problems]
     budgets = [assign_budget(e, effort, LoadState.idle(), policy) for e in estimates]
     tier_names = tuple(tier.name for tier in policy.tiers)

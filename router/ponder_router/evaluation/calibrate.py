@@ -9,9 +9,12 @@ larger model's, for a cascade) it
    by score where the data carry scores, on each model;
 2. splits problems into train and test by a seeded hash of their ids (``split_ids``);
 3. scores every question with the router's estimator (``difficulty`` default weights,
-   what the router runs) and reports on the test split how well that prompt-only score
-   predicts difficulty (AUROC for "pass@1 < 0.5", Spearman against the error rate), also
-   for weights refitted on train (``difficulty.fit_logistic``);
+   what the router runs) and compares on the test split how well that prompt-only score
+   predicts difficulty (AUROC for "pass@1 < 0.5", Spearman against the error rate) with
+   weights refitted on train (``difficulty.fit_logistic``): ``compare_estimators``. The
+   weights with the higher test AUROC are the ones the policy ships (``solve``'s
+   ``weights``; the default ones need no ``estimator`` block), and every later step
+   scores problems with them, since the router cuts tiers on the score it computes;
 4. bins train problems by difficulty two ways: by the estimator's score (deployable: a
    bin becomes a tier's ``maxDifficulty`` band; one bin when the score does not rank the
    train problems by error rate at significance ``signal_p_value``, since tiers cut on a
@@ -35,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +48,9 @@ from ..budgets import Budget, BudgetPolicy, DemandModel, Effort, Strategy, Tier,
 from ..difficulty import (
     DEFAULT_WEIGHTS,
     ConstantEstimator,
+    EstimatorWeights,
     extract_features,
+    fit_logistic,
     score_features,
 )
 from .allocate import (
@@ -68,7 +73,7 @@ from .replay import (
     replay_fixed,
     summarise,
 )
-from .stats import EmptyBinError, shrunk_bin_means, spearman
+from .stats import EmptyBinError, auroc, shrunk_bin_means, spearman
 from .suite import ponder_budgets
 
 CostUnit = Literal["samples", "tokens", "cost"]
@@ -165,7 +170,7 @@ class CandidateTable:
     problems: tuple[tuple[EvalProblem, ...], ...]  # per model, aligned by id
     ids: tuple[str, ...]
     features: tuple[dict[str, float], ...]
-    scores: FloatArray  # the router's estimator, default weights
+    scores: FloatArray  # the router's estimator: default weights, or those ``solve`` ships
     pass1: FloatArray  # the serving model's pass@1
     maj_all: FloatArray  # the serving model's maj@all accuracy, per problem
     candidates: dict[StopRule, list[Candidate]]
@@ -301,6 +306,52 @@ def split_ids(ids: Sequence[str], test_fraction: float, seed: int) -> tuple[set[
     return set(ranked[cut:]), set(ranked[:cut])
 
 
+@dataclass(frozen=True)
+class EstimatorComparison:
+    """The router's default weights against weights refitted on the train problems, each
+    judged on the test problems: AUROC for "pass@1 < 0.5" and Spearman's rho against the
+    error rate (None where the test split cannot tell, e.g. it is empty)."""
+
+    refit: EstimatorWeights
+    auroc: dict[str, float | None]  # by "router_default_weights" / "refit_on_train"
+    spearman: dict[str, float | None]
+    test_problems: int
+    test_hard_problems: int
+
+    @property
+    def refit_wins(self) -> bool:
+        """The refitted weights rank the test problems strictly better than the defaults."""
+        default, refit = self.auroc["router_default_weights"], self.auroc["refit_on_train"]
+        return default is not None and refit is not None and refit > default
+
+    @property
+    def shipped(self) -> EstimatorWeights | None:
+        """The weights a calibrated policy should carry; None: the router's defaults."""
+        return self.refit if self.refit_wins else None
+
+
+def compare_estimators(table: CandidateTable, train: BoolArray) -> EstimatorComparison:
+    """Step 3 of the module docstring: refit on ``train``, compare both on the rest.
+
+    Picking the winner on the test split spends one bit of it; the held-out replay that
+    follows on the same split is that much less independent. ``cross_fit`` never does
+    this: its held-out fold is the evaluation, so its folds keep the default weights.
+    """
+    test = ~train
+    refit = fit_logistic([f for f, t in zip(table.features, train, strict=True) if t],
+                         (1.0 - table.pass1[train]).tolist())  # fmt: skip
+    refit_scores = np.array([score_features(f, refit) for f in table.features])
+    hard = table.pass1 < 0.5
+    named = (("router_default_weights", table.scores), ("refit_on_train", refit_scores))
+    return EstimatorComparison(
+        refit=refit,
+        auroc={name: auroc(values[test], hard[test]) for name, values in named},
+        spearman={name: spearman(values[test], 1.0 - table.pass1[test])
+                  for name, values in named},
+        test_problems=int(test.sum()), test_hard_problems=int((hard & test).sum()),
+    )  # fmt: skip
+
+
 def estimator_signal(table: CandidateTable, train: BoolArray) -> dict[str, Any]:
     """Does the router's score rank train problems by error rate at all? Spearman's rho
     and its one-sided p-value (normal approximation of the t statistic)."""
@@ -394,8 +445,10 @@ def token_cap(problems: Sequence[EvalProblem], quantile: float, default: int) ->
 
 
 def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence[ModelData],
-                 token_caps: Sequence[int]) -> BudgetPolicy:  # fmt: skip
-    """Tiers from per-bin choices, adjacent equal choices merged (at most 8 tiers)."""
+                 token_caps: Sequence[int], verifier_model: str | None = None,
+                 ) -> BudgetPolicy:  # fmt: skip
+    """Tiers from per-bin choices, adjacent equal choices merged (at most 8 tiers);
+    best-of-n tiers are scored by ``verifier_model``."""
     groups: list[tuple[tuple[int, Strategy, int, int], float, int]] = []
     for b, c in enumerate(chosen):
         signature = (c.model, c.strategy, c.max_samples, c.initial_samples)
@@ -409,7 +462,8 @@ def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence
     tiers = tuple(
         Tier(name=f"tier-{i + 1}", max_difficulty=min(edge, 1.0), max_tokens=cap,
              max_samples=m, initial_samples=initial, strategy=strategy,
-             escalate_to=models[model].service if model > 0 else None)
+             escalate_to=models[model].service if model > 0 else None,
+             verifier_model=verifier_model if strategy is Strategy.BEST_OF_N else None)
         for i, ((model, strategy, m, initial), edge, cap) in enumerate(groups)
     )  # fmt: skip
     names = [t.name for t in tiers]
@@ -447,10 +501,22 @@ def measure_demand(table: CandidateTable, train: BoolArray, policy: BudgetPolicy
                        extra_sample_ratio=round(min(max(extra, 0.0), 1.0), 3))  # fmt: skip
 
 
-def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig) -> Solution:
-    """Steps 4-6 of the module docstring on the ``train`` problems."""
+def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig,
+          weights: EstimatorWeights | None = None) -> Solution:  # fmt: skip
+    """Steps 4-6 of the module docstring on the ``train`` problems.
+
+    ``weights`` (``EstimatorComparison.shipped``) replace the router's default estimator
+    weights: problems are scored with them before the signal test, the bins and the
+    demand replay, so the tiers' ``maxDifficulty`` edges are cut on the score the router
+    will compute, and the policy carries them as its ``estimator``. (For weights fitted
+    on ``train`` the signal test is in-sample; they only ship after beating the defaults
+    on the test split.)
+    """
     if len(table.models) > 1 and config.cost_unit == "samples":
         raise CalibrationError("comparing models needs cost (tokens x price), not samples")
+    if weights is not None:
+        table = replace(table, scores=np.array([score_features(f, weights)
+                                                for f in table.features]))  # fmt: skip
     reference = float(table.maj_all[train].mean())
     use_bon = config.verifier_model is not None
     signal = estimator_signal(table, train)
@@ -485,12 +551,13 @@ def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig) ->
         in_bin = [table.problems[c.model][p] for p in range(len(table.ids))
                   if train[p] and predicted_result.bins[p] == b]  # fmt: skip
         caps.append(token_cap(in_bin, config.token_quantile, config.default_max_tokens))
-    policy = build_policy(predicted, chosen, table.models, caps)
+    policy = build_policy(predicted, chosen, table.models, caps, config.verifier_model)
     demand = measure_demand(table, train, policy, rule)
-    policy = BudgetPolicy.model_validate(
-        {**policy.model_dump(by_alias=True), "demandModel": demand.model_dump(by_alias=True)})
-    return Solution(rule, policy, predicted_result, oracle_result, allowed, reference, per_rule,
-                    {**signal, "bins_used": predicted.count})
+    policy = policy.model_copy(update={"demand_model": demand, "estimator": weights})
+    shipped = "router_default_weights" if weights is None else "refit_on_train"
+    return Solution(rule, BudgetPolicy.model_validate(policy.model_dump(by_alias=True)),
+                    predicted_result, oracle_result, allowed, reference, per_rule,
+                    {**signal, "bins_used": predicted.count, "weights": shipped})
 
 
 def budgets_spec(policy: BudgetPolicy, rule: StopRule, verifier: str | None) -> dict[str, Any]:
@@ -503,12 +570,15 @@ def budgets_spec(policy: BudgetPolicy, rule: StopRule, verifier: str | None) -> 
                                 "strategy": t.strategy.value}  # fmt: skip
         if t.escalate_to:
             tier["escalateTo"] = t.escalate_to
-        if t.strategy is Strategy.BEST_OF_N and verifier:
-            tier["verifierModel"] = verifier
+        if t.strategy is Strategy.BEST_OF_N and (t.verifier_model or verifier):
+            tier["verifierModel"] = t.verifier_model or verifier
         tiers.append(tier)
-    return {
+    spec: dict[str, Any] = {
         "tiers": tiers,
         "effort": {e.value: name for e, name in policy.effort_tiers.items()},
         "stopping": {"rule": "none" if rule.kind is StopRuleKind.NEVER else rule.kind.value,
                      "threshold": rule.threshold, "window": rule.window},
     }  # fmt: skip
+    if policy.estimator is not None:
+        spec["estimator"] = policy.estimator.model_dump(by_alias=True)
+    return spec

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from ..difficulty import EstimatorWeights, fit_logistic, score_features
 from .allocate import Point, upper_hull
 from .calibrate import (
     BinningResult,
@@ -23,27 +22,24 @@ from .calibrate import (
     CostUnit,
     ModelData,
     Solution,
+    compare_estimators,
 )
 from .replay import BoolArray, FloatArray
-from .stats import auroc, spearman
 
 
 def estimator_quality(table: CandidateTable, train: BoolArray) -> dict[str, Any]:
-    """How well prompt-only scores rank held-out problems by difficulty."""
-    test = ~train
-    fitted: EstimatorWeights = fit_logistic(
-        [f for f, t in zip(table.features, train, strict=True) if t],
-        (1.0 - table.pass1[train]).tolist())  # fmt: skip
-    refit = np.array([score_features(f, fitted) for f in table.features])
-    hard = table.pass1 < 0.5
+    """How well prompt-only scores rank held-out problems by difficulty, and which
+    weights a calibrated policy ships (``calibrate.compare_estimators``)."""
+    comparison = compare_estimators(table, train)
     out: dict[str, Any] = {
-        name: {"auroc_pass1_below_half": auroc(values[test], hard[test]),
-               "spearman_vs_error_rate": spearman(values[test], 1.0 - table.pass1[test])}
-        for name, values in (("router_default_weights", table.scores), ("refit_on_train", refit))
+        name: {"auroc_pass1_below_half": comparison.auroc[name],
+               "spearman_vs_error_rate": comparison.spearman[name]}
+        for name in ("router_default_weights", "refit_on_train")
     }  # fmt: skip
-    out["test_problems"] = int(test.sum())
-    out["test_hard_problems"] = int((hard & test).sum())
-    out["refit_weights"] = fitted.model_dump(mode="json")
+    out["test_problems"] = comparison.test_problems
+    out["test_hard_problems"] = comparison.test_hard_problems
+    out["refit_weights"] = comparison.refit.model_dump(mode="json")
+    out["shipped"] = "refit_on_train" if comparison.refit_wins else "router_default_weights"
     return out
 
 

@@ -43,6 +43,7 @@ from .calibrate import (
     ModelData,
     budgets_spec,
     build_table,
+    compare_estimators,
     solve,
     split_ids,
 )
@@ -256,7 +257,10 @@ def add_calibrate_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         description="Bin problems by difficulty, fit per-bin accuracy curves against "
                     "compute, allocate compute across bins for a budget, and write a "
                     "BudgetPolicy (and a ReasoningService spec.budgets section); with a "
-                    "second, larger model decide per bin where to escalate.")  # fmt: skip
+                    "second, larger model decide per bin where to escalate. Difficulty "
+                    "estimator weights refitted on the train split are shipped with the "
+                    "policy (its estimator block) when they rank the test split better "
+                    "than the router's defaults.")  # fmt: skip
     _add_data_options(parser)
     _add_data_options(parser, "large-", required=False)
     _add_common(parser)
@@ -306,7 +310,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         table = build_table(models, config)
         train_ids, test_ids = split_ids(table.ids, config.test_fraction, config.seed)
         train = np.array([i in train_ids for i in table.ids])
-        solution = solve(table, train, config)
+        weights = compare_estimators(table, train).shipped
+        solution = solve(table, train, config, weights)
         report = solution_report(table, train, solution, config)
         held_out = run_suite(
             models[0].dataset.subset(test_ids, name=f"{models[0].dataset.name}-test"),
@@ -346,7 +351,8 @@ def _print_calibration(report: dict[str, Any], held_out: Any, policy: dict[str, 
     for name in ("router_default_weights", "refit_on_train"):
         q = est[name]
         print(f"estimator ({name}) on test: AUROC(pass@1<0.5) = {_fmt(q['auroc_pass1_below_half'])}"
-              f", Spearman(score, error rate) = {_fmt(q['spearman_vs_error_rate'])}")
+              f", Spearman(score, error rate) = {_fmt(q['spearman_vs_error_rate'])}"
+              f"{' (shipped: tiers are cut on its score)' if est['shipped'] == name else ''}")
     for kind in ("predicted_bins", "oracle_bins"):
         b = report[kind]
         print(f"{kind}: " + "; ".join(

@@ -2,9 +2,9 @@
 
 Role: between ``replay`` (the array engine) and the CLI. ``ponder_budgets`` gives every
 problem the budget the live router would: the estimator scores the question
-(``difficulty.FeatureEstimator`` by default), ``budgets.assign_budget`` picks the tier
-with effort ``auto`` and an idle pool, capped at the samples the data hold for it (the
-router's client sample cap). ``run_suite`` replays:
+(``difficulty.FeatureEstimator`` with the policy's weights by default),
+``budgets.assign_budget`` picks the tier with effort ``auto`` and an idle pool, capped at
+the samples the data hold for it (the router's client sample cap). ``run_suite`` replays:
 
 - ``maj@N`` for N = 1 .. the most samples any problem has (a problem with fewer uses all);
 - ``best-of-N`` by score for the same N, when the data carry scores;
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..aggregate import StopRule, StopRuleKind
 from ..budgets import Budget, BudgetPolicy, LoadState, assign_budget, default_policy
-from ..difficulty import DifficultyEstimate, DifficultyEstimator, FeatureEstimator
+from ..difficulty import DifficultyEstimate, DifficultyEstimator
 from .dataset import Dataset, EvalProblem
 from .replay import (
     DecisionCache,
@@ -102,8 +102,10 @@ def ponder_budgets(
     scores: Sequence[float] | None = None,
 ) -> tuple[list[Budget], IntArray]:
     """Each problem's budget from the router's estimator and ``assign_budget`` (distinct
-    budgets, and each problem's index into them). ``scores`` reuses known estimates."""
-    estimator = estimator or FeatureEstimator()
+    budgets, and each problem's index into them). The estimator is the policy's own
+    (``BudgetPolicy.feature_estimator``) unless one is given; ``scores`` reuses known
+    estimates."""
+    estimator = estimator or policy.feature_estimator()
     budgets: dict[Budget, int] = {}
     index = np.empty(len(problems), dtype=np.int64)
     idle = LoadState.idle()
