@@ -49,8 +49,8 @@ from ponder_operator.reconcile import (
     Capacity,
     apply_children,
     owner_of,
-    refresh_status,
     render_children,
+    status_after_apply,
     write_status,
 )
 from ponder_operator.render import (
@@ -59,6 +59,8 @@ from ponder_operator.render import (
     MANAGED_BY,
     SERVICE_LABEL,
     RenderOptions,
+    router_name,
+    triton_name,
 )
 from ponder_operator.settings import OperatorSettings
 
@@ -68,6 +70,7 @@ _MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 # Writers of a child's spec that are not hand edits: the operator itself and the autoscaler
 # (server-side apply), and kube-controller-manager (e.g. the deployment controller).
 _OWN_MANAGERS = frozenset({FIELD_MANAGER, AUTOSCALER_FIELD_MANAGER, "kube-controller-manager"})
+_INDEXES = ("deployments", "triton_pods", "gpu_products")
 
 
 @kopf.on.startup()
@@ -88,6 +91,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo["tick_executor"] = concurrent.futures.ThreadPoolExecutor(
         max_workers=32, thread_name_prefix="autoscale")
     memo["kube"] = kube
+    memo["reconciled"] = {}  # uid -> generation this process has applied
     if operator_settings.prometheus_url:
         client = prom.connect(operator_settings.prometheus_url,
                               operator_settings.prometheus_timeout_seconds)
@@ -115,7 +119,7 @@ def _capacity(status: ReasoningServiceStatus) -> Capacity:
     return Capacity(at_ceiling=bool(status.at_ceiling), replicas=status.ready_replicas or 0)
 
 
-def reconcile_body(body: kopf.Body, memo: Any) -> None:
+def reconcile_body(body: kopf.Body, memo: Any, indexes: Mapping[str, Any]) -> None:
     """Apply children and write status; invalid or unsatisfiable specs set Ready=False."""
     kube: Kube = memo["kube"]
     owner = owner_of(body)
@@ -131,26 +135,45 @@ def reconcile_body(body: kopf.Body, memo: Any) -> None:
             update={"conditions": with_condition(previous.conditions, ready)}))
         kopf.warn(body, reason=Reason.INVALID_SPEC, message=str(exc))
         raise kopf.PermanentError(str(exc)) from exc
-    apply_children(kube, owner, spec, memo["options"], _capacity(previous))
-    status = refresh_status(kube, owner, spec, generation, previous)
+    applied = apply_children(kube, owner, spec, memo["options"], _capacity(previous))
+    view = views.service_view(indexes, owner.namespace, triton_name(owner), router_name(owner),
+                              owner.name, spec.resources.gpu_product)
+    status = status_after_apply(owner, applied, view.pods, view.gpu_product_known, generation,
+                                previous)
     write_status(kube, owner, status)
     now_ready = status.condition(ConditionType.READY)
     if now_ready is not None and now_ready.reason == UNKNOWN_GPU_PRODUCT:
         kopf.warn(body, reason=UNKNOWN_GPU_PRODUCT, message=now_ready.message)
         raise kopf.TemporaryError(now_ready.message, delay=RETRY_DELAY_SECONDS)
+    memo["reconciled"][owner.uid] = generation
 
 
 BACKOFF_SECONDS, TIMEOUT_SECONDS = 5, 300
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume",
+def _not_reconciled_yet(body: kopf.Body, memo: Any, **_: Any) -> bool:
+    """Whether this process has yet to apply this generation of the object.
+
+    Under load kopf can hand a handler the same generation twice: an object created before
+    the operator started gets its create handler and then, marked as not yet resumed, a
+    resume cause on its next event; and an event older than kopf's own annotation patch
+    looks unhandled again once kopf stops waiting for the newer one. Applying it all again
+    changes nothing but costs a dozen API calls, so each generation is applied once per
+    process (a restarted operator resumes everything).
+    """
+    meta = body["metadata"]
+    done: dict[str, int] = memo["reconciled"]
+    return done.get(meta["uid"]) != int(meta.get("generation") or 0)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume", when=_not_reconciled_yet,
                 backoff=BACKOFF_SECONDS, timeout=TIMEOUT_SECONDS)
-@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create",
+@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create", when=_not_reconciled_yet,
                 backoff=BACKOFF_SECONDS, timeout=TIMEOUT_SECONDS)
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update", field="spec",
-                backoff=BACKOFF_SECONDS, timeout=TIMEOUT_SECONDS)
-def reconcile(*, body: kopf.Body, memo: Any, **_: Any) -> None:
-    reconcile_body(body, memo)
+                when=_not_reconciled_yet, backoff=BACKOFF_SECONDS, timeout=TIMEOUT_SECONDS)
+def reconcile(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    reconcile_body(body, memo, {name: kwargs[name] for name in _INDEXES})
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id="services")
@@ -214,9 +237,6 @@ def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
                 memo["kube"].apply(child)
 
 
-_INDEXES = ("deployments", "triton_pods", "gpu_products")
-
-
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=10,
              initial_delay=1)
 async def autoscaler(
@@ -240,3 +260,4 @@ async def autoscaler(
         await stopped.wait(interval)
     meta = body.get("metadata", {})
     memo["metrics"].forget(meta.get("namespace", ""), meta.get("name", ""))
+    memo["reconciled"].pop(meta.get("uid"), None)

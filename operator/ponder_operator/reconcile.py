@@ -8,7 +8,7 @@ on each other, idempotent (server-side apply), safe to repeat after a crash mid-
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,6 @@ from ponder_operator.api.spec import ReasoningServiceSpec
 from ponder_operator.api.status import ReasoningServiceStatus
 from ponder_operator.policy import status as status_policy
 from ponder_operator.render import (
-    GPU_PRODUCT_LABEL,
     Owner,
     RenderOptions,
     render_router_config,
@@ -100,14 +99,22 @@ def _autoscaler_owns_replicas(deployment: Mapping[str, Any]) -> bool:
 def apply_children(
     kube: Kube, owner: Owner, spec: ReasoningServiceSpec, options: RenderOptions,
     capacity: Capacity = Capacity(),
-) -> None:
-    """Server-side apply every child; give a new Triton Deployment its first replicas."""
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Server-side apply every child; give a new Triton Deployment its first replicas.
+
+    Returns the children as the API server answered, keyed by (kind, name): fresher than
+    the watches, so the status written right after needs no read of its own.
+    """
+    applied_children: dict[tuple[str, str], dict[str, Any]] = {}
     for child in render_children(owner, spec, options, capacity):
         applied = kube.apply(child)
         is_triton = child["kind"] == "Deployment" and child["metadata"]["name"] == triton_name(
             owner)
         if is_triton and not _autoscaler_owns_replicas(applied):
-            kube.scale_deployment(owner.namespace, triton_name(owner), initial_replicas(spec))
+            applied = kube.scale_deployment(owner.namespace, triton_name(owner),
+                                            initial_replicas(spec))
+        applied_children[(child["kind"], child["metadata"]["name"])] = applied
+    return applied_children
 
 
 def apply_router_config(
@@ -121,28 +128,15 @@ def apply_router_config(
     kube.apply(render_router_configmap(owner, spec, config))
 
 
-def gpu_product_known(kube: Kube, spec: ReasoningServiceSpec) -> bool:
-    product = spec.resources.gpu_product
-    if not product:
-        return True
-    return bool(kube.list("v1", "Node", label_selector=f"{GPU_PRODUCT_LABEL}={product}"))
-
-
-def observe_children(
-    kube: Kube, owner: Owner, spec: ReasoningServiceSpec, generation: int
-) -> status_policy.Observed:
-    triton = kube.get("apps/v1", "Deployment", triton_name(owner), owner.namespace)
-    router = kube.get("apps/v1", "Deployment", router_name(owner), owner.namespace)
-    pods = kube.list("v1", "Pod", owner.namespace, label_selector=triton_selector(owner))
-    return status_policy.observe(generation, triton, router, pods,
-                                 gpu_product_known(kube, spec))
-
-
-def refresh_status(
-    kube: Kube, owner: Owner, spec: ReasoningServiceSpec, generation: int,
+def status_after_apply(
+    owner: Owner, applied: Mapping[tuple[str, str], Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]], gpu_product_known: bool, generation: int,
     previous: ReasoningServiceStatus, now: datetime | None = None,
 ) -> ReasoningServiceStatus:
-    seen = observe_children(kube, owner, spec, generation)
+    """The status from the Deployments just applied and the Triton pods the watch holds."""
+    seen = status_policy.observe(
+        generation, applied.get(("Deployment", triton_name(owner))),
+        applied.get(("Deployment", router_name(owner))), pods, gpu_product_known)
     return status_policy.compute_status(
         previous, seen, triton_selector(owner), now or datetime.now(UTC)
     )

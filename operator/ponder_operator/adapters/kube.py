@@ -107,9 +107,10 @@ class Kube:
         items: list[dict[str, Any]] = _json(found)["items"]
         return items
 
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        """Set ``spec.replicas`` of a Deployment as the autoscaler's own field manager."""
-        self.apply(
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+        """Set ``spec.replicas`` of a Deployment as the autoscaler's own field manager;
+        returns the Deployment as applied."""
+        return self.apply(
             {"apiVersion": "apps/v1", "kind": "Deployment",
              "metadata": {"name": name, "namespace": namespace},
              "spec": {"replicas": replicas}},
