@@ -10,10 +10,14 @@ clock, no logging; the hot-path values are slotted frozen dataclasses.
 Stopping rules (Aggarwal et al. 2023, Adaptive-Consistency; Li et al. 2024, ESC):
 
 - ``beta``: stop once P(p_leader > p_runner_up) >= ``threshold``, where the leader's share
-  of the two top answers is Beta(leader + 1, runner_up + 1) distributed.
+  of the two top answers is Beta(leader + 1, runner_up + 1) distributed. A tier may set
+  its own threshold (``Budget.stop_threshold``), which replaces the rule's.
 - ``window``: stop once the last ``window`` votes all agree.
 - always, for ``vote``: stop once the leader cannot be overtaken within the budget
   (the answer is then the one maj@max_samples would give).
+- ``score_threshold``, for ``best-of-n``: stop once the best verifier score of a finished
+  sample with an answer reaches it (that sample would be the answer of any larger draw
+  unless a later one scores higher); without it best-of-n draws all its samples.
 """
 
 from __future__ import annotations
@@ -92,6 +96,15 @@ class StopRule(BaseModel):
     kind: StopRuleKind = StopRuleKind.BETA
     threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
     window: int = Field(default=5, ge=2, le=64)
+    score_threshold: float | None = Field(
+        default=None, allow_inf_nan=False,
+        description="best-of-n stops once a sample's verifier score reaches this; "
+                    "None: best-of-n draws all its samples",
+    )  # fmt: skip
+
+    def threshold_for(self, budget: Budget) -> float:
+        """The beta threshold for ``budget``: its tier's own, else the rule's."""
+        return self.threshold if budget.stop_threshold is None else budget.stop_threshold
 
 
 DEFAULT_STOP_RULE = StopRule()
@@ -104,6 +117,7 @@ class StopReason(StrEnum):
     CONFIDENT = "confident"
     WINDOW_AGREED = "window-agreed"
     CONVERGED = "converged"
+    VERIFIED = "verified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +195,21 @@ def window_stop(answers: Sequence[str | None], window: int = 5) -> bool:
     return len(votes) >= window and len(set(votes[-window:])) == 1
 
 
-def should_stop(state: Tally, rule: StopRule, budget: Budget) -> StopDecision:
-    """Whether a request stops sampling now, and why (see the module docstring)."""
+def should_stop(
+    state: Tally, rule: StopRule, budget: Budget, *, best_score: float | None = None
+) -> StopDecision:
+    """Whether a request stops sampling now, and why (see the module docstring).
+
+    ``best_score`` is the highest verifier score among the finished samples that have an
+    answer (``best-of-n`` only; None while none is scored).
+    """
     if state.samples >= budget.max_samples:
         return StopDecision(stop=True, reason=StopReason.BUDGET_EXHAUSTED)
-    if budget.strategy is Strategy.BEST_OF_N or rule.kind is StopRuleKind.NEVER:
+    if budget.strategy is Strategy.BEST_OF_N:
+        verified = (rule.score_threshold is not None and best_score is not None
+                    and best_score >= rule.score_threshold)  # fmt: skip
+        return StopDecision(stop=True, reason=StopReason.VERIFIED) if verified else _CONTINUE
+    if rule.kind is StopRuleKind.NEVER:
         return _CONTINUE
     if budget.strategy is Strategy.REVISE:
         converged = window_stop(state.keys, window=2)
@@ -193,7 +217,7 @@ def should_stop(state: Tally, rule: StopRule, budget: Budget) -> StopDecision:
     remaining = budget.max_samples - state.samples
     if state.votes and state.leader_votes > state.runner_up_votes + remaining:
         return StopDecision(stop=True, reason=StopReason.DECIDED)
-    if rule.kind is StopRuleKind.BETA and beta_stop(state, rule.threshold):
+    if rule.kind is StopRuleKind.BETA and beta_stop(state, rule.threshold_for(budget)):
         return StopDecision(stop=True, reason=StopReason.CONFIDENT)
     if rule.kind is StopRuleKind.WINDOW and window_stop(state.keys, rule.window):
         return StopDecision(stop=True, reason=StopReason.WINDOW_AGREED)
@@ -209,7 +233,8 @@ def plan_next_wave(
     holds the finished ones. The first wave is ``budget.wave_size`` (set by the difficulty
     prior). Later ``vote`` waves launch just enough samples that the stopping rule could
     fire if they all agree with the leader, minus those still running; ``revise`` goes one
-    at a time; ``best-of-n`` launches the rest at once.
+    at a time; ``best-of-n`` launches the rest at once, or, with a ``score_threshold``,
+    one at a time (each sample may be the one the verifier accepts).
     """
     remaining = budget.max_samples - samples_done
     if remaining <= 0:
@@ -217,7 +242,9 @@ def plan_next_wave(
     if samples_done == 0:
         return min(budget.wave_size, remaining)
     in_flight = max(samples_done - state.samples, 0)
-    if budget.strategy is Strategy.BEST_OF_N or rule.kind is StopRuleKind.NEVER:
+    if budget.strategy is Strategy.BEST_OF_N:
+        return remaining if rule.score_threshold is None else 0 if in_flight else 1
+    if rule.kind is StopRuleKind.NEVER:
         return remaining
     if budget.strategy is not Strategy.VOTE:
         return 0 if in_flight else 1
@@ -226,10 +253,10 @@ def plan_next_wave(
         streak = next((i for i, k in enumerate(reversed(votes)) if k != votes[-1]), len(votes))
         needed = max(rule.window - streak, 1)
     else:
-        needed = 1
+        needed, threshold = 1, rule.threshold_for(budget)
         while needed < remaining and (
             beta_leader_probability(state.leader_votes + needed, state.runner_up_votes)
-            < rule.threshold
+            < threshold
         ):
             needed += 1
     if state.votes:

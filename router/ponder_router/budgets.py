@@ -84,6 +84,11 @@ class Tier(BaseModel):
         description="Triton model that scores this tier's best-of-n samples; "
                     "the service-wide verifier's model if unset",
     )  # fmt: skip
+    stop_threshold: float | None = Field(
+        default=None, gt=0.5, lt=1.0,
+        description="posterior probability this tier's beta stopping rule needs; "
+                    "the service's stopping threshold if unset",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> Tier:
@@ -216,6 +221,9 @@ class Budget(BaseModel):
     shrunk: bool = False
     shrink_reason: str | None = None
     escalate_to: str | None = None
+    stop_threshold: float | None = Field(
+        default=None, gt=0.5, lt=1.0, description="the tier's beta threshold, if it has one"
+    )
 
 
 def default_policy() -> BudgetPolicy:
@@ -285,6 +293,7 @@ def assign_budget(
         shrunk=shrink_reason is not None,
         shrink_reason=shrink_reason,
         escalate_to=tier.escalate_to,
+        stop_threshold=tier.stop_threshold,
     )
     expected = expected_request_tokens(budget, policy.demand_model)
     return budget.model_copy(update={"expected_tokens": expected})

@@ -35,9 +35,11 @@ DATA_DIR = Path(
 BETA = StopRule()
 WINDOW = StopRule(kind=StopRuleKind.WINDOW, window=3)
 NEVER = StopRule(kind=StopRuleKind.NEVER)
+VERIFIED_AT_2 = StopRule(score_threshold=2.0)
 
 
-def budget(strategy: Strategy = Strategy.VOTE, max_samples: int = 16, wave_size: int = 4) -> Budget:
+def budget(strategy: Strategy = Strategy.VOTE, max_samples: int = 16, wave_size: int = 4,
+           stop_threshold: float | None = None) -> Budget:  # fmt: skip
     return Budget(
         tier="hard",
         strategy=strategy,
@@ -45,6 +47,7 @@ def budget(strategy: Strategy = Strategy.VOTE, max_samples: int = 16, wave_size:
         max_samples=max_samples,
         wave_size=wave_size,
         expected_tokens=0.0,
+        stop_threshold=stop_threshold,
     )
 
 
@@ -198,6 +201,10 @@ def test_the_window_rule_stops_when_the_last_votes_agree(
         (["1"] * 8, BETA, budget(Strategy.BEST_OF_N), StopReason.CONTINUE),
         (["3", "4", "4"], BETA, budget(Strategy.REVISE), StopReason.CONVERGED),
         (["3", "4"], BETA, budget(Strategy.REVISE), StopReason.CONTINUE),
+        # a tier's own threshold replaces the rule's: 3 agreeing votes are P 0.9375
+        (["1", "1", "1"], BETA, budget(stop_threshold=0.9), StopReason.CONFIDENT),
+        (["1"] * 4, BETA, budget(stop_threshold=0.99), StopReason.CONTINUE),
+        (["1", "2", "1"], WINDOW, budget(stop_threshold=0.51), StopReason.CONTINUE),
     ],
 )
 def test_should_stop_says_when_and_why(
@@ -206,6 +213,61 @@ def test_should_stop_says_when_and_why(
     decision = should_stop(tally(answers), rule, limits)
     assert decision.reason is reason
     assert decision.stop is (reason is not StopReason.CONTINUE)
+
+
+@pytest.mark.parametrize(
+    ("rule", "answers", "best_score", "limits", "reason"),
+    [
+        (VERIFIED_AT_2, ["1"], None, budget(Strategy.BEST_OF_N), StopReason.CONTINUE),
+        (VERIFIED_AT_2, ["1"], 1.99, budget(Strategy.BEST_OF_N), StopReason.CONTINUE),
+        (VERIFIED_AT_2, ["1"], 2.0, budget(Strategy.BEST_OF_N), StopReason.VERIFIED),
+        (VERIFIED_AT_2, ["1", "2"], 5.0, budget(Strategy.BEST_OF_N), StopReason.VERIFIED),
+        (VERIFIED_AT_2, ["1", "2"], 5.0, budget(Strategy.BEST_OF_N, max_samples=2),
+         StopReason.BUDGET_EXHAUSTED),
+        (BETA, ["1"], 99.0, budget(Strategy.BEST_OF_N), StopReason.CONTINUE),  # no threshold
+        (StopRule(kind=StopRuleKind.NEVER, score_threshold=0.0), [None], 0.5,
+         budget(Strategy.BEST_OF_N), StopReason.VERIFIED),
+        (VERIFIED_AT_2, ["1", "1", "1", "1"], 9.0, budget(), StopReason.CONFIDENT),  # votes
+        (VERIFIED_AT_2, ["1", "2", "3"], 9.0, budget(), StopReason.CONTINUE),
+    ],
+)
+def test_best_of_n_stops_once_a_verifier_score_reaches_the_threshold(
+    rule: StopRule, answers: list[str | None], best_score: float | None, limits: Budget,
+    reason: StopReason,
+) -> None:
+    decision = should_stop(tally(answers), rule, limits, best_score=best_score)
+    assert decision.reason is reason
+    assert decision.stop is (reason is not StopReason.CONTINUE)
+
+
+def test_a_score_threshold_must_be_a_finite_number() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        StopRule(score_threshold=math.inf)
+
+
+@pytest.mark.parametrize(
+    ("limits", "samples_done", "finished", "rule", "wave"),
+    [
+        (budget(Strategy.BEST_OF_N, max_samples=8, wave_size=2), 0, 0, VERIFIED_AT_2, 2),
+        (budget(Strategy.BEST_OF_N, max_samples=8, wave_size=2), 2, 1, VERIFIED_AT_2, 0),
+        (budget(Strategy.BEST_OF_N, max_samples=8, wave_size=2), 2, 2, VERIFIED_AT_2, 1),
+        (budget(Strategy.BEST_OF_N, max_samples=8, wave_size=2), 8, 8, VERIFIED_AT_2, 0),
+        (budget(Strategy.BEST_OF_N, max_samples=8, wave_size=2), 2, 2, BETA, 6),
+    ],
+)
+def test_a_verified_best_of_n_draws_one_sample_at_a_time_after_its_first_wave(
+    limits: Budget, samples_done: int, finished: int, rule: StopRule, wave: int
+) -> None:
+    assert plan_next_wave(limits, samples_done, tally(["1"] * finished), rule) == wave
+
+
+@pytest.mark.parametrize(
+    ("threshold", "wave"),
+    [(None, 3), (0.9, 2), (0.99, 5)],  # after one vote: P(Beta(1 + k + 1, 1) > 1/2)
+)
+def test_the_next_wave_follows_the_tiers_own_threshold(threshold: float | None,
+                                                        wave: int) -> None:  # fmt: skip
+    assert plan_next_wave(budget(stop_threshold=threshold), 1, tally(["1"]), BETA) == wave
 
 
 @pytest.mark.parametrize(
