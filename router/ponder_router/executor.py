@@ -14,7 +14,10 @@ the config's ``budgets.estimator`` unless an estimator was given, and assigns a 
    ``aggregate.should_stop`` after each, cancels the samples still running once it says
    stop (Triton stops them), and aggregates: majority vote, the last revision, or
    best-of-n by a verifier model, the tier's or else the service's (majority vote when
-   none answers, and the report says so). At the deadline it answers from the samples
+   none answers, and the report says so). When the stop rule has a ``score_threshold``
+   a best-of-n request scores each sample with an answer as it finishes and stops once
+   one scores that high (drawing one sample at a time after its first wave); otherwise
+   it scores its samples at the end. At the deadline it answers from the samples
    finished so far, or fails with 504 when there are none.
 
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
@@ -69,14 +72,13 @@ from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import PonderRouterError, UpstreamError
 from .metrics import RouterMetrics
-from .settings import RouterConfig
+from .settings import RouterConfig, VerifierConfig
 from .triton import EndpointUnavailableError, SampleParams, SampleStream, SampleTimeoutError
 
 logger = logging.getLogger(__name__)
 
-_EARLY = frozenset(
-    {StopReason.DECIDED, StopReason.CONFIDENT, StopReason.WINDOW_AGREED, StopReason.CONVERGED}
-)
+_EARLY = frozenset({StopReason.DECIDED, StopReason.CONFIDENT, StopReason.WINDOW_AGREED,
+                    StopReason.CONVERGED, StopReason.VERIFIED})  # fmt: skip
 _REVISE_SUFFIX = (
     "\n\nA previous attempt at this problem:\n{previous}\n\nReview the attempt above, "
     "correct any mistake, and give the final answer in \\boxed{{}}."
@@ -166,6 +168,8 @@ class RequestRun:
         self.admitted = False
         self.outcome = "ok"
         self.escalated_tokens = 0
+        self.scores: dict[int, float] = {}  # verifier scores by sample index, as they come
+        self.verifier_failed = False
 
     @property
     def budget_tokens(self) -> int:
@@ -329,11 +333,33 @@ class RequestRun:
         decision = StopDecision(stop=True, reason=StopReason.BUDGET_EXHAUSTED)
         return await self._aggregate([sample], state, decision, 1, 0, 0)
 
+    def _verifier_on_the_way(self) -> VerifierConfig | None:
+        """The verifier that scores samples as they finish: best-of-n under a stop rule
+        with a ``score_threshold``, when the tier has a verifier."""
+        if self.budget.strategy is not Strategy.BEST_OF_N:
+            return None
+        if self.config.stopping.score_threshold is None:
+            return None
+        return self.config.verifier_for(self.budget.tier)
+
+    async def _score_as_it_finishes(self, verifier: VerifierConfig, sample: Sample) -> None:
+        """Score one finished sample (``self.scores``); on failure stop scoring."""
+        try:
+            async with asyncio.timeout(verifier.timeout_seconds):
+                self.scores[sample.index] = await self.executor.score(self, verifier, sample)
+        except (UpstreamError, TimeoutError) as exc:
+            logger.warning("verifier unavailable, drawing the rest without it: %s", exc,
+                           extra={"request_id": self.spec.request_id})  # fmt: skip
+            self.verifier_failed = True
+
     async def _execute(self, sink: EventSink | None) -> RequestResult:
         """Samples in waves until ``should_stop``, the budget or the deadline (2+ samples)."""
         if self.budget.max_samples == 1:
             return await self._execute_single(sink)
         budget, rule = self.budget, self.config.stopping
+        verifier = self._verifier_on_the_way()
+        if verifier is None and rule.score_threshold is not None:
+            rule = rule.model_copy(update={"score_threshold": None})  # nothing to score with
         extract = get_extractor(self.config.extractor)
         running: dict[asyncio.Task[Sample], Sample] = {}
         completed: list[Sample] = []
@@ -375,7 +401,13 @@ class RequestRun:
                     completed.append(sample)
                     self.finished_samples += 1
                     state = state.add(sample.answer)
-                    decision = should_stop(state, rule, budget)
+                    if verifier is not None and sample.answer is not None:
+                        await self._score_as_it_finishes(verifier, sample)
+                        if self.verifier_failed:  # draw the rest at once, vote at the end
+                            verifier = None
+                            rule = rule.model_copy(update={"score_threshold": None})
+                    best = max(self.scores.values(), default=None)
+                    decision = should_stop(state, rule, budget, best_score=best)
                     if sink is not None:
                         sink.progress(self._progress(launched, state))
                     if decision.stop:
@@ -497,28 +529,37 @@ class Executor:
         budget = override_strategy(budget, spec.strategy, config)
         return RequestRun(self, spec, estimate, budget, config)
 
+    async def score(self, run: RequestRun, verifier: VerifierConfig, sample: Sample) -> float:
+        """The verifier's score of one sample (``UpstreamError`` when none can answer)."""
+        endpoint = self.pool.pick()
+        if endpoint is None:
+            raise UpstreamError("no inference replica to run the verifier on")
+        return await endpoint.backend.score(verifier.model, run.spec.prompt + "\n\n" + sample.text,
+                                            timeout_seconds=verifier.timeout_seconds)
+
     async def pick_best(self, run: RequestRun, completed: list[Sample],
                         state: Tally) -> tuple[Sample, str]:  # fmt: skip
-        """Best-of-n by the tier's verifier (``RouterConfig.verifier_for``); majority vote
-        when there is none or it cannot answer. The reason returned names the model."""
+        """Best-of-n by the tier's verifier (``RouterConfig.verifier_for``), scoring the
+        samples not scored as they finished (``RequestRun.scores``); majority vote when
+        there is none or it cannot answer. The reason returned names the model."""
         fallback = completed[state.first_index(state.leader) or 0] if state.leader else completed[0]
         verifier = run.config.verifier_for(run.budget.tier)
         if verifier is None:
             return fallback, "vote (best-of-n without a verifier configured)"
         candidates = [s for s in completed if s.answer is not None]
-        endpoint = self.pool.pick()
-        if not candidates or endpoint is None:
+        if not candidates or self.pool.pick() is None:
             return fallback, "vote (best-of-n: nothing for the verifier to score)"
+        if run.verifier_failed:
+            return fallback, f"vote (verifier {verifier.model} unavailable)"
+        missing = [s for s in candidates if s.index not in run.scores]
         try:
             async with asyncio.timeout(verifier.timeout_seconds):
-                scores = await asyncio.gather(*(
-                    endpoint.backend.score(verifier.model, run.spec.prompt + "\n\n" + s.text,
-                                           timeout_seconds=verifier.timeout_seconds)
-                    for s in candidates))  # fmt: skip
+                scored = await asyncio.gather(*(self.score(run, verifier, s) for s in missing))
         except (UpstreamError, TimeoutError) as exc:
             logger.warning("verifier unavailable, falling back to vote: %s", exc)
             return fallback, f"vote (verifier {verifier.model} unavailable)"
-        best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+        scores = {**run.scores, **{s.index: v for s, v in zip(missing, scored, strict=True)}}
+        best = max(range(len(candidates)), key=lambda i: (scores[candidates[i].index], -i))
         return candidates[best], f"best-of-n (verifier {verifier.model})"
 
     def update(self, config: RouterConfig) -> None:

@@ -235,6 +235,66 @@ async def test_a_best_of_n_tier_without_its_own_verifier_uses_the_service_wide_o
     assert set(fleet.scored_by) == {"service-prm"}
 
 
+def verified_config(max_samples: int = 4, initial_samples: int = 2) -> RouterConfig:
+    """A best-of-n tier under a rule that stops at a verifier score of 0.8."""
+    tier = Tier(name="all", max_difficulty=1.0, max_tokens=1024, max_samples=max_samples,
+                initial_samples=initial_samples, strategy=Strategy.BEST_OF_N,
+                verifier_model="prm")  # fmt: skip
+    return config(budgets=BudgetPolicy(tiers=(tier,)),
+                  stopping=StopRule(score_threshold=0.8))  # fmt: skip
+
+
+async def test_a_high_scoring_first_sample_stops_best_of_n_and_cancels_the_rest() -> None:
+    slow = Script(answer="9", tokens=200, token_seconds=0.01)
+    fleet = FakeFleet(by_seed({0: Script(answer="7")}, slow),
+                      score=lambda text: 0.9 if "boxed{7}" in text else 0.1)  # fmt: skip
+    result = await run(executor(fleet, verified_config()), spec(HARD))
+    assert result.report.answer == "7"
+    assert result.report.stop_reason == "verified"
+    assert result.report.stopped_early
+    assert result.report.samples.launched == 2  # the first wave; no more once verified
+    assert result.report.samples.cancelled == 1
+    cancelled = [r for r in fleet.records if r.cancelled]
+    assert len(cancelled) == 1
+    assert len(cancelled[0].chunks) < 200
+    assert fleet.scored_by == ["prm"]  # the one finished sample, scored once
+
+
+async def test_low_scores_draw_one_sample_at_a_time_and_the_best_one_answers() -> None:
+    answers = {0: "1", 1: "2", 2: "3", 3: "4"}
+    marks = {"boxed{1}": 0.2, "boxed{2}": 0.5, "boxed{3}": 0.4, "boxed{4}": 0.1}
+    fleet = FakeFleet(by_seed({i: Script(answer=a) for i, a in answers.items()}, Script()),
+                      score=lambda text: next(v for k, v in marks.items() if k in text))
+    result = await run(executor(fleet, verified_config(initial_samples=1)), spec(HARD))
+    assert result.report.stop_reason == "budget-exhausted"
+    assert result.report.samples.launched == 4
+    assert result.report.answer == "2"
+    assert result.report.aggregation == "best-of-n (verifier prm)"
+    assert fleet.scored_by == ["prm"] * 4  # each sample scored once, as it finished
+
+
+async def test_a_failing_verifier_draws_the_rest_and_falls_back_to_a_vote() -> None:
+    fleet = FakeFleet(constant(Script(answer="5")))  # the fake has no verifier model
+    result = await run(executor(fleet, verified_config(initial_samples=1)), spec(HARD))
+    assert result.report.samples.launched == 4
+    assert result.report.answer == "5"
+    assert result.report.aggregation == "vote (verifier prm unavailable)"
+    assert fleet.scored_by == ["prm"]  # tried once, not again at the end
+
+
+async def test_a_score_threshold_without_any_verifier_draws_best_of_n_at_once() -> None:
+    tier = Tier(name="all", max_difficulty=1.0, max_tokens=1024, max_samples=4,
+                initial_samples=1, strategy=Strategy.BEST_OF_N)  # fmt: skip
+    cfg = config(budgets=BudgetPolicy(tiers=(tier,)), stopping=StopRule(score_threshold=0.8))
+    fleet = FakeFleet(constant(Script(answer="5")))
+    planned = executor(fleet, cfg).plan(spec(HARD))
+    await planned.admit()
+    result = await planned.execute()
+    assert result.report.samples.launched == 4
+    assert result.report.aggregation == "vote (best-of-n without a verifier configured)"
+    assert fleet.scored_by == []
+
+
 async def test_revise_sends_each_attempt_back_to_the_model() -> None:
     fleet = FakeFleet(constant(Script(answer="4")))
     result = await run(executor(fleet), spec(HARD, strategy=Strategy.REVISE))
