@@ -260,7 +260,7 @@ def render_router_config(
                 "name": t.name, "maxDifficulty": t.max_difficulty, "maxTokens": t.max_tokens,
                 "maxSamples": t.max_samples, "initialSamples": t.initial_samples,
                 "strategy": str(t.strategy), "escalateTo": t.escalate_to,
-                "verifierModel": t.verifier_model,
+                "verifierModel": t.verifier_model, "stopThreshold": t.stop_threshold,
             } for t in budgets.tiers],
             "effortTiers": effort,
             "shrinkOrder": [{"resource": r, "floor": floors[r]}
@@ -271,7 +271,8 @@ def render_router_config(
         "stopping": {"kind": "never" if budgets.stopping.rule == "none"
                      else str(budgets.stopping.rule),
                      "threshold": budgets.stopping.threshold,
-                     "window": budgets.stopping.window},
+                     "window": budgets.stopping.window,
+                     "scoreThreshold": budgets.stopping.score_threshold},
         "admission": {
             "maxQueueLength": spec.router.admission.max_queue_length,
             "maxConcurrencyPerTenant": spec.router.admission.max_concurrency_per_tenant,

@@ -54,6 +54,27 @@ def test_a_tiers_verifier_model_reaches_the_router() -> None:
     assert parsed.verifier_for("easy") is None
 
 
+def test_tier_stop_thresholds_and_the_verifier_score_threshold_reach_the_router() -> None:
+    spec = parse_spec({
+        "model": {"name": "m", "repository": {"configMap": {"name": "models"}}},
+        "budgets": {
+            "tiers": [
+                {"name": "mid", "maxDifficulty": 0.5, "maxTokens": 256, "maxSamples": 8,
+                 "initialSamples": 2, "strategy": "vote", "stopThreshold": 0.8},
+                {"name": "hard", "maxDifficulty": 1.0, "maxTokens": 1024, "maxSamples": 4,
+                 "initialSamples": 1, "strategy": "best-of-n", "verifierModel": "prm-1b"},
+            ],
+            "stopping": {"rule": "beta", "threshold": 0.95, "scoreThreshold": 2.5},
+        },
+    })  # fmt: skip
+    parsed = RouterConfig.model_validate(render_router_config(OWNER, spec))
+    assert [t.stop_threshold for t in parsed.budgets.tiers] == [0.8, None]
+    assert parsed.stopping.score_threshold == 2.5
+    unset = parse_spec({"model": {"name": "m", "repository": {"configMap": {"name": "c"}}}})
+    assert RouterConfig.model_validate(render_router_config(OWNER, unset)).stopping \
+        .score_threshold is None  # fmt: skip
+
+
 def test_estimator_weights_reach_the_router_and_score_its_prompts() -> None:
     weights = {"bias": -2.0, "coefficients": {"log_chars": 0.5, "hard_keywords": 1.5}}
     spec = parse_spec({

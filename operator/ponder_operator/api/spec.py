@@ -393,6 +393,10 @@ class BudgetTier(ApiModel):
         default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
         description="Another ReasoningService in this namespace (a larger model) that "
                     "serves this tier's requests instead.")
+    stop_threshold: Float | None = Field(
+        default=None, gt=0.5, lt=1,
+        description="Posterior probability this tier's beta stopping rule needs (ponder "
+                    "calibrate sets one per tier); stopping.threshold if unset.")
 
     @model_validator(mode="after")
     def _rules(self) -> BudgetTier:
@@ -430,6 +434,12 @@ class StoppingSpec(ApiModel):
                              description="Posterior probability the beta rule needs.")
     window: Int = Field(default=5, ge=2, le=64,
                         description="Consecutive agreeing answers the window rule needs.")
+    score_threshold: Float | None = Field(
+        default=None, ge=-1e6, le=1e6,
+        description="Verifier score at which a best-of-n request stops: after its first "
+                    "wave it draws one sample at a time, each scored as it finishes, and "
+                    "stops once one with an answer scores this high. Unset: best-of-n "
+                    "draws maxSamples and scores them at the end.")
 
 
 class ShrinkUnderLoad(ApiModel):
