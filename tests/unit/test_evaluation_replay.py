@@ -70,22 +70,30 @@ def random_dataset(problems: int = 40, seed: int = 7, with_scores: bool = True) 
 
 def reference_replay(rs: ReplaySet, budgets: list[Budget], index: np.ndarray, rule: StopRule,
                      waves: bool) -> list[tuple[int, int, str | None]]:  # fmt: skip
-    """The executor's loop, one request at a time, with the router's functions only."""
+    """The executor's loop, one request at a time, with the router's functions only: the
+    vote's leader, or for best-of-n the best-scored answer, scoring each finished sample
+    with an answer."""
     out = []
     for row in range(rs.rows):
         budget = budgets[int(index[row // rs.orderings])]
         keys = [None if v < 0 else str(v) for v in rs.keys[row].tolist()]
+        scores = rs.scores[row].tolist() if rs.scores is not None else [0.0] * len(keys)
         state, launched, done = tally(()), 0, 0
+        best: tuple[float, str] | None = None
         while True:
             if waves:
                 launched += plan_next_wave(budget, launched, state, rule)
             else:
                 launched += launched == done
             state = state.add(keys[done], "exact")
+            key = keys[done]
+            if key is not None and (best is None or scores[done] > best[0]):
+                best = (scores[done], key)
             done += 1
-            if should_stop(state, rule, budget).stop:
+            if should_stop(state, rule, budget, best_score=best and best[0]).stop:
                 break
-        out.append((launched, done, state.leader))
+        by_score = budget.strategy is Strategy.BEST_OF_N and rs.scores is not None
+        out.append((launched, done, (best and best[1]) if by_score else state.leader))
     return out
 
 
@@ -130,21 +138,33 @@ def test_prefix_state_matches_the_router_tally_on_every_prefix() -> None:
     assert audit(rs, checks=600, seed=1) == 600
 
 
+TIERED = BudgetPolicy(tiers=(  # each tier with its own threshold, one best-of-n
+    Tier(name="a", max_difficulty=0.2, max_tokens=100_000, max_samples=6, initial_samples=2,
+         strategy=Strategy.VOTE, stop_threshold=0.7),
+    Tier(name="b", max_difficulty=0.3, max_tokens=100_000, max_samples=12,
+         initial_samples=1, strategy=Strategy.BEST_OF_N, verifier_model="prm"),
+    Tier(name="c", max_difficulty=1.0, max_tokens=100_000, max_samples=12,
+         initial_samples=3, strategy=Strategy.VOTE, stop_threshold=0.99),
+))  # fmt: skip
+
+
 @pytest.mark.parametrize("waves", [True, False])
 @pytest.mark.parametrize(
     "rule",
     [StopRule(), StopRule(threshold=0.6), StopRule(kind=StopRuleKind.WINDOW, window=3),
-     StopRule(kind=StopRuleKind.NEVER)],
+     StopRule(kind=StopRuleKind.NEVER), StopRule(score_threshold=0.8),
+     StopRule(threshold=0.6, score_threshold=0.3)],
 )
 def test_the_cached_replay_equals_the_router_functions_step_by_step(
     rule: StopRule, waves: bool
 ) -> None:
     dataset = random_dataset()
     rs = build_replay_set(dataset, orderings=4, seed=9)
-    for policy in (default_policy(), BudgetPolicy(tiers=(Tier(
+    spread = [(0.1, 0.25, 0.9)[i % 3] for i in range(len(dataset.problems))]  # every tier
+    for policy, scores in ((default_policy(), None), (BudgetPolicy(tiers=(Tier(
             name="all", max_difficulty=1.0, max_tokens=100_000, max_samples=12,
-            initial_samples=2, strategy=Strategy.VOTE),))):  # fmt: skip
-        budgets, index = ponder_budgets(dataset.problems, policy)
+            initial_samples=2, strategy=Strategy.VOTE),)), None), (TIERED, spread)):  # fmt: skip
+        budgets, index = ponder_budgets(dataset.problems, policy, scores=scores)
         outcome = replay_adaptive(rs, budgets, index, rule, name="x", family="x", waves=waves)
         expected = reference_replay(rs, budgets, index, rule, waves)
         assert [(int(s), int(c)) for s, c in zip(outcome.samples, outcome.completed,
@@ -183,6 +203,31 @@ def test_best_of_n_picks_the_highest_scored_answer_like_the_router() -> None:
             chosen = best_of_n(answers, rs.scores[row, :count].tolist())
             right = str(rs.correct[row // rs.orderings])
             assert outcome.correct[row] == (chosen == right)
+
+
+def test_a_verified_best_of_n_stops_at_the_first_sample_scored_above_the_threshold() -> None:
+    rows = [{"id": "v", "reference": "1", "samples": ["\\boxed{1}", "\\boxed{2}", "none",
+                                                     "\\boxed{2}"],
+             "scores": [0.9, 0.2, 0.95, 0.4]}]  # fmt: skip
+    dataset = dataset_of(rows)  # type: ignore[arg-type]
+    rs = build_replay_set(dataset, orderings=30, seed=0)
+    assert rs.scores is not None
+    tier = Tier(name="t", max_difficulty=1.0, max_tokens=4096, max_samples=4,
+                initial_samples=1, strategy=Strategy.BEST_OF_N, verifier_model="prm")
+    budgets, index = ponder_budgets(dataset.problems, BudgetPolicy(tiers=(tier,)))
+    outcome = replay_adaptive(rs, budgets, index, StopRule(score_threshold=0.5),
+                              name="verified", family="ponder")  # fmt: skip
+    assert outcome.correct.all()  # only the right answer scores 0.5 or more
+    assert outcome.verifier_calls is not None
+    for row in range(rs.rows):
+        first = rs.keys[row].tolist().index(0)  # where the answer "1" finishes
+        assert outcome.completed[row] == outcome.samples[row] == first + 1
+        assert outcome.verifier_calls[row] == sum(k >= 0 for k in rs.keys[row, : first + 1])
+    everything = replay_adaptive(rs, budgets, index, StopRule(), name="all", family="ponder")
+    assert (everything.samples == 4).all()
+    assert everything.verifier_calls is not None
+    assert (everything.verifier_calls == 3).all()  # the abstaining sample is not scored
+    assert summarise(everything, rs).mean_verifier_calls == 3.0
 
 
 def test_a_sample_longer_than_its_tier_allows_is_cut_off_and_abstains() -> None:

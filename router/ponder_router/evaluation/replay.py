@@ -6,7 +6,7 @@ samples (an order is the order samples *finish*; the answer of a sample does not
 on when it finishes), each sample's answer as a small integer (``-1`` abstains), its
 tokens and score. From these it computes, once, the state after every prefix of every
 order: leader, leader and runner-up votes, votes, the run of equal trailing votes, and
-the best-scored answer. Each policy is then a cheap pass over those arrays:
+the best-scored answer and its score. Each policy is then a cheap pass over those arrays:
 
 - ``replay_fixed``: maj@N and best-of-N for every N.
 - ``replay_adaptive``: one ``Budget`` per problem (from ``budgets.assign_budget`` for
@@ -16,19 +16,24 @@ the best-scored answer. Each policy is then a cheap pass over those arrays:
   running at the stop are cancelled, as ``executor`` does. The answer is the vote's
   leader, the best-scored sample's for ``best-of-n`` (the leader when the data carry
   no scores, as the router falls back to a vote without a verifier), the last sample's
-  for ``revise``.
+  for ``revise``. A ``best-of-n`` request under a rule with a ``score_threshold`` stops
+  once the best score of a finished sample with an answer reaches it, as the router's
+  executor does when it scores each sample as it finishes.
 
 Both pure functions are called for real, once per distinct state: ``should_stop`` reads
-only the sample count, votes, leader and runner-up votes and the trailing run of the
-state (and ``plan_next_wave`` also the launched count), so their answers are cached by
-those numbers; every cache miss calls the function on the real ``Tally`` of a prefix
-that produced the state. ``audit`` checks the array state against ``aggregate.tally``,
+only the sample count, votes, leader and runner-up votes, the trailing run of the state
+and, for ``best-of-n`` with a score threshold, the best score so far (and
+``plan_next_wave`` also the launched count), so their answers are cached by those
+numbers; every cache miss calls the function on the real ``Tally`` (and best score) of
+a prefix that produced the state. ``audit`` checks the array state against ``aggregate.tally``,
 ``majority_vote`` and ``best_of_n`` on random prefixes.
 
 Accounting: *samples* counts samples launched (a cancelled sample is charged in full);
 *tokens* counts finished samples' tokens plus, for each cancelled one, what it wrote
 before the stop, taken as min(its tokens, the stopping sample's tokens); a sample longer
-than its budget's ``max_tokens_per_sample`` is cut off there and abstains.
+than its budget's ``max_tokens_per_sample`` is cut off there and abstains. *Verifier
+calls* count the samples a verifier scores (compute too): for ``best-of-n`` by score,
+every finished sample with an answer, as the router scores them.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class PrefixState:
     votes: IntArray
     streak: IntArray
     best_scored: IntArray | None
+    best_score: FloatArray | None  # the best-scored answer's score; -inf before any
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,7 @@ def compute_prefix_state(keys: IntArray, scores: FloatArray | None = None) -> Pr
     best = np.full(rows, -1, dtype=np.int64)
     out = {name: np.empty((rows, width), dtype=np.int64)
            for name in ("leader", "lv", "rv", "votes", "streak", "best")}  # fmt: skip
+    best_scores = np.full((rows, width), -np.inf)
     for j in range(width):
         key = keys[:, j]
         valid = key >= 0
@@ -198,12 +205,14 @@ def compute_prefix_state(keys: IntArray, scores: FloatArray | None = None) -> Pr
             better = valid & (scores[:, j] > best_score)
             best_score = np.where(better, scores[:, j], best_score)
             best = np.where(better, key, best)
+            best_scores[:, j] = best_score
         out["leader"][:, j], out["lv"][:, j], out["rv"][:, j] = lead, top1, top2
         out["votes"][:, j], out["streak"][:, j], out["best"][:, j] = votes, streak, best
     return PrefixState(
         leader=out["leader"], leader_votes=out["lv"], runner_up_votes=out["rv"],
         votes=out["votes"], streak=out["streak"],
         best_scored=out["best"] if scores is not None else None,
+        best_score=best_scores if scores is not None else None,
     )  # fmt: skip
 
 
@@ -227,6 +236,7 @@ class Outcome:
     tokens: FloatArray
     cost: FloatArray
     params: dict[str, object] = field(default_factory=dict)
+    verifier_calls: FloatArray | None = None  # None: no verifier scores anything
 
     def per_problem(self, values: npt.NDArray[np.generic], orderings: int) -> FloatArray:
         means: FloatArray = np.asarray(values, dtype=np.float64).reshape(-1, orderings).mean(1)
@@ -249,6 +259,7 @@ class PolicyResult:
     problem_accuracy: FloatArray
     problem_samples: FloatArray
     problem_tokens: FloatArray
+    mean_verifier_calls: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -258,6 +269,7 @@ class PolicyResult:
             "mean_completed_samples": round(self.mean_completed, 4),
             "mean_tokens": None if self.mean_tokens is None else round(self.mean_tokens, 2),
             "mean_cost": None if self.mean_cost is None else round(self.mean_cost, 4),
+            "mean_verifier_calls": round(self.mean_verifier_calls, 4),
         }  # fmt: skip
 
 
@@ -275,6 +287,8 @@ def summarise(outcome: Outcome, rs: ReplaySet) -> PolicyResult:
         mean_cost=float(outcome.cost.mean()) if rs.has_tokens else None,
         params=dict(outcome.params), problem_accuracy=acc, problem_samples=samples,
         problem_tokens=tokens,
+        mean_verifier_calls=0.0 if outcome.verifier_calls is None
+        else float(outcome.per_problem(outcome.verifier_calls, rs.orderings).mean()),
     )  # fmt: skip
 
 
@@ -295,10 +309,13 @@ def replay_fixed(rs: ReplaySet, n: int, *, by_score: bool = False) -> Outcome:
     correct = (chosen >= 0) & (chosen == np.repeat(rs.correct, rs.orderings))
     tokens = np.cumsum(rs.tokens, axis=1)[rows, col]
     name = f"best-of-{n}" if by_score else f"maj@{n}"
+    scored = np.cumsum(rs.keys >= 0, axis=1)[rows, col].astype(np.float64) if by_score \
+        else None  # fmt: skip
     return Outcome(
         name=name, family="best-of-n" if by_score else "majority", correct=correct,
         samples=per_row.astype(np.float64), completed=per_row.astype(np.float64),
         tokens=tokens, cost=tokens * np.repeat(rs.price, rs.orderings), params={"n": n},
+        verifier_calls=scored,
     )  # fmt: skip
 
 
@@ -308,11 +325,12 @@ def replay_fixed(rs: ReplaySet, n: int, *, by_score: bool = False) -> Outcome:
 class DecisionCache:
     """``should_stop`` and ``plan_next_wave`` answers by the numbers they read.
 
-    Both read a budget only through ``max_samples``, ``wave_size`` and ``strategy``, and a
-    tally only through its sample count, votes, leader and runner-up votes and the run of
-    equal trailing votes (the window rules); plan_next_wave also reads the launched count.
-    Each cache miss calls the function itself on the real ``Tally`` of a prefix that has
-    those numbers.
+    Both read a budget only through ``max_samples``, ``wave_size``, ``strategy`` and
+    ``stop_threshold``, and a tally only through its sample count, votes, leader and
+    runner-up votes and the run of equal trailing votes (the window rules); should_stop
+    also reads the best verifier score (best-of-n with a score threshold), plan_next_wave
+    the launched count. Each cache miss calls the function itself on the real ``Tally``
+    (and best score) of a prefix that has those numbers.
     """
 
     def __init__(self) -> None:
@@ -320,10 +338,12 @@ class DecisionCache:
         self.calls = 0
 
     def lookup(self, kind: str, budgets: Sequence[Budget], rule: StopRule, keys: IntArray,
-               rows: IntArray, k: int, launched: IntArray,
-               numbers: IntArray) -> IntArray:  # fmt: skip
-        """Answers for ``rows`` after ``k`` finished samples; ``numbers`` is ``[n, 6]``:
-        budget index, launched, votes, leader votes, runner-up votes, capped trailing run."""
+               rows: IntArray, k: int, launched: IntArray, numbers: IntArray,
+               best_score: FloatArray | None = None) -> IntArray:  # fmt: skip
+        """Answers for ``rows`` after ``k`` finished samples; ``numbers`` is ``[n, 7]``:
+        budget index, launched, votes, leader votes, runner-up votes, capped trailing run,
+        and the rank of the best score so far (0 where it is not read); ``best_score``
+        holds the scores themselves."""
         code = numbers[:, 0].copy()
         for column in range(1, numbers.shape[1]):
             code = code * (int(numbers[:, column].max(initial=0)) + 1) + numbers[:, column]
@@ -332,13 +352,16 @@ class DecisionCache:
         for i, at in enumerate(first.tolist()):
             row_numbers = numbers[at].tolist()
             budget = budgets[row_numbers[0]]
-            key = (kind, budget.max_samples, budget.wave_size, budget.strategy, rule, k,
-                   *row_numbers[1:])  # fmt: skip
+            key = (kind, budget.max_samples, budget.wave_size, budget.strategy,
+                   budget.stop_threshold, rule, k, *row_numbers[1:])  # fmt: skip
             hit = self.answers.get(key)
             if hit is None:
                 state = prefix_tally(keys, int(rows[at]), k)
+                score = None
+                if best_score is not None and math.isfinite(best_score[at]):
+                    score = float(best_score[at])
                 if kind == "stop":
-                    hit = int(should_stop(state, rule, budget).stop)
+                    hit = int(should_stop(state, rule, budget, best_score=score).stop)
                 else:
                     hit = plan_next_wave(budget, int(launched[at]), state, rule)
                 self.answers[key] = hit
@@ -387,6 +410,16 @@ def replay_adaptive(
     uses_streak = rule.kind is StopRuleKind.WINDOW or any(
         b.strategy is Strategy.REVISE for b in budgets)  # fmt: skip
     streak = np.minimum(state.streak, window) if uses_streak else np.zeros_like(state.streak)
+    strategy = np.array([b.strategy.value for b in budgets])[b_row]
+    by_score = strategy == Strategy.BEST_OF_N.value
+    verified = rule.score_threshold is not None and state.best_score is not None \
+        and bool(by_score.any())  # fmt: skip
+    score_rank = np.zeros_like(state.streak)
+    if verified and state.best_score is not None:  # ranks of the best score, where read
+        distinct = np.unique(state.best_score[np.isfinite(state.best_score)])
+        ranked = np.searchsorted(distinct, state.best_score) + 1
+        ranked[~np.isfinite(state.best_score)] = 0
+        score_rank = np.where(by_score[:, None], ranked, 0)
 
     if waves:
         first_wave = [plan_next_wave(b, 0, tally(()), rule) for b in budgets]
@@ -399,9 +432,11 @@ def replay_adaptive(
         c = k - 1
         numbers = np.stack([b_row[active], np.zeros_like(active), state.votes[active, c],
                             state.leader_votes[active, c], state.runner_up_votes[active, c],
-                            streak[active, c]], axis=1)  # fmt: skip
+                            streak[active, c], score_rank[active, c]], axis=1)  # fmt: skip
+        scores_now = state.best_score[active, c] if verified and state.best_score is not None \
+            else None  # fmt: skip
         stop = cache.lookup("stop", budgets, rule, keys, active, k, launched[active],
-                            numbers).astype(bool)  # fmt: skip
+                            numbers, scores_now).astype(bool)  # fmt: skip
         stop_k[active[stop]] = k
         active = active[~stop]
         if active.size == 0:
@@ -409,6 +444,7 @@ def replay_adaptive(
         if waves:
             numbers = numbers[~stop]
             numbers[:, 1] = launched[active]
+            numbers[:, 6] = 0  # plan_next_wave reads no score
             launched[active] += cache.lookup("wave", budgets, rule, keys, active, k,
                                              launched[active], numbers)  # fmt: skip
         else:
@@ -427,17 +463,18 @@ def replay_adaptive(
     cancel_tokens = (np.minimum(tokens, stopper[:, None]) * cancelled).sum(axis=1)
     spent = done_tokens + cancel_tokens
     answer = state.leader[rows, stop_k - 1]
-    strategy = np.array([b.strategy.value for b in budgets])[b_row]
+    scored: FloatArray | None = None
     if state.best_scored is not None:  # without scores the router falls back to a vote
-        by_score = strategy == Strategy.BEST_OF_N.value
         answer = np.where(by_score, state.best_scored[rows, stop_k - 1], answer)
+        answered = np.cumsum(keys >= 0, axis=1)[rows, stop_k - 1]
+        scored = np.where(by_score, answered, 0).astype(np.float64)
     last = strategy == Strategy.REVISE.value  # a revision chain answers with its last sample
     answer = np.where(last, keys[rows, stop_k - 1], answer)
     correct = (answer >= 0) & (answer == rs.correct[rows_problem])
     return Outcome(
         name=name, family=family, correct=correct, samples=launched.astype(np.float64),
         completed=stop_k.astype(np.float64), tokens=spent,
-        cost=spent * rs.price[rows_problem], params=dict(params or {}),
+        cost=spent * rs.price[rows_problem], params=dict(params or {}), verifier_calls=scored,
     )  # fmt: skip
 
 
