@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -24,8 +25,11 @@ from ponder_router.evaluation.allocate import (
     upper_hull,
 )
 from ponder_router.evaluation.calibrate import (
+    Binning,
     CalibrationConfig,
+    Candidate,
     ModelData,
+    bin_allocation,
     budgets_spec,
     build_table,
     compare_estimators,
@@ -35,7 +39,8 @@ from ponder_router.evaluation.calibrate import (
 )
 from ponder_router.evaluation.calibration_report import solution_report
 from ponder_router.evaluation.dataset import generate_standin, load_dataset, write_jsonl
-from ponder_router.evaluation.stats import auroc, shrunk_bin_means, spearman
+from ponder_router.evaluation.stats import auroc, shrunk_bin_means, shrunk_bin_stats, spearman
+from ponder_router.evaluation.suite import AC_THRESHOLDS, SuiteConfig, run_suite
 from ponder_router.settings import RouterConfig
 
 DATA_DIR = Path(
@@ -140,6 +145,57 @@ def test_shrinkage_pools_bins_that_do_not_differ_and_keeps_bins_that_do() -> Non
     kept = shrunk_bin_means(signal, bins, everyone, 4)
     raw = np.array([signal[bins == b].mean() for b in range(4)])
     assert np.abs(kept - raw).max() < 0.02
+
+
+def test_a_shrunk_mean_has_the_standard_error_of_what_it_pools() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.normal(0.0, 1.0, 400)
+    everyone = np.ones(400, dtype=bool)
+    one_bin = np.zeros(400, dtype=np.int64)
+    _, se = shrunk_bin_stats(values, one_bin, everyone, 1)
+    assert se[0] == pytest.approx(values.std(ddof=1) / 20)
+    bins = np.repeat(np.arange(4), 100)
+    pooled, se = shrunk_bin_stats(values, bins, everyone, 4)  # no signal: all pooled
+    assert np.allclose(pooled, values.mean())
+    assert np.allclose(se, values.std() / 20, rtol=0.2)
+    apart = values + np.repeat([0.0, 5.0, 10.0, 15.0], 100)  # bins far apart: kept apart
+    _, se = shrunk_bin_stats(apart, bins, everyone, 4)
+    own = [apart[bins == b].std(ddof=1) / 10 for b in range(4)]
+    assert np.allclose(se, own, rtol=0.05)
+
+
+def candidate(accuracy: np.ndarray, samples: float) -> Candidate:
+    spent = np.full(len(accuracy), samples)
+    return Candidate(0, Strategy.VOTE, int(samples), 1, accuracy, spent, spent, spent)
+
+
+@pytest.mark.parametrize(("selection_se", "chosen"), [(0.0, "lucky"), (2.0, "steady")])
+def test_a_lucky_candidate_displaces_a_steady_one_only_by_more_than_its_noise(
+    selection_se: float, chosen: str
+) -> None:
+    reference = np.full(100, 0.9)  # maj@all
+    steady = candidate(reference.copy(), 6.0)  # agrees with maj@all everywhere
+    lucky = candidate(np.where(np.arange(100) % 2 == 0, 1.0, 0.81), 3.0)  # +0.5 points
+    config = CalibrationConfig(budget=8.0, selection_se=selection_se)
+    result = bin_allocation(Binning("predicted", (1.0,)), np.zeros(100), [steady, lucky],
+                            np.ones(100, dtype=bool), config, reference)  # fmt: skip
+    picked = result.chosen([steady, lucky])[0]
+    assert picked is {"steady": steady, "lucky": lucky}[chosen]
+    assert result.penalties[0][0] == 0.0
+
+
+def test_every_adaptive_consistency_configuration_is_a_one_tier_candidate(standin: Path) -> None:
+    dataset = load_dataset(standin)
+    config = CalibrationConfig(orderings=3)
+    table = build_table([ModelData("serving", dataset)], config)
+    (votes,) = table.candidates.values()
+    suite = run_suite(dataset, config=SuiteConfig(orderings=3), include_default=False)
+    most = max(p.sample_count for p in dataset.problems)
+    for threshold in AC_THRESHOLDS:
+        mine = next(c for c in votes if c.max_samples == most and c.stop_threshold == threshold)
+        theirs = suite.by_name(f"adaptive-consistency@{threshold:g}")
+        assert np.allclose(mine.accuracy, theirs.problem_accuracy)  # same stops, same answers
+        assert mine.samples.mean() >= theirs.mean_samples  # waves may launch a little more
 
 
 def test_ranking_statistics_on_known_cases() -> None:
@@ -297,12 +353,22 @@ def test_best_of_n_enters_the_allocation_only_with_a_verifier(tmp_path: Path) ->
     from ponder_router.evaluation.dataset import convert_qwen25math
 
     qwen = load_dataset(write_jsonl(convert_qwen25math(DATA_DIR), tmp_path / "qwen.jsonl"))
-    config = CalibrationConfig(orderings=4, thresholds=(0.9,), budget=8.0)
+    config = CalibrationConfig(orderings=4, thresholds=(0.9,), budget=2.0, bins=1,
+                               verifier_model="reward-model")  # fmt: skip
     table = build_table([ModelData("serving", qwen)], config)
+    assert len(table.candidates) == 1 + len(config.score_quantiles)  # one rule per threshold
     train = np.ones(len(table.ids), dtype=bool)
-    votes_only = solve(table, train, config)
+    votes_only = solve(table, train, dataclasses.replace(config, verifier_model=None))
     assert all(c.strategy is not Strategy.BEST_OF_N for c in votes_only.candidates)
-    with_verifier = solve(table, train, CalibrationConfig(
-        orderings=4, thresholds=(0.9,), budget=8.0, verifier_model="reward-model"))
+    assert votes_only.rule.score_threshold is None
+    with_verifier = solve(table, train, config)
     assert any(c.strategy is Strategy.BEST_OF_N for c in with_verifier.candidates)
-    assert any(t.strategy is Strategy.BEST_OF_N for t in with_verifier.policy.tiers)
+    (tier,) = with_verifier.policy.tiers
+    assert tier.strategy is Strategy.BEST_OF_N
+    assert tier.verifier_model == "reward-model"
+    # It stops on the verifier's score, one sample at a time, at a threshold from train.
+    assert with_verifier.rule.score_threshold is not None
+    assert tier.initial_samples == 1
+    spec = budgets_spec(with_verifier.policy, with_verifier.rule, config.verifier_model)
+    parsed = BudgetsSpec.model_validate(spec)
+    assert parsed.stopping.score_threshold == with_verifier.rule.score_threshold

@@ -4,9 +4,14 @@ Role: the engine of ``ponder calibrate``. From one model's samples (and optional
 larger model's, for a cascade) it
 
 1. replays candidate operating points over every problem (``build_table``): adaptive
-   vote with each sample cap under each candidate stopping threshold (the router's
-   ``should_stop``/``plan_next_wave``, first wave just large enough to stop), best-of-n
-   by score where the data carry scores, on each model;
+   vote with each sample cap at each candidate stopping threshold, carried by the tier
+   (``Tier.stop_threshold``; the router's ``should_stop``/``plan_next_wave``, first wave
+   just large enough to stop), and, where the data carry scores, best-of-n by score with
+   each sample cap, drawing all at once or, under each candidate ``score_threshold`` of
+   the service's stop rule, one at a time until a sample scores that high; on each model.
+   The thresholds include Adaptive-Consistency's (``suite.AC_THRESHOLDS``) and the caps
+   go up to all of a problem's samples, so every Adaptive-Consistency configuration is a
+   one-tier policy here, and a tiered policy can run a different one per bin;
 2. splits problems into train and test by a seeded hash of their ids (``split_ids``);
 3. scores every question with the router's estimator (``difficulty`` default weights,
    what the router runs) and compares on the test split how well that prompt-only score
@@ -23,11 +28,19 @@ larger model's, for a cascade) it
    mean accuracy and compute of every candidate over its train problems: the bin's
    single-sample accuracy, plus each candidate's gain over it, each shrunk towards its
    all-bins mean by how much the bins really differ (empirical Bayes), so bins that carry
-   no signal cannot be fitted to noise;
+   no signal cannot be fitted to noise. Each candidate then competes with its accuracy
+   less ``selection_se`` standard errors of its (shrunk) difference to its family's
+   full-compute answer on its model (maj@all samples for votes, best-of-all by score
+   for best-of-n): picking the best of many candidates by their train means favours the
+   lucky ones (the winner's curse), most of all among the many near-equal caps and
+   thresholds that differ from the full-compute answer on a few problems (e.g. caps of
+   10 and 40 samples); such a candidate displaces one closer to its family's
+   full-compute answer only by more than its noise;
 5. allocates compute across bins (``allocate``: concave hull + greedy marginal gain) for
    a compute budget, a target accuracy, or by default the least compute matching
-   maj@all-samples on train within a tolerance, for each stopping threshold, and keeps
-   the threshold that needs least compute (or, on a budget, gives most accuracy);
+   maj@all-samples on train within a tolerance, for each candidate score threshold of
+   best-of-n (the one service-wide setting), and keeps the one that needs least compute
+   (or, on a budget, gives most accuracy);
 6. turns the chosen points into a ``BudgetPolicy`` (``solve``): tiers, ``escalateTo``
    where the large model is the cheaper way to the accuracy wanted, ``maxTokens`` from
    the bin's token lengths, and the demand model measured by replaying the policy.
@@ -73,16 +86,17 @@ from .replay import (
     replay_fixed,
     summarise,
 )
-from .stats import EmptyBinError, auroc, shrunk_bin_means, spearman
-from .suite import ponder_budgets
+from .stats import EmptyBinError, auroc, shrunk_bin_means, shrunk_bin_stats, spearman
+from .suite import AC_THRESHOLDS, ponder_budgets
 
 CostUnit = Literal["samples", "tokens", "cost"]
 UNCAPPED_TOKENS = 1 << 30
 CRD_MAX_SAMPLES = 64
 CRD_MAX_TIERS = 8
 TOKEN_ROUNDING = 256
-DEFAULT_THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
+DEFAULT_THRESHOLDS = tuple(sorted({*AC_THRESHOLDS, 0.85}))
 DEFAULT_GRID = (*range(1, 17), 20, 24, 32, 40, 48, 64)
+DEFAULT_SCORE_QUANTILES = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
 
 
 class CalibrationError(ValueError):
@@ -117,12 +131,17 @@ class CalibrationConfig:
     default_max_tokens: int = 4096
     verifier_model: str | None = None
     sample_grid: tuple[int, ...] = DEFAULT_GRID
+    selection_se: float = 2.0
+    score_quantiles: tuple[float, ...] = DEFAULT_SCORE_QUANTILES
 
-    def rules(self) -> list[StopRule]:
-        if self.stop_kind is StopRuleKind.BETA:
-            return [StopRule(kind=self.stop_kind, threshold=t, window=self.window)
-                    for t in self.thresholds]  # fmt: skip
-        return [StopRule(kind=self.stop_kind, window=self.window)]
+    def service_rule(self, score_threshold: float | None = None) -> StopRule:
+        """The service-wide rule; calibrated vote tiers carry their own beta threshold."""
+        return StopRule(kind=self.stop_kind, window=self.window,
+                        score_threshold=score_threshold)  # fmt: skip
+
+    def tier_thresholds(self) -> list[float | None]:
+        """The beta thresholds a vote tier may take (None: the rule has no threshold)."""
+        return list(self.thresholds) if self.stop_kind is StopRuleKind.BETA else [None]
 
 
 @dataclass(frozen=True)
@@ -137,10 +156,17 @@ class Candidate:
     samples: FloatArray
     tokens: FloatArray
     cost: FloatArray
+    stop_threshold: float | None = None  # the vote tier's beta threshold
+    verifier_calls: FloatArray | None = None
 
     def describe(self, models: Sequence[ModelData]) -> dict[str, Any]:
-        return {"model": models[self.model].service, "strategy": self.strategy.value,
-                "max_samples": self.max_samples, "initial_samples": self.initial_samples}
+        out: dict[str, Any] = {"model": models[self.model].service,
+                               "strategy": self.strategy.value,
+                               "max_samples": self.max_samples,
+                               "initial_samples": self.initial_samples}  # fmt: skip
+        if self.stop_threshold is not None:
+            out["stop_threshold"] = self.stop_threshold
+        return out
 
     def spend(self, unit: CostUnit) -> FloatArray:
         return self.samples if unit == "samples" else self.tokens if unit == "tokens" \
@@ -173,7 +199,8 @@ class CandidateTable:
     scores: FloatArray  # the router's estimator: default weights, or those ``solve`` ships
     pass1: FloatArray  # the serving model's pass@1
     maj_all: FloatArray  # the serving model's maj@all accuracy, per problem
-    candidates: dict[StopRule, list[Candidate]]
+    candidates: dict[StopRule, list[Candidate]]  # by service rule (its score threshold)
+    anchors: dict[tuple[int, Strategy], FloatArray]  # per model: maj@all, best-of-all
     orderings: int
     seed: int
 
@@ -188,6 +215,7 @@ class BinningResult:
     step: AllocationStep
     reached: bool  # the step meets the target accuracy (always, on a budget)
     assured_accuracy: float  # train accuracy, less the margin when matching maj@all
+    penalties: list[FloatArray] = field(default_factory=list)  # per bin, per candidate
 
     def chosen(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         return [candidates[self.hulls[b][self.step.choice[b]].label]
@@ -220,25 +248,49 @@ def unanimous_votes_needed(budget: Budget, rule: StopRule) -> int:
 
 
 def vote_tier(m: int, rule: StopRule, max_tokens: int = UNCAPPED_TOKENS,
-              name: str = "candidate") -> Tier:  # fmt: skip
-    """A tier voting with up to ``m`` samples, its first wave just large enough to stop."""
+              name: str = "candidate", stop_threshold: float | None = None) -> Tier:  # fmt: skip
+    """A tier voting with up to ``m`` samples at its own beta ``stop_threshold`` (the
+    rule's if None), its first wave just large enough to stop."""
     if m == 1:
         return Tier(name=name, max_difficulty=1.0, max_tokens=max_tokens, max_samples=1,
                     initial_samples=1, strategy=Strategy.SINGLE)  # fmt: skip
     probe = Budget(tier=name, strategy=Strategy.VOTE, max_tokens_per_sample=max_tokens,
-                   max_samples=m, wave_size=1, expected_tokens=0.0)  # fmt: skip
+                   max_samples=m, wave_size=1, expected_tokens=0.0,
+                   stop_threshold=stop_threshold)  # fmt: skip
     return Tier(name=name, max_difficulty=1.0, max_tokens=max_tokens, max_samples=m,
-                initial_samples=unanimous_votes_needed(probe, rule), strategy=Strategy.VOTE)
+                initial_samples=unanimous_votes_needed(probe, rule), strategy=Strategy.VOTE,
+                stop_threshold=stop_threshold)  # fmt: skip
 
 
-def _candidate(model: int, strategy: Strategy, m: int, initial: int, outcome: Outcome,
-               rs: ReplaySet) -> Candidate:  # fmt: skip
+def best_of_n_tier(m: int, rule: StopRule, max_tokens: int = UNCAPPED_TOKENS,
+                   name: str = "candidate") -> Tier:  # fmt: skip
+    """A best-of-n tier of up to ``m`` samples: all at once, or one at a time when the
+    rule stops on a verifier score."""
+    initial = m if rule.score_threshold is None else 1
+    return Tier(name=name, max_difficulty=1.0, max_tokens=max_tokens, max_samples=m,
+                initial_samples=initial, strategy=Strategy.BEST_OF_N)  # fmt: skip
+
+
+def _candidate(model: int, tier: Tier, outcome: Outcome, rs: ReplaySet) -> Candidate:
     """Per-problem means; cost is tokens x price, or samples x price without tokens."""
     result = summarise(outcome, rs)
     spent = outcome.cost if rs.has_tokens else outcome.samples * rs.price.repeat(rs.orderings)
-    return Candidate(model, strategy, m, initial, result.problem_accuracy,
-                     result.problem_samples, result.problem_tokens,
-                     outcome.per_problem(spent, rs.orderings))  # fmt: skip
+    calls = None if outcome.verifier_calls is None \
+        else outcome.per_problem(outcome.verifier_calls, rs.orderings)  # fmt: skip
+    return Candidate(model, tier.strategy, tier.max_samples, tier.initial_samples,
+                     result.problem_accuracy, result.problem_samples, result.problem_tokens,
+                     outcome.per_problem(spent, rs.orderings),
+                     stop_threshold=tier.stop_threshold, verifier_calls=calls)  # fmt: skip
+
+
+def score_thresholds(dataset: Dataset, quantiles: Sequence[float]) -> list[float]:
+    """Candidate verifier score thresholds: quantiles of every sample's score (the
+    scores only, never the answers; empty without scores)."""
+    scores = [s for p in dataset.problems if p.scores is not None for s in p.scores]
+    if not scores or not quantiles:
+        return []
+    values = np.quantile(np.asarray(scores, float), list(quantiles))
+    return sorted({round(float(v), 4) for v in values})
 
 
 def align(models: Sequence[ModelData]) -> tuple[list[list[EvalProblem]], list[str]]:
@@ -263,33 +315,46 @@ def build_table(models: Sequence[ModelData], config: CalibrationConfig) -> Candi
                              price=m.price_per_token, problems=probs)
             for m, probs in zip(models, per_model, strict=True)]  # fmt: skip
     constant = ConstantEstimator()
-    table: dict[StopRule, list[Candidate]] = {}
-    fixed: list[Candidate] = []
+
+    def replayed(i: int, tier: Tier, rule: StopRule) -> Candidate:
+        budgets, index = ponder_budgets(per_model[i], BudgetPolicy(tiers=(tier,)), constant)
+        outcome = replay_adaptive(sets[i], budgets, index, rule, name=tier.name,
+                                  family="candidate")  # fmt: skip
+        return _candidate(i, tier, outcome, sets[i])
+
+    plain = config.service_rule()
+    votes: list[Candidate] = []
     for i, rs in enumerate(sets):
-        for m in (m for m in config.sample_grid if 1 < m <= min(rs.width, CRD_MAX_SAMPLES)):
-            if rs.scores is not None:
-                fixed.append(_candidate(i, Strategy.BEST_OF_N, m, m,
-                                        replay_fixed(rs, m, by_score=True), rs))  # fmt: skip
-    for rule in config.rules():
-        found: list[Candidate] = []
-        for i, (probs, rs) in enumerate(zip(per_model, sets, strict=True)):
-            grid = [m for m in config.sample_grid if 1 <= m <= min(rs.width, CRD_MAX_SAMPLES)]
-            for m in grid:
-                tier = vote_tier(m, rule)
-                budgets, index = ponder_budgets(probs, BudgetPolicy(tiers=(tier,)), constant)
-                outcome = replay_adaptive(rs, budgets, index, rule, name=f"vote@{m}",
-                                          family="vote")  # fmt: skip
-                found.append(_candidate(i, tier.strategy, m, tier.initial_samples, outcome, rs))
-        table[rule] = found + fixed
+        grid = [m for m in config.sample_grid if 1 <= m <= min(rs.width, CRD_MAX_SAMPLES)]
+        for t, threshold in enumerate(config.tier_thresholds()):
+            for m in grid if t == 0 else [m for m in grid if m > 1]:  # one single-sample
+                votes.append(replayed(i, vote_tier(m, plain, stop_threshold=threshold), plain))
+    table: dict[StopRule, list[Candidate]] = {}
+    scored = [None, *score_thresholds(models[0].dataset, config.score_quantiles)] \
+        if config.verifier_model is not None else [None]  # fmt: skip
+    for score_threshold in scored:
+        rule = config.service_rule(score_threshold)
+        best: list[Candidate] = []
+        for i, rs in enumerate(sets):
+            if rs.scores is None:
+                continue
+            for m in (m for m in config.sample_grid if 1 < m <= min(rs.width, CRD_MAX_SAMPLES)):
+                best.append(replayed(i, best_of_n_tier(m, rule), rule))
+        table[rule] = votes + best
     features = tuple(extract_features(p.question) for p in per_model[0])
-    main = sets[0]
+    anchors = {}
+    for i, rs in enumerate(sets):
+        anchors[i, Strategy.VOTE] = summarise(replay_fixed(rs, rs.width), rs).problem_accuracy
+        if rs.scores is not None:
+            anchors[i, Strategy.BEST_OF_N] = summarise(
+                replay_fixed(rs, rs.width, by_score=True), rs).problem_accuracy
     return CandidateTable(
         models=tuple(models), problems=tuple(tuple(p) for p in per_model), ids=tuple(ids),
         features=features,
         scores=np.array([score_features(f, DEFAULT_WEIGHTS) for f in features]),
         pass1=np.array([p.pass_at_1 for p in per_model[0]]),
-        maj_all=summarise(replay_fixed(main, main.width), main).problem_accuracy,
-        candidates=table, orderings=config.orderings, seed=config.seed,
+        maj_all=anchors[0, Strategy.VOTE], candidates=table, anchors=anchors,
+        orderings=config.orderings, seed=config.seed,
     )  # fmt: skip
 
 
@@ -382,9 +447,17 @@ def quantile_binning(kind: str, values: FloatArray, bins: int, decimals: int = 4
         del kept[min(int(empty[0]), len(kept) - 1)]  # merge the empty bin with a neighbour
 
 
+def anchor_of(candidate: Candidate,
+              anchors: dict[tuple[int, Strategy], FloatArray]) -> FloatArray:  # fmt: skip
+    """The full-compute answer of ``candidate``'s family on its model (module step 4)."""
+    family = Strategy.BEST_OF_N if candidate.strategy is Strategy.BEST_OF_N else Strategy.VOTE
+    return anchors.get((candidate.model, family), anchors[candidate.model, Strategy.VOTE])
+
+
 def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Candidate],
-                   train: BoolArray, config: CalibrationConfig,
-                   reference: FloatArray) -> BinningResult:  # fmt: skip
+                   train: BoolArray, config: CalibrationConfig, reference: FloatArray,
+                   anchors: dict[tuple[int, Strategy], FloatArray] | None = None,
+                   ) -> BinningResult:  # fmt: skip
     """Curves per bin over the train problems, their hulls, and the chosen allocation.
 
     ``reference`` is each problem's maj@all accuracy. Matching it (no budget, no target
@@ -393,6 +466,12 @@ def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Ca
     the cheapest allocation that merely touches the target on train does so partly by
     luck and falls short on new problems. (Accuracies here are the raw train means, on
     the same footing as maj@all's.)
+
+    The curves, hulls and allocation use each candidate's accuracy less
+    ``config.selection_se`` standard errors of its shrunk difference to its anchor
+    (``anchor_of``; ``reference`` for every candidate without ``anchors``; module step 4;
+    ``BinningResult.penalties``); a target accuracy or a budget's best accuracy is then
+    met with that margin.
     """
     bins = binning.assign(values)
     base = min(candidates, key=lambda c: (c.model, float(c.spend(config.cost_unit).mean())))
@@ -402,21 +481,27 @@ def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Ca
                for c in candidates]  # fmt: skip
         spend = [shrunk_bin_means(c.spend(config.cost_unit), bins, train, binning.count)
                  for c in candidates]  # fmt: skip
+        penalties = [config.selection_se * shrunk_bin_stats(
+            c.accuracy - (reference if anchors is None else anchor_of(c, anchors)),
+            bins, train, binning.count)[1] for c in candidates]  # fmt: skip
     except EmptyBinError as exc:
         raise CalibrationError(str(exc)) from exc
-    curves = [[Point(float(spend[i][b]), float(acc[i][b]), i) for i in range(len(candidates))]
-              for b in range(binning.count)]  # fmt: skip
+    curves = [[Point(float(spend[i][b]), float(acc[i][b] - penalties[i][b]), i)
+               for i in range(len(candidates))] for b in range(binning.count)]  # fmt: skip
     hulls = [upper_hull(c) for c in curves]
     weights = [float((train & (bins == b)).sum() / train.sum()) for b in range(binning.count)]
     path = greedy_path(hulls, weights)
+    by_bin = [np.array([penalties[i][b] for i in range(len(candidates))])
+              for b in range(binning.count)]  # fmt: skip
     if config.budget is not None:
         step = allocate_budget(path, config.budget)
-        return BinningResult(binning, bins, curves, hulls, weights, step, True, step.accuracy)
+        return BinningResult(binning, bins, curves, hulls, weights, step, True, step.accuracy,
+                             by_bin)  # fmt: skip
     if config.target_accuracy is not None:
         step = allocate_accuracy(path, config.target_accuracy)
         reached = step.accuracy >= config.target_accuracy - 1e-12
         return BinningResult(binning, bins, curves, hulls, weights, step, reached,
-                             step.accuracy)  # fmt: skip
+                             step.accuracy, by_bin)  # fmt: skip
     target = float(reference[train].mean()) - config.match_within
     rows = np.nonzero(train)[0]
     lower = []
@@ -427,9 +512,11 @@ def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Ca
         se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
         lower.append(float(picked.mean()) - config.margin_se * se)
         if lower[-1] >= target - 1e-12:
-            return BinningResult(binning, bins, curves, hulls, weights, step, True, lower[-1])
+            return BinningResult(binning, bins, curves, hulls, weights, step, True, lower[-1],
+                                 by_bin)  # fmt: skip
     best = int(np.argmax(lower))
-    return BinningResult(binning, bins, curves, hulls, weights, path[best], False, lower[best])
+    return BinningResult(binning, bins, curves, hulls, weights, path[best], False, lower[best],
+                         by_bin)  # fmt: skip
 
 
 # -- the policy ---------------------------------------------------------------------------
@@ -449,9 +536,9 @@ def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence
                  ) -> BudgetPolicy:  # fmt: skip
     """Tiers from per-bin choices, adjacent equal choices merged (at most 8 tiers);
     best-of-n tiers are scored by ``verifier_model``."""
-    groups: list[tuple[tuple[int, Strategy, int, int], float, int]] = []
+    groups: list[tuple[tuple[int, Strategy, int, int, float | None], float, int]] = []
     for b, c in enumerate(chosen):
-        signature = (c.model, c.strategy, c.max_samples, c.initial_samples)
+        signature = (c.model, c.strategy, c.max_samples, c.initial_samples, c.stop_threshold)
         if groups and groups[-1][0] == signature:
             groups[-1] = (signature, binning.edges[b], max(groups[-1][2], token_caps[b]))
         else:
@@ -463,8 +550,9 @@ def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence
         Tier(name=f"tier-{i + 1}", max_difficulty=min(edge, 1.0), max_tokens=cap,
              max_samples=m, initial_samples=initial, strategy=strategy,
              escalate_to=models[model].service if model > 0 else None,
-             verifier_model=verifier_model if strategy is Strategy.BEST_OF_N else None)
-        for i, ((model, strategy, m, initial), edge, cap) in enumerate(groups)
+             verifier_model=verifier_model if strategy is Strategy.BEST_OF_N else None,
+             stop_threshold=threshold)
+        for i, ((model, strategy, m, initial, threshold), edge, cap) in enumerate(groups)
     )  # fmt: skip
     names = [t.name for t in tiers]
     effort = {Effort.LOW: names[0], Effort.MEDIUM: names[len(names) // 2],
@@ -526,8 +614,11 @@ def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig,
     best: tuple[tuple[float, float], StopRule, list[Candidate], BinningResult] | None = None
     per_rule = []
     for rule, found in table.candidates.items():
+        if rule.score_threshold is not None and not use_bon:
+            continue
         allowed = [c for c in found if c.strategy is not Strategy.BEST_OF_N or use_bon]
-        result = bin_allocation(predicted, table.scores, allowed, train, config, table.maj_all)
+        result = bin_allocation(predicted, table.scores, allowed, train, config, table.maj_all,
+                                table.anchors)  # fmt: skip
         step = result.step
         if config.budget is not None:
             rank = (0.0, -step.accuracy)
@@ -544,7 +635,7 @@ def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig,
     assert best is not None
     _, rule, allowed, predicted_result = best
     oracle_result = bin_allocation(oracle, 1.0 - table.pass1, allowed, train, config,
-                                   table.maj_all)  # fmt: skip
+                                   table.maj_all, table.anchors)  # fmt: skip
     chosen = predicted_result.chosen(allowed)
     caps = []
     for b, c in enumerate(chosen):
@@ -572,12 +663,18 @@ def budgets_spec(policy: BudgetPolicy, rule: StopRule, verifier: str | None) -> 
             tier["escalateTo"] = t.escalate_to
         if t.strategy is Strategy.BEST_OF_N and (t.verifier_model or verifier):
             tier["verifierModel"] = t.verifier_model or verifier
+        if t.stop_threshold is not None:
+            tier["stopThreshold"] = t.stop_threshold
         tiers.append(tier)
+    stopping: dict[str, Any] = {
+        "rule": "none" if rule.kind is StopRuleKind.NEVER else rule.kind.value,
+        "threshold": rule.threshold, "window": rule.window}
+    if rule.score_threshold is not None:
+        stopping["scoreThreshold"] = rule.score_threshold
     spec: dict[str, Any] = {
         "tiers": tiers,
         "effort": {e.value: name for e, name in policy.effort_tiers.items()},
-        "stopping": {"rule": "none" if rule.kind is StopRuleKind.NEVER else rule.kind.value,
-                     "threshold": rule.threshold, "window": rule.window},
+        "stopping": stopping,
     }  # fmt: skip
     if policy.estimator is not None:
         spec["estimator"] = policy.estimator.model_dump(by_alias=True)

@@ -346,8 +346,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def _print_calibration(report: dict[str, Any], held_out: Any, policy: dict[str, Any],
                        rule: StopRule) -> None:  # fmt: skip
     est = report["estimator"]
+    thresholds = sorted({t["stopThreshold"] for t in policy["tiers"] if "stopThreshold" in t})
+    verified = "" if rule.score_threshold is None \
+        else f"; best-of-n stops at verifier score >= {rule.score_threshold:g}"  # fmt: skip
     print(f"train {report['split']['train']} / test {report['split']['test']} problems; "
-          f"stopping: beta {rule.threshold:g}")
+          f"stopping: {rule.kind.value}, tier thresholds "
+          f"{', '.join(f'{t:g}' for t in thresholds) or 'none'}{verified}")
     for name in ("router_default_weights", "refit_on_train"):
         q = est[name]
         print(f"estimator ({name}) on test: AUROC(pass@1<0.5) = {_fmt(q['auroc_pass1_below_half'])}"

@@ -54,7 +54,7 @@ def cross_fit(
     order = order or table.ids
     position = {pid: i for i, pid in enumerate(order)}
     accuracy, samples, tokens = (np.zeros(len(order)) for _ in range(3))
-    completed_sum = cost_sum = 0.0
+    completed_sum = cost_sum = verifier_sum = 0.0
     has_tokens = True
     solutions = []
     main = table.models[0]
@@ -79,18 +79,23 @@ def cross_fit(
         tokens[where] = result.problem_tokens
         completed_sum += result.mean_completed * len(where)
         cost_sum += (result.mean_cost or 0.0) * len(where)
+        verifier_sum += result.mean_verifier_calls * len(where)
         has_tokens = has_tokens and result.mean_tokens is not None
     count = len(order)
     se = float(accuracy.std(ddof=1) / math.sqrt(count)) if count > 1 else 0.0
-    thresholds = sorted({s.rule.threshold for s in solutions})
+    thresholds = sorted({t.stop_threshold for s in solutions for t in s.policy.tiers
+                         if t.stop_threshold is not None})  # fmt: skip
+    scores = sorted({s.rule.score_threshold for s in solutions
+                     if s.rule.score_threshold is not None})  # fmt: skip
     merged = PolicyResult(
         name=name, family="ponder", accuracy=float(accuracy.mean()), accuracy_se=se,
         mean_samples=float(samples.mean()), mean_completed=completed_sum / count,
         mean_tokens=float(tokens.mean()) if has_tokens else None,
         mean_cost=cost_sum / count if has_tokens else None,
-        params={"folds": folds, "stop_thresholds": thresholds,
+        params={"folds": folds, "stop_thresholds": thresholds, "score_thresholds": scores,
                 "tiers_per_fold": [len(s.policy.tiers) for s in solutions]},
         problem_accuracy=accuracy, problem_samples=samples, problem_tokens=tokens,
+        mean_verifier_calls=verifier_sum / count,
     )  # fmt: skip
     return CrossFit(merged, tuple(solutions))
 

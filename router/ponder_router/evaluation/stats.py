@@ -48,6 +48,17 @@ def shrunk_bin_means(values: FloatArray, bins: IntArray, mask: BoolArray, count:
     Method-of-moments empirical Bayes: the between-bin variance is what the bin means
     vary by beyond their sampling variance; a bin keeps that share of its deviation.
     """
+    return shrunk_bin_stats(values, bins, mask, count)[0]
+
+
+def shrunk_bin_stats(values: FloatArray, bins: IntArray, mask: BoolArray,
+                     count: int) -> tuple[FloatArray, FloatArray]:  # fmt: skip
+    """``shrunk_bin_means`` and the standard error of each shrunk mean.
+
+    A shrunk mean is ``keep_b`` x its bin's mean plus ``1 - keep_b`` x the pooled mean
+    (itself the size-weighted bin means); with independent bin means its variance is
+    ``(keep_b + (1 - keep_b) w_b)^2 var_b + (1 - keep_b)^2 sum_{j != b} w_j^2 var_j``.
+    """
     pooled = float(values[mask].mean())
     means, variances, weights = np.zeros(count), np.zeros(count), np.zeros(count)
     for b in range(count):
@@ -63,4 +74,7 @@ def shrunk_bin_means(values: FloatArray, bins: IntArray, mask: BoolArray, count:
     keep = np.where(between + variances > 0, between / np.maximum(between + variances, 1e-300),
                     1.0)  # fmt: skip
     result: FloatArray = pooled + deviation * keep
-    return result
+    others = float((weights**2 * variances).sum()) - weights**2 * variances
+    variance = (keep + (1.0 - keep) * weights) ** 2 * variances + (1.0 - keep) ** 2 * others
+    se: FloatArray = np.sqrt(np.maximum(variance, 0.0))
+    return result, se
