@@ -20,6 +20,8 @@ from ponder_router.aggregate import (
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
 from ponder_router.evaluation.dataset import Dataset, parse_lines
 from ponder_router.evaluation.replay import (
+    DecisionCache,
+    PolicyResult,
     ReplaySet,
     audit,
     build_replay_set,
@@ -27,9 +29,12 @@ from ponder_router.evaluation.replay import (
     replay_fixed,
     summarise,
 )
+from ponder_router.evaluation.report import compare_along_curve
 from ponder_router.evaluation.suite import (
     NamedPolicy,
     SuiteConfig,
+    SuiteResult,
+    accuracy_at_samples,
     ponder_budgets,
     run_suite,
     samples_at_accuracy,
@@ -230,6 +235,21 @@ def test_a_verified_best_of_n_stops_at_the_first_sample_scored_above_the_thresho
     assert summarise(everything, rs).mean_verifier_calls == 3.0
 
 
+def test_one_decision_cache_serves_replays_of_different_problems() -> None:
+    tier = Tier(name="t", max_difficulty=1.0, max_tokens=100_000, max_samples=8,
+                initial_samples=1, strategy=Strategy.BEST_OF_N, verifier_model="prm")
+    policy, rule = BudgetPolicy(tiers=(tier,)), StopRule(score_threshold=0.7)
+    shared = DecisionCache()
+    for seed in (1, 2, 3):  # each set ranks its scores differently
+        dataset = random_dataset(problems=15, seed=seed)
+        rs = build_replay_set(dataset, orderings=4, seed=seed)
+        budgets, index = ponder_budgets(dataset.problems, policy)
+        alone = replay_adaptive(rs, budgets, index, rule, name="x", family="x")
+        cached = replay_adaptive(rs, budgets, index, rule, name="x", family="x", cache=shared)
+        assert cached.samples.tolist() == alone.samples.tolist()
+        assert cached.correct.tolist() == alone.correct.tolist()
+
+
 def test_a_sample_longer_than_its_tier_allows_is_cut_off_and_abstains() -> None:
     rows = [{"id": "long", "reference": "7", "samples": ["\\boxed{7}"] * 3 + ["\\boxed{8}"] * 2,
              "tokens": [900, 900, 900, 100, 100]}]  # fmt: skip
@@ -267,3 +287,49 @@ def test_samples_at_accuracy_reads_the_frontier_between_points() -> None:
     need = samples_at_accuracy(curve, top)
     assert need is not None
     assert 1.0 <= need <= suite.max_samples
+
+
+def point(name: str, accuracy: float, samples: float, family: str = "ponder-curve",
+          per_problem: list[float] | None = None) -> PolicyResult:  # fmt: skip
+    right = np.array(per_problem if per_problem is not None else [accuracy] * 4)
+    spent = np.full(len(right), samples)
+    return PolicyResult(name=name, family=family, accuracy=accuracy, accuracy_se=0.0,
+                        mean_samples=samples, mean_completed=samples, mean_tokens=None,
+                        mean_cost=None, params={}, problem_accuracy=right,
+                        problem_samples=spent, problem_tokens=spent)  # fmt: skip
+
+
+def test_accuracy_at_samples_reads_the_frontier_the_other_way() -> None:
+    curve = [point("a", 0.90, 1.0), point("b", 0.94, 3.0), point("dominated", 0.92, 4.0),
+             point("c", 0.95, 5.0)]  # fmt: skip
+    assert accuracy_at_samples(curve, 0.5) is None  # cheaper than any point
+    assert accuracy_at_samples(curve, 1.0) == pytest.approx(0.90)
+    assert accuracy_at_samples(curve, 2.0) == pytest.approx(0.92)
+    assert accuracy_at_samples(curve, 4.0) == pytest.approx(0.945)  # not the dominated 0.92
+    assert accuracy_at_samples(curve, 9.0) == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize(
+    ("ac_accuracy", "ac_samples", "fewer", "ponder_samples"),
+    [
+        (0.92, 3.0, "ponder", 2.0),  # Ponder's curve is at 0.92 with 2 samples
+        (0.92, 2.0, "tie", 2.0),
+        (0.92, 1.5, "baseline", 2.0),
+        (0.96, 4.0, "never", None),  # Ponder tops out at 0.95
+    ],
+)
+def test_each_baseline_point_is_judged_along_the_ponder_curve(
+    ac_accuracy: float, ac_samples: float, fewer: str, ponder_samples: float | None
+) -> None:
+    suite = SuiteResult(dataset="d", problems=4, max_samples=8, results=[
+        point("ac", ac_accuracy, ac_samples, family="adaptive-consistency",
+              per_problem=[1.0, 1.0, 1.0, 4 * ac_accuracy - 3.0])])  # fmt: skip
+    curve = [point("p1", 0.90, 1.0), point("p2", 0.94, 3.0), point("p3", 0.95, 5.0)]
+    (row,) = compare_along_curve(suite, curve)
+    assert row["fewer"] == fewer
+    assert row["ponder_samples_at_equal_accuracy"] == ponder_samples
+    assert row["ponder_accuracy_at_equal_samples"] == pytest.approx(
+        accuracy_at_samples(curve, ac_samples))
+    if fewer == "never":
+        assert row["ponder_top"]["policy"] == "p3"
+        assert row["ponder_top"]["gap_points"] == pytest.approx(1.0)

@@ -342,8 +342,9 @@ class DecisionCache:
                best_score: FloatArray | None = None) -> IntArray:  # fmt: skip
         """Answers for ``rows`` after ``k`` finished samples; ``numbers`` is ``[n, 7]``:
         budget index, launched, votes, leader votes, runner-up votes, capped trailing run,
-        and the rank of the best score so far (0 where it is not read); ``best_score``
-        holds the scores themselves."""
+        and the rank of the best score so far among these rows (0 where it is not read);
+        ``best_score`` holds the scores themselves, which the cached answers are keyed on,
+        so one cache serves many replays."""
         code = numbers[:, 0].copy()
         for column in range(1, numbers.shape[1]):
             code = code * (int(numbers[:, column].max(initial=0)) + 1) + numbers[:, column]
@@ -352,14 +353,16 @@ class DecisionCache:
         for i, at in enumerate(first.tolist()):
             row_numbers = numbers[at].tolist()
             budget = budgets[row_numbers[0]]
+            score = None
+            if best_score is not None and math.isfinite(best_score[at]):
+                score = float(best_score[at])
+            # The score's rank only groups rows within this call; the key holds the score.
             key = (kind, budget.max_samples, budget.wave_size, budget.strategy,
-                   budget.stop_threshold, rule, k, *row_numbers[1:])  # fmt: skip
+                   budget.stop_threshold, rule, k, *row_numbers[1:6],
+                   score if row_numbers[6] else None)  # fmt: skip
             hit = self.answers.get(key)
             if hit is None:
                 state = prefix_tally(keys, int(rows[at]), k)
-                score = None
-                if best_score is not None and math.isfinite(best_score[at]):
-                    score = float(best_score[at])
                 if kind == "stop":
                     hit = int(should_stop(state, rule, budget, best_score=score).stop)
                 else:

@@ -4,7 +4,9 @@ Role: presentation for ``suite`` results. ``compare_policies`` states, for each 
 policy, its accuracy gap to maj@N_max (with the paired standard error over problems),
 how many times fewer samples it draws, and what Adaptive-Consistency, ESC and plain
 majority voting need to reach the same accuracy (read off their curves, linear between
-points). matplotlib is imported only to draw.
+points). ``compare_along_curve`` turns it round: at each Adaptive-Consistency
+threshold's accuracy, what a Ponder curve needs. The table counts verifier calls
+beside samples (they are compute too). matplotlib is imported only to draw.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from .replay import PolicyResult
-from .suite import AC_PAPER_THRESHOLD, ESC_PAPER_WINDOW, SuiteResult, samples_at_accuracy
+from .suite import (
+    AC_PAPER_THRESHOLD,
+    ESC_PAPER_WINDOW,
+    SuiteResult,
+    accuracy_at_samples,
+    samples_at_accuracy,
+)
 
 TABLE_MAJ_N = (1, 2, 3, 4, 5, 8, 16, 32)
 
@@ -57,6 +65,46 @@ def compare_policies(suite: SuiteResult) -> list[dict[str, Any]]:
     return rows
 
 
+SAME_SAMPLES = 0.005  # mean samples closer than this are a tie
+
+
+def compare_along_curve(
+    suite: SuiteResult, curve: Sequence[PolicyResult], baseline: str = "adaptive-consistency"
+) -> list[dict[str, Any]]:
+    """For each point of the ``baseline`` family: its accuracy and samples, the samples
+    ``curve`` needs for that accuracy (its frontier, linear between points), and which
+    needs fewer (``ponder``, ``baseline``, ``tie``, or ``never`` when the curve does not
+    reach that accuracy; then how far below it tops out, with the paired standard error
+    of that gap over problems). Where both curves are flat a hundredth of a point moves
+    the samples a lot, so each row also reads the other way: the accuracy ``curve``
+    reaches with the baseline's samples."""
+    top = max(curve, key=lambda r: (r.accuracy, -r.mean_samples))
+    rows = []
+    for point in suite.family(baseline):
+        mine = samples_at_accuracy(curve, point.accuracy)
+        reached = accuracy_at_samples(curve, point.mean_samples)
+        row: dict[str, Any] = {
+            "baseline": point.name, "accuracy": round(point.accuracy, 5),
+            "baseline_samples": round(point.mean_samples, 3),
+            "ponder_samples_at_equal_accuracy": _round(mine),
+            "ponder_accuracy_at_equal_samples": None if reached is None
+            else round(reached, 5),
+        }  # fmt: skip
+        if mine is None:
+            row["fewer"] = "never"
+            row["ponder_top"] = {"policy": top.name, "accuracy": round(top.accuracy, 5),
+                                 "mean_samples": round(top.mean_samples, 3),
+                                 "gap_points": round(100 * (point.accuracy - top.accuracy), 3),
+                                 "gap_points_paired_se": round(100 * _paired_se(point, top),
+                                                               3)}  # fmt: skip
+        elif abs(mine - point.mean_samples) <= SAME_SAMPLES:
+            row["fewer"] = "tie"
+        else:
+            row["fewer"] = "ponder" if mine < point.mean_samples else "baseline"
+        rows.append(row)
+    return rows
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
@@ -71,7 +119,7 @@ def _shown(result: PolicyResult, max_samples: int) -> bool:
 def format_table(suite: SuiteResult, title: str | None = None) -> str:
     """A fixed-width table of the policies (maj@N and best-of-N for a few N)."""
     head = (f"{'policy':<30} {'acc %':>7} {'±se':>5} {'samples':>8} {'done':>6} "
-            f"{'tokens':>9} {'x fewer':>7}")  # fmt: skip
+            f"{'tokens':>9} {'x fewer':>7} {'verifier':>8}")  # fmt: skip
     top = suite.by_name(f"maj@{suite.max_samples}")
     lines = [title or f"{suite.dataset}: {suite.problems} problems, up to "
              f"{suite.max_samples} samples each", head, "-" * len(head)]  # fmt: skip
@@ -79,9 +127,13 @@ def format_table(suite: SuiteResult, title: str | None = None) -> str:
         if not _shown(r, suite.max_samples):
             continue
         tokens = "-" if r.mean_tokens is None else f"{r.mean_tokens:9.0f}"
+        verifier = f"{r.mean_verifier_calls:8.2f}" if r.mean_verifier_calls else "-"
         lines.append(f"{r.name:<30} {100 * r.accuracy:7.2f} {100 * r.accuracy_se:5.2f} "
                      f"{r.mean_samples:8.2f} {r.mean_completed:6.2f} {tokens:>9} "
-                     f"{top.mean_samples / r.mean_samples:7.1f}")  # fmt: skip
+                     f"{top.mean_samples / r.mean_samples:7.1f} {verifier:>8}")  # fmt: skip
+    lines.append("samples: launched per request (cancelled ones count); done: finished; "
+                 "x fewer: samples of maj@N_max over the policy's; verifier: verifier calls "
+                 "per request, compute on top of the samples")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ the samples the data hold for it (the router's client sample cap). ``run_suite``
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,6 +241,22 @@ def samples_at_accuracy(curve: Sequence[PolicyResult], accuracy: float,
                 return best_cost + share * (c - best_cost)
             best_cost, best_acc = c, a
     return None
+
+
+def accuracy_at_samples(curve: Sequence[PolicyResult], samples: float,
+                        cost: str = "samples") -> float | None:  # fmt: skip
+    """Most accuracy a curve's frontier reaches within ``samples`` of compute (linear
+    between its points), or None when even its cheapest point costs more."""
+    frontier: list[tuple[float, float]] = []
+    for c, a in sorted((_cost(r, cost), r.accuracy) for r in curve):
+        if not frontier or a > frontier[-1][1]:
+            frontier.append((c, a))
+    if not frontier or frontier[0][0] > samples:
+        return None
+    for (c0, a0), (c1, a1) in itertools.pairwise(frontier):
+        if c1 > samples:
+            return a0 + (samples - c0) / (c1 - c0) * (a1 - a0)
+    return frontier[-1][1]
 
 
 def _cost(result: PolicyResult, cost: str) -> float:
