@@ -77,6 +77,7 @@ from .allocate import (
 from .dataset import Dataset, EvalProblem
 from .replay import (
     BoolArray,
+    DecisionCache,
     FloatArray,
     IntArray,
     Outcome,
@@ -562,7 +563,7 @@ def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence
 
 
 def measure_demand(table: CandidateTable, train: BoolArray, policy: BudgetPolicy,
-                   rule: StopRule) -> DemandModel:  # fmt: skip
+                   rule: StopRule, cache: DecisionCache | None = None) -> DemandModel:  # fmt: skip
     """The ``DemandModel`` the policy shows on the train problems it serves itself:
     tokens per launched sample over the cap, and the share of the samples past the first
     wave that adaptive requests launch."""
@@ -574,7 +575,8 @@ def measure_demand(table: CandidateTable, train: BoolArray, policy: BudgetPolicy
     served = [p for p, keep in zip(problems, local, strict=True) if keep]
     rs = build_replay_set(table.models[0].dataset, orderings=table.orderings, seed=table.seed,
                           problems=served)  # fmt: skip
-    outcome = replay_adaptive(rs, budgets, index[local], rule, name="demand", family="ponder")
+    outcome = replay_adaptive(rs, budgets, index[local], rule, name="demand", family="ponder",
+                              cache=cache)  # fmt: skip
     b_row = np.repeat(index[local], rs.orderings)
     caps = np.array([b.max_tokens_per_sample for b in budgets], float)[b_row]
     fill = float((outcome.tokens / outcome.samples / caps).mean()) if rs.has_tokens else 0.6
@@ -590,7 +592,8 @@ def measure_demand(table: CandidateTable, train: BoolArray, policy: BudgetPolicy
 
 
 def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig,
-          weights: EstimatorWeights | None = None) -> Solution:  # fmt: skip
+          weights: EstimatorWeights | None = None,
+          cache: DecisionCache | None = None) -> Solution:  # fmt: skip
     """Steps 4-6 of the module docstring on the ``train`` problems.
 
     ``weights`` (``EstimatorComparison.shipped``) replace the router's default estimator
@@ -643,7 +646,7 @@ def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig,
                   if train[p] and predicted_result.bins[p] == b]  # fmt: skip
         caps.append(token_cap(in_bin, config.token_quantile, config.default_max_tokens))
     policy = build_policy(predicted, chosen, table.models, caps, config.verifier_model)
-    demand = measure_demand(table, train, policy, rule)
+    demand = measure_demand(table, train, policy, rule, cache)
     policy = policy.model_copy(update={"demand_model": demand, "estimator": weights})
     shipped = "router_default_weights" if weights is None else "refit_on_train"
     return Solution(rule, BudgetPolicy.model_validate(policy.model_dump(by_alias=True)),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .calibrate import CalibrationConfig, CandidateTable, Solution, solve
-from .replay import PolicyResult, build_replay_set
+from .replay import DecisionCache, PolicyResult, build_replay_set
 from .suite import Escalation, NamedPolicy, SuiteConfig, replay_ponder
 
 
@@ -44,12 +44,15 @@ def cross_fit(
     folds: int = 5,
     orderings: int = 50,
     order: tuple[str, ...] | None = None,
+    cache: DecisionCache | None = None,
 ) -> CrossFit:
     """The calibrated policy's results on every problem, each from the other folds.
 
     ``order`` lists the problem ids in the order the result's per-problem arrays should
-    follow (the baselines' order); by default the table's.
+    follow (the baselines' order); by default the table's. ``cache`` may be shared
+    between calls (its answers depend on nothing but the states it was asked about).
     """
+    cache = cache or DecisionCache()
     fold = fold_of(table.ids, folds, config.seed)
     order = order or table.ids
     position = {pid: i for i, pid in enumerate(order)}
@@ -62,7 +65,7 @@ def cross_fit(
         m.service: Escalation(m.dataset, m.price_per_token) for m in table.models[1:]}
     for f in range(folds):
         train = fold != f
-        solution = solve(table, train, config)
+        solution = solve(table, train, config, cache=cache)
         solutions.append(solution)
         test_ids = [pid for pid, t in zip(table.ids, train, strict=True) if not t]
         subset = main.dataset.subset(test_ids)
@@ -72,7 +75,7 @@ def cross_fit(
                                    stop_rule=solution.rule,
                                    price_per_token=main.price_per_token)  # fmt: skip
         result = replay_ponder(subset, rs, NamedPolicy(name, solution.policy), suite_config,
-                               escalations=escalations)  # fmt: skip
+                               escalations=escalations, cache=cache)  # fmt: skip
         where = [position[p.problem_id] for p in subset.problems]
         accuracy[where] = result.problem_accuracy
         samples[where] = result.problem_samples
