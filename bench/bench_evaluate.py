@@ -11,6 +11,13 @@ aggregation and stopping (``ponder_router.evaluation``), and compares:
 - the calibrated policy, out of sample: 5-fold cross-fitting, each fold's problems under
   a policy calibrated (``ponder calibrate``'s ``solve``) on the other four folds, aiming
   at maj@N_max within 0.1 points on train; and the same at a sweep of sample budgets.
+  Where the data carry verifier scores (Qwen), best-of-n tiers are allowed, scored by
+  the data's reward model and stopping at a verifier score chosen on train; the table
+  counts its verifier calls beside the samples.
+
+The verdict judges Adaptive-Consistency along both curves: at each of its thresholds'
+accuracy, the samples Ponder's cross-fitted curve (the calibrated point and the budget
+sweep) needs, and where Ponder needs fewer, as many, more, or never gets there.
 
 Then a two-model cascade on the stand-in (a weaker model, logit skill -1.5, at 1 cost
 unit per token; the calibrated one at 8) calibrated the same way, with escalation.
@@ -48,21 +55,24 @@ from ponder_router.evaluation.dataset import (
     load_dataset,
     write_jsonl,
 )
+from ponder_router.evaluation.replay import DecisionCache
 from ponder_router.evaluation.report import (
+    compare_along_curve,
     compare_policies,
     format_comparisons,
     format_table,
     plot_suite,
     suite_document,
 )
-from ponder_router.evaluation.suite import SuiteConfig, SuiteResult, run_suite, samples_at_accuracy
+from ponder_router.evaluation.suite import SuiteConfig, SuiteResult, run_suite
 
 TARGET_GAP_POINTS = 0.2
 TARGET_SAMPLE_REDUCTION = 5.0
 TARGET_REPLAY_SECONDS = 10.0
-BUDGET_SWEEP = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
+BUDGET_SWEEP = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
 FOLDS = 5
-CALIBRATION_ORDERINGS = 20
+CALIBRATION_ORDERINGS = 50
+VERIFIER = "reward-model"  # the model behind the data's scores (Qwen's release: unnamed)
 SMALL_SKILL, LARGE_SKILL = -1.5, 0.0
 SMALL_PRICE, LARGE_PRICE = 1.0, 8.0
 
@@ -86,15 +96,19 @@ def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int,
     suite = run_suite(dataset, config=SuiteConfig(orderings=orderings, seed=seed))
     replay_seconds = suite.elapsed_seconds
     started = time.perf_counter()
-    config = CalibrationConfig(orderings=CALIBRATION_ORDERINGS, seed=seed)
+    scored = all(p.scores is not None for p in dataset.problems)
+    config = CalibrationConfig(orderings=CALIBRATION_ORDERINGS, seed=seed,
+                               verifier_model=VERIFIER if scored else None)  # fmt: skip
     table = build_table([ModelData("serving", dataset)], config)
     order = tuple(p.problem_id for p in dataset.problems)
+    cache = DecisionCache()
     fitted = cross_fit(table, config, name=f"ponder-calibrated ({FOLDS}-fold)", folds=FOLDS,
-                       orderings=orderings, order=order)  # fmt: skip
+                       orderings=orderings, order=order, cache=cache)  # fmt: skip
     suite.results.append(fitted.result)
     for budget in BUDGET_SWEEP:
         point = cross_fit(table, with_budget(config, budget), name=f"ponder-budget@{budget:g}",
-                          folds=FOLDS, orderings=orderings, order=order)  # fmt: skip
+                          folds=FOLDS, orderings=orderings, order=order,
+                          cache=cache)  # fmt: skip
         suite.results.append(dataclasses.replace(point.result, family="ponder-curve"))
     calibration_seconds = time.perf_counter() - started
     train_ids, _ = split_ids(table.ids, 0.3, seed)
@@ -122,6 +136,9 @@ def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int,
     document.update({
         "load_seconds": round(load_seconds, 3), "replay_seconds": round(replay_seconds, 3),
         "calibration_seconds": round(calibration_seconds, 2),
+        "calibration": {"orderings": CALIBRATION_ORDERINGS, "selection_se": config.selection_se,
+                        "stop_thresholds": list(config.thresholds),
+                        "verifier_model": config.verifier_model},
         "calibrated_per_fold": [{
             "stop_rule": s.rule.model_dump(mode="json"),
             "tiers": [t.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -138,7 +155,7 @@ def _fmt(value: float | None) -> str:
 
 def judge(suite: SuiteResult, name: str, replay_seconds: float,
           dataset: Dataset) -> dict[str, Any]:  # fmt: skip
-    """The calibrated policy against the targets: each check with its numbers."""
+    """The calibrated policy and its curve against the targets: each check with its numbers."""
     ponder = suite.by_name(name)
     top = suite.by_name(f"maj@{suite.max_samples}")
     row = next(c for c in compare_policies(suite) if c["policy"] == name)
@@ -146,41 +163,77 @@ def judge(suite: SuiteResult, name: str, replay_seconds: float,
     reduction = row["sample_reduction_vs_maj_max"]
     ac_need = row["ac_samples_at_equal_accuracy"]
     curve = [*suite.family("ponder-curve"), ponder]
-    ac_rows = []
-    for ac in suite.family("adaptive-consistency"):
-        mine = samples_at_accuracy(curve, ac.accuracy)
-        ac_rows.append({"ac": ac.name, "accuracy": round(ac.accuracy, 5),
-                        "ac_samples": round(ac.mean_samples, 3),
-                        "ponder_samples_at_equal_accuracy": None if mine is None
-                        else round(mine, 3)})  # fmt: skip
+    along = compare_along_curve(suite, curve)
+    verdicts = {kind: [r["baseline"] for r in along if r["fewer"] == kind]
+                for kind in ("ponder", "tie", "baseline", "never")}  # fmt: skip
+    within = [r for r in curve if 100 * (top.accuracy - r.accuracy) <= TARGET_GAP_POINTS]
+    cheapest = min(within, key=lambda r: r.mean_samples) if within else None
     checks: dict[str, Any] = {
         "match_maj_max": {"gap_points": gap, "paired_se_points": row["gap_points_paired_se"],
                           "sample_reduction": reduction,
+                          "verifier_calls": round(ponder.mean_verifier_calls, 3),
                           "met": gap <= TARGET_GAP_POINTS
                           and reduction >= TARGET_SAMPLE_REDUCTION},
+        "match_maj_max_along_the_curve": None if cheapest is None else {
+            "policy": cheapest.name, "accuracy": round(cheapest.accuracy, 5),
+            "mean_samples": round(cheapest.mean_samples, 3),
+            "sample_reduction": round(top.mean_samples / cheapest.mean_samples, 2),
+            "verifier_calls": round(cheapest.mean_verifier_calls, 3),
+            "note": "the cheapest cross-fitted curve point within the gap; its budget is "
+                    "picked after seeing the results, so it shows what the policy family "
+                    "reaches, not a pre-registered policy"},
         "fewer_samples_than_ac_at_equal_accuracy": {
             "ponder_samples": round(ponder.mean_samples, 3), "ac_samples": ac_need,
             "met": bool(row["fewer_samples_than_ac_at_equal_accuracy"])},
-        "ac_curve_vs_ponder_curve": ac_rows,
+        "fewer_samples_than_ac_along_the_curve": {
+            "rows": along, "ponder_fewer_at": verdicts["ponder"], "tie_at": verdicts["tie"],
+            "ac_fewer_at": verdicts["baseline"], "ponder_never_reaches": verdicts["never"],
+            "met": not verdicts["baseline"] and not verdicts["never"]},
     }  # fmt: skip
     if suite.problems == 500 and suite.max_samples == 40:
         checks["replay_500x40x50_seconds"] = {"value": round(replay_seconds, 3),
                                               "met": replay_seconds < TARGET_REPLAY_SECONDS}
     ac_text = "AC never reaches it" if ac_need is None else f"AC needs {ac_need:.2f}"
+    verifier = f" (+{ponder.mean_verifier_calls:.2f} verifier calls)" \
+        if ponder.mean_verifier_calls else ""  # fmt: skip
     lines = [
         f"target: within {TARGET_GAP_POINTS} points of {top.name} with >= "
         f"{TARGET_SAMPLE_REDUCTION:g}x fewer samples: gap {gap:+.2f} "
-        f"(paired se {row['gap_points_paired_se']:.2f}), {reduction:.1f}x "
+        f"(paired se {row['gap_points_paired_se']:.2f}), {reduction:.1f}x{verifier} "
         f"[{'met' if checks['match_maj_max']['met'] else 'MISSED'}]",
-        f"target: fewer samples than Adaptive-Consistency at equal accuracy: Ponder "
-        f"{ponder.mean_samples:.2f}, {ac_text} "
-        f"[{'met' if checks['fewer_samples_than_ac_at_equal_accuracy']['met'] else 'MISSED'}]",
     ]
-    for r in ac_rows:
+    if cheapest is not None:
+        extra = f", +{cheapest.mean_verifier_calls:.2f} verifier calls" \
+            if cheapest.mean_verifier_calls else ""  # fmt: skip
+        lines.append(f"  along the curve: cheapest point within {TARGET_GAP_POINTS} points: "
+                     f"{cheapest.name} {100 * cheapest.accuracy:.2f}% with "
+                     f"{cheapest.mean_samples:.2f} samples "
+                     f"({top.mean_samples / cheapest.mean_samples:.1f}x{extra}; budget "
+                     "picked after the fact)")
+    lines.append(
+        f"target: fewer samples than Adaptive-Consistency at equal accuracy: Ponder "
+        f"calibrated {ponder.mean_samples:.2f}, {ac_text} "
+        f"[{'met' if checks['fewer_samples_than_ac_at_equal_accuracy']['met'] else 'MISSED'}]")
+    along_met = checks["fewer_samples_than_ac_along_the_curve"]["met"]
+    lines.append("target: fewer samples than Adaptive-Consistency along the curve, at each "
+                 f"AC threshold's accuracy [{'met' if along_met else 'MISSED'}]")
+    for r in along:
         need = r["ponder_samples_at_equal_accuracy"]
-        lines.append(f"  at {r['ac']}'s accuracy {100 * r['accuracy']:.2f}%: AC "
-                     f"{r['ac_samples']:.2f} samples, Ponder "
-                     f"{'never reaches it' if need is None else f'{need:.2f}'}")
+        head = (f"  at {r['baseline']}'s accuracy {100 * r['accuracy']:.2f}%: AC "
+                f"{r['baseline_samples']:.2f} samples, Ponder ")
+        same = r["ponder_accuracy_at_equal_samples"]
+        dual = "" if same is None else (
+            f"; with AC's samples Ponder reaches {100 * same:.2f}% "
+            f"({100 * (same - r['accuracy']):+.2f} points)")
+        if need is None:
+            t = r["ponder_top"]
+            lines.append(head + f"never reaches it (tops at {100 * t['accuracy']:.2f}% with "
+                         f"{t['mean_samples']:.2f}, {t['gap_points']:.2f} points below, "
+                         f"paired se {t['gap_points_paired_se']:.2f}){dual} [AC better]")
+        else:
+            verdict = {"ponder": "Ponder fewer", "tie": "tie",
+                       "baseline": "AC fewer"}[r["fewer"]]  # fmt: skip
+            lines.append(head + f"{need:.2f}{dual} [{verdict}]")
     if "replay_500x40x50_seconds" in checks:
         c = checks["replay_500x40x50_seconds"]
         lines.append(f"target: replay 500x40x50 < {TARGET_REPLAY_SECONDS:g} s: "
@@ -189,8 +242,8 @@ def judge(suite: SuiteResult, name: str, replay_seconds: float,
         cap = suite.max_samples / TARGET_SAMPLE_REDUCTION
         lines.append(f"note: with {suite.max_samples} samples a problem, "
                      f"{TARGET_SAMPLE_REDUCTION:g}x fewer means <= {cap:.1f} samples "
-                     "on average, below the 2 any vote needs: only single-sample answers "
-                     "chosen by a difficulty estimate could get there")
+                     "on average, below the 2 any vote needs: only single samples, or "
+                     "best-of-n stopped by its verifier, can get there")
     return {"checks": checks, "lines": lines}
 
 
