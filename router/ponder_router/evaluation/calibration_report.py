@@ -58,22 +58,30 @@ def binning_report(result: BinningResult, candidates: Sequence[Candidate],
     for b in range(result.binning.count):
         in_bin = result.bins == b
         point = result.hulls[b][result.step.choice[b]]
+        margin = result.penalties[b] if result.penalties else np.zeros(len(candidates))
         bins.append({
             "upper_edge": result.binning.edges[b],
             "train_problems": int((train & in_bin).sum()),
             "test_problems": int((test & in_bin).sum()),
             "train_mean_pass_at_1": round(float(table.pass1[train & in_bin].mean()), 4),
-            "chosen": {**picks[b].describe(models), "train_accuracy": round(point.accuracy, 4),
+            "chosen": {**picks[b].describe(models),
+                       "train_accuracy": round(point.accuracy + margin[point.label], 4),
+                       "selection_margin": round(float(margin[point.label]), 4),
                        f"train_{unit}": round(point.cost, 3)},
             "hull": [{**candidates[p.label].describe(models), unit: round(p.cost, 3),
-                      "accuracy": round(p.accuracy, 4),
+                      "accuracy": round(p.accuracy + margin[p.label], 4),
+                      "selection_margin": round(float(margin[p.label]), 4),
                       "mean_samples": _mean(candidates[p.label].samples, train & in_bin),
                       "mean_tokens": _mean(candidates[p.label].tokens, train & in_bin)}
                      for p in result.hulls[b]],
         })  # fmt: skip
+    discount = sum(w * float(result.penalties[b][result.hulls[b][result.step.choice[b]].label])
+                   for b, w in enumerate(result.weights)) if result.penalties else 0.0
     return {
         "kind": result.binning.kind, "bins": bins,
-        "train": {"accuracy": round(result.step.accuracy, 4), unit: round(result.step.cost, 3)},
+        "train": {"accuracy": round(result.step.accuracy + discount, 4),
+                  "selection_accuracy": round(result.step.accuracy, 4),
+                  unit: round(result.step.cost, 3)},
         "test_from_curves": {"accuracy": round(test_acc, 4), unit: round(test_cost, 3),
                              "maj_all_accuracy": round(float(table.maj_all[test].mean()), 4)},
     }  # fmt: skip
@@ -135,6 +143,7 @@ def solution_report(table: CandidateTable, train: BoolArray, solution: Solution,
                      "budget": config.budget, "target_accuracy": config.target_accuracy,
                      "match_within": config.match_within,
                      "thresholds": list(config.thresholds),
+                     "selection_se": config.selection_se,
                      "best_of_n_in_allocation": config.verifier_model is not None},
         "split": {"train": int(train.sum()), "test": int((~train).sum())},
         "reference_maj_all_train_accuracy": round(solution.reference_accuracy, 4),

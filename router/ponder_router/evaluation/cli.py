@@ -286,6 +286,11 @@ def add_calibrate_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
                              "uses votes only")
     parser.add_argument("--token-quantile", type=float, default=1.0,
                         help="quantile of a bin's sample tokens that sets maxTokens")
+    parser.add_argument("--selection-se", type=float, default=2.0,
+                        help="standard errors of its difference to its family's "
+                             "full-compute answer a candidate's accuracy is discounted by "
+                             "when candidates compete (default: 2; 0 takes train means "
+                             "as they are)")
     parser.set_defaults(run=run_calibrate)
 
 
@@ -304,7 +309,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             orderings=args.orderings or 20, cost_unit=unit, budget=args.budget,
             target_accuracy=args.target_accuracy, match_within=args.match_within / 100,
             thresholds=thresholds, token_quantile=args.token_quantile,
-            verifier_model=args.verifier_model,
+            verifier_model=args.verifier_model, selection_se=args.selection_se,
         )  # fmt: skip
         started = time.perf_counter()
         table = build_table(models, config)
