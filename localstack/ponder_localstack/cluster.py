@@ -84,6 +84,8 @@ class Cluster:
 
     state_dir: Path
     controller_qps: int = 50  # client QPS of controller-manager and scheduler
+    # How long a fake node may miss its lease renewal before it and its pods turn NotReady.
+    node_monitor_grace: str = "5m"
     # Pods whose label has one of these values are left to the local runner, not KWOK.
     runner_selector: tuple[str, tuple[str, ...]] | None = None
     processes: list[Process] = field(default_factory=list)
@@ -242,7 +244,7 @@ class Cluster:
             "-endpointslice-mirroring-controller",
             # KWOK renews the fake nodes' leases; on a loaded two-core machine a renewal can be
             # late, and a node marked NotReady would flip every pod on it to NotReady.
-            "--node-monitor-grace-period=5m",
+            f"--node-monitor-grace-period={self.node_monitor_grace}",
             f"--cluster-signing-cert-file={pki.ca_cert}",
             f"--cluster-signing-key-file={pki.ca_key}",
         ])

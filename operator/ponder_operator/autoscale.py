@@ -5,7 +5,8 @@ in ``handlers`` calls it). I/O only, and little of it: the children's state come
 watches' in-memory indexes (``views``), the signals from one shared Prometheus batch
 (``adapters.prometheus.SignalCache``); the decision is ``policy.scaling``'s, the status is
 ``policy.status``'s, the cost is ``policy.cost``'s. The status is written only when it
-changed (the GPU-seconds counter at most every ``COST_WRITE_SECONDS``).
+changed (the GPU-seconds counter every ``cost_write_interval_seconds``: 30 s, longer when
+many services share the operator).
 
 - No Prometheus configured, or a failed or stale read, holds the replicas and sets
   ``Degraded``.
@@ -55,6 +56,15 @@ from ponder_operator.views import service_view
 
 log = logging.getLogger(__name__)
 COST_WRITE_SECONDS = 30.0
+COST_WRITES_PER_SECOND = 5.0
+"""The GPU-seconds in status are persisted every ``COST_WRITE_SECONDS``, but across all
+services at most this often: a status write is an API write and a watch event for every
+client, and at 1,000 services a 30-second cadence alone was 33 writes/s."""
+
+
+def cost_write_interval_seconds(services: int) -> float:
+    """How often one service persists its GPU-seconds when ``services`` share the operator."""
+    return max(COST_WRITE_SECONDS, services / COST_WRITES_PER_SECOND)
 
 
 @dataclass(frozen=True)
@@ -185,7 +195,8 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
     new_status = status.model_copy(update=updates)
 
     last_cost_write = loop.last_cost_write_seconds
-    cost_due = now_seconds - last_cost_write >= COST_WRITE_SECONDS
+    services = len(indexes["services"]) if "services" in indexes else 1
+    cost_due = now_seconds - last_cost_write >= cost_write_interval_seconds(services)
     persisted = (cost_due or loop.written is None
                  or _comparable(new_status) != _comparable(loop.written))
     if persisted:

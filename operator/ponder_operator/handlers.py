@@ -26,6 +26,7 @@ from typing import Any
 import kopf
 
 from ponder_operator import autoscale, views
+from ponder_operator.adapters import kopf_session
 from ponder_operator.adapters import prometheus as prom
 from ponder_operator.adapters.kube import (
     AUTOSCALER_FIELD_MANAGER,
@@ -70,7 +71,10 @@ _MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 # Writers of a child's spec that are not hand edits: the operator itself and the autoscaler
 # (server-side apply), and kube-controller-manager (e.g. the deployment controller).
 _OWN_MANAGERS = frozenset({FIELD_MANAGER, AUTOSCALER_FIELD_MANAGER, "kube-controller-manager"})
-_INDEXES = ("deployments", "triton_pods", "gpu_products")
+_INDEXES = ("services", "deployments", "triton_pods", "gpu_products")
+
+
+kopf.on.login(id="login")(kopf_session.login)
 
 
 @kopf.on.startup()
@@ -177,7 +181,7 @@ def reconcile(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id="services")
-def services(
+async def services(
     *, namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], dict[str, Any]]:
     meta = body.get("metadata", {})
@@ -187,21 +191,21 @@ def services(
 
 
 @kopf.index("apps", "v1", "deployments", labels=_MANAGED, id="deployments")
-def deployments(
+async def deployments(
     *, namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], views.Summary]:
     return {(namespace, name): views.summarize_deployment(body)}
 
 
 @kopf.index("", "v1", "pods", labels={**_MANAGED, COMPONENT_LABEL: "triton"}, id="triton_pods")
-def triton_pods(
+async def triton_pods(
     *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], views.Summary]:
     return {(namespace, labels.get(SERVICE_LABEL, "")): views.summarize_pod(body)}
 
 
 @kopf.index("", "v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT}, id="gpu_products")
-def gpu_products(*, labels: Mapping[str, str], name: str, **_: Any) -> dict[str, str]:
+async def gpu_products(*, labels: Mapping[str, str], name: str, **_: Any) -> dict[str, str]:
     return {labels[GPU_PRODUCT_LABEL]: name}
 
 
@@ -217,8 +221,12 @@ def hand_edited(body: Mapping[str, Any]) -> bool:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED, id="children")
-def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    """Revert a hand edit (or deletion) of a child Deployment by re-applying it."""
+async def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    """Revert a hand edit (or deletion) of a child Deployment by re-applying it.
+
+    Async, so the many events that need nothing (status updates) stay on the event loop;
+    only a re-apply goes to a thread.
+    """
     if type is None or (type != "DELETED" and not hand_edited(body)):
         return
     services: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["services"]
@@ -234,7 +242,8 @@ def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
         owner = owner_of(owner_body)
         for child in render_children(owner, spec, memo["options"], Capacity()):
             if child["kind"] == "Deployment" and child["metadata"]["name"] == meta["name"]:
-                memo["kube"].apply(child)
+                await asyncio.get_running_loop().run_in_executor(
+                    memo["tick_executor"], memo["kube"].apply, child)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=10,
