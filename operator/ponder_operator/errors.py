@@ -4,7 +4,9 @@ Adapters and the API layer raise them; kopf handlers map them to kopf's own outc
 spec nobody can serve is a permanent error, never retried as is)::
 
     PonderOperatorError
-    └── SpecError        a ReasoningService spec is invalid; ``field_path`` names the field
+    ├── SpecError        a ReasoningService spec is invalid; ``field_path`` names the field
+    └── ChildRejected    the API server refused a rendered child (400/422): the spec passed
+                         the CRD and the models but not the child kind's validation
 """
 
 from __future__ import annotations
@@ -28,3 +30,18 @@ class SpecError(PonderOperatorError, ValueError):
         self.field_path = field_path
         self.message = message
         self.problems = problems or ((field_path, message),)
+
+
+class ChildRejected(PonderOperatorError):
+    """The API server refused a child the operator rendered (its message names the field).
+
+    The spec got past the CRD's schema and the models, but the child's own validation
+    (a Deployment's pod template, say) refuses what it became. Retrying the same spec
+    cannot help; a new spec or a new validation rule can.
+    """
+
+    def __init__(self, kind: str, name: str, message: str) -> None:
+        super().__init__(f"{kind} {name}: {message}")
+        self.kind = kind
+        self.name = name
+        self.message = message

@@ -43,7 +43,7 @@ from ponder_operator.api.status import (
     ReasoningServiceStatus,
     with_condition,
 )
-from ponder_operator.errors import SpecError
+from ponder_operator.errors import ChildRejected, SpecError
 from ponder_operator.metrics import OperatorMetrics, start_metrics_server
 from ponder_operator.policy.status import UNKNOWN_GPU_PRODUCT
 from ponder_operator.reconcile import (
@@ -123,6 +123,17 @@ def _capacity(status: ReasoningServiceStatus) -> Capacity:
     return Capacity(at_ceiling=bool(status.at_ceiling), replicas=status.ready_replicas or 0)
 
 
+def _refuse(body: kopf.Body, kube: Kube, previous: ReasoningServiceStatus, reason: Reason,
+            message: str) -> None:
+    """Ready=False with ``reason`` in status, and a Warning Event saying why."""
+    ready = Condition(type=ConditionType.READY, status="False", reason=reason, message=message,
+                      last_transition_time=datetime.now(UTC),
+                      observed_generation=int(body["metadata"].get("generation") or 0))
+    write_status(kube, owner_of(body), previous.model_copy(
+        update={"conditions": with_condition(previous.conditions, ready)}))
+    kopf.warn(body, reason=reason, message=message)
+
+
 def reconcile_body(body: kopf.Body, memo: Any, indexes: Mapping[str, Any]) -> None:
     """Apply children and write status; invalid or unsatisfiable specs set Ready=False."""
     kube: Kube = memo["kube"]
@@ -132,14 +143,13 @@ def reconcile_body(body: kopf.Body, memo: Any, indexes: Mapping[str, Any]) -> No
     try:
         spec = parse_spec(body)
     except SpecError as exc:
-        ready = Condition(type=ConditionType.READY, status="False", reason=Reason.INVALID_SPEC,
-                          message=str(exc), last_transition_time=datetime.now(UTC),
-                          observed_generation=generation)
-        write_status(kube, owner, previous.model_copy(
-            update={"conditions": with_condition(previous.conditions, ready)}))
-        kopf.warn(body, reason=Reason.INVALID_SPEC, message=str(exc))
+        _refuse(body, kube, previous, Reason.INVALID_SPEC, str(exc))
         raise kopf.PermanentError(str(exc)) from exc
-    applied = apply_children(kube, owner, spec, memo["options"], _capacity(previous))
+    try:
+        applied = apply_children(kube, owner, spec, memo["options"], _capacity(previous))
+    except ChildRejected as exc:  # the spec passed the CRD, not the child's own validation
+        _refuse(body, kube, previous, Reason.CHILD_REJECTED, str(exc))
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
     view = views.service_view(indexes, owner.namespace, triton_name(owner), router_name(owner),
                               owner.name, spec.resources.gpu_product)
     status = status_after_apply(owner, applied, view.pods, view.gpu_product_known, generation,

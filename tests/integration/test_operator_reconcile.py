@@ -163,6 +163,32 @@ def test_an_unknown_gpu_product_sets_ready_false_with_a_reason_and_an_event(
     assert events
 
 
+def test_a_child_the_api_server_refuses_sets_ready_false_naming_the_field(
+    cluster: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    """The CRD and the models let any string key a node selector; the Deployment's own
+    validation does not. The operator reports the refusal instead of failing in a loop,
+    and fixing the spec brings the service up."""
+    operator = start_operator()
+    bad = service("badkey", replicas=1)
+    bad["spec"]["resources"]["nodeSelector"] = {"not a label key!": "x"}
+    apply(cluster, namespace, bad)
+    ready = eventually(lambda: condition(rsvc(cluster, namespace, "badkey"), "Ready")
+                       .get("reason") == "ChildRejected"
+                       and condition(rsvc(cluster, namespace, "badkey"), "Ready"),
+                       what="Ready=False ChildRejected")
+    assert ready["status"] == "False"
+    assert "nodeSelector" in ready["message"]
+    assert "badkey-triton" in ready["message"]
+    assert eventually(lambda: cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=ChildRejected",
+        "-o", "name"))
+    apply(cluster, namespace, service("badkey", replicas=1))  # nodeSelector dropped
+    eventually(lambda: condition(rsvc(cluster, namespace, "badkey"), "Ready")
+               .get("status") == "True", timeout_seconds=90, what="Ready after the fix")
+    assert "Traceback" not in operator.log_path.read_text()
+
+
 def test_two_peered_operators_act_one_at_a_time_and_the_second_takes_over(
     cluster: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:

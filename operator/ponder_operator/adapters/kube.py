@@ -17,7 +17,14 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import (
+    BadRequestError,
+    NotFoundError,
+    ResourceNotFoundError,
+    UnprocessibleEntityError,
+)
+
+from ponder_operator.errors import ChildRejected
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,14 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
+def _message(exc: Exception) -> str:
+    """The API server's own message from a refused request (it names the field)."""
+    try:
+        return str(json.loads(getattr(exc, "body", "") or "{}").get("message") or exc)
+    except ValueError:
+        return str(exc)
+
+
 class Kube:
     """Generic access by apiVersion/kind, built on the dynamic client (discovery cached)."""
 
@@ -69,17 +84,21 @@ class Kube:
     def apply(
         self, body: Mapping[str, Any], field_manager: str = FIELD_MANAGER
     ) -> dict[str, Any]:
-        """Server-side apply ``body`` (a full object with apiVersion, kind, metadata)."""
+        """Server-side apply ``body`` (a full object with apiVersion, kind, metadata);
+        ``ChildRejected`` when the API server refuses it as invalid."""
         meta = body["metadata"]
-        result = self._dynamic.server_side_apply(
-            self._resource(body["apiVersion"], body["kind"]),
-            body=dict(body),
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            field_manager=field_manager,
-            force_conflicts=True,
-            serialize=False,
-        )
+        try:
+            result = self._dynamic.server_side_apply(
+                self._resource(body["apiVersion"], body["kind"]),
+                body=dict(body),
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=field_manager,
+                force_conflicts=True,
+                serialize=False,
+            )
+        except (BadRequestError, UnprocessibleEntityError) as exc:
+            raise ChildRejected(body["kind"], meta["name"], _message(exc)) from exc
         applied: dict[str, Any] = _json(result)
         return applied
 

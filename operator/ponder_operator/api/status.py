@@ -37,6 +37,7 @@ class Reason(StrEnum):
     REPLICAS_NOT_READY = "ReplicasNotReady"
     SCALED_TO_ZERO = "ScaledToZero"
     INVALID_SPEC = "InvalidSpec"
+    CHILD_REJECTED = "ChildRejected"
     # Scaling
     SCALING_UP = "ScalingUp"
     SCALING_DOWN = "ScalingDown"
