@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from ponder_operator import autoscale, views
 from ponder_operator.adapters import kopf_session
@@ -32,6 +33,7 @@ from ponder_operator.adapters.kube import (
     AUTOSCALER_FIELD_MANAGER,
     FIELD_MANAGER,
     Kube,
+    api_message,
     load_api_client,
 )
 from ponder_operator.api import GROUP, PLURAL, VERSION
@@ -252,8 +254,14 @@ async def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> N
         owner = owner_of(owner_body)
         for child in render_children(owner, spec, memo["options"], Capacity()):
             if child["kind"] == "Deployment" and child["metadata"]["name"] == meta["name"]:
-                await asyncio.get_running_loop().run_in_executor(
-                    memo["tick_executor"], memo["kube"].apply, child)
+                try:
+                    await asyncio.get_running_loop().run_in_executor(
+                        memo["tick_executor"], memo["kube"].apply, child)
+                except (ApiException, ChildRejected) as exc:
+                    # e.g. 403 while the namespace terminates, before the owner's deletion
+                    # reached the index; the next reconcile re-applies anyway.
+                    log.warning("could not restore Deployment %s/%s: %s", meta["namespace"],
+                                meta["name"], api_message(exc))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=10,

@@ -55,8 +55,11 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
-def _message(exc: Exception) -> str:
-    """The API server's own message from a refused request (it names the field)."""
+def api_message(exc: Exception) -> str:
+    """The API server's own message from a refused request (it names the field), else
+    the exception's own text."""
+    if isinstance(exc, ChildRejected):
+        return str(exc)
     try:
         return str(json.loads(getattr(exc, "body", "") or "{}").get("message") or exc)
     except ValueError:
@@ -98,7 +101,7 @@ class Kube:
                 serialize=False,
             )
         except (BadRequestError, UnprocessibleEntityError) as exc:
-            raise ChildRejected(body["kind"], meta["name"], _message(exc)) from exc
+            raise ChildRejected(body["kind"], meta["name"], api_message(exc)) from exc
         applied: dict[str, Any] = _json(result)
         return applied
 
