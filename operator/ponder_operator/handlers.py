@@ -9,7 +9,11 @@ Handlers (explicit ids, so kopf's stored progress survives renames):
 - ``children`` — a managed Deployment was edited by hand or deleted: re-apply it
   (``replicas`` excepted, it belongs to the autoscaler);
 - ``autoscale`` — a daemon per ReasoningService running the scaling loop every
-  ``spec.scaling.intervalSeconds`` (see ``autoscale``); it also keeps the status current.
+  ``spec.scaling.intervalSeconds`` (see ``autoscale``); it also keeps the status current;
+- ``login`` — kopf's own login, over a bounded connection pool (``adapters.kopf_session``).
+
+A spec the models refuse sets ``Ready=False``/``InvalidSpec`` for good; a child the API
+server refuses sets ``Ready=False``/``ChildRejected`` and is retried.
 """
 
 from __future__ import annotations
