@@ -195,8 +195,8 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
     new_status = status.model_copy(update=updates)
 
     last_cost_write = loop.last_cost_write_seconds
-    services = len(indexes["services"]) if "services" in indexes else 1
-    cost_due = now_seconds - last_cost_write >= cost_write_interval_seconds(services)
+    cost_interval = cost_write_interval_seconds(len(indexes["services"]))
+    cost_due = now_seconds - last_cost_write >= cost_interval
     persisted = (cost_due or loop.written is None
                  or _comparable(new_status) != _comparable(loop.written))
     if persisted:

@@ -65,6 +65,7 @@ from ponder_operator.render import (
     GPU_PRODUCT_LABEL,
     MANAGED_BY,
     SERVICE_LABEL,
+    Owner,
     RenderOptions,
     router_name,
     triton_name,
@@ -129,13 +130,12 @@ def _capacity(status: ReasoningServiceStatus) -> Capacity:
     return Capacity(at_ceiling=bool(status.at_ceiling), replicas=status.ready_replicas or 0)
 
 
-def _refuse(body: kopf.Body, kube: Kube, previous: ReasoningServiceStatus, reason: Reason,
-            message: str) -> None:
+def _refuse(body: kopf.Body, kube: Kube, owner: Owner, generation: int,
+            previous: ReasoningServiceStatus, reason: Reason, message: str) -> None:
     """Ready=False with ``reason`` in status, and a Warning Event saying why."""
     ready = Condition(type=ConditionType.READY, status="False", reason=reason, message=message,
-                      last_transition_time=datetime.now(UTC),
-                      observed_generation=int(body["metadata"].get("generation") or 0))
-    write_status(kube, owner_of(body), previous.model_copy(
+                      last_transition_time=datetime.now(UTC), observed_generation=generation)
+    write_status(kube, owner, previous.model_copy(
         update={"conditions": with_condition(previous.conditions, ready)}))
     kopf.warn(body, reason=reason, message=message)
 
@@ -149,12 +149,12 @@ def reconcile_body(body: kopf.Body, memo: Any, indexes: Mapping[str, Any]) -> No
     try:
         spec = parse_spec(body)
     except SpecError as exc:
-        _refuse(body, kube, previous, Reason.INVALID_SPEC, str(exc))
+        _refuse(body, kube, owner, generation, previous, Reason.INVALID_SPEC, str(exc))
         raise kopf.PermanentError(str(exc)) from exc
     try:
         applied = apply_children(kube, owner, spec, memo["options"], _capacity(previous))
     except ChildRejected as exc:  # the spec passed the CRD, not the child's own validation
-        _refuse(body, kube, previous, Reason.CHILD_REJECTED, str(exc))
+        _refuse(body, kube, owner, generation, previous, Reason.CHILD_REJECTED, str(exc))
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
     view = views.service_view(indexes, owner.namespace, triton_name(owner), router_name(owner),
                               owner.name, spec.resources.gpu_product)
@@ -264,8 +264,9 @@ async def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> N
                 except (ApiException, ChildRejected) as exc:
                     # e.g. 403 while the namespace terminates, before the owner's deletion
                     # reached the index; the next reconcile re-applies anyway.
+                    why = str(exc) if isinstance(exc, ChildRejected) else api_message(exc)
                     log.warning("could not restore Deployment %s/%s: %s", meta["namespace"],
-                                meta["name"], api_message(exc))
+                                meta["name"], why)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=10,

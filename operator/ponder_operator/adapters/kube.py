@@ -58,8 +58,6 @@ def _json(response: Any) -> Any:
 def api_message(exc: Exception) -> str:
     """The API server's own message from a refused request (it names the field), else
     the exception's own text."""
-    if isinstance(exc, ChildRejected):
-        return str(exc)
     try:
         return str(json.loads(getattr(exc, "body", "") or "{}").get("message") or exc)
     except ValueError:
