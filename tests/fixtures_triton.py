@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from components import LOG_FILES, require
@@ -68,3 +69,10 @@ def start_triton(tmp_path: Path) -> Iterator[StartTriton]:
     yield start
     for server in reversed(started):
         server.stop()
+
+
+def triton_counter(server: TritonServer, name: str) -> float:
+    """A metric of ``server`` summed over its labels (every model, every version)."""
+    text = httpx.get(server.metrics_url).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{"))  # fmt: skip

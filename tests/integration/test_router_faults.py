@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from fixtures_router import RouterProcess, StartRouterProcess
-from fixtures_triton import StartTriton
+from fixtures_triton import StartTriton, triton_counter
 from ponder_localstack.sim_llm import MODEL_NAME
 from ponder_localstack.triton import SimModelOptions, TritonServer
 
@@ -175,7 +175,9 @@ async def test_a_hung_triton_gives_504_in_time_and_keeps_nothing_running(
     triton = start_triton(SimModelOptions(token_latency_ms=15, max_concurrency=1))
     router = start_router_process(router_config(
         triton.grpc_url, requestTimeoutSeconds=2, sampleTimeoutSeconds=1.5))
-    assert [o.kind for o in await load(router, 1, 30, effort="low")] == ["answered"]
+    # Warm-up (cold start is not under test; on a loaded machine it can miss the 2 s).
+    warm = [await load(router, 1, 30, effort="low") for _ in range(3)]
+    assert any(o.kind == "answered" for batch in warm for o in batch), warm
 
     with hung(triton):
         started = time.monotonic()
@@ -185,8 +187,13 @@ async def test_a_hung_triton_gives_504_in_time_and_keeps_nothing_running(
     assert waited < 4, f"the deadline of 2 s fired after {waited:.1f} s"
     assert settled(router)["ponder_router_inflight_samples"] == 0
 
-    # The one-slot model is free at once: Triton did not keep the abandoned samples running.
-    started = time.monotonic()
-    again = await load(router, 1, 30, effort="low")
-    assert [o.kind for o in again] == ["answered"]
-    assert time.monotonic() - started < 2.0
+    # Triton did not keep the abandoned samples: its queue for the one-slot model empties
+    # at once (kept, a dozen high-effort samples would queue there for seconds), and a
+    # router with ordinary deadlines is answered.
+    deadline = time.monotonic() + 2.0
+    while triton_counter(triton, "nv_inference_pending_request_count") > 0:
+        assert time.monotonic() < deadline, "Triton still queues the abandoned samples"
+        await asyncio.sleep(0.1)
+    relaxed = start_router_process(router_config(triton.grpc_url))
+    again = await load(relaxed, 1, 30, effort="low")
+    assert [o.kind for o in again] == ["answered"], again

@@ -27,7 +27,7 @@ import tritonclient.grpc.aio as grpcclient
 import uvicorn
 from tritonclient.grpc import InferInput
 
-from fixtures_triton import StartTriton
+from fixtures_triton import StartTriton, triton_counter
 from ponder_localstack.proc import free_port
 from ponder_localstack.prometheus import Prometheus
 from ponder_localstack.sim_llm import MODEL_NAME
@@ -204,12 +204,6 @@ async def test_majority_voting_answers_more_problems_correctly_than_single_sampl
 
 
 # -- early stops and clients that leave free Triton ---------------------------------------
-
-
-def triton_counter(server: TritonServer, name: str) -> float:
-    text = httpx.get(server.metrics_url).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{"))  # fmt: skip
 
 
 async def replay(server: TritonServer, problem: str, seeds: list[int]) -> list[str]:
