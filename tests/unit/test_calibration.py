@@ -184,6 +184,29 @@ def test_a_lucky_candidate_displaces_a_steady_one_only_by_more_than_its_noise(
     assert result.penalties[0][0] == 0.0
 
 
+@pytest.mark.parametrize(("best_of_all_correct", "chosen"), [(92, "verified"), (86, "vote")])
+def test_matching_maj_all_counts_noise_against_each_strategys_own_full_compute_answer(
+    best_of_all_correct: int, chosen: str
+) -> None:
+    """A verifier-stopped best-of-n that tracks best-of-all matches maj@all when best-of-all
+    does: its differences from maj@all are the verifier's, not the stopping's noise."""
+    reference = (np.arange(100) < 90).astype(float)  # maj@all: 90 of 100
+    best_all = np.zeros(100)
+    best_all[:best_of_all_correct] = 1.0  # right where maj@all is, and on a few more ...
+    best_all[88:90] = 0.0  # ... but wrong on two that maj@all gets
+    spent = {n: np.full(100, n) for n in (1.0, 1.5, 6.0)}
+    single = Candidate(0, Strategy.SINGLE, 1, 1, np.full(100, 0.8), *[spent[1.0]] * 3)
+    vote = Candidate(0, Strategy.VOTE, 16, 3, reference.copy(), *[spent[6.0]] * 3)
+    verified = Candidate(0, Strategy.BEST_OF_N, 8, 1, best_all.copy(), *[spent[1.5]] * 3)
+    anchors = {(0, Strategy.VOTE): reference, (0, Strategy.BEST_OF_N): best_all}
+    result = bin_allocation(Binning("predicted", (1.0,)), np.zeros(100),
+                            [single, vote, verified], np.ones(100, dtype=bool),
+                            CalibrationConfig(), reference, anchors)  # fmt: skip
+    assert result.reached
+    picked = result.chosen([single, vote, verified])[0]
+    assert picked is {"verified": verified, "vote": vote}[chosen]
+
+
 def test_every_adaptive_consistency_configuration_is_a_one_tier_candidate(standin: Path) -> None:
     dataset = load_dataset(standin)
     config = CalibrationConfig(orderings=3)

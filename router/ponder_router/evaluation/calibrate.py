@@ -38,7 +38,8 @@ larger model's, for a cascade) it
    full-compute answer only by more than its noise;
 5. allocates compute across bins (``allocate``: concave hull + greedy marginal gain) for
    a compute budget, a target accuracy, or by default the least compute matching
-   maj@all-samples on train within a tolerance, for each candidate score threshold of
+   maj@all-samples on train within a tolerance (less a margin for the policy's noise
+   against its strategies' own full-compute answers), for each candidate score threshold of
    best-of-n (the one service-wide setting), and keeps the one that needs least compute
    (or, on a budget, gives most accuracy);
 6. turns the chosen points into a ``BudgetPolicy`` (``solve``): tiers, ``escalateTo``
@@ -97,7 +98,10 @@ CRD_MAX_TIERS = 8
 TOKEN_ROUNDING = 256
 DEFAULT_THRESHOLDS = tuple(sorted({*AC_THRESHOLDS, 0.85}))
 DEFAULT_GRID = (*range(1, 17), 20, 24, 32, 40, 48, 64)
-DEFAULT_SCORE_QUANTILES = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
+DEFAULT_SCORE_QUANTILES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
+"""Score thresholds to try, as quantiles of all samples' scores. A model that is right
+nine times in ten has its wrong samples in the bottom tenth: the thresholds that stop
+on most first samples and catch the wrong ones lie there."""
 
 
 class CalibrationError(ValueError):
@@ -463,10 +467,16 @@ def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Ca
 
     ``reference`` is each problem's maj@all accuracy. Matching it (no budget, no target
     accuracy) takes the cheapest allocation whose train accuracy, less ``margin_se``
-    paired standard errors against maj@all, is within ``match_within`` of maj@all's:
+    paired standard errors against the full-compute answer of the strategy each problem
+    gets (``anchor_of``: maj@all for votes, best-of-all by score for best-of-n; maj@all
+    for every candidate without ``anchors``), is within ``match_within`` of maj@all's:
     the cheapest allocation that merely touches the target on train does so partly by
-    luck and falls short on new problems. (Accuracies here are the raw train means, on
-    the same footing as maj@all's.)
+    luck and falls short on new problems. The noise that luck comes from is how far the
+    stopped policy strays from its own full-compute answer; a verifier that disagrees
+    with the majority on some problems and is right more often is no such noise, and
+    measured against maj@all it would keep a policy that beats maj@all from ever
+    matching it. (Accuracies here are the raw train means, on the same footing as
+    maj@all's.)
 
     The curves, hulls and allocation use each candidate's accuracy less
     ``config.selection_se`` standard errors of its shrunk difference to its anchor
@@ -507,9 +517,11 @@ def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Ca
     rows = np.nonzero(train)[0]
     lower = []
     for step in path:
-        picked = np.array([candidates[hulls[b][step.choice[b]].label].accuracy[p]
-                           for p, b in zip(rows, bins[rows], strict=True)])  # fmt: skip
-        diff = picked - reference[rows]
+        served = [candidates[hulls[b][step.choice[b]].label] for b in bins[rows]]
+        picked = np.array([c.accuracy[p] for c, p in zip(served, rows, strict=True)])
+        full = reference[rows] if anchors is None else np.array(
+            [anchor_of(c, anchors)[p] for c, p in zip(served, rows, strict=True)])
+        diff = picked - full
         se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
         lower.append(float(picked.mean()) - config.margin_se * se)
         if lower[-1] >= target - 1e-12:
