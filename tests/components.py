@@ -24,6 +24,16 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def require_data(path: Path) -> Path:
+    """``path`` in the shared data; missing, it fails in CI and skips elsewhere."""
+    if not path.exists():
+        message = f"shared data not found at {path} (set PONDER_DATA_DIR)"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true, so this fails", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 def require(start: Callable[[], T]) -> T:
     """Run ``start``; a missing component fails in CI and skips elsewhere, with its message."""
     try:

@@ -27,6 +27,7 @@ import tritonclient.grpc.aio as grpcclient
 import uvicorn
 from tritonclient.grpc import InferInput
 
+from components import require_data
 from fixtures_triton import StartTriton, triton_counter
 from ponder_localstack.proc import free_port
 from ponder_localstack.prometheus import Prometheus
@@ -46,8 +47,7 @@ SERVED = "sim-reasoner"
 
 def math500() -> list[dict[str, Any]]:
     path = DATA_DIR / "math" / "math500_test.jsonl"
-    if not path.exists():
-        pytest.skip(f"MATH-500 not found at {path}")
+    require_data(path)
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

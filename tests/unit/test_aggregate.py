@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from components import require_data
 from ponder_router.aggregate import (
     StopReason,
     StopRule,
@@ -52,8 +53,7 @@ def budget(strategy: Strategy = Strategy.VOTE, max_samples: int = 16, wave_size:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        pytest.skip(f"shared data not found at {path} (set PONDER_DATA_DIR)")
+    require_data(path)
     with path.open(encoding="utf-8", newline="") as rows:
         return list(csv.DictReader(rows))
 

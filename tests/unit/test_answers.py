@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from components import require_data
 from ponder_router.answers import (
     EXTRACTORS,
     EqualityMode,
@@ -26,8 +27,7 @@ DATA_DIR = Path(
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        pytest.skip(f"shared data not found at {path} (set PONDER_DATA_DIR)")
+    require_data(path)
     with path.open(encoding="utf-8", newline="") as rows:
         return list(csv.DictReader(rows))
 

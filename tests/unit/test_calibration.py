@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from components import require_data
 from ponder_operator.api.spec import BudgetsSpec
 from ponder_operator.cli import main as ponder
 from ponder_router.budgets import BudgetPolicy, Strategy, assign_tier
@@ -61,8 +62,7 @@ def curves(seed: int, bins: int = 4, points: int = 7) -> list[list[Point]]:
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA_DIR / "math").exists():
-        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    require_data(DATA_DIR / "math")
     folder = tmp_path_factory.mktemp("standin")
     return write_jsonl(generate_standin(DATA_DIR, samples_per_problem=12, problem_limit=120),
                        folder / "standin.jsonl")  # fmt: skip
@@ -371,8 +371,7 @@ def test_a_large_model_is_escalated_to_only_where_it_is_cheaper(
 
 
 def test_best_of_n_enters_the_allocation_only_with_a_verifier(tmp_path: Path) -> None:
-    if not (DATA_DIR / "samples").exists():
-        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    require_data(DATA_DIR / "samples")
     from ponder_router.evaluation.dataset import convert_qwen25math
 
     qwen = load_dataset(write_jsonl(convert_qwen25math(DATA_DIR), tmp_path / "qwen.jsonl"))

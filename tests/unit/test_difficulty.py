@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from components import require_data
 from ponder_router.difficulty import (
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
@@ -38,8 +39,7 @@ HARD_PROMPT = (
 
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        pytest.skip(f"shared data not found at {path} (set PONDER_DATA_DIR)")
+    require_data(path)
     with path.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines]
 

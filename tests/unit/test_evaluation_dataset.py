@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from components import require_data
 from ponder_router.evaluation.dataset import (
     DatasetError,
     convert_qwen25math,
@@ -103,8 +104,7 @@ def test_a_missing_file_is_an_error_that_names_it(tmp_path: Path) -> None:
 
 
 def test_the_qwen_converter_reads_every_problem_in_place(tmp_path: Path) -> None:
-    if not (DATA_DIR / "samples").exists():
-        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    require_data(DATA_DIR / "samples")
     path = write_jsonl(convert_qwen25math(DATA_DIR), tmp_path / "qwen.jsonl")
     dataset = load_dataset(path)
     assert len(dataset.problems) == 100
@@ -116,8 +116,7 @@ def test_the_qwen_converter_reads_every_problem_in_place(tmp_path: Path) -> None
 
 
 def test_the_stand_in_generator_is_deterministic_under_a_seed() -> None:
-    if not (DATA_DIR / "math").exists():
-        pytest.skip(f"shared data not found at {DATA_DIR} (set PONDER_DATA_DIR)")
+    require_data(DATA_DIR / "math")
     first = list(generate_standin(DATA_DIR, samples_per_problem=4, seed=3, problem_limit=3))
     again = list(generate_standin(DATA_DIR, samples_per_problem=4, seed=3, problem_limit=3))
     other = list(generate_standin(DATA_DIR, samples_per_problem=4, seed=4, problem_limit=3))
