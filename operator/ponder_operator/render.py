@@ -261,6 +261,7 @@ def render_router_config(
                 "maxSamples": t.max_samples, "initialSamples": t.initial_samples,
                 "strategy": str(t.strategy), "escalateTo": t.escalate_to,
                 "verifierModel": t.verifier_model, "stopThreshold": t.stop_threshold,
+                "stopMargin": t.stop_margin,
             } for t in budgets.tiers],
             "effortTiers": effort,
             "shrinkOrder": [{"resource": r, "floor": floors[r]}
@@ -272,6 +273,7 @@ def render_router_config(
                      else str(budgets.stopping.rule),
                      "threshold": budgets.stopping.threshold,
                      "window": budgets.stopping.window,
+                     "margin": budgets.stopping.margin,
                      "scoreThreshold": budgets.stopping.score_threshold},
         "admission": {
             "maxQueueLength": spec.router.admission.max_queue_length,

@@ -13,6 +13,14 @@ Stopping rules (Aggarwal et al. 2023, Adaptive-Consistency; Li et al. 2024, ESC)
   of the two top answers is Beta(leader + 1, runner_up + 1) distributed. A tier may set
   its own threshold (``Budget.stop_threshold``), which replaces the rule's.
 - ``window``: stop once the last ``window`` votes all agree.
+- ``margin``: stop once the leader has ``margin`` more votes than the runner-up. This is
+  Wald's sequential probability ratio test between the two leading answers: for any
+  fixed pair of answer probabilities the log-likelihood ratio after ``a`` and ``b``
+  votes is ``(a - b) log(p1 / p2)``, so the test's boundary is a constant lead, which
+  among all tests with its error rates needs the fewest samples on average (Wald and
+  Wolfowitz 1948). The beta rule asks for a lead that grows with the votes cast, which
+  spends samples on contested questions where more of them rarely change the answer. A
+  tier may set its own lead (``Budget.stop_margin``), which replaces the rule's.
 - always, for ``vote``: stop once the leader cannot be overtaken within the budget
   (the answer is then the one maj@max_samples would give).
 - ``score_threshold``, for ``best-of-n``: stop once the best verifier score of a finished
@@ -83,6 +91,7 @@ class Tally:
 class StopRuleKind(StrEnum):
     BETA = "beta"
     WINDOW = "window"
+    MARGIN = "margin"
     NEVER = "never"
 
 
@@ -96,6 +105,8 @@ class StopRule(BaseModel):
     kind: StopRuleKind = StopRuleKind.BETA
     threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
     window: int = Field(default=5, ge=2, le=64)
+    margin: int = Field(default=3, ge=1, le=64,
+                        description="votes the leader must be ahead by (margin rule)")
     score_threshold: float | None = Field(
         default=None, allow_inf_nan=False,
         description="best-of-n stops once a sample's verifier score reaches this; "
@@ -105,6 +116,10 @@ class StopRule(BaseModel):
     def threshold_for(self, budget: Budget) -> float:
         """The beta threshold for ``budget``: its tier's own, else the rule's."""
         return self.threshold if budget.stop_threshold is None else budget.stop_threshold
+
+    def margin_for(self, budget: Budget) -> int:
+        """The lead the margin rule needs for ``budget``: its tier's own, else the rule's."""
+        return self.margin if budget.stop_margin is None else budget.stop_margin
 
 
 DEFAULT_STOP_RULE = StopRule()
@@ -116,6 +131,7 @@ class StopReason(StrEnum):
     DECIDED = "decided"
     CONFIDENT = "confident"
     WINDOW_AGREED = "window-agreed"
+    AHEAD = "leader-ahead"
     CONVERGED = "converged"
     VERIFIED = "verified"
 
@@ -195,6 +211,11 @@ def window_stop(answers: Sequence[str | None], window: int = 5) -> bool:
     return len(votes) >= window and len(set(votes[-window:])) == 1
 
 
+def margin_stop(state: Tally, margin: int = 3) -> bool:
+    """The sequential probability ratio test: the leader leads by ``margin`` votes."""
+    return state.votes > 0 and state.leader_votes - state.runner_up_votes >= margin
+
+
 def should_stop(
     state: Tally, rule: StopRule, budget: Budget, *, best_score: float | None = None
 ) -> StopDecision:
@@ -221,6 +242,8 @@ def should_stop(
         return StopDecision(stop=True, reason=StopReason.CONFIDENT)
     if rule.kind is StopRuleKind.WINDOW and window_stop(state.keys, rule.window):
         return StopDecision(stop=True, reason=StopReason.WINDOW_AGREED)
+    if rule.kind is StopRuleKind.MARGIN and margin_stop(state, rule.margin_for(budget)):
+        return StopDecision(stop=True, reason=StopReason.AHEAD)
     return _CONTINUE
 
 
@@ -252,6 +275,8 @@ def plan_next_wave(
         votes = [k for k in state.keys if k is not None]
         streak = next((i for i, k in enumerate(reversed(votes)) if k != votes[-1]), len(votes))
         needed = max(rule.window - streak, 1)
+    elif rule.kind is StopRuleKind.MARGIN:
+        needed = max(rule.margin_for(budget) - state.leader_votes + state.runner_up_votes, 1)
     else:
         needed, threshold = 1, rule.threshold_for(budget)
         while needed < remaining and (

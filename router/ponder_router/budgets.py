@@ -89,6 +89,11 @@ class Tier(BaseModel):
         description="posterior probability this tier's beta stopping rule needs; "
                     "the service's stopping threshold if unset",
     )  # fmt: skip
+    stop_margin: int | None = Field(
+        default=None, ge=1, le=64,
+        description="votes the leader must be ahead by under the margin stopping rule; "
+                    "the service's margin if unset",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> Tier:
@@ -224,6 +229,9 @@ class Budget(BaseModel):
     stop_threshold: float | None = Field(
         default=None, gt=0.5, lt=1.0, description="the tier's beta threshold, if it has one"
     )
+    stop_margin: int | None = Field(
+        default=None, ge=1, le=64, description="the tier's margin-rule lead, if it has one"
+    )
 
 
 def default_policy() -> BudgetPolicy:
@@ -294,6 +302,7 @@ def assign_budget(
         shrink_reason=shrink_reason,
         escalate_to=tier.escalate_to,
         stop_threshold=tier.stop_threshold,
+        stop_margin=tier.stop_margin,
     )
     expected = expected_request_tokens(budget, policy.demand_model)
     return budget.model_copy(update={"expected_tokens": expected})

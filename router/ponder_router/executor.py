@@ -78,7 +78,7 @@ from .triton import EndpointUnavailableError, SampleParams, SampleStream, Sample
 logger = logging.getLogger(__name__)
 
 _EARLY = frozenset({StopReason.DECIDED, StopReason.CONFIDENT, StopReason.WINDOW_AGREED,
-                    StopReason.CONVERGED, StopReason.VERIFIED})  # fmt: skip
+                    StopReason.AHEAD, StopReason.CONVERGED, StopReason.VERIFIED})  # fmt: skip
 _REVISE_SUFFIX = (
     "\n\nA previous attempt at this problem:\n{previous}\n\nReview the attempt above, "
     "correct any mistake, and give the final answer in \\boxed{{}}."

@@ -37,10 +37,12 @@ BETA = StopRule()
 WINDOW = StopRule(kind=StopRuleKind.WINDOW, window=3)
 NEVER = StopRule(kind=StopRuleKind.NEVER)
 VERIFIED_AT_2 = StopRule(score_threshold=2.0)
+MARGIN = StopRule(kind=StopRuleKind.MARGIN, margin=3)
 
 
 def budget(strategy: Strategy = Strategy.VOTE, max_samples: int = 16, wave_size: int = 4,
-           stop_threshold: float | None = None) -> Budget:  # fmt: skip
+           stop_threshold: float | None = None,
+           stop_margin: int | None = None) -> Budget:  # fmt: skip
     return Budget(
         tier="hard",
         strategy=strategy,
@@ -49,6 +51,7 @@ def budget(strategy: Strategy = Strategy.VOTE, max_samples: int = 16, wave_size:
         wave_size=wave_size,
         expected_tokens=0.0,
         stop_threshold=stop_threshold,
+        stop_margin=stop_margin,
     )
 
 
@@ -205,6 +208,16 @@ def test_the_window_rule_stops_when_the_last_votes_agree(
         (["1", "1", "1"], BETA, budget(stop_threshold=0.9), StopReason.CONFIDENT),
         (["1"] * 4, BETA, budget(stop_threshold=0.99), StopReason.CONTINUE),
         (["1", "2", "1"], WINDOW, budget(stop_threshold=0.51), StopReason.CONTINUE),
+        # the margin rule: a lead of 3, however many votes were cast
+        (["1", "1", "1"], MARGIN, budget(), StopReason.AHEAD),
+        (["1", "1"], MARGIN, budget(), StopReason.CONTINUE),
+        (["1", "2", "1", "1", "1"], MARGIN, budget(), StopReason.AHEAD),  # 4 - 1
+        (["1", "2", "1", "2", "1", "1"], MARGIN, budget(), StopReason.CONTINUE),  # 4 - 2
+        (["1", "2", "3", "1", "1"], MARGIN, budget(), StopReason.CONTINUE),  # 3 - 1
+        ([None, None, None], MARGIN, budget(), StopReason.CONTINUE),  # abstentions
+        (["1", "1"], MARGIN, budget(stop_margin=2), StopReason.AHEAD),  # the tier's own
+        (["1", "1", "1"], MARGIN, budget(stop_margin=4), StopReason.CONTINUE),
+        (["1", "1", "1"], BETA, budget(stop_margin=1), StopReason.CONTINUE),  # beta: unused
     ],
 )
 def test_should_stop_says_when_and_why(
@@ -282,6 +295,10 @@ def test_the_next_wave_follows_the_tiers_own_threshold(threshold: float | None,
         (budget(max_samples=6), 5, ["1", "2", "1", "2", "1"], BETA, 1),
         (budget(max_samples=4), 4, ["1", "2", "1", "2"], BETA, 0),
         (budget(), 4, ["1", "2", "2", "2"], WINDOW, 1),
+        (budget(), 1, ["1"], MARGIN, 2),  # two more agreeing votes lead by 3
+        (budget(), 3, ["1", "2", "1"], MARGIN, 2),
+        (budget(stop_margin=5), 2, ["1", "1"], MARGIN, 3),
+        (budget(), 2, [None, None], MARGIN, 3),
         (budget(), 4, ["1"] * 4, NEVER, 12),
         (budget(Strategy.BEST_OF_N, max_samples=8), 4, ["1"] * 4, BETA, 4),
         (budget(Strategy.REVISE, wave_size=1), 1, ["1"], BETA, 1),

@@ -16,6 +16,7 @@ import yaml
 from components import require_data
 from ponder_operator.api.spec import BudgetsSpec
 from ponder_operator.cli import main as ponder
+from ponder_router.aggregate import StopRuleKind
 from ponder_router.budgets import BudgetPolicy, Strategy, assign_tier
 from ponder_router.difficulty import DEFAULT_WEIGHTS, FeatureEstimator, score_features
 from ponder_router.evaluation.allocate import (
@@ -211,7 +212,8 @@ def test_every_adaptive_consistency_configuration_is_a_one_tier_candidate(standi
     dataset = load_dataset(standin)
     config = CalibrationConfig(orderings=3)
     table = build_table([ModelData("serving", dataset)], config)
-    (votes,) = table.candidates.values()
+    assert {rule.kind for rule in table.candidates} == set(config.stop_kinds)
+    votes = table.candidates[config.service_rule(StopRuleKind.BETA)]
     suite = run_suite(dataset, config=SuiteConfig(orderings=3), include_default=False)
     most = max(p.sample_count for p in dataset.problems)
     for threshold in AC_THRESHOLDS:
@@ -378,7 +380,8 @@ def test_best_of_n_enters_the_allocation_only_with_a_verifier(tmp_path: Path) ->
     config = CalibrationConfig(orderings=4, thresholds=(0.9,), budget=2.0, bins=1,
                                verifier_model="reward-model")  # fmt: skip
     table = build_table([ModelData("serving", qwen)], config)
-    assert len(table.candidates) == 1 + len(config.score_quantiles)  # one rule per threshold
+    # one rule per stopping kind and score threshold
+    assert len(table.candidates) == len(config.stop_kinds) * (1 + len(config.score_quantiles))
     train = np.ones(len(table.ids), dtype=bool)
     votes_only = solve(table, train, dataclasses.replace(config, verifier_model=None))
     assert all(c.strategy is not Strategy.BEST_OF_N for c in votes_only.candidates)

@@ -149,7 +149,7 @@ TIERED = BudgetPolicy(tiers=(  # each tier with its own threshold, one best-of-n
     Tier(name="b", max_difficulty=0.3, max_tokens=100_000, max_samples=12,
          initial_samples=1, strategy=Strategy.BEST_OF_N, verifier_model="prm"),
     Tier(name="c", max_difficulty=1.0, max_tokens=100_000, max_samples=12,
-         initial_samples=3, strategy=Strategy.VOTE, stop_threshold=0.99),
+         initial_samples=3, strategy=Strategy.VOTE, stop_threshold=0.99, stop_margin=4),
 ))  # fmt: skip
 
 
@@ -158,6 +158,7 @@ TIERED = BudgetPolicy(tiers=(  # each tier with its own threshold, one best-of-n
     "rule",
     [StopRule(), StopRule(threshold=0.6), StopRule(kind=StopRuleKind.WINDOW, window=3),
      StopRule(kind=StopRuleKind.NEVER), StopRule(score_threshold=0.8),
+     StopRule(kind=StopRuleKind.MARGIN, margin=2),
      StopRule(threshold=0.6, score_threshold=0.3)],
 )
 def test_the_cached_replay_equals_the_router_functions_step_by_step(

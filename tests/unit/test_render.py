@@ -11,6 +11,7 @@ import yaml
 from ponder_operator.api.spec import parse_spec
 from ponder_operator.reconcile import Capacity, initial_replicas, render_children
 from ponder_operator.render import Owner, RenderOptions, render_router_config
+from ponder_router.aggregate import StopRuleKind
 from ponder_router.settings import RouterConfig
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -60,7 +61,8 @@ def test_tier_stop_thresholds_and_the_verifier_score_threshold_reach_the_router(
         "budgets": {
             "tiers": [
                 {"name": "mid", "maxDifficulty": 0.5, "maxTokens": 256, "maxSamples": 8,
-                 "initialSamples": 2, "strategy": "vote", "stopThreshold": 0.8},
+                 "initialSamples": 2, "strategy": "vote", "stopThreshold": 0.8,
+                 "stopMargin": 2},
                 {"name": "hard", "maxDifficulty": 1.0, "maxTokens": 1024, "maxSamples": 4,
                  "initialSamples": 1, "strategy": "best-of-n", "verifierModel": "prm-1b"},
             ],
@@ -69,7 +71,14 @@ def test_tier_stop_thresholds_and_the_verifier_score_threshold_reach_the_router(
     })  # fmt: skip
     parsed = RouterConfig.model_validate(render_router_config(OWNER, spec))
     assert [t.stop_threshold for t in parsed.budgets.tiers] == [0.8, None]
+    assert [t.stop_margin for t in parsed.budgets.tiers] == [2, None]
     assert parsed.stopping.score_threshold == 2.5
+    margin = parse_spec({
+        "model": {"name": "m", "repository": {"configMap": {"name": "models"}}},
+        "budgets": {"stopping": {"rule": "margin", "margin": 4}},
+    })  # fmt: skip
+    rule = RouterConfig.model_validate(render_router_config(OWNER, margin)).stopping
+    assert (rule.kind, rule.margin) == (StopRuleKind.MARGIN, 4)
     unset = parse_spec({"model": {"name": "m", "repository": {"configMap": {"name": "c"}}}})
     assert RouterConfig.model_validate(render_router_config(OWNER, unset)).stopping \
         .score_threshold is None  # fmt: skip

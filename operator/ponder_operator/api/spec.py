@@ -50,7 +50,7 @@ DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-vllm-python-py3"
 
 Backend = Literal["vllm", "tensorrtllm", "python"]
 Strategy = Literal["single", "vote", "best-of-n", "revise"]
-StoppingRule = Literal["beta", "window", "none"]
+StoppingRule = Literal["beta", "window", "margin", "none"]
 Shrinkable = Literal["samples", "tokens", "tier"]
 Cloud = Literal["aws", "gcp", "azure", "lambda"]
 Offering = Literal["on-demand", "spot"]
@@ -397,6 +397,10 @@ class BudgetTier(ApiModel):
         default=None, gt=0.5, lt=1,
         description="Posterior probability this tier's beta stopping rule needs (ponder "
                     "calibrate sets one per tier); stopping.threshold if unset.")
+    stop_margin: Int | None = Field(
+        default=None, ge=1, le=64,
+        description="Votes the leading answer must be ahead by under the margin stopping "
+                    "rule (ponder calibrate sets one per tier); stopping.margin if unset.")
 
     @model_validator(mode="after")
     def _rules(self) -> BudgetTier:
@@ -428,12 +432,16 @@ class StoppingSpec(ApiModel):
     rule: StoppingRule = Field(
         default="beta",
         description="beta (stop once the leading answer wins with posterior probability "
-                    "threshold), window (stop once the last window answers agree) or none "
-                    "(draw maxSamples).")
+                    "threshold), window (stop once the last window answers agree), margin "
+                    "(stop once the leading answer is margin votes ahead of the next: a "
+                    "sequential probability ratio test) or none (draw maxSamples).")
     threshold: Float = Field(default=0.95, ge=0.5, le=1,
                              description="Posterior probability the beta rule needs.")
     window: Int = Field(default=5, ge=2, le=64,
                         description="Consecutive agreeing answers the window rule needs.")
+    margin: Int = Field(default=3, ge=1, le=64,
+                        description="Votes the leading answer must be ahead by under the "
+                                    "margin rule.")
     score_threshold: Float | None = Field(
         default=None, ge=-1e6, le=1e6,
         description="Verifier score at which a best-of-n request stops: after its first "

@@ -4,14 +4,18 @@ Role: the engine of ``ponder calibrate``. From one model's samples (and optional
 larger model's, for a cascade) it
 
 1. replays candidate operating points over every problem (``build_table``): adaptive
-   vote with each sample cap at each candidate stopping threshold, carried by the tier
-   (``Tier.stop_threshold``; the router's ``should_stop``/``plan_next_wave``, first wave
+   vote with each sample cap, under each stopping rule of ``stop_kinds`` (the beta rule
+   and the margin rule, a sequential probability ratio test) at each of its candidate
+   thresholds or margins, carried by the tier (``Tier.stop_threshold``,
+   ``Tier.stop_margin``; the router's ``should_stop``/``plan_next_wave``, first wave
    just large enough to stop), and, where the data carry scores, best-of-n by score with
    each sample cap, drawing all at once or, under each candidate ``score_threshold`` of
    the service's stop rule, one at a time until a sample scores that high; on each model.
    The thresholds include Adaptive-Consistency's (``suite.AC_THRESHOLDS``) and the caps
    go up to all of a problem's samples, so every Adaptive-Consistency configuration is a
-   one-tier policy here, and a tiered policy can run a different one per bin;
+   one-tier policy here, and a tiered policy can run a different one per bin. Each
+   service rule (kind and score threshold) is a table of its own, since a service runs
+   one;
 2. splits problems into train and test by a seeded hash of their ids (``split_ids``);
 3. scores every question with the router's estimator (``difficulty`` default weights,
    what the router runs) and compares on the test split how well that prompt-only score
@@ -39,9 +43,9 @@ larger model's, for a cascade) it
 5. allocates compute across bins (``allocate``: concave hull + greedy marginal gain) for
    a compute budget, a target accuracy, or by default the least compute matching
    maj@all-samples on train within a tolerance (less a margin for the policy's noise
-   against its strategies' own full-compute answers), for each candidate score threshold of
-   best-of-n (the one service-wide setting), and keeps the one that needs least compute
-   (or, on a budget, gives most accuracy);
+   against its strategies' own full-compute answers), for each service rule (stopping
+   kind and best-of-n score threshold: one service-wide setting), and keeps the one that
+   needs least compute (or, on a budget, gives most accuracy);
 6. turns the chosen points into a ``BudgetPolicy`` (``solve``): tiers, ``escalateTo``
    where the large model is the cheaper way to the accuracy wanted, ``maxTokens`` from
    the bin's token lengths, and the demand model measured by replaying the policy.
@@ -98,6 +102,7 @@ CRD_MAX_TIERS = 8
 TOKEN_ROUNDING = 256
 DEFAULT_THRESHOLDS = tuple(sorted({*AC_THRESHOLDS, 0.85}))
 DEFAULT_GRID = (*range(1, 17), 20, 24, 32, 40, 48, 64)
+DEFAULT_MARGINS = (2, 3, 4, 5, 6)
 DEFAULT_SCORE_QUANTILES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
 """Score thresholds to try, as quantiles of all samples' scores. A model that is right
 nine times in ten has its wrong samples in the bottom tenth: the thresholds that stop
@@ -129,8 +134,9 @@ class CalibrationConfig:
     match_within: float = 0.001
     margin_se: float = 1.0
     signal_p_value: float = 0.05
-    stop_kind: StopRuleKind = StopRuleKind.BETA
+    stop_kinds: tuple[StopRuleKind, ...] = (StopRuleKind.BETA, StopRuleKind.MARGIN)
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    margins: tuple[int, ...] = DEFAULT_MARGINS
     window: int = 5
     token_quantile: float = 1.0
     default_max_tokens: int = 4096
@@ -139,14 +145,26 @@ class CalibrationConfig:
     selection_se: float = 2.0
     score_quantiles: tuple[float, ...] = DEFAULT_SCORE_QUANTILES
 
-    def service_rule(self, score_threshold: float | None = None) -> StopRule:
-        """The service-wide rule; calibrated vote tiers carry their own beta threshold."""
-        return StopRule(kind=self.stop_kind, window=self.window,
-                        score_threshold=score_threshold)  # fmt: skip
+    def service_rule(self, kind: StopRuleKind,
+                     score_threshold: float | None = None) -> StopRule:  # fmt: skip
+        """A service-wide rule; calibrated vote tiers carry their own threshold or margin."""
+        return StopRule(kind=kind, window=self.window, score_threshold=score_threshold)
 
-    def tier_thresholds(self) -> list[float | None]:
-        """The beta thresholds a vote tier may take (None: the rule has no threshold)."""
-        return list(self.thresholds) if self.stop_kind is StopRuleKind.BETA else [None]
+    def tier_stops(self, kind: StopRuleKind) -> list[TierStop]:
+        """The stopping settings a vote tier may take under ``kind``."""
+        if kind is StopRuleKind.BETA:
+            return [TierStop(threshold=t) for t in self.thresholds]
+        if kind is StopRuleKind.MARGIN:
+            return [TierStop(margin=m) for m in self.margins]
+        return [TierStop()]
+
+
+@dataclass(frozen=True)
+class TierStop:
+    """A vote tier's own stopping setting: a beta threshold or a margin (or neither)."""
+
+    threshold: float | None = None
+    margin: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +181,7 @@ class Candidate:
     cost: FloatArray
     stop_threshold: float | None = None  # the vote tier's beta threshold
     verifier_calls: FloatArray | None = None
+    stop_margin: int | None = None  # the vote tier's margin-rule lead
 
     def describe(self, models: Sequence[ModelData]) -> dict[str, Any]:
         out: dict[str, Any] = {"model": models[self.model].service,
@@ -171,6 +190,8 @@ class Candidate:
                                "initial_samples": self.initial_samples}  # fmt: skip
         if self.stop_threshold is not None:
             out["stop_threshold"] = self.stop_threshold
+        if self.stop_margin is not None:
+            out["stop_margin"] = self.stop_margin
         return out
 
     def spend(self, unit: CostUnit) -> FloatArray:
@@ -253,18 +274,19 @@ def unanimous_votes_needed(budget: Budget, rule: StopRule) -> int:
 
 
 def vote_tier(m: int, rule: StopRule, max_tokens: int = UNCAPPED_TOKENS,
-              name: str = "candidate", stop_threshold: float | None = None) -> Tier:  # fmt: skip
-    """A tier voting with up to ``m`` samples at its own beta ``stop_threshold`` (the
-    rule's if None), its first wave just large enough to stop."""
+              name: str = "candidate", stop: TierStop | None = None) -> Tier:  # fmt: skip
+    """A tier voting with up to ``m`` samples at its own beta threshold or margin
+    (``stop``; the rule's where unset), its first wave just large enough to stop."""
     if m == 1:
         return Tier(name=name, max_difficulty=1.0, max_tokens=max_tokens, max_samples=1,
                     initial_samples=1, strategy=Strategy.SINGLE)  # fmt: skip
+    stop = stop or TierStop()
     probe = Budget(tier=name, strategy=Strategy.VOTE, max_tokens_per_sample=max_tokens,
                    max_samples=m, wave_size=1, expected_tokens=0.0,
-                   stop_threshold=stop_threshold)  # fmt: skip
+                   stop_threshold=stop.threshold, stop_margin=stop.margin)  # fmt: skip
     return Tier(name=name, max_difficulty=1.0, max_tokens=max_tokens, max_samples=m,
                 initial_samples=unanimous_votes_needed(probe, rule), strategy=Strategy.VOTE,
-                stop_threshold=stop_threshold)  # fmt: skip
+                stop_threshold=stop.threshold, stop_margin=stop.margin)  # fmt: skip
 
 
 def best_of_n_tier(m: int, rule: StopRule, max_tokens: int = UNCAPPED_TOKENS,
@@ -285,7 +307,8 @@ def _candidate(model: int, tier: Tier, outcome: Outcome, rs: ReplaySet) -> Candi
     return Candidate(model, tier.strategy, tier.max_samples, tier.initial_samples,
                      result.problem_accuracy, result.problem_samples, result.problem_tokens,
                      outcome.per_problem(spent, rs.orderings),
-                     stop_threshold=tier.stop_threshold, verifier_calls=calls)  # fmt: skip
+                     stop_threshold=tier.stop_threshold, verifier_calls=calls,
+                     stop_margin=tier.stop_margin)  # fmt: skip
 
 
 def score_thresholds(dataset: Dataset, quantiles: Sequence[float]) -> list[float]:
@@ -327,25 +350,31 @@ def build_table(models: Sequence[ModelData], config: CalibrationConfig) -> Candi
                                   family="candidate")  # fmt: skip
         return _candidate(i, tier, outcome, sets[i])
 
-    plain = config.service_rule()
-    votes: list[Candidate] = []
-    for i, rs in enumerate(sets):
-        grid = [m for m in config.sample_grid if 1 <= m <= min(rs.width, CRD_MAX_SAMPLES)]
-        for t, threshold in enumerate(config.tier_thresholds()):
-            for m in grid if t == 0 else [m for m in grid if m > 1]:  # one single-sample
-                votes.append(replayed(i, vote_tier(m, plain, stop_threshold=threshold), plain))
+    if not config.stop_kinds:
+        raise CalibrationError("no stopping rule to calibrate")
+    votes: dict[StopRuleKind, list[Candidate]] = {}
+    for kind in config.stop_kinds:
+        plain = config.service_rule(kind)
+        found = votes.setdefault(kind, [])
+        for i, rs in enumerate(sets):
+            grid = [m for m in config.sample_grid if 1 <= m <= min(rs.width, CRD_MAX_SAMPLES)]
+            for t, stop in enumerate(config.tier_stops(kind)):
+                for m in grid if t == 0 else [m for m in grid if m > 1]:  # one single-sample
+                    found.append(replayed(i, vote_tier(m, plain, stop=stop), plain))
     table: dict[StopRule, list[Candidate]] = {}
     scored = [None, *score_thresholds(models[0].dataset, config.score_quantiles)] \
         if config.verifier_model is not None else [None]  # fmt: skip
     for score_threshold in scored:
-        rule = config.service_rule(score_threshold)
+        # best-of-n stops on the score alone: its candidates serve every vote rule alike
+        rule = config.service_rule(config.stop_kinds[0], score_threshold)
         best: list[Candidate] = []
         for i, rs in enumerate(sets):
             if rs.scores is None:
                 continue
             for m in (m for m in config.sample_grid if 1 < m <= min(rs.width, CRD_MAX_SAMPLES)):
                 best.append(replayed(i, best_of_n_tier(m, rule), rule))
-        table[rule] = votes + best
+        for kind, found in votes.items():
+            table[config.service_rule(kind, score_threshold)] = found + best
     features = tuple(extract_features(p.question) for p in per_model[0])
     anchors = {}
     for i, rs in enumerate(sets):
@@ -549,9 +578,11 @@ def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence
                  ) -> BudgetPolicy:  # fmt: skip
     """Tiers from per-bin choices, adjacent equal choices merged (at most 8 tiers);
     best-of-n tiers are scored by ``verifier_model``."""
-    groups: list[tuple[tuple[int, Strategy, int, int, float | None], float, int]] = []
+    groups: list[tuple[tuple[int, Strategy, int, int, float | None, int | None], float,
+                       int]] = []  # fmt: skip
     for b, c in enumerate(chosen):
-        signature = (c.model, c.strategy, c.max_samples, c.initial_samples, c.stop_threshold)
+        signature = (c.model, c.strategy, c.max_samples, c.initial_samples, c.stop_threshold,
+                     c.stop_margin)  # fmt: skip
         if groups and groups[-1][0] == signature:
             groups[-1] = (signature, binning.edges[b], max(groups[-1][2], token_caps[b]))
         else:
@@ -564,8 +595,9 @@ def build_policy(binning: Binning, chosen: Sequence[Candidate], models: Sequence
              max_samples=m, initial_samples=initial, strategy=strategy,
              escalate_to=models[model].service if model > 0 else None,
              verifier_model=verifier_model if strategy is Strategy.BEST_OF_N else None,
-             stop_threshold=threshold)
-        for i, ((model, strategy, m, initial, threshold), edge, cap) in enumerate(groups)
+             stop_threshold=threshold, stop_margin=margin)
+        for i, ((model, strategy, m, initial, threshold, margin), edge, cap)
+        in enumerate(groups)
     )  # fmt: skip
     names = [t.name for t in tiers]
     effort = {Effort.LOW: names[0], Effort.MEDIUM: names[len(names) // 2],
@@ -680,10 +712,12 @@ def budgets_spec(policy: BudgetPolicy, rule: StopRule, verifier: str | None) -> 
             tier["verifierModel"] = t.verifier_model or verifier
         if t.stop_threshold is not None:
             tier["stopThreshold"] = t.stop_threshold
+        if t.stop_margin is not None:
+            tier["stopMargin"] = t.stop_margin
         tiers.append(tier)
     stopping: dict[str, Any] = {
         "rule": "none" if rule.kind is StopRuleKind.NEVER else rule.kind.value,
-        "threshold": rule.threshold, "window": rule.window}
+        "threshold": rule.threshold, "window": rule.window, "margin": rule.margin}
     if rule.score_threshold is not None:
         stopping["scoreThreshold"] = rule.score_threshold
     spec: dict[str, Any] = {

@@ -325,9 +325,10 @@ def replay_fixed(rs: ReplaySet, n: int, *, by_score: bool = False) -> Outcome:
 class DecisionCache:
     """``should_stop`` and ``plan_next_wave`` answers by the numbers they read.
 
-    Both read a budget only through ``max_samples``, ``wave_size``, ``strategy`` and
-    ``stop_threshold``, and a tally only through its sample count, votes, leader and
-    runner-up votes and the run of equal trailing votes (the window rules); should_stop
+    Both read a budget only through ``max_samples``, ``wave_size``, ``strategy``,
+    ``stop_threshold`` and ``stop_margin``, and a tally only through its sample count,
+    votes, leader and runner-up votes and the run of equal trailing votes (the window
+    rules); should_stop
     also reads the best verifier score (best-of-n with a score threshold), plan_next_wave
     the launched count. Each cache miss calls the function itself on the real ``Tally``
     (and best score) of a prefix that has those numbers.
@@ -358,7 +359,7 @@ class DecisionCache:
                 score = float(best_score[at])
             # The score's rank only groups rows within this call; the key holds the score.
             key = (kind, budget.max_samples, budget.wave_size, budget.strategy,
-                   budget.stop_threshold, rule, k, *row_numbers[1:6],
+                   budget.stop_threshold, budget.stop_margin, rule, k, *row_numbers[1:6],
                    score if row_numbers[6] else None)  # fmt: skip
             hit = self.answers.get(key)
             if hit is None:
