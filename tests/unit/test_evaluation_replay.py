@@ -187,10 +187,11 @@ def test_adaptive_stopping_never_uses_more_samples_than_maj_at_n_max() -> None:
     most = rs.counts.repeat(6)
     top = suite.by_name(f"maj@{suite.max_samples}")
     for result in suite.results:
-        if result.family in ("adaptive-consistency", "esc", "ponder"):
+        if result.family in ("adaptive-consistency", "esc", "margin", "ponder"):
             assert result.mean_samples <= top.mean_samples
             assert (result.problem_samples <= rs.counts + 1e-9).all()
-    for rule in (StopRule(), StopRule(kind=StopRuleKind.WINDOW)):
+    for rule in (StopRule(), StopRule(kind=StopRuleKind.WINDOW),
+                 StopRule(kind=StopRuleKind.MARGIN)):
         budgets, index = ponder_budgets(dataset.problems, default_policy())
         outcome = replay_adaptive(rs, budgets, index, rule, name="x", family="x")
         assert (outcome.samples <= most).all()
@@ -274,7 +275,8 @@ def test_the_suite_compares_every_family_and_the_given_policies() -> None:
                                       strategy=Strategy.SINGLE),))  # fmt: skip
     suite = run_suite(dataset, [NamedPolicy("single", single)], SuiteConfig(orderings=4))
     families = {r.family for r in suite.results}
-    assert families == {"majority", "best-of-n", "adaptive-consistency", "esc", "ponder"}
+    assert families == {"majority", "best-of-n", "adaptive-consistency", "esc", "margin",
+                        "ponder"}
     assert suite.by_name("single").accuracy == pytest.approx(suite.by_name("maj@1").accuracy)
     assert suite.by_name("single").mean_samples == 1.0
 

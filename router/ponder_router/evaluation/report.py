@@ -182,6 +182,7 @@ def plot_suite(suite: SuiteResult, path: Path, title: str | None = None) -> Path
                                      ("best-of-n", "-s", "best-of-N (score)"),
                                      ("adaptive-consistency", "-^", "Adaptive-Consistency"),
                                      ("esc", "-v", "ESC (window)"),
+                                     ("margin", "-d", "margin rule (SPRT)"),
                                      ("ponder-curve", "-*", "Ponder calibrated, budget "
                                                             "sweep")):  # fmt: skip
             curve = sorted(suite.family(family), key=x)

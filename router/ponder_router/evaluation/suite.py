@@ -12,6 +12,9 @@ the samples the data hold for it (the router's client sample cap). ``run_suite``
   0.95 the paper's, one sample at a time, up to all of a problem's samples;
 - ESC (Li et al. 2024): the ``window`` rule at several windows, 5 the paper's, one
   sample at a time (the router's rule slides the window by one sample);
+- the router's ``margin`` rule (a sequential probability ratio test) at several leads,
+  on the same footing as Adaptive-Consistency: one sample at a time, up to all of a
+  problem's samples, no tiers;
 - Ponder: the default policy and each given ``BudgetPolicy``, in waves, stopping by the
   service's rule; a tier that escalates replays the other model's samples for its
   problems (matched by id) at that model's price per token.
@@ -47,6 +50,7 @@ AC_THRESHOLDS = (0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 AC_PAPER_THRESHOLD = 0.95
 ESC_WINDOWS = (2, 3, 4, 5, 6, 8)
 ESC_PAPER_WINDOW = 5
+MARGINS = (2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class SuiteConfig:
     price_per_token: float = 1.0
     ac_thresholds: tuple[float, ...] = AC_THRESHOLDS
     esc_windows: tuple[int, ...] = ESC_WINDOWS
+    margins: tuple[int, ...] = MARGINS
     audit_checks: int = 200
 
 
@@ -216,6 +221,12 @@ def run_suite(
         outcome = replay_adaptive(
             rs, everything, index, rule, name=f"esc@{window}", family="esc", waves=False,
             cache=cache, params={"window": window})  # fmt: skip
+        out.results.append(summarise(outcome, rs))
+    for margin in config.margins:
+        rule = StopRule(kind=StopRuleKind.MARGIN, margin=margin)
+        outcome = replay_adaptive(
+            rs, everything, index, rule, name=f"margin@{margin}", family="margin",
+            waves=False, cache=cache, params={"margin": margin})  # fmt: skip
         out.results.append(summarise(outcome, rs))
     named = ([NamedPolicy("ponder-default", default_policy())] if include_default else [])
     for policy in [*named, *policies]:
