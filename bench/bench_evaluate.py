@@ -17,7 +17,8 @@ aggregation and stopping (``ponder_router.evaluation``), and compares:
 
 The verdict judges Adaptive-Consistency along both curves: at each of its thresholds'
 accuracy, the samples Ponder's cross-fitted curve (the calibrated point and the budget
-sweep) needs, and where Ponder needs fewer, as many, more, or never gets there.
+sweep) needs, and where Ponder needs fewer, as many, more, or never gets there; and the
+same for the router's margin stopping rule alone (no tiers, no calibration).
 
 Then a two-model cascade on the stand-in (a weaker model, logit skill -1.5, at 1 cost
 unit per token; the calibrated one at 8) calibrated the same way, with escalation.
@@ -164,8 +165,9 @@ def judge(suite: SuiteResult, name: str, replay_seconds: float,
     ac_need = row["ac_samples_at_equal_accuracy"]
     curve = [*suite.family("ponder-curve"), ponder]
     along = compare_along_curve(suite, curve)
-    verdicts = {kind: [r["baseline"] for r in along if r["fewer"] == kind]
-                for kind in ("ponder", "tie", "baseline", "never")}  # fmt: skip
+    verdicts = _verdicts(along)
+    margin_along = compare_along_curve(suite, suite.family("margin"))
+    margin_verdicts = _verdicts(margin_along)
     within = [r for r in curve if 100 * (top.accuracy - r.accuracy) <= TARGET_GAP_POINTS]
     cheapest = min(within, key=lambda r: r.mean_samples) if within else None
     checks: dict[str, Any] = {
@@ -189,6 +191,14 @@ def judge(suite: SuiteResult, name: str, replay_seconds: float,
             "rows": along, "ponder_fewer_at": verdicts["ponder"], "tie_at": verdicts["tie"],
             "ac_fewer_at": verdicts["baseline"], "ponder_never_reaches": verdicts["never"],
             "met": not verdicts["baseline"] and not verdicts["never"]},
+        "margin_rule_fewer_samples_than_ac_along_the_curve": {
+            "note": "the router's margin stopping rule alone: one vote tier up to all "
+                    "samples, one sample at a time, leads 1-5, no difficulty prior and "
+                    "no calibration, on the footing of Adaptive-Consistency's own rows",
+            "rows": margin_along, "margin_fewer_at": margin_verdicts["ponder"],
+            "tie_at": margin_verdicts["tie"], "ac_fewer_at": margin_verdicts["baseline"],
+            "margin_never_reaches": margin_verdicts["never"],
+            "met": not margin_verdicts["baseline"] and not margin_verdicts["never"]},
     }  # fmt: skip
     if suite.problems == 500 and suite.max_samples == 40:
         checks["replay_500x40x50_seconds"] = {"value": round(replay_seconds, 3),
@@ -217,23 +227,12 @@ def judge(suite: SuiteResult, name: str, replay_seconds: float,
     along_met = checks["fewer_samples_than_ac_along_the_curve"]["met"]
     lines.append("target: fewer samples than Adaptive-Consistency along the curve, at each "
                  f"AC threshold's accuracy [{'met' if along_met else 'MISSED'}]")
-    for r in along:
-        need = r["ponder_samples_at_equal_accuracy"]
-        head = (f"  at {r['baseline']}'s accuracy {100 * r['accuracy']:.2f}%: AC "
-                f"{r['baseline_samples']:.2f} samples, Ponder ")
-        same = r["ponder_accuracy_at_equal_samples"]
-        dual = "" if same is None else (
-            f"; with AC's samples Ponder reaches {100 * same:.2f}% "
-            f"({100 * (same - r['accuracy']):+.2f} points)")
-        if need is None:
-            t = r["ponder_top"]
-            lines.append(head + f"never reaches it (tops at {100 * t['accuracy']:.2f}% with "
-                         f"{t['mean_samples']:.2f}, {t['gap_points']:.2f} points below, "
-                         f"paired se {t['gap_points_paired_se']:.2f}){dual} [AC better]")
-        else:
-            verdict = {"ponder": "Ponder fewer", "tie": "tie",
-                       "baseline": "AC fewer"}[r["fewer"]]  # fmt: skip
-            lines.append(head + f"{need:.2f}{dual} [{verdict}]")
+    lines.extend(_along_lines(along, "Ponder"))
+    margin_met = checks["margin_rule_fewer_samples_than_ac_along_the_curve"]["met"]
+    lines.append("the margin stopping rule alone (one vote tier, no calibration) against "
+                 "Adaptive-Consistency along the curve "
+                 f"[{'fewer everywhere' if margin_met else 'not everywhere fewer'}]")
+    lines.extend(_along_lines(margin_along, "margin"))
     if "replay_500x40x50_seconds" in checks:
         c = checks["replay_500x40x50_seconds"]
         lines.append(f"target: replay 500x40x50 < {TARGET_REPLAY_SECONDS:g} s: "
@@ -245,6 +244,36 @@ def judge(suite: SuiteResult, name: str, replay_seconds: float,
                      "on average, below the 2 any vote needs: only single samples, or "
                      "best-of-n stopped by its verifier, can get there")
     return {"checks": checks, "lines": lines}
+
+
+def _verdicts(along: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The AC points at which ``compare_along_curve``'s curve needs fewer samples, as many,
+    more, or never gets there."""
+    return {kind: [r["baseline"] for r in along if r["fewer"] == kind]
+            for kind in ("ponder", "tie", "baseline", "never")}  # fmt: skip
+
+
+def _along_lines(along: list[dict[str, Any]], who: str) -> list[str]:
+    """One line per AC threshold: the samples ``who``'s curve needs at its accuracy."""
+    lines = []
+    for r in along:
+        need = r["ponder_samples_at_equal_accuracy"]
+        head = (f"  at {r['baseline']}'s accuracy {100 * r['accuracy']:.2f}%: AC "
+                f"{r['baseline_samples']:.2f} samples, {who} ")
+        same = r["ponder_accuracy_at_equal_samples"]
+        dual = "" if same is None else (
+            f"; with AC's samples {who} reaches {100 * same:.2f}% "
+            f"({100 * (same - r['accuracy']):+.2f} points)")
+        if need is None:
+            t = r["ponder_top"]
+            lines.append(head + f"never reaches it (tops at {100 * t['accuracy']:.2f}% with "
+                         f"{t['mean_samples']:.2f}, {t['gap_points']:.2f} points below, "
+                         f"paired se {t['gap_points_paired_se']:.2f}){dual} [AC better]")
+        else:
+            verdict = {"ponder": f"{who} fewer", "tie": "tie",
+                       "baseline": "AC fewer"}[r["fewer"]]  # fmt: skip
+            lines.append(head + f"{need:.2f}{dual} [{verdict}]")
+    return lines
 
 
 def cascade(folder: Path, orderings: int, seed: int) -> dict[str, Any]:

@@ -50,7 +50,7 @@ AC_THRESHOLDS = (0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 AC_PAPER_THRESHOLD = 0.95
 ESC_WINDOWS = (2, 3, 4, 5, 6, 8)
 ESC_PAPER_WINDOW = 5
-MARGINS = (2, 3, 4, 5)
+MARGINS = (1, 2, 3, 4, 5)  # a lead of 1 stops at the first vote: maj@1
 
 
 @dataclass(frozen=True)
