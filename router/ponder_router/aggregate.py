@@ -14,13 +14,15 @@ Stopping rules (Aggarwal et al. 2023, Adaptive-Consistency; Li et al. 2024, ESC)
   its own threshold (``Budget.stop_threshold``), which replaces the rule's.
 - ``window``: stop once the last ``window`` votes all agree.
 - ``margin``: stop once the leader has ``margin`` more votes than the runner-up. This is
-  Wald's sequential probability ratio test between the two leading answers: for any
-  fixed pair of answer probabilities the log-likelihood ratio after ``a`` and ``b``
-  votes is ``(a - b) log(p1 / p2)``, so the test's boundary is a constant lead, which
-  among all tests with its error rates needs the fewest samples on average (Wald and
-  Wolfowitz 1948). The beta rule asks for a lead that grows with the votes cast, which
-  spends samples on contested questions where more of them rarely change the answer. A
-  tier may set its own lead (``Budget.stop_margin``), which replaces the rule's.
+  Wald's sequential probability ratio test between the two leading answers: for a fixed
+  pair of answer probabilities the log-likelihood ratio after ``a`` and ``b`` votes is
+  ``(a - b) log(p1 / p2)``, so the test's boundary is a constant lead; for two simple
+  hypotheses no test with the same error rates needs fewer samples on average (Wald and
+  Wolfowitz 1948). Answers to a question are not two simple hypotheses, so this is a
+  motivation, not a proof: ``ponder evaluate`` measures it beside Adaptive-Consistency.
+  The beta rule asks for a lead that grows with the votes cast, which spends samples on
+  contested questions where more of them rarely change the answer. A tier may set its
+  own lead (``Budget.stop_margin``), which replaces the rule's.
 - always, for ``vote``: stop once the leader cannot be overtaken within the budget
   (the answer is then the one maj@max_samples would give).
 - ``score_threshold``, for ``best-of-n``: stop once the best verifier score of a finished

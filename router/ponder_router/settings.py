@@ -15,7 +15,7 @@ Shape (YAML or JSON)::
     discovery: {namespace: ml, labelSelector: "app=qwen-7b-triton", grpcPort: 8001}
     budgets: {tiers: [...], effortTiers: {...}, shrinkOrder: [...], demandModel: {...},
               estimator: {bias: -5.6, coefficients: {log_chars: 0.8, ...}}}  # optional
-    stopping: {kind: beta, threshold: 0.95, window: 5}
+    stopping: {kind: beta, threshold: 0.95, window: 5, margin: 3}
     admission: {maxQueueLength, maxConcurrencyPerTenant, maxPromptChars,
                 maxConcurrentRequests, requestTimeoutSeconds, sampleTimeoutSeconds}
     apiKeysFile: /etc/ponder/api-keys/keys     # lines "key" or "key:tenant"

@@ -272,6 +272,22 @@ def test_calibration_output_loads_as_the_router_budget_policy(standin: Path,
     assert (out / "evaluate_standin.png").stat().st_size > 10_000
 
 
+def test_evaluate_runs_ponders_policies_under_the_stop_rule_it_is_given(
+    standin: Path, tmp_path: Path
+) -> None:
+    assert ponder(["evaluate", "--data", str(standin), "--orderings", "3", "--stop-rule",
+                   "margin", "--stop-margin", "2", "--out", str(tmp_path)]) == 0  # fmt: skip
+    evaluated = json.loads((tmp_path / "evaluate_standin.json").read_text())
+    by_name = {r["name"]: r for r in evaluated["results"]}
+    rule = by_name["ponder-default"]["params"]["stop_rule"]
+    assert (rule["kind"], rule["margin"]) == ("margin", 2)
+    # The margin rule's own rows: a lead of 1 is one sample, longer leads draw more.
+    margins = [by_name[f"margin@{m}"] for m in (1, 2, 3, 4, 5)]
+    assert margins[0]["mean_samples"] == 1.0
+    assert margins[0]["accuracy"] == by_name["maj@1"]["accuracy"]
+    assert [r["mean_samples"] for r in margins] == sorted(r["mean_samples"] for r in margins)
+
+
 def keyword_trap(path: Path, problems: int = 120) -> Path:
     """Problems the default weights read backwards: the hard half (3 of 8 samples right,
     the wrong ones all different) asks to "compute and evaluate", which those weights

@@ -141,7 +141,7 @@ def _report_issues(dataset: Dataset, shown: int = 10) -> None:
 
 def _stop_rule(args: argparse.Namespace) -> StopRule:
     return StopRule(kind=StopRuleKind(args.stop_rule), threshold=args.stop_threshold,
-                    window=args.stop_window)  # fmt: skip
+                    window=args.stop_window, margin=args.stop_margin)  # fmt: skip
 
 
 def load_policy(path: Path) -> BudgetPolicy:
@@ -199,6 +199,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
                         help="the service's stopping rule for Ponder's policies")
     parser.add_argument("--stop-threshold", type=float, default=0.95)
     parser.add_argument("--stop-window", type=int, default=5)
+    parser.add_argument("--stop-margin", type=int, default=3,
+                        help="the lead the margin rule needs (--stop-rule margin)")
     parser.set_defaults(run=run_evaluate)
 
 
