@@ -123,6 +123,14 @@ class ModelData:
 
 
 @dataclass(frozen=True)
+class TierStop:
+    """A vote tier's own stopping setting: a beta threshold or a margin (or neither)."""
+
+    threshold: float | None = None
+    margin: int | None = None
+
+
+@dataclass(frozen=True)
 class CalibrationConfig:
     bins: int = 5
     test_fraction: float = 0.3
@@ -157,14 +165,6 @@ class CalibrationConfig:
         if kind is StopRuleKind.MARGIN:
             return [TierStop(margin=m) for m in self.margins]
         return [TierStop()]
-
-
-@dataclass(frozen=True)
-class TierStop:
-    """A vote tier's own stopping setting: a beta threshold or a margin (or neither)."""
-
-    threshold: float | None = None
-    margin: int | None = None
 
 
 @dataclass(frozen=True)
