@@ -67,14 +67,8 @@ from .api import (
 )
 from .endpoints import BackendFactory, EndpointPool, NoEndpointError, PodWatcher
 from .errors import OverloadedError, PolicyError, PonderRouterError, UpstreamError
-from .executor import (
-    ESCALATED_HEADER,
-    DeadlineExceededError,
-    Escalator,
-    Executor,
-    RequestRun,
-    RequestSpec,
-)
+from .escalation import ESCALATED_HEADER, Escalator
+from .executor import DeadlineExceededError, Executor, RequestRun, RequestSpec
 from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
 from .settings import ConfigWatcher, RouterConfig
 from .triton import TritonBackend

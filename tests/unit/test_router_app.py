@@ -18,7 +18,7 @@ import pytest
 from starlette.applications import Starlette
 
 from ponder_router.app import Router, create_app
-from ponder_router.executor import Escalator
+from ponder_router.escalation import Escalator
 from ponder_router.settings import RouterConfig
 from test_router_fakes import FakeFleet, Script, constant
 
