@@ -41,16 +41,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .admission import Admission
-from .aggregate import StopDecision, StopReason, Tally, plan_next_wave, should_stop, tally
 from .answers import get_extractor
-from .api import (
-    BudgetReport,
-    PonderReport,
-    RequestResult,
-    SampleCounts,
-    VoteCount,
-    chunk_tokens,
-)
+from .api import RequestResult, chunk_tokens
 from .budgets import (
     Budget,
     LoadState,
@@ -62,13 +54,12 @@ from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import PonderRouterError, UpstreamError
 from .metrics import RouterMetrics
+from .plan import FailureAction, Outcome, RequestPlan
 from .settings import RouterConfig, VerifierConfig
 from .triton import EndpointUnavailableError, SampleParams, SampleStream, SampleTimeoutError
 
 logger = logging.getLogger(__name__)
 
-_EARLY = frozenset({StopReason.DECIDED, StopReason.CONFIDENT, StopReason.WINDOW_AGREED,
-                    StopReason.AHEAD, StopReason.CONVERGED, StopReason.VERIFIED})  # fmt: skip
 _REVISE_SUFFIX = (
     "\n\nA previous attempt at this problem:\n{previous}\n\nReview the attempt above, "
     "correct any mistake, and give the final answer in \\boxed{{}}."
@@ -156,10 +147,10 @@ class RequestRun:
         self.first_token_at: float | None = None
         self.queued = False
         self.admitted = False
-        self.outcome = "ok"
         self.escalated_tokens = 0
-        self.scores: dict[int, float] = {}  # verifier scores by sample index, as they come
-        self.verifier_failed = False
+        self.extract = get_extractor(config.extractor)
+        self.plan = RequestPlan.for_request(
+            budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None)
 
     @property
     def budget_tokens(self) -> int:
@@ -299,7 +290,8 @@ class RequestRun:
 
     async def _execute_single(self, sink: EventSink | None) -> RequestResult:
         """One sample, awaited in place: the common case needs no task and no waves."""
-        sample = Sample(index=0)
+        plan = self.plan
+        sample = Sample(index=plan.launch()[0])
         self.samples.append(sample)
         try:
             async with asyncio.timeout(max(self.remaining_seconds(), 0)):
@@ -309,164 +301,128 @@ class RequestRun:
             # a sample timeout at the request deadline is the request timing out (504).
             if isinstance(exc, SampleTimeoutError) and self.remaining_seconds() > 0.25:
                 raise
-            self.outcome = "deadline"
+            plan.deadline()
             raise DeadlineExceededError("the request deadline passed before the sample "
                                         "finished") from exc  # fmt: skip
         finally:
             self.running_tokens = 0
+        self._finish_sample(sample)
+        plan.decide()
+        return await self._answer()
+
+    def _finish_sample(self, sample: Sample) -> bool:
+        """Hand a finished sample's answer to the plan; True: score it now."""
         sample.finished = True
-        sample.answer = get_extractor(self.config.extractor)(sample.text)
-        self.finished_samples = 1
-        # One vote needs no normalised key: the answer stands for itself.
-        key = sample.answer
-        state = Tally(keys=(key,), counts=((key, 1),) if key is not None else ())
-        decision = StopDecision(stop=True, reason=StopReason.BUDGET_EXHAUSTED)
-        return await self._aggregate([sample], state, decision, 1, 0, 0)
+        sample.answer = self.extract(sample.text)
+        self.finished_samples += 1
+        return self.plan.finish(sample.index, sample.answer, sample.tokens)
 
-    def _verifier_on_the_way(self) -> VerifierConfig | None:
-        """The verifier that scores samples as they finish: best-of-n under a stop rule
-        with a ``score_threshold``, when the tier has a verifier."""
-        if self.budget.strategy is not Strategy.BEST_OF_N:
-            return None
-        if self.config.stopping.score_threshold is None:
-            return None
-        return self.config.verifier_for(self.budget.tier)
-
-    async def _score_as_it_finishes(self, verifier: VerifierConfig, sample: Sample) -> None:
-        """Score one finished sample (``self.scores``); on failure stop scoring."""
+    async def _score(self, sample: Sample) -> None:
+        """Score one finished sample as it finishes; on failure the plan stops scoring."""
+        verifier = self.config.verifier_for(self.budget.tier)
+        assert verifier is not None  # the plan scores only when the tier has a verifier
         try:
             async with asyncio.timeout(verifier.timeout_seconds):
-                self.scores[sample.index] = await self.executor.score(self, verifier, sample)
+                score = await self.executor.score(self, verifier, sample)
         except (UpstreamError, TimeoutError) as exc:
             logger.warning("verifier unavailable, drawing the rest without it: %s", exc,
                            extra={"request_id": self.spec.request_id})  # fmt: skip
-            self.verifier_failed = True
+            self.plan.verifier_unavailable()
+            return
+        self.plan.record_score(sample.index, score)
 
     async def _execute(self, sink: EventSink | None) -> RequestResult:
-        """Samples in waves until ``should_stop``, the budget or the deadline (2+ samples)."""
+        """Samples in the plan's waves until it stops or the deadline passes (2+ samples)."""
         if self.budget.max_samples == 1:
             return await self._execute_single(sink)
-        budget, rule = self.budget, self.config.stopping
-        verifier = self._verifier_on_the_way()
-        if verifier is None and rule.score_threshold is not None:
-            rule = rule.model_copy(update={"score_threshold": None})  # nothing to score with
-        extract = get_extractor(self.config.extractor)
+        plan = self.plan
         running: dict[asyncio.Task[Sample], Sample] = {}
-        completed: list[Sample] = []
-        state = tally(())
-        launched = failed = 0
-        decision = StopDecision(stop=False, reason=StopReason.CONTINUE)
-        cancelled = 0
         try:
-            while True:
-                for _ in range(plan_next_wave(budget, launched, state, rule)):
-                    sample = Sample(index=launched + failed)
+            while not plan.stopped:
+                for index in plan.launch():
+                    sample = Sample(index=index)
                     self.samples.append(sample)
                     running[asyncio.ensure_future(self._run_sample(sample, sink))] = sample
-                    launched += 1
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, timeout=max(self.remaining_seconds(), 0),
                                              return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
                 if not done:
-                    decision = StopDecision(stop=True, reason=StopReason.CONTINUE)
-                    self.outcome = "deadline"
+                    plan.deadline()
                     break
                 for task in done:
                     sample = running.pop(task)
                     self.running_tokens -= sample.tokens
                     error = task.exception()
                     if error is not None:
-                        failed += 1
-                        launched -= 1  # a failed sample is replaced, up to half the budget
-                        if failed < budget.max_samples // 2:
-                            continue
-                        if not completed:
+                        action = plan.fail(sample.index)
+                        if action is FailureAction.GIVE_UP:
                             raise error
-                        self.outcome = "upstream-failures"
-                        decision = StopDecision(stop=True, reason=StopReason.CONTINUE)
-                        break
-                    sample.finished = True
-                    sample.answer = extract(sample.text)
-                    completed.append(sample)
-                    self.finished_samples += 1
-                    state = state.add(sample.answer)
-                    if verifier is not None and sample.answer is not None:
-                        await self._score_as_it_finishes(verifier, sample)
-                        if self.verifier_failed:  # draw the rest at once, vote at the end
-                            verifier = None
-                            rule = rule.model_copy(update={"score_threshold": None})
-                    best = max(self.scores.values(), default=None)
-                    decision = should_stop(state, rule, budget, best_score=best)
+                        if action is FailureAction.STOP:
+                            break
+                        continue
+                    if self._finish_sample(sample):
+                        await self._score(sample)
+                    plan.decide()
                     if sink is not None:
-                        sink.progress(self._progress(launched, state))
-                    if decision.stop:
+                        sink.progress(self._progress())
+                    if plan.stopped:
                         break
-                if decision.stop:
-                    break
         finally:
-            cancelled = len(running)
             for task in running:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
                 self.running_tokens = 0
-        if not completed:
-            if self.outcome == "deadline":
+        if not plan.finished:
+            if plan.outcome is Outcome.DEADLINE:
                 raise DeadlineExceededError("the request deadline passed before any sample "
                                             "finished")  # fmt: skip
             raise UpstreamError("every sample failed on the inference server")
-        return await self._aggregate(completed, state, decision, launched, cancelled, failed)
+        return await self._answer()
 
-    def _progress(self, launched: int, state: Tally) -> dict[str, object]:
-        return {"event": "progress", "samples_launched": launched,
+    def _progress(self) -> dict[str, object]:
+        state = self.plan.state
+        return {"event": "progress", "samples_launched": self.plan.launched + self.plan.failed,
                 "samples_completed": state.samples, "leader_votes": state.leader_votes,
                 "votes": state.votes}  # fmt: skip
 
-    async def _aggregate(self, completed: list[Sample], state: Tally, decision: StopDecision,
-                         launched: int, cancelled: int, failed: int) -> RequestResult:  # fmt: skip
-        budget = self.budget
-        chosen, aggregation = completed[0], budget.strategy.value
-        if budget.strategy is Strategy.REVISE:
-            chosen = completed[-1]
-        elif budget.strategy is Strategy.BEST_OF_N:
-            chosen, aggregation = await self.executor.pick_best(self, completed, state)
-        elif state.leader is not None:
-            index = state.first_index(state.leader)
-            chosen = completed[index if index is not None else 0]
-        early = decision.reason in _EARLY and state.samples < budget.max_samples
-        stop_reason = decision.reason.value if self.outcome == "ok" else self.outcome
+    async def _answer(self) -> RequestResult:
+        """Score what best-of-n still needs, let the plan choose, and build the result."""
+        plan = self.plan
+        verifier = self.config.verifier_for(self.budget.tier)
+        reachable = True
+        if (self.budget.strategy is Strategy.BEST_OF_N and verifier is not None
+                and any(f.answer is not None for f in plan.finished)):  # fmt: skip
+            reachable = self.executor.pool.pick() is not None
+            if reachable and not plan.verifier_failed:
+                await self.executor.score_unscored(self, verifier)
+        choice = plan.choose(verifier.model if verifier is not None else None,
+                             verifier_reachable=reachable)  # fmt: skip
+        chosen = self.samples_by_index[plan.finished[choice.position].index]
         used = sum(s.tokens for s in self.samples)
-        report = PonderReport(
-            difficulty=round(self.estimate.score, 4),
+        report = plan.report(
+            choice, difficulty=self.estimate.score,
             difficulty_source="hint" if self.spec.difficulty_hint is not None else "estimate",
-            tier=budget.tier, strategy=budget.strategy.value,
-            budget=BudgetReport(max_tokens_per_sample=budget.max_tokens_per_sample,
-                                max_samples=budget.max_samples, shrunk=budget.shrunk,
-                                shrink_reason=budget.shrink_reason),
-            samples=SampleCounts(launched=launched + failed, completed=len(completed),
-                                 cancelled=cancelled, failed=failed),
-            tokens_used=used, stopped_early=early, stop_reason=stop_reason,
-            votes=[VoteCount(answer=_display(completed, state, key), votes=n)
-                   for key, n in state.counts],
-            abstentions=state.abstentions, answer=chosen.answer, aggregation=aggregation,
-            answered_by=self.config.service,
+            tokens_used=used, answered_by=self.config.service,
         )  # fmt: skip
-        if early:
+        if plan.stopped_early:
             self.executor.metrics.early_stops.inc()
-        length = chosen.answer is None and chosen.tokens >= budget.max_tokens_per_sample
+        length = chosen.answer is None and chosen.tokens >= self.budget.max_tokens_per_sample
         return RequestResult(
             text=chosen.text, finish_reason="length" if length else "stop",
             prompt_tokens=self.spec.prompt_tokens, completion_tokens=used,
             reasoning_tokens=used - chosen.tokens, report=report,
         )  # fmt: skip
 
+    @property
+    def samples_by_index(self) -> dict[int, Sample]:
+        return {s.index: s for s in self.samples}
 
-def _display(completed: list[Sample], state: Tally, key: str) -> str:
-    """An answer as first written by a sample (the tally holds normalised keys)."""
-    index = state.first_index(key)
-    answer = completed[index].answer if index is not None else None
-    return answer if answer is not None else key
+    @property
+    def outcome(self) -> str:
+        """How sampling ended: ``ok``, ``deadline`` or ``upstream-failures``."""
+        return self.plan.outcome.value
 
 
 @dataclass
@@ -527,30 +483,20 @@ class Executor:
         return await endpoint.backend.score(verifier.model, run.spec.prompt + "\n\n" + sample.text,
                                             timeout_seconds=verifier.timeout_seconds)
 
-    async def pick_best(self, run: RequestRun, completed: list[Sample],
-                        state: Tally) -> tuple[Sample, str]:  # fmt: skip
-        """Best-of-n by the tier's verifier (``RouterConfig.verifier_for``), scoring the
-        samples not scored as they finished (``RequestRun.scores``); majority vote when
-        there is none or it cannot answer. The reason returned names the model."""
-        fallback = completed[state.first_index(state.leader) or 0] if state.leader else completed[0]
-        verifier = run.config.verifier_for(run.budget.tier)
-        if verifier is None:
-            return fallback, "vote (best-of-n without a verifier configured)"
-        candidates = [s for s in completed if s.answer is not None]
-        if not candidates or self.pool.pick() is None:
-            return fallback, "vote (best-of-n: nothing for the verifier to score)"
-        if run.verifier_failed:
-            return fallback, f"vote (verifier {verifier.model} unavailable)"
-        missing = [s for s in candidates if s.index not in run.scores]
+    async def score_unscored(self, run: RequestRun, verifier: VerifierConfig) -> None:
+        """Score, at once, the finished samples the verifier has not scored yet; when it
+        cannot answer in time the plan falls back to a vote."""
+        samples = run.samples_by_index
+        missing = [samples[f.index] for f in run.plan.unscored()]
         try:
             async with asyncio.timeout(verifier.timeout_seconds):
                 scored = await asyncio.gather(*(self.score(run, verifier, s) for s in missing))
         except (UpstreamError, TimeoutError) as exc:
             logger.warning("verifier unavailable, falling back to vote: %s", exc)
-            return fallback, f"vote (verifier {verifier.model} unavailable)"
-        scores = {**run.scores, **{s.index: v for s, v in zip(missing, scored, strict=True)}}
-        best = max(range(len(candidates)), key=lambda i: (scores[candidates[i].index], -i))
-        return candidates[best], f"best-of-n (verifier {verifier.model})"
+            run.plan.verifier_unavailable()
+            return
+        for sample, value in zip(missing, scored, strict=True):
+            run.plan.record_score(sample.index, value)
 
     def update(self, config: RouterConfig) -> None:
         """A new config: later requests use it; running ones keep theirs."""
