@@ -13,9 +13,6 @@ from ponder_router.aggregate import (
     StopRuleKind,
     best_of_n,
     majority_vote,
-    plan_next_wave,
-    should_stop,
-    tally,
 )
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
 from ponder_router.evaluation.dataset import Dataset, parse_lines
@@ -39,6 +36,7 @@ from ponder_router.evaluation.suite import (
     run_suite,
     samples_at_accuracy,
 )
+from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 
 HAND_MADE = [
     # maj@3 is "1" (right); every order agrees, there are no ties.
@@ -75,30 +73,18 @@ def random_dataset(problems: int = 40, seed: int = 7, with_scores: bool = True) 
 
 def reference_replay(rs: ReplaySet, budgets: list[Budget], index: np.ndarray, rule: StopRule,
                      waves: bool) -> list[tuple[int, int, str | None]]:  # fmt: skip
-    """The executor's loop, one request at a time, with the router's functions only: the
-    vote's leader, or for best-of-n the best-scored answer, scoring each finished sample
-    with an answer."""
+    """The router's own ``RequestPlan``, one request at a time: (launched, finished, answer)."""
     out = []
+    scored = rs.scores is not None
     for row in range(rs.rows):
         budget = budgets[int(index[row // rs.orderings])]
         keys = [None if v < 0 else str(v) for v in rs.keys[row].tolist()]
-        scores = rs.scores[row].tolist() if rs.scores is not None else [0.0] * len(keys)
-        state, launched, done = tally(()), 0, 0
-        best: tuple[float, str] | None = None
-        while True:
-            if waves:
-                launched += plan_next_wave(budget, launched, state, rule)
-            else:
-                launched += launched == done
-            state = state.add(keys[done], "exact")
-            key = keys[done]
-            if key is not None and (best is None or scores[done] > best[0]):
-                best = (scores[done], key)
-            done += 1
-            if should_stop(state, rule, budget, best_score=best and best[0]).stop:
-                break
-        by_score = budget.strategy is Strategy.BEST_OF_N and rs.scores is not None
-        out.append((launched, done, (best and best[1]) if by_score else state.leader))
+        scores = rs.scores[row].tolist() if rs.scores is not None else [None] * len(keys)
+        samples = [RecordedSample(k, 0, s) for k, s in zip(keys, scores, strict=True)]
+        plan = RequestPlan.for_request(budget, rule, can_score=scored, equality="exact")
+        got = replay_request(plan, samples, verifier_model="prm" if scored else None,
+                             waves=waves)  # fmt: skip
+        out.append((got.launched, got.completed, got.answer))
     return out
 
 

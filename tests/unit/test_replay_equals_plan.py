@@ -1,0 +1,143 @@
+"""The evaluator's vectorised replay equals ``RequestPlan`` driven one request at a time.
+
+``replay_adaptive`` is a fast path over arrays; the live router decides with
+``RequestPlan``. These tests drive a ``RequestPlan`` per request and order through
+``plan.replay_request`` and require the same samples launched, samples finished, tokens,
+verifier calls and answer, on generated data sets and on every real per-sample set in
+the shared data that the evaluator reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from components import require_data
+from ponder_router.aggregate import StopRule, StopRuleKind
+from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
+from ponder_router.evaluation.dataset import (
+    Dataset,
+    convert_qwen25math,
+    data_dir,
+    load_dataset,
+    parse_lines,
+)
+from ponder_router.evaluation.replay import ReplaySet, build_replay_set, replay_adaptive
+from ponder_router.evaluation.suite import ponder_budgets
+from ponder_router.plan import RecordedSample, RequestPlan, replay_request
+
+RULES = [
+    StopRule(), StopRule(threshold=0.6), StopRule(kind=StopRuleKind.WINDOW, window=3),
+    StopRule(kind=StopRuleKind.NEVER), StopRule(score_threshold=0.8),
+    StopRule(kind=StopRuleKind.MARGIN, margin=2), StopRule(threshold=0.6, score_threshold=0.3),
+]  # fmt: skip
+
+MIXED = BudgetPolicy(tiers=(  # a vote, a verified best-of-n and a revision chain
+    Tier(name="a", max_difficulty=0.3, max_tokens=300, max_samples=6, initial_samples=2,
+         strategy=Strategy.VOTE, stop_threshold=0.7),
+    Tier(name="b", max_difficulty=0.6, max_tokens=100_000, max_samples=8,
+         initial_samples=1, strategy=Strategy.BEST_OF_N, verifier_model="prm"),
+    Tier(name="c", max_difficulty=1.0, max_tokens=100_000, max_samples=6,
+         initial_samples=1, strategy=Strategy.REVISE),
+))  # fmt: skip
+
+
+Row = tuple[int, int, float, float, bool]
+
+
+def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
+                  rule: StopRule, waves: bool) -> list[Row]:  # fmt: skip
+    """(launched, finished, tokens, verifier calls, correct) per row, from RequestPlan."""
+    out = []
+    scored = rs.scores is not None
+    for row in range(rs.rows):
+        problem = row // rs.orderings
+        budget = budgets[int(index[problem])]
+        count = int(rs.counts[problem])
+        samples = [RecordedSample(None if k < 0 else str(k), int(t),
+                                  float(s) if scored else None)
+                   for k, t, s in zip(rs.keys[row, :count].tolist(),
+                                      rs.tokens[row, :count].tolist(),
+                                      (rs.scores[row, :count].tolist() if rs.scores is not None
+                                       else [0.0] * count), strict=True)]  # fmt: skip
+        plan = RequestPlan.for_request(budget, rule, can_score=scored, equality="exact")
+        got = replay_request(plan, samples, verifier_model="data" if scored else None,
+                             waves=waves)  # fmt: skip
+        right = got.answer is not None and got.answer == str(rs.correct[problem])
+        out.append((got.launched, got.completed, float(got.tokens),
+                    float(got.verifier_calls), right))
+    return out
+
+
+def assert_replay_equals_plan(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
+                              rule: StopRule, waves: bool) -> None:  # fmt: skip
+    fast = replay_adaptive(rs, budgets, index, rule, name="x", family="x", waves=waves)
+    calls = fast.verifier_calls if fast.verifier_calls is not None else np.zeros(rs.rows)
+    got = list(zip(fast.samples.astype(int).tolist(), fast.completed.astype(int).tolist(),
+                   fast.tokens.tolist(), calls.tolist(), fast.correct.tolist(),
+                   strict=True))  # fmt: skip
+    assert got == plan_outcomes(rs, budgets, index, rule, waves)
+
+
+@st.composite
+def datasets(draw: st.DrawFn) -> Dataset:
+    """A few problems with 2 to 10 samples over a few answers, some abstaining."""
+    rows = []
+    for i in range(draw(st.integers(1, 6))):
+        count = draw(st.integers(2, 10))
+        answers = draw(st.lists(st.sampled_from(["1", "2", "3", None]), min_size=count,
+                                max_size=count))  # fmt: skip
+        rows.append({
+            "id": f"p{i}", "question": f"Problem {i}: what is x?", "reference": "1",
+            "samples": [f"\\boxed{{{a}}}" if a else "no answer" for a in answers],
+            "tokens": draw(st.lists(st.integers(1, 600), min_size=count, max_size=count)),
+            "scores": draw(st.lists(st.sampled_from([0.1, 0.3, 0.5, 0.8, 0.9]),
+                                    min_size=count, max_size=count)),
+        })  # fmt: skip
+    return parse_lines([json.dumps(r) for r in rows], name="generated")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dataset=datasets(), rule=st.sampled_from(RULES), waves=st.booleans(),
+       seed=st.integers(0, 1000))  # fmt: skip
+def test_the_fast_replay_equals_request_plan_on_generated_data(
+    dataset: Dataset, rule: StopRule, waves: bool, seed: int
+) -> None:
+    rs = build_replay_set(dataset, orderings=3, seed=seed)
+    spread = [(0.1, 0.5, 0.9)[(i + seed) % 3] for i in range(len(dataset.problems))]
+    smallest = min(p.sample_count for p in dataset.problems)
+    one = BudgetPolicy(tiers=(Tier(name="all", max_difficulty=1.0, max_tokens=400,
+                                   max_samples=smallest, initial_samples=1,
+                                   strategy=Strategy.VOTE),))  # fmt: skip
+    for policy, scores in ((one, None), (MIXED, spread)):
+        budgets, index = ponder_budgets(dataset.problems, policy, scores=scores)
+        assert_replay_equals_plan(rs, budgets, index, rule, waves)
+
+
+def real_datasets() -> list[tuple[str, Dataset]]:
+    root = data_dir()
+    for name in ("qwen25math_math100_x8_samples.csv", "mot_llama2_13b_gsm8k_pot_400x48.jsonl",
+                 "mot_gpt4_gsm8k_cot_1319x6.jsonl"):  # fmt: skip
+        require_data(root / "samples" / name)
+    return [
+        ("qwen2.5-math", parse_lines([json.dumps(r) for r in convert_qwen25math(root)],
+                                     name="qwen2.5-math")),
+        ("llama-2-13b", load_dataset(root / "samples/mot_llama2_13b_gsm8k_pot_400x48.jsonl")),
+        ("gpt-4", load_dataset(root / "samples/mot_gpt4_gsm8k_cot_1319x6.jsonl")),
+    ]
+
+
+@pytest.mark.parametrize("rule", [StopRule(), StopRule(kind=StopRuleKind.MARGIN, margin=2),
+                                  StopRule(score_threshold=0.6)])  # fmt: skip
+def test_the_fast_replay_equals_request_plan_on_every_real_sample_set(rule: StopRule) -> None:
+    for _name, dataset in real_datasets():
+        problems = dataset.problems[:300]
+        rs = build_replay_set(dataset, orderings=2, seed=1, problems=problems)
+        for policy in (default_policy(), MIXED):
+            budgets, index = ponder_budgets(problems, policy)
+            assert_replay_equals_plan(rs, budgets, index, rule, waves=True)
