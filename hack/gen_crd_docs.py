@@ -40,9 +40,10 @@ _BOUNDS = (
 
 
 def _models(module: Any) -> dict[str, type[BaseModel]]:
-    return {name: obj for name, obj in vars(module).items()
+    """The module's models by class name, with the router's models it uses as sections."""
+    return {obj.__name__: obj for obj in vars(module).values()
             if inspect.isclass(obj) and issubclass(obj, BaseModel)
-            and obj.__module__ == module.__name__}
+            and obj.__module__.startswith((module.__name__, "ponder_router."))}
 
 
 MODELS = {**_models(spec), **_models(status)}
@@ -77,10 +78,12 @@ def _ref_name(node: dict[str, Any]) -> str | None:
     return ref.rsplit("/", 1)[-1] if isinstance(ref, str) else None
 
 
-def _type(node: dict[str, Any]) -> str:
+def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
     node = _unwrap(node)
     name = _ref_name(node)
-    if name:
+    if name and "enum" in defs.get(name, {}):  # an enum class (the router's): its values
+        node = {**defs[name], **node}
+    elif name:
         return f"[{name}](#{_anchor(name)})"
     if "enum" in node:
         return "enum: " + ", ".join(f"`{v}`" for v in node["enum"])
@@ -88,9 +91,9 @@ def _type(node: dict[str, Any]) -> str:
         return f"`{node['const']}`"
     kind = node.get("type", "object")
     if kind == "array":
-        return f"list of {_type(node.get('items', {}))}"
+        return f"list of {_type(node.get('items', {}), defs)}"
     if kind == "object" and isinstance(node.get("additionalProperties"), dict):
-        return f"map of string to {_type(node['additionalProperties'])}"
+        return f"map of string to {_type(node['additionalProperties'], defs)}"
     if node.get("format") == "date-time":
         return "string (RFC 3339 time)"
     return str(kind)
@@ -170,7 +173,7 @@ def _section(model: type[BaseModel], path: str, *, defaults: bool) -> list[str]:
         header.remove("Default")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, node in schema.get("properties", {}).items():
-        cells = [f"`{name}`", _type(node), _default(node, name in required),
+        cells = [f"`{name}`", _type(node, schema.get("$defs", {})), _default(node, name in required),
                  _constraints(node), " ".join((node.get("description") or "").split())]
         if not defaults:
             del cells[2]

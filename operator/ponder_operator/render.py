@@ -243,7 +243,12 @@ def render_router_config(
     owner: Owner, spec: ReasoningServiceSpec, *, at_ceiling: bool = False,
     replicas: int = 0, escalation: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The router's configuration (camelCase JSON), as ``ponder_router.settings`` reads it."""
+    """The router's configuration (camelCase JSON), as ``ponder_router.settings`` reads it.
+
+    ``stopping`` and ``admission`` are the router's own models in the spec, dumped as they
+    are; the tiers, effort mapping and load shrink are translated to ``BudgetPolicy``'s
+    shape (``tests/unit/test_config_contract.py`` holds the two shapes together).
+    """
     budgets = spec.budgets
     shrink = budgets.shrink_under_load
     floors = {"samples": shrink.min_samples, "tokens": shrink.min_tokens}
@@ -269,18 +274,8 @@ def render_router_config(
             "estimator": budgets.estimator.model_dump(by_alias=True)
             if budgets.estimator is not None else None,
         },
-        "stopping": {"kind": "never" if budgets.stopping.rule == "none"
-                     else str(budgets.stopping.rule),
-                     "threshold": budgets.stopping.threshold,
-                     "window": budgets.stopping.window,
-                     "margin": budgets.stopping.margin,
-                     "scoreThreshold": budgets.stopping.score_threshold},
-        "admission": {
-            "maxQueueLength": spec.router.admission.max_queue_length,
-            "maxConcurrencyPerTenant": spec.router.admission.max_concurrency_per_tenant,
-            "maxPromptChars": spec.router.admission.max_prompt_chars,
-            "requestTimeoutSeconds": spec.router.admission.request_timeout_seconds,
-        },
+        "stopping": budgets.stopping.model_dump(mode="json", by_alias=True),
+        "admission": spec.router.admission.model_dump(mode="json", by_alias=True),
         "apiKeysFile": f"{ROUTER_CONFIG_DIR}/keys/keys" if spec.router.api_keys_secret else None,
         "escalation": dict(escalation or {}),
         "capacity": {"atCeiling": at_ceiling, "replicas": replicas,

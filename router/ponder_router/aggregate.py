@@ -91,28 +91,47 @@ class Tally:
 
 
 class StopRuleKind(StrEnum):
+    """The stopping rules, spelled as in the CRD's ``spec.budgets.stopping.rule``."""
+
     BETA = "beta"
     WINDOW = "window"
     MARGIN = "margin"
-    NEVER = "never"
+    NEVER = "none"  # draw every sample the budget allows
 
 
 class StopRule(BaseModel):
-    """Which adaptive stopping rule a service uses, with its parameters."""
+    """When to stop drawing samples because the answers already agree."""
+
+    # Also the ReasoningService CRD's spec.budgets.stopping (the operator's API imports it),
+    # so the docstring and descriptions are what kubectl explain shows.
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
     )
 
-    kind: StopRuleKind = StopRuleKind.BETA
-    threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
-    window: int = Field(default=5, ge=2, le=64)
+    kind: StopRuleKind = Field(
+        default=StopRuleKind.BETA, alias="rule",
+        description="beta (stop once the leading answer wins with posterior probability "
+                    "threshold), window (stop once the last window answers agree), margin "
+                    "(stop once the leading answer is margin votes ahead of the next: a "
+                    "sequential probability ratio test) or none (draw maxSamples).",
+    )  # fmt: skip
+    threshold: float = Field(
+        default=0.95, gt=0.5, lt=1.0,
+        description="Posterior probability the beta rule needs (above 0.5: a coin flip "
+                    "would stop at once; below 1: the posterior never reaches 1).",
+    )  # fmt: skip
+    window: int = Field(default=5, ge=2, le=64,
+                        description="Consecutive agreeing answers the window rule needs.")
     margin: int = Field(default=3, ge=1, le=64,
-                        description="votes the leader must be ahead by (margin rule)")
+                        description="Votes the leading answer must be ahead by under the "
+                                    "margin rule.")  # fmt: skip
     score_threshold: float | None = Field(
-        default=None, allow_inf_nan=False,
-        description="best-of-n stops once a sample's verifier score reaches this; "
-                    "None: best-of-n draws all its samples",
+        default=None, ge=-1e6, le=1e6, allow_inf_nan=False,
+        description="Verifier score at which a best-of-n request stops: after its first "
+                    "wave it draws one sample at a time, each scored as it finishes, and "
+                    "stops once one with an answer scores this high. Unset: best-of-n "
+                    "draws maxSamples and scores them at the end.",
     )  # fmt: skip
 
     def threshold_for(self, budget: Budget) -> float:

@@ -6,6 +6,10 @@ on every change (``load_config``, ``ConfigWatcher``); an invalid new file never 
 valid running one. ``ProcessSettings`` holds the ``PONDER_ROUTER_…`` environment
 variables, read in ``main()`` only. Neighbours: ``budgets`` and ``aggregate`` own the
 ``budgets`` and ``stopping`` sections; ``app`` applies a new config to a running router.
+``StopRule`` and ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping`` and
+``spec.router.admission`` (the operator's API imports them), so those sections have one
+schema; the budget tiers have their own CRD models, held to these by
+``tests/unit/test_config_contract.py``.
 
 Shape (YAML or JSON)::
 
@@ -15,7 +19,7 @@ Shape (YAML or JSON)::
     discovery: {namespace: ml, labelSelector: "app=qwen-7b-triton", grpcPort: 8001}
     budgets: {tiers: [...], effortTiers: {...}, shrinkOrder: [...], demandModel: {...},
               estimator: {bias: -5.6, coefficients: {log_chars: 0.8, ...}}}  # optional
-    stopping: {kind: beta, threshold: 0.95, window: 5, margin: 3}
+    stopping: {rule: beta, threshold: 0.95, window: 5, margin: 3}
     admission: {maxQueueLength, maxConcurrencyPerTenant, maxPromptChars,
                 maxConcurrentRequests, requestTimeoutSeconds, sampleTimeoutSeconds}
     apiKeysFile: /etc/ponder/api-keys/keys     # lines "key" or "key:tenant"
@@ -81,24 +85,32 @@ class DiscoveryConfig(BaseModel):
 
 
 class AdmissionConfig(BaseModel):
-    """Limits enforced before a request reaches Triton."""
+    """Limits the router enforces before a request reaches Triton."""
+
+    # Also the ReasoningService CRD's spec.router.admission (the operator's API imports it
+    # and copies it into this config as is), so the descriptions are what kubectl explain shows.
 
     model_config = _MODEL_CONFIG
 
-    max_queue_length: int = Field(default=512, ge=0, le=1_000_000,
-                                  description="requests waiting for a slot; more get 429")
+    max_queue_length: int = Field(
+        default=512, ge=0, le=1_000_000,
+        description="Requests that may wait for a slot; more get 429 (0: none wait, a "
+                    "request is refused while maxConcurrentRequests are running).",
+    )  # fmt: skip
     max_concurrency_per_tenant: int = Field(
-        default=64, ge=1, le=100_000, description="requests one tenant may have queued or running"
-    )
+        default=64, ge=1, le=100_000,
+        description="Requests one API key (tenant) may have queued or running.",
+    )  # fmt: skip
     max_prompt_chars: int = Field(default=200_000, ge=1, le=10_000_000,
-                                  description="longer prompts are refused with 400")
+                                  description="Longer prompts are refused with 400.")
     max_concurrent_requests: int = Field(default=256, ge=1, le=100_000,
-                                         description="requests running at once")
+                                         description="Requests each router replica runs at once.")
     request_timeout_seconds: float = Field(
-        default=600.0, gt=0, le=86_400, description="end-to-end deadline, queueing included"
-    )
+        default=600.0, gt=0, le=86_400,
+        description="End-to-end limit per request, queueing included.",
+    )  # fmt: skip
     sample_timeout_seconds: float = Field(default=300.0, gt=0, le=86_400,
-                                          description="deadline of one sample on Triton")
+                                          description="Limit of one sample on Triton.")
 
 
 class CapacityConfig(BaseModel):

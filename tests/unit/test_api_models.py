@@ -106,10 +106,11 @@ def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
     assert spec.scaling.paused is False
     assert spec.scaling.replicas is None
     assert spec.scaling.scale_to_zero.enabled is False
-    assert [t.name for t in spec.budgets.tiers] == ["default"]
-    assert spec.budgets.tiers[0].max_difficulty == 1.0
+    assert [t.name for t in spec.budgets.tiers] == ["easy", "medium", "hard"]
+    assert spec.budgets.tiers[-1].max_difficulty == 1.0
     assert spec.budgets.tiers[0].strategy == "single"
-    assert spec.budgets.stopping.rule == "beta"
+    assert spec.budgets.effort.high == "hard"
+    assert spec.budgets.stopping.kind == "beta"
     assert spec.budgets.stopping.threshold == 0.95
     assert spec.router.replicas == 2
     assert spec.cost.gpu_hourly_price is None
@@ -193,7 +194,9 @@ INVALID = [
     pytest.param(edit("budgets.effort.medium", "extreme"), "spec.budgets.effort.medium",
                  "effort.medium must name a tier", id="effort-names-missing-tier"),
     pytest.param(edit("budgets.stopping.threshold", 0.4), "spec.budgets.stopping.threshold",
-                 "greater than or equal to 0.5", id="stopping-threshold-below-half"),
+                 "greater than 0.5", id="stopping-threshold-below-half"),
+    pytest.param(edit("budgets.stopping.threshold", 1.0), "spec.budgets.stopping.threshold",
+                 "less than 1", id="stopping-threshold-of-one-never-stops"),
     pytest.param(edit("budgets.shrinkUnderLoad.order", ["tokens", "tokens"]),
                  "spec.budgets.shrinkUnderLoad.order", "must not repeat",
                  id="shrink-order-repeats"),

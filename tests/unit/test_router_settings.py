@@ -52,7 +52,7 @@ budgets:
     - {name: hard, maxDifficulty: 1.0, maxTokens: 4096, maxSamples: 8, initialSamples: 4,
        strategy: vote, escalateTo: qwen-72b}
   effortTiers: {low: easy, high: hard}
-stopping: {kind: window, window: 3}
+stopping: {rule: window, window: 3}
 extractor: boxed
 admission: {maxQueueLength: 10, maxConcurrencyPerTenant: 2, maxPromptChars: 1000,
             maxConcurrentRequests: 4, requestTimeoutSeconds: 30, sampleTimeoutSeconds: 20}

@@ -11,6 +11,14 @@ Field names are snake_case here and camelCase on the wire (``gpus_per_replica`` 
 back with ``model_dump(by_alias=True, exclude_none=True)``. Defaults are shared frozen
 instances, which is safe because nothing here can be mutated.
 
+The sections the router reads are the router's own models where it has one:
+``spec.budgets.stopping`` is ``ponder_router.aggregate.StopRule`` and
+``spec.router.admission`` is ``ponder_router.settings.AdmissionConfig``, copied into the
+router's config as they are. The budget tiers, effort mapping and load shrink keep their
+CRD shape (CEL rules, strict scalars); their defaults come from the router's
+``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
+and enum values to the router's ``BudgetPolicy``.
+
 Neighbours: ``status`` (what the operator reports), ``crd`` (the generator), and the
 operator's policy modules, which take these models as their frozen inputs.
 """
@@ -20,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -34,7 +42,10 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ponder_operator.errors import SpecError
+from ponder_router.aggregate import StopRule
+from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.difficulty import FEATURE_NAMES
+from ponder_router.settings import AdmissionConfig
 
 # Scalars are strict, as the API server is: "3" is not an integer, "yes" is not a boolean.
 Int = Annotated[int, Strict()]
@@ -50,7 +61,6 @@ DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-vllm-python-py3"
 
 Backend = Literal["vllm", "tensorrtllm", "python"]
 Strategy = Literal["single", "vote", "best-of-n", "revise"]
-StoppingRule = Literal["beta", "window", "margin", "none"]
 Shrinkable = Literal["samples", "tokens", "tier"]
 Cloud = Literal["aws", "gcp", "azure", "lambda"]
 Offering = Literal["on-demand", "spot"]
@@ -347,6 +357,9 @@ class ScalingSpec(ApiModel):
 # -- budgets ------------------------------------------------------------------------------
 
 
+DEFAULT_POLICY = default_policy()
+"""The router's documented default, and so what a ReasoningService without budgets gets."""
+
 INITIAL_LE_MAX_SAMPLES = CelRule(
     "self.initialSamples <= self.maxSamples",
     "initialSamples must not exceed maxSamples",
@@ -372,7 +385,7 @@ class BudgetTier(ApiModel):
 
     name: Str = _name("Tier name, unique in the service.", pattern=DNS_LABEL, max_length=63)
     max_difficulty: Float = Field(
-        ge=0, le=1,
+        gt=0, le=1,
         description="Upper bound (inclusive) of the estimated difficulty, 0 to 1, this tier "
                     "serves; the band starts above the previous tier's bound.")
     max_tokens: Int = Field(ge=1, le=1_000_000, description="Most tokens per sample.")
@@ -426,42 +439,27 @@ class EffortMapping(ApiModel):
     high: Str | None = Field(default=None, max_length=63, description="Tier for effort high.")
 
 
-class StoppingSpec(ApiModel):
-    """When to stop drawing samples because the answers already agree."""
+StoppingSpec = StopRule
+"""When to stop drawing samples: the router's own model (``rule`` on the wire)."""
 
-    rule: StoppingRule = Field(
-        default="beta",
-        description="beta (stop once the leading answer wins with posterior probability "
-                    "threshold), window (stop once the last window answers agree), margin "
-                    "(stop once the leading answer is margin votes ahead of the next: a "
-                    "sequential probability ratio test) or none (draw maxSamples).")
-    threshold: Float = Field(default=0.95, ge=0.5, le=1,
-                             description="Posterior probability the beta rule needs.")
-    window: Int = Field(default=5, ge=2, le=64,
-                        description="Consecutive agreeing answers the window rule needs.")
-    margin: Int = Field(default=3, ge=1, le=64,
-                        description="Votes the leading answer must be ahead by under the "
-                                    "margin rule.")
-    score_threshold: Float | None = Field(
-        default=None, ge=-1e6, le=1e6,
-        description="Verifier score at which a best-of-n request stops: after its first "
-                    "wave it draws one sample at a time, each scored as it finishes, and "
-                    "stops once one with an answer scores this high. Unset: best-of-n "
-                    "draws maxSamples and scores them at the end.")
+
+_DEFAULT_FLOORS = {step.resource.value: step.floor for step in DEFAULT_POLICY.shrink_order}
+_DEFAULT_SHRINK_ORDER = cast("tuple[Shrinkable, ...]", tuple(_DEFAULT_FLOORS))
 
 
 class ShrinkUnderLoad(ApiModel):
     """What the router may cut, in order, while the pool is saturated."""
 
     order: tuple[Shrinkable, ...] = Field(
-        default=("samples", "tokens"), max_length=3,
+        default=_DEFAULT_SHRINK_ORDER, max_length=3,
         json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="What shrinks first under load: samples, tokens, tier (a cheaper tier); "
-                    "empty never shrinks.")
-    min_samples: Int = Field(default=1, ge=1, le=64,
+        description="What shrinks first under load: samples, tokens; empty never shrinks. "
+                    "tier is accepted but not applied yet (the router never moves a "
+                    "request to a cheaper tier).")
+    min_samples: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.SAMPLES], ge=1, le=64,
                              description="Samples never cut below this.")
-    min_tokens: Int = Field(default=1024, ge=1, le=1_000_000,
-                            description="Tokens per sample never cut below this.")
+    min_tokens: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.TOKENS], ge=1,
+                            le=1_000_000, description="Tokens per sample never cut below this.")
 
     @model_validator(mode="after")
     def _no_repeats(self) -> ShrinkUnderLoad:
@@ -526,7 +524,10 @@ EFFORT_RULES = {
     )
     for level in ("low", "medium", "high")
 }
-DEFAULT_TIERS = (BudgetTier(name="default", max_difficulty=1.0, max_tokens=8192),)
+DEFAULT_TIERS = tuple(BudgetTier.model_validate(tier.model_dump(mode="json", exclude_none=True))
+                      for tier in DEFAULT_POLICY.tiers)
+DEFAULT_EFFORT = EffortMapping.model_validate(
+    {effort.value: tier for effort, tier in DEFAULT_POLICY.effort_tiers.items()})
 
 
 class BudgetsSpec(ApiModel):
@@ -539,10 +540,13 @@ class BudgetsSpec(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map",
                            "x-kubernetes-list-map-keys": ["name"]},
         description="Difficulty tiers, by increasing maxDifficulty; the last ends at 1.")
-    effort: EffortMapping = Field(default=EffortMapping(),
-                                  description="reasoning_effort to tier overrides.")
-    stopping: StoppingSpec = Field(default=StoppingSpec(),
-                                   description="Early stopping between sample waves.")
+    effort: EffortMapping = Field(
+        default=EffortMapping(),
+        description="reasoning_effort to tier overrides; unset levels follow the estimate. "
+                    "Without a budgets section the router's default maps low, medium and "
+                    "high to its easy, medium and hard tiers.")
+    stopping: StopRule = Field(default=StopRule(),
+                               description="Early stopping between sample waves.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(
@@ -579,6 +583,10 @@ class BudgetsSpec(ApiModel):
         raise KeyError(name)
 
 
+DEFAULT_BUDGETS = BudgetsSpec(effort=DEFAULT_EFFORT)
+"""The router's ``default_policy()``, as the spec of a service without a budgets section."""
+
+
 # -- router -------------------------------------------------------------------------------
 
 
@@ -589,18 +597,8 @@ class RouterResources(ApiModel):
     memory: Str = _quantity("512Mi", "Memory request and limit per router replica.")
 
 
-class AdmissionSpec(ApiModel):
-    """Limits the router enforces before a request reaches Triton."""
-
-    max_queue_length: Int = Field(default=512, ge=1, le=1_000_000,
-                                  description="Requests waiting beyond this get 429.")
-    max_concurrency_per_tenant: Int = Field(
-        default=64, ge=1, le=100_000,
-        description="Requests one API key may have in flight.")
-    max_prompt_chars: Int = Field(default=200_000, ge=1, le=10_000_000,
-                                  description="Longer prompts are refused with 400.")
-    request_timeout_seconds: Int = Field(default=600, ge=1, le=86400,
-                                         description="End-to-end limit per request.")
+AdmissionSpec = AdmissionConfig
+"""Limits the router enforces before a request reaches Triton: the router's own model."""
 
 
 class RouterSpec(ApiModel):
@@ -609,7 +607,8 @@ class RouterSpec(ApiModel):
     replicas: Int = Field(default=2, ge=1, le=64, description="Router replicas.")
     resources: RouterResources = Field(default=RouterResources(),
                                        description="Router container resources.")
-    admission: AdmissionSpec = Field(default=AdmissionSpec(), description="Admission control.")
+    admission: AdmissionConfig = Field(default=AdmissionConfig(),
+                                       description="Admission control.")
     api_keys_secret: Str | None = _optional_name(
         "Secret whose values are the accepted API keys (key name = tenant); no "
         "authentication if unset.")
@@ -695,7 +694,9 @@ class ReasoningServiceSpec(ApiModel):
     resources: ResourcesSpec = Field(default=ResourcesSpec(),
                                      description="Per-replica resources and placement.")
     scaling: ScalingSpec = Field(default=ScalingSpec(), description="Autoscaling.")
-    budgets: BudgetsSpec = Field(default=BudgetsSpec(), description="Test-time compute budgets.")
+    budgets: BudgetsSpec = Field(
+        default=DEFAULT_BUDGETS,
+        description="Test-time compute budgets; the router's default policy if unset.")
     router: RouterSpec = Field(default=RouterSpec(), description="The router.")
     cost: CostSpec = Field(default=CostSpec(), description="Cost accounting.")
 
