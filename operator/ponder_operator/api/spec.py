@@ -304,8 +304,10 @@ class ScalingSpec(ApiModel):
         description="Triton pending requests per replica above which the pool grows.")
     throughput_prior_tokens_per_second: Float = Field(
         default=1500.0, gt=0, le=1e7,
-        description="Tokens per second one replica generates, used until measured "
-                    "throughput is available.")
+        description="Tokens per second one replica generates (measure it with a load test; "
+                    "nothing measures it at run time): the autoscaler sizes the pool as demand "
+                    "tokens / (this x targetDrainSeconds), and the router compares demand "
+                    "with replicas x this when it shrinks budgets under load.")
     scale_up_stabilization_seconds: Int = Field(
         default=0, ge=0, le=3600,
         description="Seconds a higher replica count must be wanted before scaling up.")
@@ -619,12 +621,14 @@ class RouterSpec(ApiModel):
 
 
 class Pricing(ApiModel):
-    """Look the GPU price up in a cloud price list instead of stating it."""
+    """Look the GPU price up in a cloud price list instead of stating it.
+
+    The price table holds one price per (cloud, GPU type, offering): the median per-GPU
+    price over the cloud's instance types with that GPU, each a median over regions. There
+    is no per-region lookup; state one region's price as ``gpuHourlyPrice``.
+    """
 
     cloud: Cloud = Field(description="Cloud whose list price applies.")
-    region: Str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$",
-        description="Cloud region; the median across regions if unset.")
     gpu_type: Str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Accelerator name in the price list (H100, A100-80GB, L4).")
