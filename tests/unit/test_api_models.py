@@ -106,6 +106,13 @@ def test_fields_the_operator_would_ignore_are_refused(
         ReasoningServiceSpec.model_validate(body)
 
 
+def test_shrinking_to_a_cheaper_tier_is_refused_since_the_router_cannot_do_it() -> None:
+    body = {"model": {"name": "m", "repository": {"pvc": {"claimName": "x"}}},
+            "budgets": {"shrinkUnderLoad": {"order": ["samples", "tier"]}}}
+    with pytest.raises(ValidationError, match="samples' or 'tokens'"):
+        ReasoningServiceSpec.model_validate(body)
+
+
 def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
     spec = ReasoningServiceSpec.model_validate(
         {"model": {"name": "m", "repository": {"pvc": {"claimName": "models"}}}})

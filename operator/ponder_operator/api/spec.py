@@ -50,7 +50,7 @@ DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-vllm-python-py3"
 
 Strategy = Literal["single", "vote", "best-of-n", "revise"]
 StoppingRule = Literal["beta", "window", "margin", "none"]
-Shrinkable = Literal["samples", "tokens", "tier"]
+Shrinkable = Literal["samples", "tokens"]
 Cloud = Literal["aws", "gcp", "azure", "lambda"]
 Offering = Literal["on-demand", "spot"]
 
@@ -457,10 +457,9 @@ class ShrinkUnderLoad(ApiModel):
     """What the router may cut, in order, while the pool is saturated."""
 
     order: tuple[Shrinkable, ...] = Field(
-        default=("samples", "tokens"), max_length=3,
+        default=("samples", "tokens"), max_length=2,
         json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="What shrinks first under load: samples, tokens, tier (a cheaper tier); "
-                    "empty never shrinks.")
+        description="What shrinks first under load: samples, tokens; empty never shrinks.")
     min_samples: Int = Field(default=1, ge=1, le=64,
                              description="Samples never cut below this.")
     min_tokens: Int = Field(default=1024, ge=1, le=1_000_000,
