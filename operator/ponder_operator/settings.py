@@ -23,7 +23,9 @@ class OperatorSettings:
     health_port: int = 8081
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9090
+    # One PromQL query may take this long before the read counts as failed.
     prometheus_timeout_seconds: float = 5.0
+    # A router sample older than this is stale: the autoscaler holds the replica count.
     metrics_max_age_seconds: float = 30.0
 
     @classmethod
@@ -40,4 +42,8 @@ class OperatorSettings:
             health_port=int(e.get("PONDER_HEALTH_PORT", cls.health_port)),
             metrics_host=e.get("PONDER_METRICS_HOST", cls.metrics_host),
             metrics_port=int(e.get("PONDER_METRICS_PORT", cls.metrics_port)),
+            prometheus_timeout_seconds=float(e.get("PONDER_PROMETHEUS_TIMEOUT_SECONDS",
+                                                   cls.prometheus_timeout_seconds)),
+            metrics_max_age_seconds=float(e.get("PONDER_METRICS_MAX_AGE_SECONDS",
+                                                cls.metrics_max_age_seconds)),
         )

@@ -1,8 +1,11 @@
 """The router's Prometheus metrics, in a registry of their own (served at ``/metrics``).
 
-Role: the router half of the router → autoscaler contract (names fixed in DESIGN.md; the
-operator's queries and the chart's dashboard use them as written here). Gauges are
-computed at scrape time from the executor's live state, so they can never drift:
+Role: the router half of the router → autoscaler contract. The names below are that
+contract: the operator's queries (``ponder_operator/adapters/prometheus.py``), the cost
+report and the chart's dashboard and alerts use them as written here, and
+``tests/unit/test_chart_monitoring.py`` checks that every ``ponder_router_*`` series the
+chart queries is one this module exports. Gauges are computed at scrape time from the
+executor's live state, so they can never drift:
 
 - ``ponder_router_queue_depth{service}``: requests admitted but not started (waiting
   for a slot, or held because no Triton replica exists yet);

@@ -93,12 +93,31 @@ def test_there_are_minimal_and_multi_tier_examples() -> None:
     assert {p.name for p in EXAMPLES} >= {"minimal.yaml", "multi-tier.yaml"}
 
 
+@pytest.mark.parametrize(("section", "field"), [
+    ("model", {"backend": "tensorrtllm"}),  # the router speaks only vLLM's interface
+    ("cost", {"pricing": {"cloud": "aws", "gpuType": "H100", "region": "us-east-1"}}),
+])
+def test_fields_the_operator_would_ignore_are_refused(
+    section: str, field: dict[str, Any]
+) -> None:
+    body: dict[str, Any] = {"model": {"name": "m", "repository": {"pvc": {"claimName": "x"}}}}
+    body[section] = {**body.get(section, {}), **field}
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        ReasoningServiceSpec.model_validate(body)
+
+
+def test_shrinking_to_a_cheaper_tier_is_refused_since_the_router_cannot_do_it() -> None:
+    body = {"model": {"name": "m", "repository": {"pvc": {"claimName": "x"}}},
+            "budgets": {"shrinkUnderLoad": {"order": ["samples", "tier"]}}}
+    with pytest.raises(ValidationError, match="samples' or 'tokens'"):
+        ReasoningServiceSpec.model_validate(body)
+
+
 def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
     spec = ReasoningServiceSpec.model_validate(
         {"model": {"name": "m", "repository": {"pvc": {"claimName": "models"}}}})
 
     assert spec.model.image == DEFAULT_TRITON_IMAGE
-    assert spec.model.backend == "vllm"
     assert spec.model.served_triton_model_name == "m"
     assert spec.resources.gpus_per_replica == 1
     assert spec.scaling.min_replicas <= spec.scaling.max_replicas

@@ -19,6 +19,11 @@ import yaml
 
 from components import require
 from ponder_localstack.paths import debian_tool, go_tool
+from ponder_router.admission import AdmissionRejectedError, AuthError
+from ponder_router.api import RequestError
+from ponder_router.app import error_response
+from ponder_router.endpoints import NoEndpointError
+from ponder_router.errors import OverloadedError
 from ponder_router.metrics import RouterMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,28 +117,87 @@ def test_each_alert_fires_after_its_for_duration_and_not_before(
     promtool: Path, rule_groups: list[dict[str, Any]], tmp_path: Path, alert: str
 ) -> None:
     case = ALERT_CASES[alert]
+    labels = {**case["labels"], "team": "ml-platform"}  # alertLabels of the scenario
+    _promtool_test(promtool, rule_groups, tmp_path, case["series"], [
+        {"eval_time": case["quiet_at"], "alertname": alert, "exp_alerts": []},
+        {"eval_time": case["fires_at"], "alertname": alert,
+         "exp_alerts": [{"exp_labels": labels}]},
+    ])
+
+
+def test_client_faults_alone_do_not_fire_the_overload_alert(
+    promtool: Path, rule_groups: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # A client with a bad key (and one sending oversized bodies) at 2 refusals per second
+    # each, for longer than the alert's for: duration.
+    series = [(f'ponder_router_rejections_total{{namespace="team-a", reasoningservice="math", '
+               f'pod="math-router-1", reason="{reason}"}}', "0+120x25")
+              for reason in CLIENT_FAULT_REASONS]
+    _promtool_test(promtool, rule_groups, tmp_path, series, [
+        {"eval_time": "16m", "alertname": "PonderRouterRejecting", "exp_alerts": []},
+    ])
+
+
+def _promtool_test(promtool: Path, rule_groups: list[dict[str, Any]], tmp_path: Path,
+                   series: list[tuple[str, str]], alert_rule_test: list[Any]) -> None:
     # Annotations are templated text, checked by promtool check; compare labels only.
     bare = [{**g, "rules": [{k: v for k, v in r.items() if k != "annotations"}
                             for r in g["rules"]]} for g in rule_groups]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": bare}))
-    labels = {**case["labels"], "team": "ml-platform"}  # alertLabels of the scenario
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
-            "input_series": [{"series": s, "values": v} for s, v in case["series"]],
-            "alert_rule_test": [
-                {"eval_time": case["quiet_at"], "alertname": alert, "exp_alerts": []},
-                {"eval_time": case["fires_at"], "alertname": alert,
-                 "exp_alerts": [{"exp_labels": labels}]},
-            ],
+            "input_series": [{"series": s, "values": v} for s, v in series],
+            "alert_rule_test": alert_rule_test,
         }],
     }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     result = subprocess.run([str(promtool), "test", "rules", "tests.yaml"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Every refusal the router counts in ponder_router_rejections_total, as it raises it.
+ROUTER_REFUSALS = [
+    AuthError("missing API key", status=401),
+    AuthError("key not allowed", status=403),
+    RequestError("body too large", status=413, code="request_too_large"),
+    RequestError("prompt too long", code="context_length_exceeded"),
+    AdmissionRejectedError("tenant limit", retry_after_seconds=1, reason="tenant"),
+    AdmissionRejectedError("queue full", retry_after_seconds=1, reason="queue"),
+    AdmissionRejectedError("queue timeout", retry_after_seconds=1, reason="queue-timeout",
+                           status=503),
+    OverloadedError("saturated", retry_after_seconds=1),
+    NoEndpointError("no replica", retry_after_seconds=1),
+]
+CLIENT_FAULT_REASONS = ["authentication_error", "permission_denied", "request_too_large",
+                        "context_length_exceeded"]
+
+
+def _overload_reason_pattern() -> str:
+    """The ``reason=~`` matcher of PonderRouterRejecting, read from the template."""
+    template = (CHART / "templates" / "_alerts.tpl").read_text()
+    rule = template.split("- alert: PonderRouterRejecting", 1)[1]
+    match = re.search(r'ponder_router_rejections_total\{reason=~"([^"]+)"\}', rule)
+    assert match, "PonderRouterRejecting does not select rejections by reason"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("error", ROUTER_REFUSALS, ids=lambda e: type(e).__name__ + ":" + str(e))
+def test_the_overload_alert_counts_a_refusal_exactly_when_the_router_answers_429_or_503(
+    error: Exception,
+) -> None:
+    response, reason = error_response(error)
+    counted = re.fullmatch(_overload_reason_pattern(), reason) is not None
+    assert counted == (response.status_code in (429, 503)), (reason, response.status_code)
+
+
+def test_the_client_fault_cases_here_are_the_reasons_the_router_gives() -> None:
+    reasons = {error_response(e)[1] for e in ROUTER_REFUSALS
+               if error_response(e)[0].status_code not in (429, 503)}
+    assert reasons == set(CLIENT_FAULT_REASONS)
 
 
 def _queried_series(exprs: list[str], prefix: str) -> set[str]:

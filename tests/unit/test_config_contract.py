@@ -52,10 +52,6 @@ BUDGETS_FIELDS = {
     "shrinkUnderLoad": "shrinkOrder",
     "estimator": "estimator",
 }
-# Accepted by the CRD, dropped by render: the router has no tier shrink yet (documented).
-CRD_ONLY_SHRINK = {"tier"}
-
-
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(by_alias=True, mode="validation")
 
@@ -140,7 +136,7 @@ def test_shrink_order_and_floors_are_what_the_routers_shrink_steps_take() -> Non
     crd = _fields(ShrinkUnderLoad)
     floor = _fields(ShrinkStep)["floor"]
 
-    assert set(crd["order"]["items"]["enum"]) - CRD_ONLY_SHRINK == {r.value for r in ShrinkResource}
+    assert set(crd["order"]["items"]["enum"]) == {r.value for r in ShrinkResource}
     assert _inside(crd["minSamples"], floor) == []
     assert _inside(crd["minTokens"], floor) == []
 
@@ -173,7 +169,7 @@ def test_a_spec_at_every_crd_bound_renders_a_config_the_router_loads() -> None:
              "stopThreshold": 0.999, "stopMargin": 64},
         ],
         "stopping": {"rule": "margin", "margin": 64, "window": 64, "scoreThreshold": -1e6},
-        "shrinkUnderLoad": {"order": ["tokens", "samples", "tier"], "minSamples": 64,
+        "shrinkUnderLoad": {"order": ["tokens", "samples"], "minSamples": 64,
                             "minTokens": 1_000_000},
     }, "router": {"admission": {"maxQueueLength": 0, "maxConcurrencyPerTenant": 100_000,
                                 "requestTimeoutSeconds": 86_400}}})

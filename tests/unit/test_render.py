@@ -38,6 +38,18 @@ def test_the_rendered_router_config_is_accepted_by_the_routers_own_model(spec: A
     assert parsed.capacity.at_ceiling is True
 
 
+@pytest.mark.parametrize("spec", example_specs())
+def test_every_shrink_step_the_spec_lists_reaches_the_router_in_order(spec: Any) -> None:
+    escalation = {t.escalate_to: "http://x-router.ml.svc"
+                  for t in spec.budgets.tiers if t.escalate_to}
+    parsed = RouterConfig.model_validate(
+        render_router_config(OWNER, spec, escalation=escalation))
+    shrink = spec.budgets.shrink_under_load
+    assert [str(s.resource) for s in parsed.budgets.shrink_order] == list(shrink.order)
+    floors = {"samples": shrink.min_samples, "tokens": shrink.min_tokens}
+    assert [s.floor for s in parsed.budgets.shrink_order] == [floors[r] for r in shrink.order]
+
+
 def test_a_tiers_verifier_model_reaches_the_router() -> None:
     spec = parse_spec({
         "model": {"name": "m", "repository": {"configMap": {"name": "models"}}},

@@ -53,7 +53,7 @@ groups:
             maxGpus, or pick another gpuProduct.
       - alert: PonderRouterRejecting
         expr: |
-          sum by (namespace, reasoningservice) (rate(ponder_router_rejections_total[5m])) > {{ $rule.rejectionsPerSecond }}
+          sum by (namespace, reasoningservice) (rate(ponder_router_rejections_total{reason=~"queue|queue-timeout|tenant|no-endpoint"}[5m])) > {{ $rule.rejectionsPerSecond }}
         for: {{ $rule.rejectionsFor }}
         labels:
           severity: warning
@@ -61,9 +61,11 @@ groups:
           {{- toYaml . | nindent 10 }}
           {{- end }}
         annotations:
-          summary: 'Routers of {{ "{{ $labels.namespace }}/{{ $labels.reasoningservice }}" }} keep answering 429.'
+          summary: 'Routers of {{ "{{ $labels.namespace }}/{{ $labels.reasoningservice }}" }} keep refusing requests for overload (429/503).'
           description: >-
             More than {{ $rule.rejectionsPerSecond }} requests per second have been refused
-            (queue full, tenant limit or queue timeout) for {{ $rule.rejectionsFor }}. The pool
-            may be at maxReplicas or maxGpus (status.atCeiling) or waiting for GPUs.
+            for overload (429: queue full or tenant limit; 503: queue timeout or no Triton
+            replica in time) for {{ $rule.rejectionsFor }}. The pool may be at maxReplicas or
+            maxGpus (status.atCeiling) or waiting for GPUs. Client faults (401, 403, 413, a
+            prompt over maxPromptChars) are not counted here.
 {{- end }}

@@ -1,6 +1,7 @@
 """Read the autoscaler's signals from Prometheus (PromQL through prometheus-api-client).
 
-Series (names fixed in DESIGN.md): the router's ``ponder_router_demand_tokens``,
+Series (the router exports them under these names, ``ponder_router/metrics.py``; a
+rename there must change the queries here): the router's ``ponder_router_demand_tokens``,
 ``ponder_router_queue_depth`` and ``ponder_router_inflight_samples`` (label ``service``),
 and Triton's ``nv_inference_pending_request_count`` (label ``ponder_service``, added by the
 scrape configuration from the pod label ``ponder.dev/service``). A series without a

@@ -59,9 +59,8 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-vllm-python-py3"
 
-Backend = Literal["vllm", "tensorrtllm", "python"]
 Strategy = Literal["single", "vote", "best-of-n", "revise"]
-Shrinkable = Literal["samples", "tokens", "tier"]
+Shrinkable = Literal["samples", "tokens"]
 Cloud = Literal["aws", "gcp", "azure", "lambda"]
 Offering = Literal["on-demand", "spot"]
 
@@ -187,7 +186,13 @@ class ModelRepository(ApiModel):
 
 
 class ModelSpec(ApiModel):
-    """The model served and the Triton Inference Server that serves it."""
+    """The model served and the Triton Inference Server that serves it.
+
+    The repository holds the model's own Triton configuration (the operator renders none).
+    The router speaks the inputs and outputs of Triton's vLLM backend (``text_input``,
+    ``stream``, ``sampling_parameters`` → ``text_output``), so the model must take them: a
+    vLLM-backend model, or a python-backend model with the same interface.
+    """
 
     name: Str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
@@ -199,10 +204,6 @@ class ModelSpec(ApiModel):
         default=(), max_length=64, json_schema_extra={"x-kubernetes-list-type": "atomic"},
         description="Extra tritonserver arguments, after the ones the operator sets.")
     repository: ModelRepository = Field(description="Where Triton loads the model from.")
-    backend: Backend = Field(
-        default="vllm",
-        description="Triton backend of the model (vllm, tensorrtllm or python); decides the "
-                    "model configuration the operator renders.")
     triton_model_name: Str | None = Field(
         default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Model name inside the Triton repository; defaults to name.")
@@ -314,8 +315,10 @@ class ScalingSpec(ApiModel):
         description="Triton pending requests per replica above which the pool grows.")
     throughput_prior_tokens_per_second: Float = Field(
         default=1500.0, gt=0, le=1e7,
-        description="Tokens per second one replica generates, used until measured "
-                    "throughput is available.")
+        description="Tokens per second one replica generates (measure it with a load test; "
+                    "nothing measures it at run time): the autoscaler sizes the pool as demand "
+                    "tokens / (this x targetDrainSeconds), and the router compares demand "
+                    "with replicas x this when it shrinks budgets under load.")
     scale_up_stabilization_seconds: Int = Field(
         default=0, ge=0, le=3600,
         description="Seconds a higher replica count must be wanted before scaling up.")
@@ -451,11 +454,9 @@ class ShrinkUnderLoad(ApiModel):
     """What the router may cut, in order, while the pool is saturated."""
 
     order: tuple[Shrinkable, ...] = Field(
-        default=_DEFAULT_SHRINK_ORDER, max_length=3,
+        default=_DEFAULT_SHRINK_ORDER, max_length=2,
         json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="What shrinks first under load: samples, tokens; empty never shrinks. "
-                    "tier is accepted but not applied yet (the router never moves a "
-                    "request to a cheaper tier).")
+        description="What shrinks first under load: samples, tokens; empty never shrinks.")
     min_samples: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.SAMPLES], ge=1, le=64,
                              description="Samples never cut below this.")
     min_tokens: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.TOKENS], ge=1,
@@ -618,12 +619,14 @@ class RouterSpec(ApiModel):
 
 
 class Pricing(ApiModel):
-    """Look the GPU price up in a cloud price list instead of stating it."""
+    """Look the GPU price up in a cloud price list instead of stating it.
+
+    The price table holds one price per (cloud, GPU type, offering): the median per-GPU
+    price over the cloud's instance types with that GPU, each a median over regions. There
+    is no per-region lookup; state one region's price as ``gpuHourlyPrice``.
+    """
 
     cloud: Cloud = Field(description="Cloud whose list price applies.")
-    region: Str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$",
-        description="Cloud region; the median across regions if unset.")
     gpu_type: Str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Accelerator name in the price list (H100, A100-80GB, L4).")

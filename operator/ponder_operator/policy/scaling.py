@@ -99,7 +99,8 @@ class ScalingSpec(BaseModel):
         None, gt=0.0, description="target concurrent samples per replica; None = no floor"
     )
     throughput_prior_tokens_per_second: float = Field(
-        2000.0, gt=0.0, description="per-replica throughput until one is measured"
+        2000.0, gt=0.0,
+        description="per-replica throughput when the signals carry no measured one",
     )
     scale_up_stabilization_seconds: float = Field(0.0, ge=0.0)
     scale_down_stabilization_seconds: float = Field(300.0, ge=0.0)
@@ -146,7 +147,8 @@ class Signals(BaseModel):
         None, description="nv_inference_pending_request_count, summed over pods"
     )
     measured_tokens_per_second_per_replica: float | None = Field(
-        None, description="observed per-replica capacity while saturated; None = use the prior"
+        None, description="observed per-replica capacity while saturated; None = use the "
+                          "prior (the Prometheus adapter does not measure it: always None)"
     )
     sampled_at_seconds: float | None = Field(None, description="when the values were sampled")
     read_ok: bool = Field(True, description="False when the query failed")
