@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ponder_operator.api import API_VERSION, KIND
-from ponder_operator.api.spec import ReasoningServiceSpec
+from ponder_operator.api.spec import ReasoningServiceSpec, UriSource
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -37,6 +38,19 @@ ROUTER_CONFIG_DIR = "/etc/ponder"
 MODEL_MOUNT = "/models"
 NONROOT_UID = 65532
 TRITON_UID = 1000  # the tritonserver image's own non-root user
+HOME_DIR = "/home/triton"  # an emptyDir: HOME and the caches, under a read-only root
+DOWNLOAD_DIR = "/var/lib/triton/repository"  # where Triton copies a uri repository
+SCRATCH_STORAGE_BYTES = 16 * 1024**3  # ephemeral storage beside the download (caches, logs)
+_MOUNT_DIRECTORY_ENV = {"s3": "TRITON_AWS_MOUNT_DIRECTORY", "gs": "TRITON_GCS_MOUNT_DIRECTORY",
+                        "as": "TRITON_AZURE_MOUNT_DIRECTORY"}
+GCS_CREDENTIALS_KEY = "GOOGLE_APPLICATION_CREDENTIALS"
+GCS_CREDENTIALS_DIR = "/var/run/secrets/ponder/gcs"
+GCS_CREDENTIALS_FILE = "key.json"
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+STARTUP_PERIOD_SECONDS = 10
+PRESTOP_SECONDS = 10  # the router's pod watch drops a terminating pod well within this
+UNLOAD_SECONDS = 30  # after the last request: unloading the model, freeing the GPUs
+MODEL_CHECK_SOURCE = (Path(__file__).parent / "model_check.py").read_text()
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,52 @@ def _pod_security(uid: int) -> dict[str, Any]:
     }
 
 
+def quantity_bytes(quantity: str) -> int:
+    """Bytes in a Kubernetes memory or storage quantity (16Gi, 500M, 1024)."""
+    number = quantity.rstrip("mkKMGTPEi")
+    suffix = quantity[len(number):]
+    return int(float(number) * _QUANTITY_SUFFIX_BYTES[suffix])
+
+
+def format_bytes(count: int) -> str:
+    """A quantity for ``count`` bytes, in the largest binary unit that divides it."""
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        unit = _QUANTITY_SUFFIX_BYTES[suffix]
+        if count % unit == 0:
+            return f"{count // unit}{suffix}"
+    return str(count)
+
+
+_QUANTITY_SUFFIX_BYTES = {
+    "": 1, "m": 10**-3,
+    **{p: 1000 ** (n + 1) for n, p in enumerate("kMGTPE")},
+    **{f"{p}i": 1024 ** (n + 1) for n, p in enumerate("KMGTPE")},
+}
+
+
+def triton_memory(spec: ReasoningServiceSpec) -> str:
+    """The Triton container's memory request and limit: its processes plus /dev/shm.
+
+    A memory-backed emptyDir's pages are charged to the pod's memory cgroup, so the shm
+    must fit inside the limit beside what Triton and vLLM allocate themselves.
+    """
+    resources = spec.resources
+    return format_bytes(quantity_bytes(resources.memory_per_replica)
+                        + quantity_bytes(resources.shared_memory_per_replica))
+
+
+def drain_seconds(spec: ReasoningServiceSpec) -> tuple[int, int]:
+    """Triton's ``--exit-timeout-secs`` and the pod's termination grace period.
+
+    Triton refuses new requests on SIGTERM and waits for those in flight up to its exit
+    timeout; the longest request the router lets run is the admission request timeout, so
+    that is the exit timeout. The grace period adds the preStop pause (the router sees
+    the pod terminating and stops sending to it first) and time to unload the model.
+    """
+    exit_timeout = spec.router.admission.request_timeout_seconds
+    return exit_timeout, PRESTOP_SECONDS + exit_timeout + UNLOAD_SECONDS
+
+
 def _model_volume(spec: ReasoningServiceSpec) -> tuple[list[dict[str, Any]], str]:
     """The model repository's volumes and the ``--model-repository`` value."""
     repo = spec.model.repository
@@ -126,47 +186,119 @@ def _model_volume(spec: ReasoningServiceSpec) -> tuple[list[dict[str, Any]], str
     return [], repo.uri.uri
 
 
+def _home_env() -> list[dict[str, Any]]:
+    """HOME and every cache vLLM, torch, triton-lang and Hugging Face write, on the home
+    emptyDir: the root filesystem is read-only and the image's user has no home."""
+    return [{"name": name, "value": value} for name, value in (
+        ("HOME", HOME_DIR),
+        ("XDG_CACHE_HOME", f"{HOME_DIR}/.cache"),
+        ("HF_HOME", f"{HOME_DIR}/.cache/huggingface"),
+        ("TRITON_CACHE_DIR", f"{HOME_DIR}/.triton/cache"),
+        ("VLLM_CACHE_ROOT", f"{HOME_DIR}/.cache/vllm"),
+    )]
+
+
+def _uri_repository(
+    uri: UriSource, container: dict[str, Any], volumes: list[dict[str, Any]]
+) -> None:
+    """A remote repository: a bounded download folder and the credentials Triton reads."""
+    container["env"].append({"name": _MOUNT_DIRECTORY_ENV[uri.uri[:2]],
+                             "value": DOWNLOAD_DIR})
+    container["volumeMounts"].append({"name": "repository", "mountPath": DOWNLOAD_DIR})
+    volumes.append({"name": "repository", "emptyDir": {"sizeLimit": uri.storage_size}})
+    storage = format_bytes(quantity_bytes(uri.storage_size) + SCRATCH_STORAGE_BYTES)
+    for kind in ("requests", "limits"):
+        container["resources"][kind]["ephemeral-storage"] = storage
+    if not uri.credentials_secret:
+        return
+    container["envFrom"] = [{"secretRef": {"name": uri.credentials_secret}}]
+    if uri.uri.startswith("gs://"):  # Triton's GCS client wants a file path, not the key
+        volumes.append({"name": "gcs-credentials", "secret": {
+            "secretName": uri.credentials_secret,
+            "items": [{"key": GCS_CREDENTIALS_KEY, "path": GCS_CREDENTIALS_FILE}]}})
+        container["volumeMounts"].append({"name": "gcs-credentials", "readOnly": True,
+                                          "mountPath": GCS_CREDENTIALS_DIR})
+        container["env"].append({"name": GCS_CREDENTIALS_KEY,
+                                 "value": f"{GCS_CREDENTIALS_DIR}/{GCS_CREDENTIALS_FILE}"})
+
+
+def _model_check(spec: ReasoningServiceSpec, repository: str) -> dict[str, Any]:
+    """An init container that checks the model's configuration before Triton loads it.
+
+    It runs ``model_check`` (standard library only) with the Triton image's own python,
+    where the repository is mounted: a tensor-parallel size that differs from the GPUs
+    the pod gets fails here with a message, not in NCCL minutes later.
+    """
+    return {
+        "name": "check-model",
+        "image": spec.model.image,
+        "command": ["python3", "-c", MODEL_CHECK_SOURCE, repository,
+                    spec.model.served_triton_model_name, spec.model.backend,
+                    str(spec.resources.gpus_per_replica)],
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                      "limits": {"memory": "128Mi"}},
+        "volumeMounts": [{"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True}],
+        "securityContext": _container_security(),
+    }
+
+
 def render_triton_deployment(
     owner: Owner, spec: ReasoningServiceSpec
 ) -> dict[str, Any]:
     """Triton pods; ``spec.replicas`` is deliberately absent (the autoscaler owns it)."""
     labels = _labels(owner, "triton", spec)
     volumes, repository = _model_volume(spec)
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "home", "mountPath": HOME_DIR},
+        {"name": "shm", "mountPath": "/dev/shm"},
+    ]
     if volumes:
         mounts.append({"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True})
-    volumes.append({"name": "tmp", "emptyDir": {}})
+    volumes += [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "home", "emptyDir": {}},
+        {"name": "shm", "emptyDir": {"medium": "Memory",
+                                     "sizeLimit": spec.resources.shared_memory_per_replica}},
+    ]
     gpus = str(spec.resources.gpus_per_replica)
+    memory = triton_memory(spec)
+    exit_timeout, grace = drain_seconds(spec)
     container: dict[str, Any] = {
         "name": "triton",
         "image": spec.model.image,
         "args": [
             "tritonserver", f"--model-repository={repository}",
             f"--http-port={TRITON_HTTP_PORT}", f"--grpc-port={TRITON_GRPC_PORT}",
-            f"--metrics-port={TRITON_METRICS_PORT}", *spec.model.args,
+            f"--metrics-port={TRITON_METRICS_PORT}", f"--exit-timeout-secs={exit_timeout}",
+            *spec.model.args,
         ],
+        "env": _home_env(),
         "ports": [
             {"name": "http", "containerPort": TRITON_HTTP_PORT},
             {"name": "grpc", "containerPort": TRITON_GRPC_PORT},
             {"name": "metrics", "containerPort": TRITON_METRICS_PORT},
         ],
         "resources": {
-            "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory,
-                         GPU_RESOURCE: gpus},
-            "limits": {"memory": spec.resources.memory, GPU_RESOURCE: gpus},
+            "requests": {"cpu": spec.resources.cpu, "memory": memory, GPU_RESOURCE: gpus},
+            "limits": {"memory": memory, GPU_RESOURCE: gpus},
         },
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
                            "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
                           "periodSeconds": 10, "failureThreshold": 6},
         "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                         "periodSeconds": 10, "failureThreshold": 60},
+                         "periodSeconds": STARTUP_PERIOD_SECONDS,
+                         "failureThreshold": -(-spec.model.startup_timeout_seconds
+                                               // STARTUP_PERIOD_SECONDS)},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "volumeMounts": mounts,
         "securityContext": _container_security(),
     }
     uri = spec.model.repository.uri
-    if uri is not None and uri.credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": uri.credentials_secret}}]
+    if uri is not None:
+        _uri_repository(uri, container, volumes)
     node_selector = dict(spec.resources.node_selector)
     if spec.resources.gpu_product:
         node_selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_product
@@ -175,14 +307,17 @@ def render_triton_deployment(
         "volumes": volumes,
         "securityContext": _pod_security(TRITON_UID),
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": 60,
+        "terminationGracePeriodSeconds": grace,
+        "tolerations": [GPU_TOLERATION, *(
+            t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations
+        )],
     }
+    if uri is None:
+        pod_spec["initContainers"] = [_model_check(spec, repository)]
+    if spec.model.service_account_name:
+        pod_spec["serviceAccountName"] = spec.model.service_account_name
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
-    if spec.resources.tolerations:
-        pod_spec["tolerations"] = [
-            t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations
-        ]
     if spec.resources.priority_class_name:
         pod_spec["priorityClassName"] = spec.resources.priority_class_name
     template_meta = {

@@ -119,7 +119,10 @@ def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
 
     assert spec.model.image == DEFAULT_TRITON_IMAGE
     assert spec.model.served_triton_model_name == "m"
+    assert spec.model.startup_timeout_seconds == 1800
     assert spec.resources.gpus_per_replica == 1
+    assert spec.resources.memory_per_replica == "16Gi"
+    assert spec.resources.shared_memory_per_replica == "2Gi"
     assert spec.scaling.min_replicas <= spec.scaling.max_replicas
     assert spec.scaling.interval_seconds == 5
     assert spec.scaling.paused is False
@@ -230,6 +233,18 @@ INVALID = [
                  "spec.model.repository.uri.uri", "should match pattern",
                  id="repository-uri-without-storage-scheme"),
     pytest.param(drop("model"), "spec.model", "Field required", id="no-model"),
+    pytest.param(edit("model.backend", "tensorrtllm"), "spec.model.backend",
+                 "backend tensorrtllm is not supported yet", id="tensorrtllm-backend"),
+    pytest.param(edit("model.startupTimeoutSeconds", 30), "spec.model.startupTimeoutSeconds",
+                 "greater than or equal to 60", id="startup-timeout-too-short"),
+    pytest.param(edit("model.serviceAccountName", "Model Reader"),
+                 "spec.model.serviceAccountName", "should match pattern",
+                 id="service-account-not-a-name"),
+    pytest.param(edit("resources.sharedMemory", "2 GB"), "spec.resources.sharedMemory",
+                 "should match pattern", id="shared-memory-not-a-quantity"),
+    pytest.param(edit("model.repository", {"uri": {"uri": "s3://b/m", "storageSize": "lots"}}),
+                 "spec.model.repository.uri.storageSize", "should match pattern",
+                 id="uri-storage-size-not-a-quantity"),
     pytest.param(edit("resources.gpusPerReplica", 9), "spec.resources.gpusPerReplica",
                  "less than or equal to 8", id="too-many-gpus-per-replica"),
     pytest.param(edit("resources.memory", "16 GB"), "spec.resources.memory",

@@ -121,7 +121,7 @@ def test_every_child_is_owned_by_the_service_and_runs_hardened(spec: Any) -> Non
     for deployment in (c for c in children if c["kind"] == "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
-        for container in pod["containers"]:
+        for container in [*pod["containers"], *pod.get("initContainers", ())]:
             security = container["securityContext"]
             assert security["readOnlyRootFilesystem"] is True
             assert security["allowPrivilegeEscalation"] is False

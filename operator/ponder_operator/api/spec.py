@@ -148,7 +148,12 @@ class UriSource(ApiModel):
                     "as://account/container/path.")
     credentials_secret: Str | None = _optional_name(
         "Secret whose keys become Triton's environment (AWS_ACCESS_KEY_ID, "
-        "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT, ...).")
+        "AZURE_STORAGE_ACCOUNT, ...). For gs:// its GOOGLE_APPLICATION_CREDENTIALS key holds "
+        "the service account's JSON key: it is mounted as a file and the variable points "
+        "to that file.")
+    storage_size: Str = _quantity(
+        "100Gi", "Local disk Triton copies the repository to (an emptyDir of this size, "
+                 "requested as ephemeral storage); at least the model's weights.")
 
 
 class ConfigMapSource(ApiModel):
@@ -185,6 +190,14 @@ class ModelRepository(ApiModel):
         return self
 
 
+BACKEND_THE_ROUTER_SPEAKS = CelRule(
+    "self.backend != 'tensorrtllm'",
+    "backend tensorrtllm is not supported yet: the router speaks the vLLM backend's inputs "
+    "(text_input, sampling_parameters); use vllm, or python for a model with the same inputs",
+    ".backend",
+)
+
+
 class ModelSpec(ApiModel):
     """The model served and the Triton Inference Server that serves it.
 
@@ -193,6 +206,8 @@ class ModelSpec(ApiModel):
     ``stream``, ``sampling_parameters`` → ``text_output``), so the model must take them: a
     vLLM-backend model, or a python-backend model with the same interface.
     """
+
+    model_config = _cel(BACKEND_THE_ROUTER_SPEAKS)
 
     name: Str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
@@ -207,6 +222,21 @@ class ModelSpec(ApiModel):
     triton_model_name: Str | None = Field(
         default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Model name inside the Triton repository; defaults to name.")
+    startup_timeout_seconds: Int = Field(
+        default=1800, ge=60, le=14400,
+        description="Seconds Triton may take to load the model before the kubelet restarts "
+                    "it: Triton opens its ports only once the model has loaded, and a 70B "
+                    "model pulled onto a cold node takes tens of minutes.")
+    service_account_name: Str | None = _optional_name(
+        "ServiceAccount the Triton pods run as, for workload identity to a uri repository "
+        "(GKE Workload Identity, EKS IRSA or Pod Identity, Azure Workload Identity); the "
+        "namespace's default ServiceAccount if unset.")
+
+    @model_validator(mode="after")
+    def _backend_the_router_speaks(self) -> ModelSpec:
+        if self.backend == "tensorrtllm":
+            raise BACKEND_THE_ROUTER_SPEAKS.violation()
+        return self
 
     @property
     def served_triton_model_name(self) -> str:
@@ -259,15 +289,34 @@ class ResourcesSpec(ApiModel):
         description="GPU model, matched against the nodes' nvidia.com/gpu.product label "
                     "(for example NVIDIA-H100-80GB-HBM3); any GPU node if unset.")
     cpu: Str = _quantity("4", "CPU request per replica.")
-    memory: Str = _quantity("16Gi", "Memory request and limit per replica.")
+    memory: Str | None = Field(
+        default=None, max_length=32, pattern=QUANTITY,
+        description="Memory for Triton's processes per replica; 16Gi per GPU if unset. The "
+                    "pod's request and limit are this plus sharedMemory. A Kubernetes "
+                    "quantity (500m, 4, 16Gi).")
+    shared_memory: Str | None = Field(
+        default=None, max_length=32, pattern=QUANTITY,
+        description="Size of /dev/shm (a memory-backed emptyDir, counted in the memory "
+                    "limit), which Triton's python and vLLM backends and NCCL use; 2Gi per "
+                    "GPU if unset. A Kubernetes quantity (500m, 4, 16Gi).")
     tolerations: tuple[Toleration, ...] = Field(
         default=(), max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"},
-        description="Tolerations for the Triton pods, beside the GPU toleration the API "
-                    "server adds.")
+        description="Tolerations for the Triton pods, beside the nvidia.com/gpu NoSchedule "
+                    "toleration every Triton pod gets.")
     priority_class_name: Str | None = _optional_name("PriorityClass of the Triton pods.")
     node_selector: dict[str, Annotated[Str, Field(max_length=63)]] = Field(
         default_factory=dict, max_length=32,
         description="Extra node labels the Triton pods require.")
+
+    @property
+    def memory_per_replica(self) -> str:
+        """Memory for Triton's processes: the spec's, else 16Gi per GPU."""
+        return self.memory or f"{16 * self.gpus_per_replica}Gi"
+
+    @property
+    def shared_memory_per_replica(self) -> str:
+        """Size of /dev/shm: the spec's, else 2Gi per GPU."""
+        return self.shared_memory or f"{2 * self.gpus_per_replica}Gi"
 
 
 # -- scaling ------------------------------------------------------------------------------
