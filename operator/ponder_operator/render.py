@@ -18,6 +18,7 @@ capabilities dropped; cost-allocation labels from the spec go on every pod.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +170,7 @@ def drain_seconds(spec: ReasoningServiceSpec) -> tuple[int, int]:
     that is the exit timeout. The grace period adds the preStop pause (the router sees
     the pod terminating and stops sending to it first) and time to unload the model.
     """
-    exit_timeout = spec.router.admission.request_timeout_seconds
+    exit_timeout = math.ceil(spec.router.admission.request_timeout_seconds)
     return exit_timeout, PRESTOP_SECONDS + exit_timeout + UNLOAD_SECONDS
 
 

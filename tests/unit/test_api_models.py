@@ -94,7 +94,6 @@ def test_there_are_minimal_and_multi_tier_examples() -> None:
 
 
 @pytest.mark.parametrize(("section", "field"), [
-    ("model", {"backend": "tensorrtllm"}),  # the router speaks only vLLM's interface
     ("cost", {"pricing": {"cloud": "aws", "gpuType": "H100", "region": "us-east-1"}}),
 ])
 def test_fields_the_operator_would_ignore_are_refused(

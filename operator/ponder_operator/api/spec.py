@@ -59,6 +59,7 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-vllm-python-py3"
 
+Backend = Literal["vllm", "tensorrtllm", "python"]
 Strategy = Literal["single", "vote", "best-of-n", "revise"]
 Shrinkable = Literal["samples", "tokens"]
 Cloud = Literal["aws", "gcp", "azure", "lambda"]
@@ -201,7 +202,8 @@ BACKEND_THE_ROUTER_SPEAKS = CelRule(
 class ModelSpec(ApiModel):
     """The model served and the Triton Inference Server that serves it.
 
-    The repository holds the model's own Triton configuration (the operator renders none).
+    The repository holds the model's own Triton configuration; the operator renders none and
+    checks it at start (``model_check``).
     The router speaks the inputs and outputs of Triton's vLLM backend (``text_input``,
     ``stream``, ``sampling_parameters`` → ``text_output``), so the model must take them: a
     vLLM-backend model, or a python-backend model with the same interface.
@@ -219,6 +221,11 @@ class ModelSpec(ApiModel):
         default=(), max_length=64, json_schema_extra={"x-kubernetes-list-type": "atomic"},
         description="Extra tritonserver arguments, after the ones the operator sets.")
     repository: ModelRepository = Field(description="Where Triton loads the model from.")
+    backend: Backend = Field(
+        default="vllm",
+        description="Triton backend of the model: vllm, or python for a model with the vLLM "
+                    "backend's inputs; the pod's model check holds the repository's "
+                    "config.pbtxt to it. tensorrtllm is refused until the router speaks it.")
     triton_model_name: Str | None = Field(
         default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Model name inside the Triton repository; defaults to name.")
