@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ponder_operator.api import GROUP, KIND, PLURAL, SHORT_NAME, VERSION, spec, status
+from ponder_operator.api import GROUP, KIND, PLURAL, SHORT_NAME, VERSION, conditions, spec, status
 from ponder_operator.api.crd import _WithFactoryDefaults, crd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,20 +205,23 @@ def _paths(root: type[BaseModel], prefix: str) -> dict[str, str]:
     return found
 
 
-def _enum_comments(cls: type) -> list[tuple[str, str, str]]:
-    """(group, value, comment) for each member of an enum, from its source's comments."""
-    rows: list[tuple[str, str, str]] = []
-    group = ""
+def _enum_comments(cls: type) -> dict[str, str]:
+    """The comment on each member of an enum, by value, from its source."""
+    comments: dict[str, str] = {}
     for line in inspect.getsource(cls).splitlines()[1:]:
-        stripped = line.strip()
-        header = re.fullmatch(r"#\s*(\w+)", stripped)
-        if header:
-            group = header.group(1)
-            continue
-        member = re.fullmatch(r'\w+\s*=\s*"([^"]+)"\s*(?:#\s*(.*))?', stripped)
+        member = re.fullmatch(r'\w+\s*=\s*"([^"]+)"\s*(?:#\s*(.*))?', line.strip())
         if member:
-            rows.append((group, member.group(1), member.group(2) or ""))
-    return rows
+            comments[member.group(1)] = member.group(2) or ""
+    return comments
+
+
+def _reasons() -> list[str]:
+    """The reasons table: each condition type's reasons (``CONDITION_REASONS``), with meaning."""
+    meanings = _enum_comments(conditions.Reason)
+    lines = ["| Condition | Reason | Meaning |", "|---|---|---|"]
+    for type_, reasons in conditions.CONDITION_REASONS.items():
+        lines += [f"| {type_} | `{reason}` | {_text(meanings[reason])} |" for reason in reasons]
+    return lines
 
 
 def _columns() -> list[str]:
@@ -260,9 +263,8 @@ def render() -> str:
         lines += _section(model, status_paths[model.__name__], defaults=False)
     lines += ["## Conditions", "", "| Type | Meaning |", "|---|---|"]
     lines += [f"| `{value}` | {_text(comment)} |"
-              for _, value, comment in _enum_comments(status.ConditionType)]
-    lines += ["", "| Condition | Reason |", "|---|---|"]
-    lines += [f"| {group} | `{value}` |" for group, value, _ in _enum_comments(status.Reason)]
+              for value, comment in _enum_comments(conditions.ConditionType).items()]
+    lines += ["", *_reasons()]
     lines += ["", "## kubectl get columns", "", *_columns(), ""]
     return "\n".join(lines)
 

@@ -29,8 +29,6 @@ from typing import Any
 
 import kopf
 
-from ponder_operator.adapters.kube import Kube
-from ponder_operator.adapters.prometheus import SignalCache
 from ponder_operator.api.spec import ReasoningServiceSpec, parse_spec
 from ponder_operator.api.status import (
     Condition,
@@ -39,6 +37,7 @@ from ponder_operator.api.status import (
     ReasoningServiceStatus,
     with_condition,
 )
+from ponder_operator.context import OperatorContext
 from ponder_operator.errors import SpecError
 from ponder_operator.policy import cost as cost_policy
 from ponder_operator.policy import status as status_policy
@@ -107,18 +106,20 @@ def scaling_spec(spec: ReasoningServiceSpec, settings: OperatorSettings) -> Scal
     )
 
 
-def _signals(memo: Any, namespace: str, name: str, now_seconds: float) -> Signals:
-    cache: SignalCache | None = memo.get("signals")
+def _signals(
+    context: OperatorContext, namespace: str, name: str, now_seconds: float
+) -> Signals:
+    cache = context.signals
     if cache is None:
         return Signals(read_ok=False, error="no Prometheus configured (PONDER_PROMETHEUS_URL)")
     return cache.signals(namespace, name, now_seconds)
 
 
-def _conditions(
+def scaling_conditions(
     status: ReasoningServiceStatus, decision: ScaleDecision, current: int, desired: int,
     generation: int, now: datetime,
 ) -> tuple[Condition, ...]:
-    def cond(type_: ConditionType, state: bool, reason: str, message: str) -> Condition:
+    def cond(type_: ConditionType, state: bool, reason: Reason, message: str) -> Condition:
         return Condition(type=type_, status="True" if state else "False", reason=reason,
                          message=message, last_transition_time=now,
                          observed_generation=generation)
@@ -128,13 +129,13 @@ def _conditions(
         decision.message or f"{current} → {desired} replicas"))
     return with_condition(conditions, cond(
         ConditionType.DEGRADED, decision.degraded,
-        decision.reason if decision.degraded else Reason.AS_EXPECTED,
+        decision.degraded_reason or Reason.AS_EXPECTED,
         decision.message if decision.degraded else "metrics are fresh"))
 
 
-def _price(spec: ReasoningServiceSpec, memo: Any) -> float | None:
+def _price(spec: ReasoningServiceSpec, context: OperatorContext) -> float | None:
     try:
-        return cost_policy.gpu_hourly_price(spec, memo.get("prices"))
+        return cost_policy.gpu_hourly_price(spec, context.prices)
     except cost_policy.PricingError as exc:
         log.warning("no GPU price: %s", exc)
         return None
@@ -145,10 +146,11 @@ def _comparable(status: ReasoningServiceStatus) -> dict[str, Any]:
     return status.model_dump(exclude={"gpu_seconds_total", "gpu_hours", "cost"})
 
 
-def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState) -> LoopState:
+def tick(
+    body: kopf.Body, context: OperatorContext, indexes: Mapping[str, Any], loop: LoopState
+) -> LoopState:
     """One pass of the loop; returns the memory for the next one."""
-    kube: Kube = memo["kube"]
-    settings: OperatorSettings = memo["settings"]
+    kube, settings = context.kube, context.settings
     try:
         spec = parse_spec(body)
     except SpecError as exc:
@@ -168,7 +170,7 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
         "current_replicas": current, "ready_replicas": seen.triton_ready,
         "pending_unschedulable_replicas": seen.unschedulable_pods,
     })
-    signals = _signals(memo, owner.namespace, owner.name, now_seconds)
+    signals = _signals(context, owner.namespace, owner.name, now_seconds)
     decision = compute_desired_replicas(scaling_spec(spec, settings), signals, state,
                                         now_seconds)
     desired = decision.desired_replicas
@@ -179,7 +181,7 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
     status = status_policy.compute_status(previous, seen, triton_selector(owner), now)
     updates: dict[str, Any] = {
         "desired_replicas": desired, "at_ceiling": decision.at_ceiling,
-        "conditions": _conditions(status, decision, current, desired, generation, now),
+        "conditions": scaling_conditions(status, decision, current, desired, generation, now),
     }
     if desired != current:
         kube.scale_deployment(owner.namespace, triton_name(owner), desired)
@@ -191,7 +193,7 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
     elapsed = 0.0 if loop.last_tick_seconds is None else now_seconds - loop.last_tick_seconds
     updates.update(cost_policy.accumulate(
         previous, spec, ready_replicas=seen.triton_ready, elapsed_seconds=elapsed,
-        price=_price(spec, memo)).as_status_updates())
+        price=_price(spec, context)).as_status_updates())
     new_status = status.model_copy(update=updates)
 
     last_cost_write = loop.last_cost_write_seconds
@@ -202,7 +204,7 @@ def tick(body: kopf.Body, memo: Any, indexes: Mapping[str, Any], loop: LoopState
     if persisted:
         write_status(kube, owner, new_status)
         last_cost_write = now_seconds
-    memo["metrics"].observe(owner.namespace, owner.name, spec, previous, new_status,
+    context.metrics.observe(owner.namespace, owner.name, spec, previous, new_status,
                             persisted=persisted, signals=signals)
     if bool(previous.at_ceiling) != decision.at_ceiling:
         apply_router_config(kube, owner, spec, Capacity(decision.at_ceiling, seen.triton_ready))

@@ -10,7 +10,9 @@ Handlers (explicit ids, so kopf's stored progress survives renames):
   (``replicas`` excepted, it belongs to the autoscaler);
 - ``autoscale`` — a daemon per ReasoningService running the scaling loop every
   ``spec.scaling.intervalSeconds`` (see ``autoscale``); it also keeps the status current;
-- ``login`` — kopf's own login, over a bounded connection pool (``adapters.kopf_session``).
+- ``login`` — kopf's own login, over a bounded connection pool (``adapters.kopf_session``);
+- ``configure`` — kopf's settings, and the clients of the ``OperatorContext`` (``context``)
+  that ``main`` passes as kopf's ``memo``: every handler receives it as ``memo``.
 
 A spec the models refuse sets ``Ready=False``/``InvalidSpec`` for good; a child the API
 server refuses sets ``Ready=False``/``ChildRejected`` and is retried.
@@ -19,7 +21,6 @@ server refuses sets ``Ready=False``/``ChildRejected`` and is retried.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import copy
 import logging
@@ -32,13 +33,11 @@ from kubernetes.client.exceptions import ApiException
 
 from ponder_operator import autoscale, views
 from ponder_operator.adapters import kopf_session
-from ponder_operator.adapters import prometheus as prom
 from ponder_operator.adapters.kube import (
     AUTOSCALER_FIELD_MANAGER,
     FIELD_MANAGER,
     Kube,
     api_message,
-    load_api_client,
 )
 from ponder_operator.api import GROUP, PLURAL, VERSION
 from ponder_operator.api.spec import parse_spec
@@ -49,9 +48,8 @@ from ponder_operator.api.status import (
     ReasoningServiceStatus,
     with_condition,
 )
+from ponder_operator.context import OperatorContext
 from ponder_operator.errors import ChildRejected, SpecError
-from ponder_operator.metrics import OperatorMetrics, start_metrics_server
-from ponder_operator.policy.status import UNKNOWN_GPU_PRODUCT
 from ponder_operator.reconcile import (
     Capacity,
     apply_children,
@@ -66,11 +64,9 @@ from ponder_operator.render import (
     MANAGED_BY,
     SERVICE_LABEL,
     Owner,
-    RenderOptions,
     router_name,
     triton_name,
 )
-from ponder_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_SECONDS = 30
@@ -84,8 +80,8 @@ _INDEXES = ("services", "deployments", "triton_pods", "gpu_products")
 kopf.on.login(id="login")(kopf_session.login)
 
 
-@kopf.on.startup()
-def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+@kopf.on.startup(id="configure")
+def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ponder.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="ponder.dev", key="last-handled-configuration")
@@ -93,33 +89,10 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.execution.max_workers = 32
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
-    operator_settings: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
-    settings.peering.lifetime = operator_settings.peering_lifetime_seconds
-    kube = Kube(load_api_client())
-    memo["settings"] = operator_settings
-    # The loops' own threads: a thousand services must not queue behind the asyncio
-    # default executor's handful of workers (a tick is mostly waiting on the API server).
-    memo["tick_executor"] = concurrent.futures.ThreadPoolExecutor(
-        max_workers=32, thread_name_prefix="autoscale")
-    memo["kube"] = kube
-    memo["reconciled"] = {}  # uid -> generation this process has applied
-    if operator_settings.prometheus_url:
-        client = prom.connect(operator_settings.prometheus_url,
-                              operator_settings.prometheus_timeout_seconds)
-        memo["signals"] = prom.SignalCache(
-            lambda: prom.fetch_batch(client),
-            max_age_seconds=operator_settings.metrics_max_age_seconds)
-    memo["metrics"] = OperatorMetrics()
-    try:
-        start_metrics_server(operator_settings.metrics_host, operator_settings.metrics_port,
-                             memo["metrics"])
-    except OSError as exc:  # e.g. a second operator on one machine: serve without metrics
-        log.warning("operator metrics not served on %s:%d: %s", operator_settings.metrics_host,
-                    operator_settings.metrics_port, exc)
-    memo["options"] = RenderOptions(
-        router_image=operator_settings.router_image,
-        service_monitor=kube.has_kind("monitoring.coreos.com/v1", "ServiceMonitor"),
-    )
+    if not isinstance(memo, OperatorContext):
+        raise kopf.PermanentError("start the operator with ponder-operator (ponder_operator.main)")
+    settings.peering.lifetime = memo.settings.peering_lifetime_seconds
+    memo.connect()
 
 
 def _previous_status(body: Mapping[str, Any]) -> ReasoningServiceStatus:
@@ -140,9 +113,10 @@ def _refuse(body: kopf.Body, kube: Kube, owner: Owner, generation: int,
     kopf.warn(body, reason=reason, message=message)
 
 
-def reconcile_body(body: kopf.Body, memo: Any, indexes: Mapping[str, Any]) -> None:
+def reconcile_body(body: kopf.Body, context: OperatorContext,
+                   indexes: Mapping[str, Any]) -> None:
     """Apply children and write status; invalid or unsatisfiable specs set Ready=False."""
-    kube: Kube = memo["kube"]
+    kube = context.kube
     owner = owner_of(body)
     generation = int(body["metadata"].get("generation") or 0)
     previous = _previous_status(body)
@@ -152,7 +126,7 @@ def reconcile_body(body: kopf.Body, memo: Any, indexes: Mapping[str, Any]) -> No
         _refuse(body, kube, owner, generation, previous, Reason.INVALID_SPEC, str(exc))
         raise kopf.PermanentError(str(exc)) from exc
     try:
-        applied = apply_children(kube, owner, spec, memo["options"], _capacity(previous))
+        applied = apply_children(kube, owner, spec, context.options, _capacity(previous))
     except ChildRejected as exc:  # the spec passed the CRD, not the child's own validation
         _refuse(body, kube, owner, generation, previous, Reason.CHILD_REJECTED, str(exc))
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
@@ -162,16 +136,16 @@ def reconcile_body(body: kopf.Body, memo: Any, indexes: Mapping[str, Any]) -> No
                                 previous)
     write_status(kube, owner, status)
     now_ready = status.condition(ConditionType.READY)
-    if now_ready is not None and now_ready.reason == UNKNOWN_GPU_PRODUCT:
-        kopf.warn(body, reason=UNKNOWN_GPU_PRODUCT, message=now_ready.message)
+    if now_ready is not None and now_ready.reason == Reason.UNKNOWN_GPU_PRODUCT:
+        kopf.warn(body, reason=Reason.UNKNOWN_GPU_PRODUCT, message=now_ready.message)
         raise kopf.TemporaryError(now_ready.message, delay=RETRY_DELAY_SECONDS)
-    memo["reconciled"][owner.uid] = generation
+    context.reconciled[owner.uid] = generation
 
 
 BACKOFF_SECONDS, TIMEOUT_SECONDS = 5, 300
 
 
-def _not_reconciled_yet(body: kopf.Body, memo: Any, **_: Any) -> bool:
+def _not_reconciled_yet(body: kopf.Body, memo: OperatorContext, **_: Any) -> bool:
     """Whether this process has yet to apply this generation of the object.
 
     Under load kopf can hand a handler the same generation twice: an object created before
@@ -182,8 +156,7 @@ def _not_reconciled_yet(body: kopf.Body, memo: Any, **_: Any) -> bool:
     process (a restarted operator resumes everything).
     """
     meta = body["metadata"]
-    done: dict[str, int] = memo["reconciled"]
-    return done.get(meta["uid"]) != int(meta.get("generation") or 0)
+    return memo.reconciled.get(meta["uid"]) != int(meta.get("generation") or 0)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume", when=_not_reconciled_yet,
@@ -192,7 +165,7 @@ def _not_reconciled_yet(body: kopf.Body, memo: Any, **_: Any) -> bool:
                 backoff=BACKOFF_SECONDS, timeout=TIMEOUT_SECONDS)
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update", field="spec",
                 when=_not_reconciled_yet, backoff=BACKOFF_SECONDS, timeout=TIMEOUT_SECONDS)
-def reconcile(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+def reconcile(*, body: kopf.Body, memo: OperatorContext, **kwargs: Any) -> None:
     reconcile_body(body, memo, {name: kwargs[name] for name in _INDEXES})
 
 
@@ -237,7 +210,9 @@ def hand_edited(body: Mapping[str, Any]) -> bool:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED, id="children")
-async def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+async def children(
+    *, type: str, body: kopf.Body, memo: OperatorContext, **kwargs: Any
+) -> None:
     """Revert a hand edit (or deletion) of a child Deployment by re-applying it.
 
     Async, so the many events that need nothing (status updates) stay on the event loop;
@@ -256,11 +231,11 @@ async def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> N
         except SpecError:
             continue  # reported by the reconcile handler
         owner = owner_of(owner_body)
-        for child in render_children(owner, spec, memo["options"], Capacity()):
+        for child in render_children(owner, spec, memo.options, Capacity()):
             if child["kind"] == "Deployment" and child["metadata"]["name"] == meta["name"]:
                 try:
                     await asyncio.get_running_loop().run_in_executor(
-                        memo["tick_executor"], memo["kube"].apply, child)
+                        memo.tick_executor, memo.kube.apply, child)
                 except (ApiException, ChildRejected) as exc:
                     # e.g. 403 while the namespace terminates, before the owner's deletion
                     # reached the index; the next reconcile re-applies anyway.
@@ -272,7 +247,7 @@ async def children(*, type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> N
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=10,
              initial_delay=1)
 async def autoscaler(
-    *, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any,
+    *, stopped: kopf.DaemonStopped, body: kopf.Body, memo: OperatorContext,
     logger: logging.Logger | logging.LoggerAdapter[Any], **kwargs: Any,
 ) -> None:
     """One scaling loop per ReasoningService; every failure is logged and retried."""
@@ -284,12 +259,12 @@ async def autoscaler(
             # In kopf's context (kopf.event needs its settings), on the loops' own threads.
             context = contextvars.copy_context()
             state = await asyncio.get_running_loop().run_in_executor(
-                memo["tick_executor"], context.run, autoscale.tick, body, memo, indexes, state)
+                memo.tick_executor, context.run, autoscale.tick, body, memo, indexes, state)
         except kopf.PermanentError as exc:
             logger.warning("autoscaling skipped: %s", exc)
         except Exception:  # last-resort boundary: the loop must outlive any single failure
             logger.exception("autoscaling tick failed")
         await stopped.wait(interval)
     meta = body.get("metadata", {})
-    memo["metrics"].forget(meta.get("namespace", ""), meta.get("name", ""))
-    memo["reconciled"].pop(meta.get("uid"), None)
+    memo.metrics.forget(meta.get("namespace", ""), meta.get("name", ""))
+    memo.reconciled.pop(meta.get("uid"), None)

@@ -4,7 +4,8 @@ Settings come from ``PONDER_*`` variables (``settings.OperatorSettings``), plus
 ``PONDER_PRICING_FILE`` (a GPU price table CSV, e.g. mounted from a ConfigMap) and
 ``PONDER_STANDALONE=1`` to run without kopf peering (one replica, no peering CRDs).
 With peering, each replica takes a random priority: the highest acts, the others wait
-and take over when it stops.
+and take over when it stops. Every handler receives the ``context.OperatorContext`` built
+here as kopf's ``memo``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import kopf
 
+from ponder_operator.context import OperatorContext
 from ponder_operator.policy.cost import PriceTable
 from ponder_operator.settings import OperatorSettings
 
@@ -30,7 +32,7 @@ def main() -> int:
     from ponder_operator import handlers  # noqa: F401  (registers the handlers)
 
     pricing = os.environ.get("PONDER_PRICING_FILE")
-    memo = kopf.Memo(
+    context = OperatorContext(
         settings=settings,
         prices=PriceTable.from_csv(Path(pricing)) if pricing else None,
     )
@@ -42,6 +44,6 @@ def main() -> int:
         peering_name=None if standalone else settings.peering_name,
         priority=random.randint(1, 1_000_000),
         liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
-        memo=memo,
+        memo=context,
     ))
     return 0

@@ -149,7 +149,9 @@ def test_lost_metrics_hold_the_replicas_and_set_degraded(loop: Loop) -> None:
                    "Degraded after Prometheus stopped")
         time.sleep(6)  # a few more ticks without metrics
         assert loop.triton_replicas("burst") == before
-        assert loop.condition("burst", "Degraded")["reason"].startswith("Held")
+        assert loop.condition("burst", "Degraded")["reason"] in {"MetricsUnavailable",
+                                                                  "MetricsStale"}
+        assert loop.condition("burst", "Scaling")["reason"].startswith("Held")
     finally:
         loop.prometheus.start(port=port)
     eventually(lambda: loop.condition("burst", "Degraded").get("status") == "False", 60,

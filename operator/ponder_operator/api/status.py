@@ -1,59 +1,30 @@
-"""The ReasoningService status: what the operator reports, and the condition vocabulary.
+"""The ReasoningService status: what the operator reports, conditions included.
 
 The operator builds a ``ReasoningServiceStatus`` and writes
 ``status.model_dump(mode="json", by_alias=True, exclude_none=True)`` to the status
-subresource. Conditions follow ``metav1.Condition``; their types and reasons are named
-constants here so the handlers, the tests and ``kubectl wait --for=condition=Ready`` agree.
+subresource. Conditions follow ``metav1.Condition``; their types and reasons are the named
+constants of ``conditions`` (re-exported here), so the handlers, the tests and
+``kubectl wait --for=condition=Ready`` agree.
 
-Neighbours: ``spec`` (what the user asks for) and ``crd`` (which generates the CRD's status
-schema from these models, without defaults).
+Neighbours: ``spec`` (what the user asks for), ``conditions`` (the vocabulary) and ``crd``
+(which generates the CRD's status schema from these models, without defaults).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ponder_operator.api.conditions import ConditionType, Reason
 
-class ConditionType(StrEnum):
-    """The condition types a ReasoningService carries."""
-
-    READY = "Ready"                  # enough ready replicas to serve (or scaled to zero)
-    SCALING = "Scaling"              # the pool is changing size
-    DEGRADED = "Degraded"            # serving, but something the operator relies on failed
-    UNSCHEDULABLE = "Unschedulable"  # Triton pods are Pending for want of a node
-
-
-class Reason(StrEnum):
-    """Machine-readable reasons, CamelCase as ``metav1.Condition`` requires."""
-
-    # Ready
-    REPLICAS_READY = "ReplicasReady"
-    REPLICAS_NOT_READY = "ReplicasNotReady"
-    SCALED_TO_ZERO = "ScaledToZero"
-    INVALID_SPEC = "InvalidSpec"
-    CHILD_REJECTED = "ChildRejected"
-    # Scaling
-    SCALING_UP = "ScalingUp"
-    SCALING_DOWN = "ScalingDown"
-    STABILIZING = "Stabilizing"
-    STABLE = "Stable"
-    PAUSED = "Paused"
-    AT_CEILING = "AtCeiling"
-    # Degraded
-    METRICS_UNAVAILABLE = "MetricsUnavailable"
-    METRICS_STALE = "MetricsStale"
-    RECONCILE_FAILED = "ReconcileFailed"
-    AS_EXPECTED = "AsExpected"
-    # Unschedulable
-    INSUFFICIENT_GPU = "InsufficientGPU"
-    PODS_PENDING = "PodsPending"
-    SCHEDULABLE = "Schedulable"
+__all__ = [
+    "Condition", "ConditionStatus", "ConditionType", "Reason", "ReasoningServiceStatus",
+    "find_condition", "with_condition",
+]
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

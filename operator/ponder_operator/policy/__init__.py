@@ -12,7 +12,6 @@ call the same functions.
 from __future__ import annotations
 
 from .scaling import (
-    SCALE_REASONS,
     ScaleDecision,
     ScalingSpec,
     ScalingState,
@@ -21,7 +20,6 @@ from .scaling import (
 )
 
 __all__ = [
-    "SCALE_REASONS",
     "ScaleDecision",
     "ScalingSpec",
     "ScalingState",

@@ -9,7 +9,8 @@ The rule, in order:
 
 1. ``paused`` holds the current replica count.
 2. A failed, stale or contradictory read holds the current replica count (clamped only by the
-   spec's own bounds) and reports ``degraded``: missing metrics never mean "no load", so a
+   spec's own bounds) and reports what is wrong in ``degraded_reason`` (``MetricsUnavailable``,
+   ``MetricsStale``, ``MetricsContradictory``): missing metrics never mean "no load", so a
    failed read never scales down and never scales to zero.
 3. Raw recommendation: the replicas that drain the difficulty-weighted ``demand_tokens``
    within ``target_drain_seconds`` at the per-replica throughput (measured when the adapter
@@ -35,8 +36,10 @@ The rule, in order:
    once (they hold no GPU, so removing them loses no capacity). Growth resumes when the
    pending pods schedule.
 
-``ScaleDecision.at_ceiling`` tells the router the pool cannot grow (max replicas, GPU quota
-or unschedulable pods), so its load-aware budgets know shrinking budgets is the only relief.
+Every reason is a member of ``api.conditions.Reason``: ``ScaleDecision.reason`` is the Scaling
+condition's, ``degraded_reason`` the Degraded condition's. ``ScaleDecision.at_ceiling`` tells
+the router the pool cannot grow (max replicas, GPU quota or unschedulable pods), so its
+load-aware budgets know shrinking budgets is the only relief.
 """
 
 from __future__ import annotations
@@ -46,38 +49,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-REASON_DEMAND_INCREASE: Final = "DemandIncrease"
-REASON_DEMAND_DECREASE: Final = "DemandDecrease"
-REASON_QUEUE_FLOOR: Final = "QueueFloor"
-REASON_HELD_STALE_METRICS: Final = "HeldStaleMetrics"
-REASON_HELD_MISSING_METRICS: Final = "HeldMissingMetrics"
-REASON_HELD_CONTRADICTORY_METRICS: Final = "HeldContradictoryMetrics"
-REASON_AT_MAX_REPLICAS: Final = "AtMaxReplicas"
-REASON_AT_GPU_QUOTA: Final = "AtGpuQuota"
-REASON_AT_MIN_REPLICAS: Final = "AtMinReplicas"
-REASON_UNSCHEDULABLE: Final = "Unschedulable"
-REASON_SCALE_TO_ZERO: Final = "ScaleToZero"
-REASON_ACTIVATE_FROM_ZERO: Final = "ActivateFromZero"
-REASON_PAUSED: Final = "Paused"
-REASON_STABLE: Final = "Stable"
-
-SCALE_REASONS: Final = (
-    REASON_DEMAND_INCREASE,
-    REASON_DEMAND_DECREASE,
-    REASON_QUEUE_FLOOR,
-    REASON_HELD_STALE_METRICS,
-    REASON_HELD_MISSING_METRICS,
-    REASON_HELD_CONTRADICTORY_METRICS,
-    REASON_AT_MAX_REPLICAS,
-    REASON_AT_GPU_QUOTA,
-    REASON_AT_MIN_REPLICAS,
-    REASON_UNSCHEDULABLE,
-    REASON_SCALE_TO_ZERO,
-    REASON_ACTIVATE_FROM_ZERO,
-    REASON_PAUSED,
-    REASON_STABLE,
-)
-"""Every ``ScaleDecision.reason``; CamelCase so each is a valid Kubernetes condition reason."""
+from ponder_operator.api.conditions import Reason
 
 _EPSILON: Final = 1e-9
 
@@ -178,12 +150,26 @@ class ScaleDecision(BaseModel):
 
     desired_replicas: int = Field(ge=0)
     raw_replicas: int = Field(ge=0, description="recommendation before damping and clamps")
-    reason: str
+    reason: Reason = Field(description="the Scaling condition's reason")
     message: str = ""
-    degraded: bool = False
+    degraded_reason: Reason | None = Field(
+        None, description="the Degraded condition's reason while the metrics cannot be trusted")
     unschedulable: bool = False
     at_ceiling: bool = False
     new_state: ScalingState
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the replicas are held because the metrics cannot be trusted."""
+        return self.degraded_reason is not None
+
+
+_DEGRADED_REASONS: Final = {
+    Reason.HELD_MISSING_METRICS: Reason.METRICS_UNAVAILABLE,
+    Reason.HELD_STALE_METRICS: Reason.METRICS_STALE,
+    Reason.HELD_CONTRADICTORY_METRICS: Reason.METRICS_CONTRADICTORY,
+}
+"""What is wrong with the metrics (Degraded) for each way of holding on them (Scaling)."""
 
 
 def compute_desired_replicas(
@@ -197,7 +183,7 @@ def compute_desired_replicas(
 
     if spec.paused:
         return ScaleDecision(
-            desired_replicas=current, raw_replicas=current, reason=REASON_PAUSED,
+            desired_replicas=current, raw_replicas=current, reason=Reason.PAUSED,
             message="autoscaling is paused", unschedulable=unschedulable,
             at_ceiling=current >= ceiling or unschedulable, new_state=state,
         )
@@ -208,7 +194,7 @@ def compute_desired_replicas(
         held = current if current == 0 else min(max(current, spec.min_replicas), ceiling)
         return ScaleDecision(
             desired_replicas=held, raw_replicas=held, reason=reason, message=message,
-            degraded=True, unschedulable=unschedulable,
+            degraded_reason=_DEGRADED_REASONS[reason], unschedulable=unschedulable,
             at_ceiling=held >= ceiling or unschedulable,
             # Unknown load counts as activity: the idle clock must not run through an outage.
             new_state=_next_state(spec, state, held, now_seconds, active=True, record=None),
@@ -229,7 +215,7 @@ def compute_desired_replicas(
     raw = max(demand_replicas, queue_replicas, batch_replicas)
     load = f"demand of {demand:.0f} tokens and {queued:.0f} queued"
 
-    def decide(desired: int, reason: str, message: str) -> ScaleDecision:
+    def decide(desired: int, reason: Reason, message: str) -> ScaleDecision:
         return ScaleDecision(
             desired_replicas=desired, raw_replicas=raw, reason=reason, message=message,
             unschedulable=unschedulable,
@@ -240,17 +226,17 @@ def compute_desired_replicas(
 
     if current == 0 and active:
         desired = min(max(raw, spec.min_replicas, 1), ceiling)
-        return decide(desired, REASON_ACTIVATE_FROM_ZERO, f"{load}; activating {desired}")
+        return decide(desired, Reason.ACTIVATE_FROM_ZERO, f"{load}; activating {desired}")
     if current == 0 and (spec.scale_to_zero or spec.min_replicas == 0):
-        return decide(0, REASON_STABLE, "idle at zero replicas")
+        return decide(0, Reason.STABLE, "idle at zero replicas")
     if current < spec.min_replicas:
-        return decide(spec.min_replicas, REASON_AT_MIN_REPLICAS,
+        return decide(spec.min_replicas, Reason.AT_MIN_REPLICAS,
                       f"below min_replicas; raising to {spec.min_replicas}")
     last_active = state.last_active_time_seconds
     idle_seconds = math.inf if last_active is None else now_seconds - last_active
     if (spec.scale_to_zero and not active and not unschedulable
             and idle_seconds >= spec.idle_window_seconds):
-        return decide(0, REASON_SCALE_TO_ZERO,
+        return decide(0, Reason.SCALE_TO_ZERO,
                       f"no demand for {spec.idle_window_seconds:.0f}s; scaling to zero")
 
     stabilized = stabilize_recommendation(
@@ -261,13 +247,13 @@ def compute_desired_replicas(
     floor = max(spec.min_replicas, 1 if active else 0)  # running work keeps one replica
     desired = min(max(stabilized, floor), ceiling)
     capped_reason = (
-        REASON_AT_GPU_QUOTA if spec.max_gpus is not None and ceiling < spec.max_replicas
-        else REASON_AT_MAX_REPLICAS
+        Reason.AT_GPU_QUOTA if spec.max_gpus is not None and ceiling < spec.max_replicas
+        else Reason.AT_MAX_REPLICAS
     )
 
     if unschedulable:
         if desired >= current:
-            return decide(current, REASON_UNSCHEDULABLE,
+            return decide(current, Reason.UNSCHEDULABLE,
                           f"{pending} replicas Pending-Unschedulable; not growing until they fit")
         # Unschedulable pods hold no GPU: the ones demand no longer needs go at once, before
         # any running replica is touched.
@@ -277,7 +263,7 @@ def compute_desired_replicas(
         if desired < current - pending:
             stepped = _step_down(spec, state, current, desired, now_seconds,
                                  start=without_spare_pending)
-        return decide(stepped, REASON_UNSCHEDULABLE,
+        return decide(stepped, Reason.UNSCHEDULABLE,
                       f"{pending} replicas Pending-Unschedulable; {load} need {needed}")
 
     if current > ceiling:
@@ -285,18 +271,18 @@ def compute_desired_replicas(
     if desired > current:
         if stabilized > ceiling:
             return decide(desired, capped_reason, f"{load} need {stabilized}; capped at {ceiling}")
-        reason = REASON_QUEUE_FLOOR if queue_replicas > demand_replicas else REASON_DEMAND_INCREASE
+        reason = Reason.QUEUE_FLOOR if queue_replicas > demand_replicas else Reason.DEMAND_INCREASE
         return decide(desired, reason, f"{load} need {desired}")
     if desired < current:
         stepped = _step_down(spec, state, current, desired, now_seconds, start=current)
         if stepped == current:
-            return decide(current, REASON_STABLE, f"scale-down to {desired} waits for its step")
+            return decide(current, Reason.STABLE, f"scale-down to {desired} waits for its step")
         if stepped == 0:
-            return decide(0, REASON_SCALE_TO_ZERO, "no demand and min_replicas is 0")
-        return decide(stepped, REASON_DEMAND_DECREASE, f"{load} need {desired}; now {stepped}")
+            return decide(0, Reason.SCALE_TO_ZERO, "no demand and min_replicas is 0")
+        return decide(stepped, Reason.DEMAND_DECREASE, f"{load} need {desired}; now {stepped}")
     if raw > ceiling:
         return decide(current, capped_reason, f"{load} need {raw}; capped at {ceiling}")
-    return decide(current, REASON_STABLE, f"{current} replicas match the {load}")
+    return decide(current, Reason.STABLE, f"{current} replicas match the {load}")
 
 
 def stabilize_recommendation(
@@ -337,18 +323,18 @@ def prune_recommendations(
 
 def _signal_problem(
     spec: ScalingSpec, signals: Signals, now_seconds: float
-) -> tuple[str, str] | None:
+) -> tuple[Reason, str] | None:
     """Why this read cannot be trusted, as ``(reason, message)``; None when it can."""
     if not signals.read_ok:
         detail = f": {signals.error}" if signals.error else ""
-        return REASON_HELD_MISSING_METRICS, f"metrics read failed{detail}; holding replicas"
+        return Reason.HELD_MISSING_METRICS, f"metrics read failed{detail}; holding replicas"
     if signals.demand_tokens is None or signals.router_queue_depth is None:
-        return REASON_HELD_MISSING_METRICS, "demand or queue depth missing; holding replicas"
+        return Reason.HELD_MISSING_METRICS, "demand or queue depth missing; holding replicas"
     if signals.stale or signals.sampled_at_seconds is None:
-        return REASON_HELD_STALE_METRICS, "metrics marked stale; holding replicas"
+        return Reason.HELD_STALE_METRICS, "metrics marked stale; holding replicas"
     age = now_seconds - signals.sampled_at_seconds
     if age > spec.metrics_max_age_seconds:
-        return REASON_HELD_STALE_METRICS, (
+        return Reason.HELD_STALE_METRICS, (
             f"metrics are {age:.0f}s old (limit {spec.metrics_max_age_seconds:.0f}s); "
             "holding replicas")
     values = (
@@ -356,16 +342,16 @@ def _signal_problem(
         signals.triton_pending_requests, signals.measured_tokens_per_second_per_replica,
     )
     if any(v is not None and (not math.isfinite(v) or v < 0.0) for v in values):
-        return REASON_HELD_CONTRADICTORY_METRICS, "negative or non-finite metric; holding replicas"
+        return Reason.HELD_CONTRADICTORY_METRICS, "negative or non-finite metric; holding replicas"
     if signals.router_queue_depth > 0.0 and signals.demand_tokens <= 0.0:
-        return REASON_HELD_CONTRADICTORY_METRICS, (
+        return Reason.HELD_CONTRADICTORY_METRICS, (
             "requests are queued but demand is zero; holding replicas")
     router_idle = (
         signals.demand_tokens <= 0.0 and signals.router_queue_depth <= 0.0
         and not signals.inflight_samples
     )
     if router_idle and (signals.triton_pending_requests or 0.0) > 0.0:
-        return REASON_HELD_CONTRADICTORY_METRICS, (
+        return Reason.HELD_CONTRADICTORY_METRICS, (
             "router reports no load but Triton has pending requests; holding replicas")
     return None
 

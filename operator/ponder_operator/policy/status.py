@@ -21,8 +21,6 @@ from ponder_operator.api.status import (
     with_condition,
 )
 
-UNKNOWN_GPU_PRODUCT = "UnknownGpuProduct"
-POD_FAILING = "PodFailing"
 _POD_ERROR_REASONS = frozenset({
     "CreateContainerConfigError", "ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff",
     "InvalidImageName", "CreateContainerError",
@@ -81,7 +79,7 @@ def observe(
 
 
 def _condition(
-    type_: ConditionType, status: ConditionStatus, reason: str, message: str,
+    type_: ConditionType, status: ConditionStatus, reason: Reason, message: str,
     now: datetime, generation: int,
 ) -> Condition:
     return Condition(type=type_, status=status, reason=reason, message=message,
@@ -94,10 +92,11 @@ def compute_status(
     """The new status: counts from the children, Ready and Unschedulable conditions."""
     gen = seen.generation
     if not seen.gpu_product_known:
-        ready = _condition(ConditionType.READY, "False", UNKNOWN_GPU_PRODUCT,
+        ready = _condition(ConditionType.READY, "False", Reason.UNKNOWN_GPU_PRODUCT,
                            "no node offers the requested nvidia.com/gpu.product", now, gen)
     elif seen.pod_error:
-        ready = _condition(ConditionType.READY, "False", POD_FAILING, seen.pod_error, now, gen)
+        ready = _condition(ConditionType.READY, "False", Reason.POD_FAILING, seen.pod_error,
+                           now, gen)
     elif seen.desired_replicas == 0:
         ready = _condition(ConditionType.READY, "True", Reason.SCALED_TO_ZERO,
                            "no replicas wanted; the router holds requests until one starts",
