@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from components import require_data
-from ponder_router.evaluation.dataset import (
+from ponder_localstack.standin import generate_standin
+from ponder_tools.data import shared_data_dir
+from ponder_tools.evaluation.dataset import (
     DatasetError,
     convert_qwen25math,
-    generate_standin,
     load_dataset,
     parse_lines,
     write_jsonl,
 )
 
-DATA_DIR = Path(
-    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA_DIR = shared_data_dir()
 
 
 def row(pid: str, samples: list[str], **extra: object) -> str:

@@ -18,8 +18,8 @@ from ponder_router.aggregate import (
     tally,
 )
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
-from ponder_router.evaluation.dataset import Dataset, parse_lines
-from ponder_router.evaluation.replay import (
+from ponder_tools.evaluation.dataset import Dataset, parse_lines
+from ponder_tools.evaluation.replay import (
     DecisionCache,
     PolicyResult,
     ReplaySet,
@@ -29,8 +29,8 @@ from ponder_router.evaluation.replay import (
     replay_fixed,
     summarise,
 )
-from ponder_router.evaluation.report import compare_along_curve
-from ponder_router.evaluation.suite import (
+from ponder_tools.evaluation.report import compare_along_curve
+from ponder_tools.evaluation.suite import (
     NamedPolicy,
     SuiteConfig,
     SuiteResult,
