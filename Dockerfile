@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # Ponder's image: one virtualenv holding the operator (ponder-operator), the router
-# (ponder-router) and the user CLI (ponder), on a slim Python base, run as UID 65532.
+# (ponder-router) and the offline CLI (ponder), on a slim Python base, run as UID 65532.
+# Every `ponder` subcommand runs here; the `tools` extra (matplotlib) is left out to keep the
+# pods' image small, so `ponder simulate` and `ponder evaluate` write their JSON without the
+# PNG plot (install `ponder[tools]` elsewhere for plots).
 #
 #   docker build -t ghcr.io/ponder-dev/ponder:0.1.0 .                   # the chart's image
 #   docker build --target operator -t ghcr.io/ponder-dev/ponder-operator:0.1.0 .
@@ -23,9 +26,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY router/ router/
+COPY tools/ tools/
 # Every dependency comes as a wheel: no compiler in the image.
 RUN /opt/ponder/bin/pip install --no-cache-dir --only-binary=:all: --no-binary=ponder . \
-    && /opt/ponder/bin/python -c "import ponder_operator.main, ponder_router.main"
+    && /opt/ponder/bin/python -c "import ponder_operator.main, ponder_router.main, ponder_tools.cli" \
+    && /opt/ponder/bin/ponder --help >/dev/null
 
 FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS runtime
 LABEL org.opencontainers.image.title="ponder" \

@@ -25,9 +25,11 @@ e2e: setup
 demo: setup
 	$(PY) -m ponder_localstack.demo
 
+# Style, types, and the import contracts of .importlinter (checked on this checkout's sources).
 lint:
-	$(VENV)/bin/ruff check operator router localstack tests bench
-	$(VENV)/bin/mypy --config-file pyproject.toml operator/ponder_operator router/ponder_router localstack/ponder_localstack
+	$(VENV)/bin/ruff check operator router tools localstack tests bench
+	$(VENV)/bin/mypy --config-file pyproject.toml operator/ponder_operator router/ponder_router tools/ponder_tools localstack/ponder_localstack
+	PYTHONPATH=operator:router:tools:localstack $(VENV)/bin/lint-imports
 
 # Regenerate what is generated from the pydantic models and the chart (drift tests check it).
 crds:
@@ -55,4 +57,4 @@ soak: setup
 	$(PY) bench/soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

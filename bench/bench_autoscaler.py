@@ -3,7 +3,7 @@
 Replays each public trace (Azure 2023 conversation and code, Mooncake conversation; read
 in place from ``$PONDER_DATA_DIR``, default ``shared/data`` beside the checkout) through the
 simulator in
-``ponder_operator.sim`` with every policy on the same per-replica capacity target, prints
+``ponder_tools.sim`` with every policy on the same per-replica capacity target, prints
 one table per trace and a verdict on the targets, and writes
 ``bench/results/autoscaler.json`` and ``bench/results/autoscaler_<scenario>.png``.
 
@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ponder_operator.sim import (
+from ponder_tools.sim import (
     PolicySummary,
     ReplicaModel,
     SimConfig,
@@ -34,7 +34,7 @@ from ponder_operator.sim import (
     plot_timelines,
     run_comparison,
 )
-from ponder_operator.sim.cli import comparison_document
+from ponder_tools.sim.cli import comparison_document
 
 SCENARIOS: tuple[tuple[str, str, float | None], ...] = (
     # (scenario, trace, mix shift period in seconds)

@@ -306,7 +306,7 @@ def time_report(url: str, period: Sequence[str], fmt: str, output: Path) -> dict
     """
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "ponder_operator.cli", "cost", "report", "--prometheus", url,
+        [sys.executable, "-m", "ponder_tools.cli", "cost", "report", "--prometheus", url,
          *period, "--format", fmt, "--output", str(output), "--group-by", "namespace,service",
          "--timeout", "600"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -325,9 +325,9 @@ def time_report(url: str, period: Sequence[str], fmt: str, output: Path) -> dict
 
 def breakdown(url: str, start: datetime, end: datetime) -> dict[str, float]:
     """Seconds spent querying, computing and formatting, measured in this process."""
-    from ponder_operator.costreport.cli import report_document
-    from ponder_operator.costreport.model import compute_report, resolve_period
-    from ponder_operator.costreport.query import fetch_inputs
+    from ponder_tools.costreport.cli import report_document
+    from ponder_tools.costreport.model import compute_report, resolve_period
+    from ponder_tools.costreport.query import fetch_inputs
 
     period = resolve_period(now=end, start=f"{start:%Y-%m-%dT%H:%M:%SZ}",
                             end=f"{end:%Y-%m-%dT%H:%M:%SZ}")

@@ -4,7 +4,7 @@ For each dataset (Qwen2.5-Math 100 MATH problems x 8 samples with reward-model s
 the stand-in LLM, a simulator, over MATH-500 with 40 samples a problem; both read or
 generated in place from ``$PONDER_DATA_DIR`` into a temporary folder) it replays every
 problem in 50 random sample orders through the router's own estimator, budgets,
-aggregation and stopping (``ponder_router.evaluation``), and compares:
+aggregation and stopping (``ponder_tools.evaluation``), and compares:
 
 - maj@N, best-of-N by score, Adaptive-Consistency (beta thresholds), ESC (windows);
 - the router's default policy;
@@ -41,23 +41,24 @@ from typing import Any
 
 import numpy as np
 
-from ponder_router.evaluation.calibrate import (
+from ponder_localstack.standin import generate_standin
+from ponder_tools.data import shared_data_dir
+from ponder_tools.evaluation.calibrate import (
     CalibrationConfig,
     ModelData,
     build_table,
     split_ids,
 )
-from ponder_router.evaluation.calibration_report import estimator_quality
-from ponder_router.evaluation.crossfit import cross_fit, with_budget
-from ponder_router.evaluation.dataset import (
+from ponder_tools.evaluation.calibration_report import estimator_quality
+from ponder_tools.evaluation.crossfit import cross_fit, with_budget
+from ponder_tools.evaluation.dataset import (
     Dataset,
     convert_qwen25math,
-    generate_standin,
     load_dataset,
     write_jsonl,
 )
-from ponder_router.evaluation.replay import DecisionCache
-from ponder_router.evaluation.report import (
+from ponder_tools.evaluation.replay import DecisionCache
+from ponder_tools.evaluation.report import (
     compare_along_curve,
     compare_policies,
     format_comparisons,
@@ -65,7 +66,7 @@ from ponder_router.evaluation.report import (
     plot_suite,
     suite_document,
 )
-from ponder_router.evaluation.suite import SuiteConfig, SuiteResult, run_suite
+from ponder_tools.evaluation.suite import SuiteConfig, SuiteResult, run_suite
 
 TARGET_GAP_POINTS = 0.2
 TARGET_SAMPLE_REDUCTION = 5.0
@@ -84,7 +85,8 @@ def load_source(name: str, folder: Path, **standin: float) -> tuple[Dataset, flo
         path = write_jsonl(convert_qwen25math(), folder / f"{name}.jsonl")
     else:
         skill = standin.get("skill", 0.0)
-        path = write_jsonl(generate_standin(samples_per_problem=40, skill_logit_offset=skill),
+        path = write_jsonl(generate_standin(shared_data_dir(), samples_per_problem=40,
+                                            skill_logit_offset=skill),
                            folder / f"{name}{skill:+g}.jsonl")
     started = time.perf_counter()
     dataset = load_dataset(path, name=name)

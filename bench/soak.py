@@ -82,10 +82,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ponder_localstack.proc import Process, free_port, http_ok
 from ponder_localstack.triton import SimModelOptions, TritonServer
+from ponder_tools.data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-DATA = Path(os.environ.get("PONDER_DATA_DIR") or REPO.parent / "shared" / "data")
+DATA = shared_data_dir()
 MATH500 = "math/math500_test.jsonl"
 SERVED = "soak-model"
 TRITON_MODEL = "sim-soak"

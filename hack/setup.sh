@@ -2,7 +2,8 @@
 # One-command set-up of everything `make test` and `make demo` need, idempotent and cached
 # outside the repository (PONDER_CACHE, default ~/.cache/ponder):
 #   1. Debian packages: prometheus (+ promtool), iproute2;
-#   2. the project's virtualenv .venv (uv, wheels cached in ~/.cache/uv);
+#   2. the project's virtualenv .venv: the product, its dev and tools extras, and the local
+#      stack (localstack/pyproject.toml), editable (uv, wheels cached in ~/.cache/uv);
 #   3. Triton Inference Server from the nvidia-pytriton wheel, in its own virtualenv (it pins
 #      numpy<2), with the python-backend stub that matches this interpreter;
 #   4. the Go-built Kubernetes binaries, etcd, kwok and helm (hack/build-go-tools.sh).
@@ -40,14 +41,16 @@ uv_bin() {
 setup_python() {
   local uv stamp want
   uv=$(uv_bin)
-  want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+  want=$(cat pyproject.toml localstack/pyproject.toml | sha256sum | cut -c1-16)
   stamp=.venv/.ponder-deps
   if [[ -x .venv/bin/python && -f $stamp && "$(cat $stamp)" == "$want" ]]; then
     log "virtualenv .venv: up to date"; return
   fi
   log "virtualenv .venv: installing the project and its dependencies"
   [[ -x .venv/bin/python ]] || "$uv" venv -q --python "$PYTHON" .venv
-  VIRTUAL_ENV=$PWD/.venv "$uv" pip install -q -e '.[dev]'
+  # The product with its dev tools and the tools extra, and the local stack (its own
+  # distribution, never in the product's wheel), both editable.
+  VIRTUAL_ENV=$PWD/.venv "$uv" pip install -q -e '.[dev,tools]' -e ./localstack
   echo "$want" > $stamp
 }
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 import pytest
 
 from ponder_localstack.paths import MissingComponentError
+from ponder_tools.data import DATA_DIR_ENV, shared_data_dir
 
 T = TypeVar("T")
 LOG_FILES: list[Path] = []
@@ -24,10 +25,12 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def require_data(path: Path) -> Path:
-    """``path`` in the shared data; missing, it fails in CI and skips elsewhere."""
+def require_data(path: Path | str) -> Path:
+    """``path`` in the shared data (relative: under ``shared_data_dir()``); missing, it fails
+    in CI and skips elsewhere."""
+    path = shared_data_dir() / path
     if not path.exists():
-        message = f"shared data not found at {path} (set PONDER_DATA_DIR)"
+        message = f"shared data not found at {path} (set {DATA_DIR_ENV})"
         if in_ci():
             pytest.fail(f"{message}; CI=true, so this fails", pytrace=False)
         pytest.skip(message)

@@ -8,5 +8,7 @@ cache (``~/.cache/ponder``), waits until it is healthy, and stops it cleanly:
 - ``proc``    — a started process with a log file, health waiting and clean stop;
 - ``cluster`` — etcd, kube-apiserver, controller-manager, scheduler, KWOK GPU nodes;
 - ``triton``  — Triton Inference Server (CPU) for a model repository;
-- ``prometheus`` — Prometheus with a generated scrape config.
+- ``prometheus`` — Prometheus with a generated scrape config;
+- ``standin`` — evaluation data sampled from the stand-in LLM (``sim_llm``), the
+  ``standin-math500`` source of ``ponder evaluate`` (registered as an entry point).
 """

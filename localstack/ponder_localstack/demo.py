@@ -44,9 +44,10 @@ from ponder_localstack.proc import Process, StartupError, free_port, http_ok
 from ponder_localstack.prometheus import Prometheus, file_discovery_job
 from ponder_localstack.runner import PodRunner
 from ponder_localstack.triton import SimModelOptions
+from ponder_tools.data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("PONDER_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA = shared_data_dir()
 NODES = (NodeSpec("gpu-h100-0", gpus=2), NodeSpec("gpu-h100-1", gpus=2),
          NodeSpec("cpu-0", gpus=0))
 RELEASE, RELEASE_NAMESPACE = "ponder", "ponder-system"
@@ -207,7 +208,7 @@ def cost_report(prometheus_url: str, since: datetime) -> None:
     """``ponder cost report`` for the replay, read back from Prometheus."""
     time.sleep(3)  # the last scrapes of the operator's counters
     say("\n   $ ponder cost report --group-by service,tier")
-    from ponder_operator.cli import main as ponder
+    from ponder_tools.cli import main as ponder
 
     step = 5  # seconds: the report wants the period in whole steps
     start = int(since.timestamp()) // step * step

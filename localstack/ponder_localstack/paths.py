@@ -29,6 +29,16 @@ def go_tool(name: str) -> Path:
     return path
 
 
+def uv_tool() -> Path:
+    """The uv that ``hack/setup.sh`` installs (it builds and installs virtualenvs)."""
+    path = cache_dir() / "uv" / "bin" / "uv"
+    if not os.access(path, os.X_OK):
+        raise MissingComponentError(
+            f"uv is not installed: run `hack/setup.sh python` (or `make setup`); looked in {path}"
+        )
+    return path
+
+
 def tritonserver_dir() -> Path:
     """The tritonserver tree from the nvidia-pytriton wheel (bin/, backends/, lib/)."""
     root = cache_dir() / "tritonserver"

@@ -23,7 +23,8 @@ from types import TracebackType
 
 from ponder_localstack.paths import triton_python_dir, tritonserver_dir
 from ponder_localstack.proc import LOOPBACK, Process, StartupError, free_port, http_ok
-from ponder_localstack.sim_llm import MODEL_NAME, TEMPLATE_DIR, behaviour
+from ponder_localstack.sim_llm import MODEL_NAME, TEMPLATE_DIR
+from ponder_tools.data import shared_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class SimModelOptions:
     spread_logit: float | None = None
     """None: the spread calibrated from the data."""
     data_dir: Path | None = None
-    """None: ``$PONDER_DATA_DIR``, else ``shared/data`` beside the checkout."""
+    """None: ``ponder_tools.data.shared_data_dir()``."""
 
     def parameters(self) -> dict[str, str]:
         return {
@@ -53,8 +54,7 @@ class SimModelOptions:
             "length_scale": repr(float(self.length_scale)),
             "skill_logit_offset": repr(float(self.skill_logit_offset)),
             "spread_logit": "" if self.spread_logit is None else repr(float(self.spread_logit)),
-            "data_dir": str(self.data_dir or os.environ.get("PONDER_DATA_DIR")
-                            or behaviour.DEFAULT_DATA_DIR),
+            "data_dir": str(self.data_dir or shared_data_dir()),
         }
 
 

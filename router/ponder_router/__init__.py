@@ -31,6 +31,6 @@ Adapters and service — thin layers that validate, call the policy and do the I
 - ``app``        — ``create_app()``: the HTTP routes around the executor;
 - ``main``       — the ``ponder-router`` console script.
 
-Offline: ``evaluation`` replays recorded samples through the same policy
-(``ponder evaluate``, ``ponder calibrate``).
+Offline, the tools package replays recorded samples through the same policy
+(``ponder evaluate``, ``ponder calibrate``); this package never imports it (``.importlinter``).
 """

@@ -65,12 +65,13 @@ from .api import (
     stream_chunk,
     usage_chunk,
 )
+from .config_watch import ConfigWatcher
 from .endpoints import BackendFactory, EndpointPool, NoEndpointError, PodWatcher
 from .errors import OverloadedError, PolicyError, PonderRouterError, UpstreamError
 from .escalation import ESCALATED_HEADER, Escalator
 from .executor import DeadlineExceededError, Executor, RequestRun, RequestSpec
 from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
-from .settings import ConfigWatcher, RouterConfig
+from .settings import RouterConfig
 from .triton import TritonBackend
 from .usage import UsageLedger
 

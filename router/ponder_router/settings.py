@@ -2,14 +2,14 @@
 
 Role: ``RouterConfig`` is what the operator renders into the router's ConfigMap from a
 ReasoningService (camelCase keys, as the CRD) and what the router validates at start and
-on every change (``load_config``, ``ConfigWatcher``); an invalid new file never replaces a
-valid running one. ``ProcessSettings`` holds the ``PONDER_ROUTER_…`` environment
-variables, read in ``main()`` only. Neighbours: ``budgets`` and ``aggregate`` own the
-``budgets`` and ``stopping`` sections; ``app`` applies a new config to a running router.
-``StopRule`` and ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping`` and
-``spec.router.admission`` (the operator's API imports them), so those sections have one
-schema; the budget tiers have their own CRD models, held to these by
-``tests/unit/test_config_contract.py``.
+on every change (``load_config``; ``config_watch.ConfigWatcher`` polls the file); an
+invalid new file never replaces a valid running one. ``ProcessSettings`` holds the
+``PONDER_ROUTER_…`` environment variables, read in ``main()`` only. Neighbours:
+``budgets`` and ``aggregate`` own the ``budgets`` and ``stopping`` sections; ``app``
+applies a new config to a running router. ``StopRule`` and ``AdmissionConfig`` are also
+the CRD's ``spec.budgets.stopping`` and ``spec.router.admission`` (the operator's API
+imports them), so those sections have one schema; the budget tiers have their own CRD
+models, held to these by ``tests/unit/test_config_contract.py``.
 
 Shape (YAML or JSON)::
 
@@ -33,11 +33,9 @@ Shape (YAML or JSON)::
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -50,8 +48,6 @@ from .aggregate import StopRule
 from .answers import EXTRACTORS
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .errors import PolicyError
-
-logger = logging.getLogger(__name__)
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
@@ -233,55 +229,6 @@ def load_config(path: str | Path) -> RouterConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read router config {path}: {exc}") from exc
     return parse_config(text, str(path))
-
-
-def _file_version(path: Path) -> tuple[int, int, int] | None:
-    """What changes when the file does (a ConfigMap update swaps a symlink: inode too)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-
-class ConfigWatcher:
-    """Polls a config file and hands every valid new version to ``apply``.
-
-    An invalid or unreadable new version is logged and skipped: the running config stays.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        apply: Callable[[RouterConfig], Awaitable[None]],
-        *,
-        poll_seconds: float = 2.0,
-    ) -> None:
-        self.path = Path(path)
-        self._apply = apply
-        self.poll_seconds = poll_seconds
-        self._version = _file_version(self.path)
-
-    async def check(self) -> bool:
-        """Load and apply the file if it changed since the last check; whether it applied."""
-        version = _file_version(self.path)
-        if version is None or version == self._version:
-            return False
-        self._version = version
-        try:
-            config = load_config(self.path)
-        except ConfigError as exc:
-            logger.error("keeping the running config: %s", exc, extra={"path": str(self.path)})
-            return False
-        await self._apply(config)
-        logger.info("router config reloaded", extra={"path": str(self.path)})
-        return True
-
-    async def run(self) -> None:
-        """Check forever, every ``poll_seconds``."""
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            await self.check()
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,18 @@ Degraded; scale to zero and activation from zero. Every request is accounted for
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from conftest import Loop
 from fixtures_operator import eventually
+from ponder_tools.data import shared_data_dir
 
-DATA = Path(os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared"
-                           / "data"))
+DATA = shared_data_dir()
 
 
 def hard_problems(count: int) -> list[str]:

@@ -47,15 +47,15 @@ from components import LOG_FILES, require
 from ponder_localstack.paths import debian_tool
 from ponder_localstack.proc import free_port
 from ponder_localstack.prometheus import Prometheus
-from ponder_operator.cli import main
-from ponder_operator.costreport import focus
 from ponder_operator.policy.cost import PriceTable
-from ponder_operator.sim.traces import data_dir
+from ponder_tools.cli import main
+from ponder_tools.costreport import focus
+from ponder_tools.data import shared_data_dir
 
 pytestmark = pytest.mark.prometheus
 
 T0 = datetime(2025, 1, 6, tzinfo=UTC)
-PRICES = data_dir() / "prices" / "gpu_price_summary.csv"
+PRICES = shared_data_dir() / "prices" / "gpu_price_summary.csv"
 
 
 def at(minutes: int) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,12 +35,11 @@ from ponder_localstack.triton import SimModelOptions, TritonServer
 from ponder_router.answers import answers_equal, extract_answer
 from ponder_router.app import create_app
 from ponder_router.settings import RouterConfig
+from ponder_tools.data import shared_data_dir
 
 pytestmark = pytest.mark.triton
 
-DATA_DIR = Path(
-    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA_DIR = shared_data_dir()
 SERVED = "sim-reasoner"
 
 

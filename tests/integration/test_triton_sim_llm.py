@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,15 +25,15 @@ from tritonclient.utils import np_to_triton_dtype
 from fixtures_triton import StartTriton
 from ponder_localstack.sim_llm import MODEL_NAME
 from ponder_localstack.sim_llm.behaviour import (
-    DEFAULT_DATA_DIR,
     SimModel,
     parse_sampling_parameters,
 )
 from ponder_localstack.triton import SimModelOptions, TritonServer
+from ponder_tools.data import shared_data_dir
 
 pytestmark = pytest.mark.triton
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", str(DEFAULT_DATA_DIR)))
+DATA_DIR = shared_data_dir()
 BOXED = re.compile(r"The answer is \\boxed\{.+\}\.$")
 PENDING = re.compile(r'^nv_inference_pending_request_count\{model="([^"]+)".*\} (\d+)', re.M)
 

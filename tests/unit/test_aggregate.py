@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,10 +28,9 @@ from ponder_router.aggregate import (
 from ponder_router.answers import answers_equal
 from ponder_router.budgets import Budget, Strategy
 from ponder_router.errors import PolicyError
+from ponder_tools.data import shared_data_dir
 
-DATA_DIR = Path(
-    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA_DIR = shared_data_dir()
 BETA = StopRule()
 WINDOW = StopRule(kind=StopRuleKind.WINDOW, window=3)
 NEVER = StopRule(kind=StopRuleKind.NEVER)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,9 @@ from ponder_router.answers import (
     numeric_value,
 )
 from ponder_router.errors import PolicyError, UnknownExtractorError
+from ponder_tools.data import shared_data_dir
 
-DATA_DIR = Path(
-    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA_DIR = shared_data_dir()
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

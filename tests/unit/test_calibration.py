@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import random
 from pathlib import Path
 
@@ -14,19 +13,22 @@ import pytest
 import yaml
 
 from components import require_data
+from ponder_localstack.standin import generate_standin
 from ponder_operator.api.spec import BudgetsSpec
-from ponder_operator.cli import main as ponder
 from ponder_router.aggregate import StopRuleKind
 from ponder_router.budgets import BudgetPolicy, Strategy, assign_tier
 from ponder_router.difficulty import DEFAULT_WEIGHTS, FeatureEstimator, score_features
-from ponder_router.evaluation.allocate import (
+from ponder_router.settings import RouterConfig
+from ponder_tools.cli import main as ponder
+from ponder_tools.data import shared_data_dir
+from ponder_tools.evaluation.allocate import (
     Point,
     allocate_accuracy,
     allocate_budget,
     greedy_path,
     upper_hull,
 )
-from ponder_router.evaluation.calibrate import (
+from ponder_tools.evaluation.calibrate import (
     Binning,
     CalibrationConfig,
     Candidate,
@@ -39,15 +41,12 @@ from ponder_router.evaluation.calibrate import (
     solve,
     split_ids,
 )
-from ponder_router.evaluation.calibration_report import solution_report
-from ponder_router.evaluation.dataset import generate_standin, load_dataset, write_jsonl
-from ponder_router.evaluation.stats import auroc, shrunk_bin_means, shrunk_bin_stats, spearman
-from ponder_router.evaluation.suite import AC_THRESHOLDS, SuiteConfig, run_suite
-from ponder_router.settings import RouterConfig
+from ponder_tools.evaluation.calibration_report import solution_report
+from ponder_tools.evaluation.dataset import load_dataset, write_jsonl
+from ponder_tools.evaluation.stats import auroc, shrunk_bin_means, shrunk_bin_stats, spearman
+from ponder_tools.evaluation.suite import AC_THRESHOLDS, SuiteConfig, run_suite
 
-DATA_DIR = Path(
-    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA_DIR = shared_data_dir()
 
 
 def curves(seed: int, bins: int = 4, points: int = 7) -> list[list[Point]]:
@@ -390,7 +389,7 @@ def test_a_large_model_is_escalated_to_only_where_it_is_cheaper(
 
 def test_best_of_n_enters_the_allocation_only_with_a_verifier(tmp_path: Path) -> None:
     require_data(DATA_DIR / "samples")
-    from ponder_router.evaluation.dataset import convert_qwen25math
+    from ponder_tools.evaluation.dataset import convert_qwen25math
 
     qwen = load_dataset(write_jsonl(convert_qwen25math(DATA_DIR), tmp_path / "qwen.jsonl"))
     config = CalibrationConfig(orderings=4, thresholds=(0.9,), budget=2.0, bins=1,

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ponder_operator.costreport import focus
-from ponder_operator.costreport.cli import format_csv, format_table, report_document
-from ponder_operator.costreport.html import render_html
-from ponder_operator.costreport.model import (
+from ponder_operator.policy.cost import PriceTable
+from ponder_tools.costreport import focus
+from ponder_tools.costreport.cli import format_csv, format_table, report_document
+from ponder_tools.costreport.html import render_html
+from ponder_tools.costreport.model import (
     NO_ROUTER_TIER,
     NO_TOKENS_TIER,
     EmptyPeriodError,
@@ -32,7 +33,6 @@ from ponder_operator.costreport.model import (
     price_inputs,
     resolve_period,
 )
-from ponder_operator.policy.cost import PriceTable
 
 T0 = datetime(2025, 1, 6, tzinfo=UTC)
 NOW = datetime(2025, 1, 6, 12, 34, 56, tzinfo=UTC)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,9 @@ from ponder_router.difficulty import (
     score_features,
 )
 from ponder_router.errors import PolicyError
+from ponder_tools.data import shared_data_dir
 
-DATA_DIR = Path(
-    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA_DIR = shared_data_dir()
 
 EASY_PROMPT = "What is $2 + 3$?"
 HARD_PROMPT = (

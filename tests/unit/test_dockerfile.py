@@ -91,6 +91,6 @@ def test_the_build_context_leaves_out_everything_the_image_does_not_need() -> No
     assert "*" in ignore, "the context starts empty and lists what it lets in"
     copied = {source for stage in _stages().values() for i in stage
               if i.startswith("COPY ") and "--from" not in i for source in i.split()[1:-1]}
-    assert copied == {"pyproject.toml", "README.md", "operator/", "router/"}
+    assert copied == {"pyproject.toml", "README.md", "operator/", "router/", "tools/"}
     for source in copied:
         assert f"!{source.rstrip('/')}/" in ignore or f"!{source}" in ignore, source

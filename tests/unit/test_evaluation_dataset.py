@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
+import tomllib
+from importlib.metadata import EntryPoint, EntryPoints
 from pathlib import Path
 
 import pytest
 
 from components import require_data
-from ponder_router.evaluation.dataset import (
+from ponder_localstack.standin import generate_standin
+from ponder_tools.data import shared_data_dir
+from ponder_tools.evaluation import dataset as dataset_module
+from ponder_tools.evaluation.dataset import (
     DatasetError,
     convert_qwen25math,
-    generate_standin,
     load_dataset,
     parse_lines,
     write_jsonl,
 )
 
-DATA_DIR = Path(
-    os.environ.get("PONDER_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA_DIR = shared_data_dir()
 
 
 def row(pid: str, samples: list[str], **extra: object) -> str:
@@ -125,3 +126,51 @@ def test_the_stand_in_generator_is_deterministic_under_a_seed() -> None:
     dataset = parse_lines(json.dumps(r) for r in first)
     assert not dataset.issues
     assert all(p.tokens for p in dataset.problems)
+
+
+LOCALSTACK_PYPROJECT = Path(__file__).resolve().parents[2] / "localstack" / "pyproject.toml"
+
+
+def registered(group: str, name: str, value: str) -> EntryPoints:
+    return EntryPoints([EntryPoint(name=name, value=value, group=group)])
+
+
+def test_the_local_stack_registers_the_stand_in_generator_as_an_entry_point() -> None:
+    project = tomllib.loads(LOCALSTACK_PYPROJECT.read_text())
+    generators = project["project"]["entry-points"][dataset_module.GENERATOR_GROUP]
+    assert generators == {"standin-math500": "ponder_localstack.standin:generate_standin"}
+    found = registered(dataset_module.GENERATOR_GROUP, "standin-math500",
+                       generators["standin-math500"])  # fmt: skip
+    assert next(iter(found)).load() is generate_standin
+
+
+def test_a_registered_generator_is_found_by_name_and_its_rows_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_data(DATA_DIR / "math")
+    value = "ponder_localstack.standin:generate_standin"
+    monkeypatch.setattr(dataset_module, "entry_points", lambda group, name: registered(
+        group, name, value) if name == "standin-math500" else EntryPoints([]))  # fmt: skip
+    rows = list(dataset_module.generate("standin-math500", DATA_DIR, samples_per_problem=2,
+                                        problem_limit=3))  # fmt: skip
+    assert rows == list(generate_standin(DATA_DIR, samples_per_problem=2, problem_limit=3))
+
+
+@pytest.mark.parametrize("value", [None, "ponder_localstack_gone.standin:generate_standin"])
+def test_a_missing_generator_is_a_dataset_error_naming_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    monkeypatch.setattr(dataset_module, "entry_points", lambda group, name: registered(
+        group, name, value) if value else EntryPoints([]))  # fmt: skip
+    with pytest.raises(DatasetError, match=r"ponder-localstack package.*make setup"):
+        list(dataset_module.generate("standin-math500", DATA_DIR))
+
+
+
+def test_unreadable_data_under_a_generator_is_a_dataset_error(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    value = "ponder_localstack.standin:generate_standin"
+    monkeypatch.setattr(dataset_module, "entry_points",
+                        lambda group, name: registered(group, name, value))  # fmt: skip
+    with pytest.raises(DatasetError, match="set PONDER_DATA_DIR"):
+        list(dataset_module.generate("standin-math500", tmp_path, problem_limit=1))

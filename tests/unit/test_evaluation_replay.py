@@ -15,8 +15,9 @@ from ponder_router.aggregate import (
     majority_vote,
 )
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
-from ponder_router.evaluation.dataset import Dataset, parse_lines
-from ponder_router.evaluation.replay import (
+from ponder_router.plan import RecordedSample, RequestPlan, replay_request
+from ponder_tools.evaluation.dataset import Dataset, parse_lines
+from ponder_tools.evaluation.replay import (
     DecisionCache,
     PolicyResult,
     ReplaySet,
@@ -26,8 +27,8 @@ from ponder_router.evaluation.replay import (
     replay_fixed,
     summarise,
 )
-from ponder_router.evaluation.report import compare_along_curve
-from ponder_router.evaluation.suite import (
+from ponder_tools.evaluation.report import compare_along_curve
+from ponder_tools.evaluation.suite import (
     NamedPolicy,
     SuiteConfig,
     SuiteResult,
@@ -36,7 +37,6 @@ from ponder_router.evaluation.suite import (
     run_suite,
     samples_at_accuracy,
 )
-from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 
 HAND_MADE = [
     # maj@3 is "1" (right); every order agrees, there are no ties.

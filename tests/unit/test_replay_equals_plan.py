@@ -20,16 +20,16 @@ from hypothesis import strategies as st
 from components import require_data
 from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
-from ponder_router.evaluation.dataset import (
+from ponder_router.plan import RecordedSample, RequestPlan, replay_request
+from ponder_tools.data import shared_data_dir
+from ponder_tools.evaluation.dataset import (
     Dataset,
     convert_qwen25math,
-    data_dir,
     load_dataset,
     parse_lines,
 )
-from ponder_router.evaluation.replay import ReplaySet, build_replay_set, replay_adaptive
-from ponder_router.evaluation.suite import ponder_budgets
-from ponder_router.plan import RecordedSample, RequestPlan, replay_request
+from ponder_tools.evaluation.replay import ReplaySet, build_replay_set, replay_adaptive
+from ponder_tools.evaluation.suite import ponder_budgets
 
 RULES = [
     StopRule(), StopRule(threshold=0.6), StopRule(kind=StopRuleKind.WINDOW, window=3),
@@ -120,7 +120,7 @@ def test_the_fast_replay_equals_request_plan_on_generated_data(
 
 
 def real_datasets() -> list[tuple[str, Dataset]]:
-    root = data_dir()
+    root = shared_data_dir()
     for name in ("qwen25math_math100_x8_samples.csv", "mot_llama2_13b_gsm8k_pot_400x48.jsonl",
                  "mot_gpt4_gsm8k_cot_1319x6.jsonl"):  # fmt: skip
         require_data(root / "samples" / name)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from ponder_router.config_watch import ConfigWatcher
 from ponder_router.settings import (
     ConfigError,
-    ConfigWatcher,
     ProcessSettings,
     RouterConfig,
     load_config,

@@ -8,7 +8,6 @@ model repository built from the template carries each model's options.
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -25,8 +24,9 @@ from ponder_localstack.sim_llm.behaviour import (
     SimSettings,
 )
 from ponder_localstack.triton import SimModelOptions, build_model_repository
+from ponder_tools.data import shared_data_dir
 
-DATA_DIR = Path(os.environ.get("PONDER_DATA_DIR", str(behaviour.DEFAULT_DATA_DIR)))
+DATA_DIR = shared_data_dir()
 SEEDS = range(24)
 AMPLE = 100_000
 

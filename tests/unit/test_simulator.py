@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from ponder_operator.policy.scaling import ScalingSpec
-from ponder_operator.sim import (
+from ponder_tools.data import shared_data_dir
+from ponder_tools.sim import (
     POLICY_NAMES,
     Autoscaler,
     HpaAutoscaler,
@@ -39,10 +40,9 @@ from ponder_operator.sim import (
     simulate,
     synthetic_trace,
 )
-from ponder_operator.sim.cli import add_simulate_parser, run_simulate
-from ponder_operator.sim.traces import data_dir
+from ponder_tools.sim.cli import add_simulate_parser, run_simulate
 
-HAVE_DATA = (data_dir() / "traces" / "AzureLLMInferenceTrace_conv.csv").is_file()
+HAVE_DATA = (shared_data_dir() / "traces" / "AzureLLMInferenceTrace_conv.csv").is_file()
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="shared data folder not present")
 
 

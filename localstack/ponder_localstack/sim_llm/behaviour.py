@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[4] / "shared" / "data"
 MATH500_FILE = "math/math500_test.jsonl"
 PROBLEMS_FILE = "samples/qwen25math_math100_x8_problems.csv"
 SAMPLES_FILE = "samples/qwen25math_math100_x8_samples.csv"
@@ -242,7 +241,7 @@ def compute_stratified_hardness(problems: Iterable[Problem]) -> dict[str, float]
     return hardness
 
 
-def load_catalog(data_dir: Path = DEFAULT_DATA_DIR) -> Catalog:
+def load_catalog(data_dir: Path) -> Catalog:
     """MATH-500 (problem, reference answer, level) from ``data_dir``."""
     path = data_dir / MATH500_FILE
     try:
@@ -370,7 +369,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def load_calibration(data_dir: Path = DEFAULT_DATA_DIR) -> Calibration:
+def load_calibration(data_dir: Path) -> Calibration:
     """Read the three calibration files from ``data_dir`` and fit."""
     try:
         problems = _read_csv(data_dir / PROBLEMS_FILE)
@@ -664,7 +663,7 @@ class SimModel:
 
     @classmethod
     def load(
-        cls, data_dir: Path = DEFAULT_DATA_DIR, settings: SimSettings | None = None
+        cls, data_dir: Path, settings: SimSettings | None = None
     ) -> SimModel:
         return cls(load_catalog(data_dir), load_calibration(data_dir), settings)
 

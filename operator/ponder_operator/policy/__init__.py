@@ -5,7 +5,7 @@
 - ``cost``    — GPU time to money: prices per GPU-hour and running totals;
 - ``status``  — the ReasoningService status from what the children report.
 
-The operator's autoscale handler and the trace-replay simulator (``ponder_operator.sim``)
+The operator's autoscale handler and the trace-replay simulator (``ponder simulate``)
 call the same functions.
 """
 

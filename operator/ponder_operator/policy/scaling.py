@@ -2,7 +2,7 @@
 
 Role: the operator's autoscale timer reads the router's and Triton's metrics (adapter
 ``adapters.prometheus``), observes the Deployment's replicas (adapter ``adapters.kube``),
-and calls ``compute_desired_replicas`` here; the trace-replay simulator (``ponder_operator.sim``)
+and calls ``compute_desired_replicas`` here; the trace-replay simulator (``ponder simulate``)
 calls the same function. Pure: no clock (``now_seconds`` is an argument), no I/O, no logging.
 
 The rule, in order:

@@ -74,9 +74,12 @@ class TritonPythonModel:
             skill_logit_offset=float(_param(config, "skill_logit_offset", "0")),
             spread_logit=float(spread) if spread else None,
         )
-        data_dir = _param(
-            config, "data_dir", os.environ.get("PONDER_DATA_DIR", str(behaviour.DEFAULT_DATA_DIR))
-        )
+        # Set by ponder_localstack.triton (SimModelOptions); this interpreter has no ponder_tools.
+        data_dir = _param(config, "data_dir", os.environ.get("PONDER_DATA_DIR", ""))
+        if not data_dir:
+            raise behaviour.CalibrationDataError(
+                "the model parameter data_dir (or PONDER_DATA_DIR) must name the shared data"
+            )
         self._sim = behaviour.SimModel.load(Path(data_dir), settings)
         self._slots = threading.BoundedSemaphore(self._max_concurrency)
         self._pool = ThreadPoolExecutor(

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..aggregate import StopRule, StopRuleKind
-from ..budgets import Budget, BudgetPolicy, LoadState, assign_budget, default_policy
-from ..difficulty import DifficultyEstimate, DifficultyEstimator
+from ponder_router.aggregate import StopRule, StopRuleKind
+from ponder_router.budgets import Budget, BudgetPolicy, LoadState, assign_budget, default_policy
+from ponder_router.difficulty import DifficultyEstimate, DifficultyEstimator
+
 from .dataset import Dataset, EvalProblem
 from .replay import (
     DecisionCache,

@@ -44,9 +44,10 @@ from ponder_router.budgets import (
     default_policy,
 )
 from ponder_router.difficulty import DifficultyEstimator
+from ponder_tools.data import shared_data_dir
 
 from .errors import SimulationError
-from .traces import Trace, data_dir
+from .traces import Trace
 
 MATH500_PATH = Path("math") / "math500_test.jsonl"
 
@@ -84,7 +85,7 @@ class Workload:
 
 def load_problems(root: Path | None = None) -> list[str]:
     """The MATH-500 problem statements from the shared data folder."""
-    path = (root or data_dir()) / MATH500_PATH
+    path = (root or shared_data_dir()) / MATH500_PATH
     if not path.is_file():
         raise SimulationError(f"problem set {path} not found")
     with path.open() as handle:

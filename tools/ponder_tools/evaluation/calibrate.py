@@ -61,9 +61,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..aggregate import StopRule, StopRuleKind, should_stop, tally
-from ..budgets import Budget, BudgetPolicy, DemandModel, Effort, Strategy, Tier, default_policy
-from ..difficulty import (
+from ponder_router.aggregate import StopRule, StopRuleKind, should_stop, tally
+from ponder_router.budgets import (
+    Budget,
+    BudgetPolicy,
+    DemandModel,
+    Effort,
+    Strategy,
+    Tier,
+    default_policy,
+)
+from ponder_router.difficulty import (
     DEFAULT_WEIGHTS,
     ConstantEstimator,
     EstimatorWeights,
@@ -71,6 +79,7 @@ from ..difficulty import (
     fit_logistic,
     score_features,
 )
+
 from .allocate import (
     AllocationStep,
     Point,

@@ -6,7 +6,8 @@ how many times fewer samples it draws, and what Adaptive-Consistency, ESC and pl
 majority voting need to reach the same accuracy (read off their curves, linear between
 points). ``compare_along_curve`` turns it round: at each Adaptive-Consistency
 threshold's accuracy, what a Ponder curve needs. The table counts verifier calls
-beside samples (they are compute too). matplotlib is imported only to draw.
+beside samples (they are compute too). matplotlib (the ``tools`` extra) is imported only
+to draw.
 """
 
 from __future__ import annotations
@@ -164,12 +165,16 @@ def suite_document(suite: SuiteResult, extra: dict[str, Any] | None = None) -> d
     }  # fmt: skip
 
 
-def plot_suite(suite: SuiteResult, path: Path, title: str | None = None) -> Path:
-    """Accuracy against mean samples (and mean tokens, when known), one PNG."""
-    import matplotlib
+def plot_suite(suite: SuiteResult, path: Path, title: str | None = None) -> bool:
+    """Accuracy against mean samples (and mean tokens, when known), one PNG; False (and
+    nothing written) without matplotlib (the ``tools`` extra)."""
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
 
     has_tokens = all(r.mean_tokens is not None for r in suite.results)
     panels = 2 if has_tokens else 1
@@ -208,4 +213,4 @@ def plot_suite(suite: SuiteResult, path: Path, title: str | None = None) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
+    return True

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ..aggregate import (
+from ponder_router.aggregate import (
     StopRule,
     StopRuleKind,
     Tally,
@@ -55,7 +55,8 @@ from ..aggregate import (
     should_stop,
     tally,
 )
-from ..budgets import Budget, Strategy
+from ponder_router.budgets import Budget, Strategy
+
 from .dataset import Dataset, EvalProblem
 
 IntArray = npt.NDArray[np.int64]

@@ -1,4 +1,4 @@
-"""The ``ponder`` command line: user tools around a Ponder installation.
+"""The ``ponder`` command line: offline tools around a Ponder installation.
 
 Subcommands register themselves from their own modules (``add_*_parser``), so this file
 stays a table of contents. Output goes to stdout; errors are one line on stderr and a
@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 
 # (module, add-parser function) for each subcommand; imported lazily to keep start-up fast.
 _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
-    ("ponder_operator.sim.cli", "add_simulate_parser"),
-    ("ponder_operator.costreport.cli", "add_cost_parser"),
-    ("ponder_router.evaluation.cli", "add_evaluate_parser"),
-    ("ponder_router.evaluation.cli", "add_calibrate_parser"),
+    ("ponder_tools.sim.cli", "add_simulate_parser"),
+    ("ponder_tools.costreport.cli", "add_cost_parser"),
+    ("ponder_tools.evaluation.cli", "add_evaluate_parser"),
+    ("ponder_tools.evaluation.cli", "add_calibrate_parser"),
 )
 
 

@@ -1,6 +1,6 @@
 """``ponder cost report``: GPU cost, idle cost and test-time-compute savings from Prometheus.
 
-Role: the command-line face of the cost report; ``ponder_operator.cli`` registers it
+Role: the command-line face of the cost report; ``ponder_tools.cli`` registers it
 through ``add_cost_parser``. ``query`` reads Prometheus, ``model`` computes, and this
 module formats: a terminal table (with a progress bar on stderr while querying), CSV,
 JSON, a FOCUS 1.2 CSV (``focus``) or a self-contained HTML page (``html``).

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -25,10 +24,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from .errors import SimulationError
+from ponder_tools.data import DATA_DIR_ENV, shared_data_dir
 
-DATA_DIR_ENV: Final = "PONDER_DATA_DIR"
-DEFAULT_DATA_DIR: Final = Path(__file__).resolve().parents[4] / "shared" / "data"
+from .errors import SimulationError
 
 TRACE_FILES: Final = {
     "azure-conv": "AzureLLMInferenceTrace_conv.csv",
@@ -69,16 +67,11 @@ class Trace:
                      self.output_tokens[:count])
 
 
-def data_dir() -> Path:
-    """The shared data folder: ``$PONDER_DATA_DIR`` or ``../shared/data beside the checkout``."""
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-
-
 def load_trace(name: str, root: Path | None = None) -> Trace:
     """Read trace ``name`` (a key of ``TRACE_FILES``) from ``root/traces``."""
     if name not in TRACE_FILES:
         raise SimulationError(f"unknown trace {name!r}; known: {', '.join(TRACE_FILES)}")
-    path = (root or data_dir()) / "traces" / TRACE_FILES[name]
+    path = (root or shared_data_dir()) / "traces" / TRACE_FILES[name]
     if not path.is_file():
         raise SimulationError(f"trace file {path} not found; set {DATA_DIR_ENV}")
     if path.suffix == ".jsonl":

@@ -1,10 +1,12 @@
 """``ponder evaluate`` and ``ponder calibrate``: offline proof and calibration of budgets.
 
-Role: the command-line face of ``suite`` and ``calibrate``; ``ponder_operator.cli``
+Role: the command-line face of ``suite`` and ``calibrate``; ``ponder_tools.cli``
 registers both through ``add_evaluate_parser`` and ``add_calibrate_parser``. Data come
 from a JSONL file (``--data``) or a built-in source read in place from
 ``$PONDER_DATA_DIR`` (``--builtin``); a built-in source is written as JSONL to
-``--out``/data, or to a temporary folder that is removed afterwards.
+``--out``/data, or to a temporary folder that is removed afterwards. ``standin-math500``
+needs the ``ponder-localstack`` package (a checkout after ``make setup``); without it the
+command says so and exits 2.
 
     ponder evaluate --builtin standin-math500 --out DIR [--policy DIR/policy.yaml]
     ponder calibrate --builtin qwen25math-100x8 --out DIR
@@ -31,10 +33,11 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from ..aggregate import StopRule, StopRuleKind
-from ..answers import EXTRACTORS
-from ..budgets import BudgetPolicy
-from ..errors import PolicyError
+from ponder_router.aggregate import StopRule, StopRuleKind
+from ponder_router.answers import EXTRACTORS
+from ponder_router.budgets import BudgetPolicy
+from ponder_router.errors import PolicyError
+
 from .calibrate import (
     DEFAULT_THRESHOLDS,
     CalibrationConfig,
@@ -52,7 +55,7 @@ from .dataset import (
     Dataset,
     DatasetError,
     convert_qwen25math,
-    generate_standin,
+    generate,
     load_dataset,
     write_jsonl,
 )
@@ -78,7 +81,8 @@ def _add_data_options(parser: argparse.ArgumentParser, prefix: str = "", *,
                             "samples, and optional scores, tokens, level")
     group.add_argument(f"{flag}builtin", choices=BUILTINS, dest=f"{dest}builtin",
                        help="built-in source from $PONDER_DATA_DIR: Qwen2.5-Math 100x8, or "
-                            "the stand-in LLM (a simulator) over MATH-500")
+                            "the stand-in LLM (a simulator) over MATH-500 (needs "
+                            "the ponder-localstack package)")
     parser.add_argument(f"{flag}standin-skill", type=float, default=0.0,
                         dest=f"{dest}standin_skill",
                         help="stand-in logit skill offset (below 0 a weaker model)")
@@ -122,8 +126,8 @@ def _load(args: argparse.Namespace, workdir: Path, prefix: str = "") -> Dataset:
     elif builtin == "standin-math500":
         name = f"{builtin}-x{args.samples_per_problem}-skill{skill:+g}"
         path = workdir / f"{name}.jsonl"
-        write_jsonl(generate_standin(samples_per_problem=args.samples_per_problem,
-                                     seed=args.standin_seed, skill_logit_offset=skill), path)
+        write_jsonl(generate(builtin, samples_per_problem=args.samples_per_problem,
+                             seed=args.standin_seed, skill_logit_offset=skill), path)
     assert path is not None
     dataset = load_dataset(path, extractor=args.extractor, mode=args.equality,
                            strict=args.strict)  # fmt: skip
@@ -244,8 +248,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     "abstentions": dataset.abstentions,
                     "issues": [str(i) for i in dataset.issues[:100]]}  # fmt: skip
         _write_json(suite_document(suite, {"settings": settings}), args.out / f"{stem}.json")
-        plot_suite(suite, args.out / f"{stem}.png")
-        print(f"wrote {args.out / stem}.json and .png")
+        if plot_suite(suite, args.out / f"{stem}.png"):
+            print(f"wrote {args.out / stem}.json and .png")
+        else:
+            print(f"wrote {args.out / stem}.json (no plot: matplotlib is not installed; "
+                  "pip install 'ponder[tools]')")
     return 0
 
 

@@ -1,6 +1,6 @@
 """``ponder simulate``: replay a public trace against every autoscaler and compare.
 
-Role: the command-line face of ``compare``; ``ponder_operator.cli`` registers it through
+Role: the command-line face of ``compare``; ``ponder_tools.cli`` registers it through
 ``add_simulate_parser``. Prints the comparison table; with ``--out`` also writes
 ``simulate_<trace>.json`` and ``simulate_<trace>.png`` there.
 
@@ -17,11 +17,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from ponder_tools.data import shared_data_dir
+
 from .compare import POLICY_NAMES, Comparison, run_comparison
 from .engine import ReplicaModel, SimConfig
 from .errors import SimulationError
 from .report import format_table, gpu_hourly_price, plot_timelines
-from .traces import TRACE_FILES, data_dir, load_trace
+from .traces import TRACE_FILES, load_trace
 from .workload import build_workload, load_problems
 
 
@@ -92,7 +94,7 @@ def run_simulate(args: argparse.Namespace) -> int:
           f"start-up {args.startup_seconds:.0f}s, SLO queue wait <= {args.slo_wait_seconds:g}s, "
           f"{args.accelerator} at ${price:.2f}/GPU-h")
     print(format_table(comparison.summaries, comparison.oracle, price))
-    print(f"replayed in {elapsed:.2f}s (data {data_dir()})")
+    print(f"replayed in {elapsed:.2f}s (data {shared_data_dir()})")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         stem = f"simulate_{args.trace}"
@@ -102,7 +104,8 @@ def run_simulate(args: argparse.Namespace) -> int:
                           f"{args.trace}: start-up {args.startup_seconds:.0f}s"):
             print(f"wrote {args.out / stem}.json and .png")
         else:
-            print(f"wrote {args.out / stem}.json (no plot: matplotlib is not installed)")
+            print(f"wrote {args.out / stem}.json (no plot: matplotlib is not installed; "
+                  "pip install 'ponder[tools]')")
     return 0
 
 

@@ -15,9 +15,10 @@ with its line number: malformed JSON, missing or mistyped fields, empty sample l
 problems and counts them; ``strict=True`` raises ``DatasetError`` instead. Nothing is
 dropped without a report.
 
-Sources under ``$PONDER_DATA_DIR`` (default ``../shared/data beside the checkout``), read in place:
+Sources under the shared data folder (``ponder_tools.data.shared_data_dir``), read in place:
 ``convert_qwen25math`` (Qwen2.5-Math, 100 MATH problems x 8 samples, with reward-model
-scores) and ``generate_standin`` (the stand-in LLM, a simulator, over MATH-500).
+scores) and ``generate`` with a generator registered as an entry point (``standin-math500``:
+the stand-in LLM, a simulator, over MATH-500, from the ``ponder-localstack`` package).
 Generated files go where the caller says (a temporary or output folder), never into
 the repository.
 """
@@ -27,16 +28,18 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..answers import EqualityMode, answer_key, extract_answer
-from ..errors import PolicyError
+from ponder_router.answers import EqualityMode, answer_key, extract_answer
+from ponder_router.errors import PolicyError
+from ponder_tools.data import shared_data_dir
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[4] / "shared" / "data"
+GENERATOR_GROUP = "ponder_tools.generators"
+"""Entry-point group of sample generators (``SampleGenerator``) for ``--builtin``."""
 QWEN_PROBLEMS = "samples/qwen25math_math100_x8_problems.csv"
 QWEN_SAMPLES = "samples/qwen25math_math100_x8_samples.csv"
 MATH_5000 = "math/math_test5000.jsonl"
@@ -49,9 +52,19 @@ class DatasetError(PolicyError):
     which file and line."""
 
 
-def data_dir() -> Path:
-    """``$PONDER_DATA_DIR``, or ``../shared/data beside the checkout``."""
-    return Path(os.environ.get("PONDER_DATA_DIR", str(DEFAULT_DATA_DIR)))
+class SampleGenerator(Protocol):
+    """Yields evaluation rows (the JSONL shape above) sampled from a model over the shared
+    data in ``root``; deterministic under ``seed``. Raises ``ValueError`` on unreadable data."""
+
+    def __call__(
+        self,
+        root: Path,
+        *,
+        samples_per_problem: int,
+        seed: int,
+        skill_logit_offset: float,
+        problem_limit: int | None,
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -295,7 +308,7 @@ def convert_qwen25math(root: Path | None = None) -> Iterator[dict[str, Any]]:
     released), scored by its reward-model score, with tokens estimated as
     ``response_chars / 4``; the question text comes from the MATH test set by index.
     """
-    root = root or data_dir()
+    root = root or shared_data_dir()
     problems = _read_csv(root / QWEN_PROBLEMS)
     by_problem: dict[str, list[dict[str, str]]] = {}
     for sample in _read_csv(root / QWEN_SAMPLES):
@@ -327,7 +340,30 @@ def convert_qwen25math(root: Path | None = None) -> Iterator[dict[str, Any]]:
                                f"{exc!r}") from exc  # fmt: skip
 
 
-def generate_standin(
+def load_generator(name: str) -> SampleGenerator:
+    """The sample generator registered as ``name`` in the ``ponder_tools.generators``
+    entry-point group (``standin-math500`` comes from the ``ponder-localstack`` package).
+
+    The tools never import a generator's package; a missing one is a ``DatasetError`` that
+    says what to install, not an import traceback.
+    """
+    missing = DatasetError(
+        f"--builtin {name} needs the stand-in LLM from the ponder-localstack package, which "
+        "is not installed here: in a Ponder checkout run `make setup` (or `pip install -e "
+        "localstack`); elsewhere pass recorded samples with --data FILE.jsonl"
+    )
+    found = entry_points(group=GENERATOR_GROUP, name=name)
+    if not found:
+        raise missing
+    try:
+        generator: SampleGenerator = next(iter(found)).load()
+    except ImportError as exc:  # registered by a stale installation whose package is gone
+        raise missing from exc
+    return generator
+
+
+def generate(
+    name: str,
     root: Path | None = None,
     *,
     samples_per_problem: int = 40,
@@ -335,38 +371,13 @@ def generate_standin(
     skill_logit_offset: float = 0.0,
     problem_limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Samples of the stand-in LLM (a simulator) over MATH-500, deterministic under ``seed``.
-
-    Each sample is what the simulated model writes for the problem with sampling seed
-    ``seed * 1_000_003 + i``: reasoning text ending in ``\\boxed{answer}``, correct with
-    the problem's calibrated accuracy; ``tokens`` counts its tokens. A negative
-    ``skill_logit_offset`` makes a weaker model (a smaller one in a cascade).
-    """
-    from ponder_localstack.sim_llm.behaviour import (  # the simulator is optional at run time
-        UNLIMITED_MAX_TOKENS,
-        CalibrationDataError,
-        SamplingParams,
-        SimModel,
-        SimSettings,
-    )
-
+    """Rows from generator ``name`` over the shared data (``root``, default
+    ``shared_data_dir()``); a generator's ``ValueError`` (unreadable calibration data)
+    becomes a ``DatasetError``."""
+    generator = load_generator(name)
     try:
-        settings = SimSettings(skill_logit_offset=skill_logit_offset)
-        model = SimModel.load(root or data_dir(), settings)
-    except CalibrationDataError as exc:
+        yield from generator(root or shared_data_dir(), samples_per_problem=samples_per_problem,
+                             seed=seed, skill_logit_offset=skill_logit_offset,
+                             problem_limit=problem_limit)  # fmt: skip
+    except ValueError as exc:
         raise DatasetError(str(exc)) from exc
-    problems: Sequence[Any] = model.catalog.problems[:problem_limit]
-    for problem in problems:
-        completions = [
-            model.complete(problem.text, SamplingParams(
-                max_tokens=UNLIMITED_MAX_TOKENS, seed=seed * 1_000_003 + i))
-            for i in range(samples_per_problem)
-        ]  # fmt: skip
-        yield {
-            "id": problem.problem_id,
-            "question": problem.text,
-            "reference": problem.answer,
-            "samples": [c.text for c in completions],
-            "tokens": [len(c.tokens) for c in completions],
-            "level": problem.level,
-        }

@@ -3,7 +3,7 @@
 Role: the last step of a replay, used by ``compare``, the ``ponder simulate`` CLI and
 ``bench/bench_autoscaler.py``. The GPU price comes from the shared data's
 ``prices/gpu_price_summary.csv`` (median over clouds and offerings of the per-GPU
-on-demand median for one accelerator). Plotting needs matplotlib (a dev extra); without it
+on-demand median for one accelerator). Plotting needs matplotlib (the ``tools`` extra); without it
 ``plot_timelines`` returns False and writes nothing.
 """
 
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ponder_tools.data import shared_data_dir
+
 from .engine import SimResult
 from .errors import SimulationError
 from .oracle import OracleBound
-from .traces import data_dir
 
 PRICE_SUMMARY_PATH = Path("prices") / "gpu_price_summary.csv"
 
@@ -53,7 +54,7 @@ class PolicySummary:
 
 def gpu_hourly_price(accelerator: str = "H100", root: Path | None = None) -> float:
     """USD per GPU-hour: median per-GPU on-demand price of ``accelerator`` across offerings."""
-    path = (root or data_dir()) / PRICE_SUMMARY_PATH
+    path = (root or shared_data_dir()) / PRICE_SUMMARY_PATH
     if not path.is_file():
         raise SimulationError(f"price file {path} not found")
     with path.open(newline="") as handle:
