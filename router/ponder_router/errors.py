@@ -16,8 +16,8 @@ counts it). A client fault is 4xx with a message a person can act on, overload i
     │   └── RequestError  (api)        400/404/408/413/415/499, reason = its ``code``
     ├── AuthError  (admission)     401 authentication_error / 403 permission_denied
     ├── OverloadedError            429 rate_limit_exceeded  "queue", Retry-After
-    │   └── AdmissionRejectedError  (admission)  429 or 503 overloaded; "queue",
-    │                                            "queue-timeout", "tenant"
+    │   └── AdmissionRejectedError  (admission)  429 "queue"/"tenant", or
+    │                                 503 overloaded "queue-timeout"; Retry-After
     ├── UpstreamError              502 upstream_error  "upstream-error" (may be retried)
     │   ├── EndpointUnavailableError  (triton)   a replica could not be reached
     │   ├── SampleTimeoutError  (triton)         a sample ran past its deadline
