@@ -36,9 +36,14 @@ _MAX_RETRY_AFTER_SECONDS = 60
 class AuthError(PonderRouterError):
     """The request's credentials are missing (401) or not accepted (403)."""
 
+    counts_as_rejection = True
+
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
+        self.error_type = self.reason = (
+            "authentication_error" if status == 401 else "permission_denied"
+        )  # fmt: skip
 
 
 class AdmissionRejectedError(OverloadedError):
@@ -49,6 +54,7 @@ class AdmissionRejectedError(OverloadedError):
         super().__init__(message, retry_after_seconds=retry_after_seconds)
         self.reason = reason
         self.status = status
+        self.error_type = "rate_limit_exceeded" if status == 429 else "overloaded"
 
 
 def parse_api_keys(text: str) -> dict[str, str]:

@@ -49,7 +49,10 @@ message "has text" when it holds one, by the same rule in ``/openapi.json`` and 
 
 
 class RequestError(PolicyError):
-    """A client's request is invalid; ``param`` names the field, ``status`` the HTTP code."""
+    """A client's request is invalid; ``param`` names the field, ``status`` the HTTP code,
+    ``code`` the metric ``reason`` (an oversized one counts as a rejection)."""
+
+    reason = "invalid-request"
 
     def __init__(
         self, message: str, *, param: str | None = None, code: str | None = None,
@@ -60,6 +63,8 @@ class RequestError(PolicyError):
         self.code = code
         self.status = status
         self.error_type = error_type
+        self.reason = code or self.reason
+        self.counts_as_rejection = status == 413 or code == "context_length_exceeded"
 
 
 def error_body(

@@ -5,8 +5,12 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (JSON or SSE),
 ``GET /openapi.json`` (``api.openapi_schema``), ``GET /healthz`` (the process is alive),
 ``GET /readyz``, ``GET /metrics``. A handler validates (``api``), authenticates and plans
 the budget (``admission``, ``executor``), forwards an escalated tier to another service's
-router, or admits the request and runs it (``executor``), then renders OpenAI's response
-shape.
+router (``escalation``), or admits the request and runs it (``executor``), then renders
+OpenAI's response shape.
+
+Handlers are module-level functions; what they share (config, executor, endpoint pool,
+escalator, metrics, usage, config watcher) is the ``Router`` that ``create_app`` puts on
+``app.state.router``, and its lifespan starts and stops it.
 
 Readiness: ready once a valid config is loaded and the router is not shutting down —
 not "once a Triton replica exists". At zero replicas the router must stay in the
@@ -18,11 +22,12 @@ autoscaler; a router that went unready at zero replicas would keep the pool at z
 Status codes: invalid input 400 (unknown model 404, oversized body 413), missing or
 refused API key 401/403, admission full 429 with ``Retry-After``, no replica before the
 deadline or queue timeout 503 with ``Retry-After``, Triton failure 502, deadline with no
-sample finished 504; errors use OpenAI's JSON shape. A client that disconnects cancels
-its samples on Triton, streaming or not. A body not declared ``application/json`` is 415
-(a web page cannot send JSON across origins without the CORS preflight the router never
-grants), one still incomplete at the request deadline 408; unknown paths 404 and wrong
-methods 405 also answer in OpenAI's shape.
+sample finished 504; errors use OpenAI's JSON shape. Each error class carries its status,
+body fields and metric labels (``errors``), so one exception handler answers them all. A
+client that disconnects cancels its samples on Triton, streaming or not. A body not
+declared ``application/json`` is 415 (a web page cannot send JSON across origins without
+the CORS preflight the router never grants), one still incomplete at the request deadline
+408; unknown paths 404 and wrong methods 405 also answer in OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .admission import ANONYMOUS, Admission, AdmissionRejectedError, ApiKeys, AuthError
+from .admission import ANONYMOUS, Admission, ApiKeys, AuthError
 from .api import (
     AnyRequest,
     ChatCompletionRequest,
@@ -66,10 +71,10 @@ from .api import (
     usage_chunk,
 )
 from .config_watch import ConfigWatcher
-from .endpoints import BackendFactory, EndpointPool, NoEndpointError, PodWatcher
-from .errors import OverloadedError, PolicyError, PonderRouterError, UpstreamError
+from .endpoints import BackendFactory, EndpointPool, PodWatcher
+from .errors import PonderRouterError
 from .escalation import ESCALATED_HEADER, Escalator
-from .executor import DeadlineExceededError, Executor, RequestRun, RequestSpec
+from .executor import Executor, RequestRun, RequestSpec
 from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
 from .settings import RouterConfig
 from .triton import TritonBackend
@@ -86,33 +91,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(content, status_code=status, media_type=_JSON, headers=headers)
 
 
-def error_response(exc: BaseException) -> tuple[Response, str]:
-    """The HTTP response for a router error, and its rejection/outcome reason."""
+def error_response(exc: PonderRouterError) -> Response:
+    """The answer to a router error, from what its class says (``errors``)."""
     headers: dict[str, str] = {}
-    if isinstance(exc, OverloadedError | NoEndpointError):
+    if exc.retry_after_seconds is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_seconds)))
-    if isinstance(exc, RequestError):
-        body = error_body(str(exc), exc.error_type, exc.param, exc.code)
-        return json_response(body, exc.status, headers), exc.code or "invalid-request"
-    if isinstance(exc, AuthError):
-        kind = "authentication_error" if exc.status == 401 else "permission_denied"
-        return json_response(error_body(str(exc), kind), exc.status), kind
-    if isinstance(exc, AdmissionRejectedError):
-        body = error_body(str(exc), "rate_limit_exceeded" if exc.status == 429 else "overloaded")
-        return json_response(body, exc.status, headers), exc.reason
-    if isinstance(exc, OverloadedError):
-        return json_response(error_body(str(exc), "rate_limit_exceeded"), 429, headers), "queue"
-    if isinstance(exc, NoEndpointError):
-        return json_response(error_body(str(exc), "service_unavailable"), 503, headers), \
-            "no-endpoint"  # fmt: skip
-    if isinstance(exc, DeadlineExceededError):
-        return json_response(error_body(str(exc), "timeout"), 504), "timeout"
-    if isinstance(exc, UpstreamError):
-        return json_response(error_body(str(exc), "upstream_error"), 502), "upstream-error"
-    if isinstance(exc, PolicyError):
-        return json_response(error_body(str(exc), "invalid_request_error"), 400), "invalid"
-    logger.exception("unexpected error", exc_info=exc)
-    return json_response(error_body("internal error", "server_error"), 500), "error"
+    body = error_body(str(exc), exc.error_type, exc.param, exc.code)
+    return json_response(body, exc.status, headers)
 
 
 class Router:
@@ -199,6 +184,25 @@ class Router:
             return user or ANONYMOUS
         return self.api_keys.tenant_for(request.headers.get("authorization"))
 
+    def observe(self, run: RequestRun | None, outcome: str, started: float) -> None:
+        """Record a finished request: its duration, and, once planned, its tokens, samples
+        and outcome (metrics by tier, usage by tenant)."""
+        self.metrics.request_duration.observe(time.perf_counter() - started)
+        if run is None:
+            return
+        used = sum(s.tokens for s in run.samples) + run.escalated_tokens
+        self.metrics.observe_request(tier=run.budget.tier, outcome=outcome, tokens=used,
+                                     samples=len(run.samples),
+                                     budget_tokens=run.budget_tokens)  # fmt: skip
+        self.usage.record(run.spec.tenant, outcome, samples=len(run.samples),
+                          prompt_tokens=run.spec.prompt_tokens, completion_tokens=used)
+
+
+def _router(request: Request) -> Router:
+    """The app's ``Router``, put on ``app.state`` by ``create_app``."""
+    router: Router = request.app.state.router
+    return router
+
 
 def _spec(parsed: AnyRequest, tenant: str, config: RouterConfig) -> RequestSpec:
     if isinstance(parsed, ChatCompletionRequest):
@@ -267,191 +271,73 @@ def _cancel_on_disconnect(request: Request) -> Iterator[Callable[[], bool]]:
             handler.uncancel()
 
 
-def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
-    """The router's ASGI app; ``router_options`` go to ``Router`` (fakes, reload path)."""
-    router = Router(config, **router_options)
-    metrics = router.metrics
+async def chat_completions(request: Request) -> Response:
+    return await _complete(request, ChatCompletionRequest)
 
-    async def handle(request: Request, kind: type[AnyRequest]) -> Response:
-        started = time.perf_counter()
-        tier, outcome = "none", "ok"
-        run: RequestRun | None = None
-        try:
-            limit = router.config.admission.max_prompt_chars * 4 + _BODY_OVERHEAD_BYTES
-            body = await _read_body(request, limit, router.config.admission.request_timeout_seconds)
-            parsed = parse_request(body, kind)
-            if parsed.model != router.config.model_name:
-                raise RequestError(f"the model {parsed.model!r} does not exist; this service "
-                                   f"serves {router.config.model_name!r}", param="model",
-                                   code="model_not_found", status=404)  # fmt: skip
-            tenant = router.tenant(request, parsed.user)
-            run = router.executor.plan(_spec(parsed, tenant, router.config))
-            tier = run.budget.tier
-            target = run.budget.escalate_to
-            if target is not None and ESCALATED_HEADER not in request.headers:
-                outcome = "escalated"
-                forwarded = await router.escalator.forward(
-                    run, request.url.path, body, request.headers.get("authorization"))
-                run.escalated_tokens = forwarded.completion_tokens
-                if forwarded.stream is not None:
-                    return StreamingResponse(forwarded.stream, media_type=forwarded.content_type)
-                return Response(forwarded.body, status_code=forwarded.status,
-                                media_type=forwarded.content_type)  # fmt: skip
-            await run.admit()
-            if parsed.stream:
-                outcome = "streaming"
-                return StreamingResponse(_stream(run, parsed, started),
-                                         media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-cache"})  # fmt: skip
-            with _cancel_on_disconnect(request) as gone:
-                try:
-                    result = await run.execute()
-                except asyncio.CancelledError:
-                    if not gone():
-                        raise
-                    outcome = "cancelled"  # its samples were cancelled on Triton
-                    return Response(status_code=499)
-            chat = kind is ChatCompletionRequest
-            return json_response(completion_body(chat, run.spec.request_id, int(time.time()),
-                                                 parsed.model, result))  # fmt: skip
-        except PonderRouterError as exc:
-            response, reason = error_response(exc)
-            rejected = response.status_code in (400, 401, 403, 404, 408, 413, 415, 429)
-            outcome = "rejected" if rejected else reason
-            if response.status_code in (401, 403, 413, 429, 503) or \
-                    reason == "context_length_exceeded":  # fmt: skip
-                metrics.reject(reason)
-            return response
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except Exception:
-            outcome = "error"  # the last-resort handler answers 500
-            raise
-        finally:
-            if outcome != "streaming":
-                _observe(run, tier, outcome, started)
 
-    def _observe(run: RequestRun | None, tier: str, outcome: str, started: float) -> None:
-        metrics.request_duration.observe(time.perf_counter() - started)
-        if run is None:
-            return
-        used = sum(s.tokens for s in run.samples) + run.escalated_tokens
-        metrics.observe_request(tier=tier, outcome=outcome, tokens=used,
-                                samples=len(run.samples),
-                                budget_tokens=run.budget_tokens)  # fmt: skip
-        router.usage.record(run.spec.tenant, outcome, samples=len(run.samples),
-                            prompt_tokens=run.spec.prompt_tokens, completion_tokens=used)
+async def completions(request: Request) -> Response:
+    return await _complete(request, CompletionRequest)
 
-    async def _stream(run: RequestRun, parsed: AnyRequest, started: float) -> AsyncIterator[str]:
-        sink = _QueueSink()
-        work = asyncio.ensure_future(run.execute(sink))
-        work.add_done_callback(lambda _: sink.queue.put_nowait(("done", None)))
-        chat = isinstance(parsed, ChatCompletionRequest)
-        head = (chat, run.spec.request_id, int(time.time()), parsed.model)
-        text_event = content_event(*head)
-        outcome = "cancelled"
-        try:
-            if chat:
-                yield sse(stream_chunk(*head, "", role=True))
-            finished = False
-            while not finished:
-                # Events already queued go out in one write (tokens may come in bursts).
-                batch = [await sink.queue.get()]
-                while not sink.queue.empty():
-                    batch.append(sink.queue.get_nowait())
-                events = []
-                for kind, payload in batch:
-                    if kind == "done":
-                        finished = True
-                    elif kind == "token":
-                        events.append(text_event(payload))
-                    else:
-                        events.append(sse(stream_chunk(*head, ponder=payload)))
-                if events:
-                    yield "".join(events)
+
+async def _complete(request: Request, kind: type[AnyRequest]) -> Response:
+    """A completion request end to end. A ``PonderRouterError`` is counted here, then
+    answered by ``_router_error``; the outcome is recorded once (a stream records its own
+    when it ends)."""
+    router = _router(request)
+    started = time.perf_counter()
+    outcome, run = "ok", None
+    try:
+        body, parsed = await _read_request(request, router, kind)
+        run = router.executor.plan(_spec(parsed, router.tenant(request, parsed.user),
+                                         router.config))  # fmt: skip
+        if run.budget.escalate_to is not None and ESCALATED_HEADER not in request.headers:
+            outcome = "escalated"
+            return await _escalate(request, run, body)
+        await run.admit()
+        if parsed.stream:
+            outcome = "streaming"
+            return StreamingResponse(_stream(router, run, parsed, started),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})  # fmt: skip
+        with _cancel_on_disconnect(request) as gone:
             try:
-                result = work.result()
-            except PonderRouterError as exc:
-                response, outcome = error_response(exc)
-                yield "data: " + bytes(response.body).decode() + "\n\n"
-                return
-            if run.budget.max_samples > 1:
-                yield sse(stream_chunk(*head, result.text))
-            yield sse(stream_chunk(*head, finish_reason=result.finish_reason,
-                                   ponder=result.report.model_dump()))  # fmt: skip
-            if parsed.include_usage:
-                yield sse(usage_chunk(*head, result))
-            yield "data: [DONE]\n\n"
-            outcome = "ok"
-        finally:
-            if not work.done():
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
-            _observe(run, run.budget.tier, outcome, started)
+                result = await run.execute()
+            except asyncio.CancelledError:
+                if not gone():
+                    raise
+                outcome = "cancelled"  # its samples were cancelled on Triton
+                return Response(status_code=499)
+        return json_response(completion_body(kind is ChatCompletionRequest, run.spec.request_id,
+                                             int(time.time()), parsed.model, result))  # fmt: skip
+    except PonderRouterError as exc:
+        outcome = exc.outcome
+        if exc.counts_as_rejection:
+            router.metrics.reject(exc.reason)
+        raise
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    except Exception:
+        outcome = "error"  # the last-resort handler answers 500
+        raise
+    finally:
+        if outcome != "streaming":
+            router.observe(run, outcome, started)
 
-    async def chat_completions(request: Request) -> Response:
-        return await handle(request, ChatCompletionRequest)
 
-    async def completions(request: Request) -> Response:
-        return await handle(request, CompletionRequest)
-
-    async def models(request: Request) -> Response:
-        card = ModelCard(id=router.config.model_name, created=0, owned_by=router.config.service)
-        return json_response(ModelList(data=[card]).model_dump_json().encode())
-
-    async def usage(request: Request) -> Response:
-        if router.api_keys is None:
-            return json_response(error_body(
-                "usage is reported per API key; this service has no API keys configured",
-                "permission_denied"), 403)  # fmt: skip
-        try:
-            tenant = router.tenant(request, None)
-        except AuthError as exc:
-            return error_response(exc)[0]
-        return json_response(router.usage.report(tenant))
-
-    async def openapi(request: Request) -> Response:
-        return json_response(openapi_schema(router.config.model_name))
-
-    async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        body = {"ready": not router.draining, "service": router.config.service,
-                "endpoints": len(router.pool), "queued": router.executor.queued}  # fmt: skip
-        return json_response(body, 503 if router.draining else 200)
-
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        return error_response(exc)[0]  # the process's last-resort boundary: log, answer 500
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await router.start()
-        try:
-            yield
-        finally:
-            await router.stop()
-
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/completions", completions, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/usage", usage, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ],
-        exception_handlers={HTTPException: _http_error, Exception: unexpected},
-        lifespan=lifespan,
-    )
-    app.state.router = router
-    return app
+async def _read_request(request: Request, router: Router,
+                        kind: type[AnyRequest]) -> tuple[bytes, AnyRequest]:  # fmt: skip
+    """The body and the validated request; 404 for a model this service does not serve."""
+    admission = router.config.admission
+    limit = admission.max_prompt_chars * 4 + _BODY_OVERHEAD_BYTES
+    body = await _read_body(request, limit, admission.request_timeout_seconds)
+    parsed = parse_request(body, kind)
+    model = router.config.model_name  # the config may have been reloaded meanwhile
+    if parsed.model != model:
+        raise RequestError(f"the model {parsed.model!r} does not exist; this service "
+                           f"serves {model!r}", param="model",
+                           code="model_not_found", status=404)  # fmt: skip
+    return body, parsed
 
 
 async def _read_body(request: Request, limit: int, timeout_seconds: float) -> bytes:
@@ -480,10 +366,120 @@ async def _read_body(request: Request, limit: int, timeout_seconds: float) -> by
     return b"".join(chunks)
 
 
+async def _escalate(request: Request, run: RequestRun, body: bytes) -> Response:
+    """The larger service's answer to a request whose tier escalates (``escalation``)."""
+    forwarded = await _router(request).escalator.forward(
+        run, request.url.path, body, request.headers.get("authorization"))
+    run.escalated_tokens = forwarded.completion_tokens
+    if forwarded.stream is not None:
+        return StreamingResponse(forwarded.stream, media_type=forwarded.content_type)
+    return Response(forwarded.body, status_code=forwarded.status,
+                    media_type=forwarded.content_type)  # fmt: skip
+
+
+async def _stream(router: Router, run: RequestRun, parsed: AnyRequest,
+                  started: float) -> AsyncIterator[str]:  # fmt: skip
+    """A streamed run's SSE events: its tokens or progress, then the answer and report; a
+    failure after the stream began ends it with an error event. Records the outcome."""
+    sink = _QueueSink()
+    work = asyncio.ensure_future(run.execute(sink))
+    work.add_done_callback(lambda _: sink.queue.put_nowait(("done", None)))
+    chat = isinstance(parsed, ChatCompletionRequest)
+    head = (chat, run.spec.request_id, int(time.time()), parsed.model)
+    outcome = "cancelled"
+    try:
+        if chat:
+            yield sse(stream_chunk(*head, "", role=True))
+        text_event, finished = content_event(*head), False
+        while not finished:
+            events, finished = await _next_events(sink, head, text_event)
+            if events:
+                yield events
+        try:
+            result = work.result()
+        except PonderRouterError as exc:
+            outcome = exc.reason  # the request ran: its failure, not a refusal
+            yield "data: " + bytes(error_response(exc).body).decode() + "\n\n"
+            return
+        if run.budget.max_samples > 1:
+            yield sse(stream_chunk(*head, result.text))
+        yield sse(stream_chunk(*head, finish_reason=result.finish_reason,
+                               ponder=result.report.model_dump()))  # fmt: skip
+        if parsed.include_usage:
+            yield sse(usage_chunk(*head, result))
+        yield "data: [DONE]\n\n"
+        outcome = "ok"
+    finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        router.observe(run, outcome, started)
+
+
+async def _next_events(sink: _QueueSink, head: tuple[bool, str, int, str],
+                       text_event: Callable[[str], str]) -> tuple[str, bool]:  # fmt: skip
+    """The SSE text of every event queued now, waiting for the first (tokens come in
+    bursts: they go out in one write), and whether the run is done."""
+    batch = [await sink.queue.get()]
+    while not sink.queue.empty():
+        batch.append(sink.queue.get_nowait())
+    events, finished = [], False
+    for kind, payload in batch:
+        if kind == "done":
+            finished = True
+        elif kind == "token":
+            events.append(text_event(payload))
+        else:
+            events.append(sse(stream_chunk(*head, ponder=payload)))
+    return "".join(events), finished
+
+
+async def models(request: Request) -> Response:
+    config = _router(request).config
+    card = ModelCard(id=config.model_name, created=0, owned_by=config.service)
+    return json_response(ModelList(data=[card]).model_dump_json().encode())
+
+
+async def usage(request: Request) -> Response:
+    """The caller's tenant's usage; a refused key answers 401/403 (not counted as a
+    rejection: the request was for a report, not a completion)."""
+    router = _router(request)
+    if router.api_keys is None:
+        raise AuthError("usage is reported per API key; this service has no API keys "
+                        "configured", status=403)  # fmt: skip
+    return json_response(router.usage.report(router.tenant(request, None)))
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(openapi_schema(_router(request).config.model_name))
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    router = _router(request)
+    body = {"ready": not router.draining, "service": router.config.service,
+            "endpoints": len(router.pool), "queued": router.executor.queued}  # fmt: skip
+    return json_response(body, 503 if router.draining else 200)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_router(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _router_error(request: Request, exc: Exception) -> Response:
+    """Every ``PonderRouterError`` a handler raises, in OpenAI's error shape."""
+    if not isinstance(exc, PonderRouterError):  # registered for PonderRouterError only
+        return await _unexpected(request, exc)
+    return error_response(exc)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (unknown path 404, wrong method 405) in OpenAI's error shape."""
-    if not isinstance(exc, HTTPException):
-        return error_response(exc)[0]
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        return await _unexpected(request, exc)
     message, where = exc.detail, f"{request.method} {request.url.path}"
     if exc.status_code == 404:
         message = f"Invalid URL ({where})"
@@ -491,3 +487,44 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"Invalid method ({where}); allowed: {(exc.headers or {}).get('Allow')}"
     body = error_body(message, "invalid_request_error")
     return json_response(body, exc.status_code, dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """The process's last-resort boundary: log, answer 500 (Starlette then re-raises)."""
+    logger.exception("unexpected error", exc_info=exc)
+    return json_response(error_body("internal error", "server_error"), 500)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    router: Router = app.state.router
+    await router.start()
+    try:
+        yield
+    finally:
+        await router.stop()
+
+
+def create_app(config: RouterConfig, **router_options: Any) -> Starlette:
+    """The router's ASGI app; ``router_options`` go to ``Router`` (fakes, reload path)."""
+    router = Router(config, **router_options)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/usage", usage, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        exception_handlers={
+            PonderRouterError: _router_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=_lifespan,
+    )
+    app.state.router = router
+    return app

@@ -35,6 +35,11 @@ BackendFactory = Callable[[str], SampleBackend]
 class NoEndpointError(UpstreamError):
     """No Triton replica appeared before the request's deadline (the pool may be at zero)."""
 
+    status = 503
+    error_type = "service_unavailable"
+    reason = "no-endpoint"
+    counts_as_rejection = True
+
     def __init__(self, message: str, *, retry_after_seconds: float) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds

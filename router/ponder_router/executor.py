@@ -52,7 +52,7 @@ from .budgets import (
 )
 from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
-from .errors import PonderRouterError, UpstreamError
+from .errors import DeadlineExceededError, UpstreamError
 from .metrics import RouterMetrics
 from .plan import FailureAction, Outcome, RequestPlan
 from .settings import RouterConfig, VerifierConfig
@@ -64,10 +64,6 @@ _REVISE_SUFFIX = (
     "\n\nA previous attempt at this problem:\n{previous}\n\nReview the attempt above, "
     "correct any mistake, and give the final answer in \\boxed{{}}."
 )
-
-
-class DeadlineExceededError(PonderRouterError):
-    """The request's deadline passed before any sample finished (504)."""
 
 
 class EventSink(Protocol):

@@ -372,3 +372,23 @@ async def test_a_client_leaving_mid_body_is_no_server_error_in_the_log(
     sent = await call_with_partial_body(app, "disconnect")
     assert sent[0]["status"] == 499
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_a_refused_usage_report_answers_401_but_is_no_rejected_completion(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("sk-1:team-a\n")
+    async with router(api_keys_file=str(keys)) as (client, _, _):
+        missing = await client.get("/v1/usage")
+        metrics = (await client.get("/metrics")).text
+    assert missing.status_code == 401
+    assert missing.json()["error"]["type"] == "authentication_error"
+    assert "ponder_router_rejections_total{" not in metrics
+
+
+async def test_without_api_keys_the_usage_report_is_refused_with_403() -> None:
+    async with router() as (client, _, _):
+        response = await client.get("/v1/usage")
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_denied"
