@@ -1,22 +1,29 @@
-"""The unit tier's guard: a unit test starts no external tool and reaches no other host.
+"""The unit tier's guard, and the ``virtual_time`` fixture for tests of deadlines.
 
-Tests that need helm, promtool, Chromium, Triton, Prometheus or a cluster carry one of the
-``INTEGRATION_MARKERS`` and live in tests/integration. Here a test so marked is a
-collection error, and a test that starts one of ``TOOLS`` or connects a socket beyond
-loopback fails, naming what it tried (the attempt itself raises ``PermissionError``).
+A unit test starts no external tool and reaches no other host. Tests that need helm,
+promtool, Chromium, Triton, Prometheus or a cluster carry one of the ``INTEGRATION_MARKERS``
+and live in tests/integration. Here a test so marked is a collection error, and a test
+that starts one of ``TOOLS`` or connects a socket beyond loopback fails, naming what it
+tried (the attempt itself raises ``PermissionError``).
+
+``virtual_time`` runs a test's event loop on a virtual clock (``virtual_time.VirtualTime``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+
+from virtual_time import VirtualTime
 
 UNIT_DIR = Path(__file__).resolve().parent
 INTEGRATION_MARKERS = frozenset({"cluster", "triton", "prometheus", "helm", "promtool",
@@ -81,3 +88,9 @@ def _no_external_tools_or_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     if attempts:
         pytest.fail("a unit test " + "; ".join(attempts) + ": move it to tests/integration "
                     "and mark it", pytrace=False)
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def virtual_time() -> AsyncIterator[VirtualTime]:
+    with VirtualTime(asyncio.get_running_loop()) as clock:
+        yield clock
