@@ -2,7 +2,7 @@
 # Render the plain manifests in deploy/ from the Helm chart with its default values, for
 # `kubectl apply` without Helm:
 #   kubectl apply --server-side -f charts/ponder/crds/ && kubectl apply -f deploy/
-# The release is named ponder, in namespace ponder-system. tests/unit/test_chart_manifests.py
+# The release is named ponder, in namespace ponder-system. tests/integration/test_chart_templates.py
 # fails while deploy/ differs from what this script writes.
 # Usage: hack/render-manifests.sh [OUTPUT_DIR]   (default: deploy)
 set -euo pipefail

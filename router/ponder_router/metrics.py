@@ -3,7 +3,7 @@
 Role: the router half of the router → autoscaler contract. The names below are that
 contract: the operator's queries (``ponder_operator/adapters/prometheus.py``), the cost
 report and the chart's dashboard and alerts use them as written here, and
-``tests/unit/test_chart_monitoring.py`` checks that every ``ponder_router_*`` series the
+``tests/integration/test_chart_monitoring.py`` checks that every ``ponder_router_*`` series the
 chart queries is one this module exports. Gauges are computed at scrape time from the
 executor's live state, so they can never drift:
 

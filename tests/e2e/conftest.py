@@ -3,7 +3,8 @@
 A second local cluster (separate from the integration tests' session cluster) whose Triton
 and router pods are run by ``ponder_localstack.runner.PodRunner`` on their own loopback
 addresses; Prometheus discovers them from the runner's targets file; the operator scales
-the Triton Deployment from what Prometheus reads. One stack per test module.
+the Triton Deployment from what Prometheus reads. One stack per test module; each test
+applies its own ReasoningServices (``apply_service``), deleted when it ends, pass or fail.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,23 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         runner.stop()
         prometheus.stop()
         cluster.stop()
+
+
+ApplyService = Callable[[dict[str, Any]], str]
+
+
+@pytest.fixture
+def apply_service(loop: Loop) -> Iterator[ApplyService]:
+    """Apply a ReasoningService manifest (returns its name); each is deleted after the test."""
+    applied: list[tuple[str, str]] = []
+
+    def apply(manifest: dict[str, Any]) -> str:
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        applied.append((name, namespace))
+        loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
+        return str(name)
+
+    yield apply
+    for name, namespace in reversed(applied):
+        loop.cluster.kubectl("delete", "rsvc", name, "-n", namespace, "--ignore-not-found",
+                             "--timeout=90s")

@@ -1,7 +1,8 @@
 """The operator scales real Triton pods on the demand Prometheus reads from real routers.
 
 Activation, scale-out under a burst, scale-in after it; metrics lost → replicas held and
-Degraded; scale to zero and activation from zero. Every request is accounted for.
+Degraded; scale to zero and activation from zero. Every request is accounted for. Each
+test applies its own ReasoningService through ``apply_service``, which deletes it afterwards.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from conftest import Loop
+from conftest import ApplyService, Loop
 from fixtures_operator import eventually
 from ponder_tools.data import shared_data_dir
 
@@ -84,9 +85,10 @@ class Load:
             t.join(timeout=180)
 
 
-def test_a_burst_scales_triton_out_and_its_end_scales_it_back_in(loop: Loop) -> None:
-    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(
-        service("burst", minReplicas=1, maxReplicas=3)))
+def test_a_burst_scales_triton_out_and_its_end_scales_it_back_in(
+    loop: Loop, apply_service: ApplyService,
+) -> None:
+    apply_service(service("burst", minReplicas=1, maxReplicas=3))
     eventually(lambda: loop.condition("burst", "Ready").get("status") == "True", 90, "Ready")
     url = loop.router_url()
     assert loop.triton_replicas("burst") == 1
@@ -111,9 +113,10 @@ def test_a_burst_scales_triton_out_and_its_end_scales_it_back_in(loop: Loop) -> 
     assert any("→ 1 " in m for m in messages), messages
 
 
-def test_a_router_restart_under_load_is_not_read_as_no_demand(loop: Loop) -> None:
-    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(
-        service("restart", minReplicas=1, maxReplicas=3)))
+def test_a_router_restart_under_load_is_not_read_as_no_demand(
+    loop: Loop, apply_service: ApplyService,
+) -> None:
+    apply_service(service("restart", minReplicas=1, maxReplicas=3))
     eventually(lambda: loop.condition("restart", "Ready").get("status") == "True", 90, "Ready")
     pods = json.loads(loop.cluster.kubectl(
         "get", "pods", "-l", "ponder.dev/service=restart,ponder.dev/component=router",
@@ -133,34 +136,38 @@ def test_a_router_restart_under_load_is_not_read_as_no_demand(loop: Loop) -> Non
     assert loop.rsvc("restart")["status"]["lastScaleReason"]
     assert load.sent == sum(load.outcomes.values()), "every request is accounted for"
     assert load.outcomes["200"] > 0, load.outcomes
-    loop.cluster.kubectl("delete", "rsvc", "restart")
 
 
-def test_lost_metrics_hold_the_replicas_and_set_degraded(loop: Loop) -> None:
-    eventually(lambda: loop.condition("burst", "Degraded").get("status") == "False", 60,
+def test_lost_metrics_hold_the_replicas_and_set_degraded(
+    loop: Loop, apply_service: ApplyService,
+) -> None:
+    apply_service(service("held", minReplicas=1, maxReplicas=3))
+    eventually(lambda: loop.condition("held", "Ready").get("status") == "True", 90, "Ready")
+    eventually(lambda: loop.condition("held", "Degraded").get("status") == "False", 60,
                "healthy before the fault")
-    before = loop.triton_replicas("burst")
+    before = loop.triton_replicas("held")
     port = loop.prometheus.port
     loop.prometheus.stop()
     try:
-        eventually(lambda: loop.condition("burst", "Degraded").get("status") == "True", 60,
+        eventually(lambda: loop.condition("held", "Degraded").get("status") == "True", 60,
                    "Degraded after Prometheus stopped")
         time.sleep(6)  # a few more ticks without metrics
-        assert loop.triton_replicas("burst") == before
-        assert loop.condition("burst", "Degraded")["reason"] in {"MetricsUnavailable",
-                                                                  "MetricsStale"}
-        assert loop.condition("burst", "Scaling")["reason"].startswith("Held")
+        assert loop.triton_replicas("held") == before
+        assert loop.condition("held", "Degraded")["reason"] in {"MetricsUnavailable",
+                                                                 "MetricsStale"}
+        assert loop.condition("held", "Scaling")["reason"].startswith("Held")
     finally:
         loop.prometheus.start(port=port)
-    eventually(lambda: loop.condition("burst", "Degraded").get("status") == "False", 60,
+    eventually(lambda: loop.condition("held", "Degraded").get("status") == "False", 60,
                "Degraded cleared after Prometheus is back")
-    loop.cluster.kubectl("delete", "rsvc", "burst")
 
 
-def test_more_demand_than_gpus_sets_unschedulable_without_a_runaway(loop: Loop) -> None:
+def test_more_demand_than_gpus_sets_unschedulable_without_a_runaway(
+    loop: Loop, apply_service: ApplyService,
+) -> None:
     spec = service("l4", minReplicas=1, maxReplicas=6)
     spec["spec"]["resources"] = {"gpuProduct": "NVIDIA-L4"}  # one node, two GPUs
-    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(spec))
+    apply_service(spec)
     eventually(lambda: loop.condition("l4", "Ready").get("status") == "True", 90, "Ready")
     desired: list[int] = []
     unschedulable_seen_at: int | None = None
@@ -183,13 +190,13 @@ def test_more_demand_than_gpus_sets_unschedulable_without_a_runaway(loop: Loop) 
     eventually(lambda: loop.triton_replicas("l4") <= 2, 60, "pending replicas removed")
     eventually(lambda: loop.condition("l4", "Unschedulable").get("status") == "False", 60,
                "Unschedulable cleared")
-    loop.cluster.kubectl("delete", "rsvc", "l4")
 
 
-def test_an_idle_service_scales_to_zero_and_a_request_activates_it(loop: Loop) -> None:
-    loop.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(service(
-        "idle", minReplicas=0, maxReplicas=2,
-        scaleToZero={"enabled": True, "idleWindowSeconds": 30})))
+def test_an_idle_service_scales_to_zero_and_a_request_activates_it(
+    loop: Loop, apply_service: ApplyService,
+) -> None:
+    apply_service(service("idle", minReplicas=0, maxReplicas=2,
+                          scaleToZero={"enabled": True, "idleWindowSeconds": 30}))
     eventually(lambda: loop.rsvc("idle").get("status", {}).get("desiredReplicas") == 0
                and loop.triton_replicas("idle") == 0, 120, "scaled to zero")
     url = loop.router_url()

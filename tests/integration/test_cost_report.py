@@ -451,6 +451,7 @@ def console_errors(stderr: str) -> list[str]:
             or "console.error" in line]
 
 
+@pytest.mark.chromium
 def test_the_html_report_renders_its_charts_in_headless_chromium(
     ponder: Callable[..., Run], tmp_path: Path,
 ) -> None:
@@ -482,6 +483,7 @@ def test_the_html_report_renders_its_charts_in_headless_chromium(
     assert len(data) > 10_000
 
 
+@pytest.mark.chromium
 def test_console_errors_are_detected_in_a_broken_page(tmp_path: Path) -> None:
     page = tmp_path / "broken.html"
     page.write_text("<html><body><script>undefinedFunction();</script></body></html>")

@@ -1,20 +1,19 @@
 """What the chart ships beside its templates stays in sync with its sources.
 
 - charts/ponder/crds/ holds exactly the repository's generated crds/ (Helm installs these);
-- deploy/ is what hack/render-manifests.sh renders from the chart's default values.
+- deploy/ holds the operator and its namespace (that it is what hack/render-manifests.sh
+  renders from the chart needs helm: tests/integration/test_chart_templates.py);
+- the kube-state-metrics configuration reads fields the CRD has.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from components import require
-from ponder_localstack.paths import go_tool
+from ponder_operator.api.crd import crd
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ponder"
@@ -37,22 +36,6 @@ def test_the_chart_is_versioned_as_the_project() -> None:
     assert chart["appVersion"] == "0.1.0"
 
 
-def test_the_plain_manifests_are_what_the_chart_renders_with_default_values(
-    tmp_path: Path,
-) -> None:
-    helm = require(lambda: go_tool("helm"))
-    result = subprocess.run(
-        [str(REPO / "hack" / "render-manifests.sh"), str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "HELM": str(helm)},
-    )
-    assert result.returncode == 0, result.stderr
-    rendered = sorted(p.name for p in tmp_path.iterdir())
-    assert rendered == sorted(p.name for p in (REPO / "deploy").iterdir())
-    for name in rendered:
-        assert (REPO / "deploy" / name).read_text() == (tmp_path / name).read_text(), (
-            f"deploy/{name} is stale: run hack/render-manifests.sh")
-
-
 @pytest.mark.parametrize("kind", ["Deployment", "ClusterRole", "ClusterKopfPeering",
                                   "ServiceAccount", "Service", "Namespace"])
 def test_the_plain_manifests_hold_the_operator_and_its_namespace(kind: str) -> None:
@@ -61,3 +44,15 @@ def test_the_plain_manifests_hold_the_operator_and_its_namespace(kind: str) -> N
     assert kind in {d["kind"] for d in docs}
     assert all(d["metadata"].get("namespace", "ponder-system") == "ponder-system" for d in docs)
     assert "Pod" not in {d["kind"] for d in docs}, "helm test pods stay out of deploy/"
+
+
+def test_the_kube_state_metrics_configuration_reads_fields_the_crd_has() -> None:
+    root = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    config = yaml.safe_load((CHART / "files" / "kube-state-metrics.yaml").read_text())
+    paths = [m["each"]["gauge"]["path"] for m in config["spec"]["resources"][0]["metrics"]]
+    assert any(path[0] == "status" for path in paths)
+    for path in paths:
+        node = root
+        for part in path:
+            assert part in node.get("properties", {}), f"{'.'.join(path)}: no field {part}"
+            node = node["properties"][part]

@@ -172,10 +172,12 @@ def test_adaptive_stopping_never_uses_more_samples_than_maj_at_n_max() -> None:
     rs = build_replay_set(dataset, orderings=6)
     most = rs.counts.repeat(6)
     top = suite.by_name(f"maj@{suite.max_samples}")
-    for result in suite.results:
-        if result.family in ("adaptive-consistency", "esc", "margin", "ponder"):
-            assert result.mean_samples <= top.mean_samples
-            assert (result.problem_samples <= rs.counts + 1e-9).all()
+    adaptive = [r for r in suite.results
+                if r.family in ("adaptive-consistency", "esc", "margin", "ponder")]
+    assert {r.family for r in adaptive} == {"adaptive-consistency", "esc", "margin", "ponder"}
+    for result in adaptive:
+        assert result.mean_samples <= top.mean_samples
+        assert (result.problem_samples <= rs.counts + 1e-9).all()
     for rule in (StopRule(), StopRule(kind=StopRuleKind.WINDOW),
                  StopRule(kind=StopRuleKind.MARGIN)):
         budgets, index = ponder_budgets(dataset.problems, default_policy())

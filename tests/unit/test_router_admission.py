@@ -15,6 +15,7 @@ from ponder_router.admission import (
     parse_api_keys,
 )
 from ponder_router.settings import AdmissionConfig
+from virtual_time import VirtualTime
 
 
 def limits(**fields: int | float) -> AdmissionConfig:
@@ -100,11 +101,13 @@ async def test_a_tenant_over_its_quota_is_refused_while_others_get_in() -> None:
     await admission.acquire("greedy", 1)
 
 
-async def test_a_request_still_queued_at_its_deadline_gets_503() -> None:
+async def test_a_request_still_queued_at_its_deadline_gets_503(virtual_time: VirtualTime) -> None:
     admission = Admission(limits(maxConcurrentRequests=1))
     await admission.acquire("a", 1)
+    started = virtual_time.now
     with pytest.raises(AdmissionRejectedError) as caught:
-        await admission.acquire("b", 0.05)
+        await admission.acquire("b", 0.5)
+    assert virtual_time.now - started == pytest.approx(0.5)
     assert caught.value.status == 503
     assert caught.value.reason == "queue-timeout"
     assert admission.queued == 0

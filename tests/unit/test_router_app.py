@@ -21,6 +21,7 @@ from ponder_router.app import Router, create_app
 from ponder_router.escalation import Escalator
 from ponder_router.settings import RouterConfig
 from test_router_fakes import FakeFleet, Script, constant
+from virtual_time import VirtualTime
 
 ANSWER_42 = Script(answer="42")
 EASY = {"difficulty": 0.05}
@@ -121,10 +122,11 @@ async def test_with_a_key_file_only_listed_keys_are_served(tmp_path: Path, heade
     assert response.status_code == status
 
 
-async def test_a_full_router_answers_429_with_retry_after() -> None:
+async def test_a_full_router_answers_429_with_retry_after(virtual_time: VirtualTime) -> None:
     slow = Script(tokens=100, token_seconds=0.01)
     limits = {"maxConcurrentRequests": 1, "maxQueueLength": 0}
-    async with router(slow, admission=limits) as (client, _, _):
+    clock = {"clock": virtual_time.time}
+    async with router(slow, admission=limits, options=clock) as (client, _, _):
         first = asyncio.ensure_future(client.post("/v1/chat/completions", json=chat(ponder=EASY)))
         await asyncio.sleep(0.1)
         second = await client.post("/v1/chat/completions", json=chat(ponder=EASY))
@@ -136,8 +138,11 @@ async def test_a_full_router_answers_429_with_retry_after() -> None:
     assert 'ponder_router_rejections_total{reason="queue"} 1.0' in metrics
 
 
-async def test_no_replica_until_the_deadline_answers_503_with_retry_after() -> None:
-    async with router(admission={"requestTimeoutSeconds": 0.2}) as (client, _, r):
+async def test_no_replica_until_the_deadline_answers_503_with_retry_after(
+    virtual_time: VirtualTime,
+) -> None:
+    clock = {"clock": virtual_time.time}
+    async with router(admission={"requestTimeoutSeconds": 0.2}, options=clock) as (client, _, r):
         r.pool.update([])
         response = await client.post("/v1/chat/completions", json=chat())
         ready = await client.get("/readyz")
@@ -154,9 +159,10 @@ async def test_a_failing_triton_answers_502() -> None:
     assert response.json()["error"]["type"] == "upstream_error"
 
 
-async def test_a_slow_triton_answers_504_at_the_deadline() -> None:
+async def test_a_slow_triton_answers_504_at_the_deadline(virtual_time: VirtualTime) -> None:
     slow = Script(tokens=500, token_seconds=0.01)
-    async with router(slow, admission={"requestTimeoutSeconds": 0.2}) as (client, fleet, _):
+    deadline, clock = {"requestTimeoutSeconds": 0.2}, {"clock": virtual_time.time}
+    async with router(slow, admission=deadline, options=clock) as (client, fleet, _):
         response = await client.post("/v1/chat/completions", json=chat(ponder=EASY))
     assert response.status_code == 504
     assert all(r.cancelled for r in fleet.records)
@@ -252,12 +258,14 @@ async def test_a_reloaded_config_moves_requests_to_the_new_endpoints() -> None:
     assert [rec.address for rec in fleet.records] == ["b:1"]
 
 
-async def test_a_changed_config_file_is_picked_up_while_serving(tmp_path: Path) -> None:
+async def test_a_changed_config_file_is_picked_up_while_serving(
+    tmp_path: Path, virtual_time: VirtualTime,
+) -> None:
     path = tmp_path / "router.json"
     path.write_text(config().model_dump_json(by_alias=True))
     fleet = FakeFleet(constant(ANSWER_42))
     app = create_app(config(), backend_factory=fleet.factory, config_path=path,
-                     config_poll_seconds=0.02)  # fmt: skip
+                     config_poll_seconds=0.02, clock=virtual_time.time)  # fmt: skip
     async with serve(app) as client:
         path.write_text(config(model_name="renamed").model_dump_json(by_alias=True))
         for _ in range(100):
@@ -357,10 +365,15 @@ async def call_with_partial_body(app: Starlette, then: str) -> list[dict[str, An
     return sent
 
 
-async def test_a_client_stalling_mid_body_gets_408_at_the_request_deadline() -> None:
+async def test_a_client_stalling_mid_body_gets_408_at_the_request_deadline(
+    virtual_time: VirtualTime,
+) -> None:
     app = create_app(config(admission={"requestTimeoutSeconds": 0.2}),
-                     backend_factory=FakeFleet(constant(ANSWER_42)).factory)  # fmt: skip
+                     backend_factory=FakeFleet(constant(ANSWER_42)).factory,
+                     clock=virtual_time.time)  # fmt: skip
+    started = virtual_time.now
     sent = await asyncio.wait_for(call_with_partial_body(app, "stall"), 5)
+    assert virtual_time.now - started == pytest.approx(0.2, abs=0.02)
     assert sent[0]["status"] == 408
     assert b"request body not received within 0.2 s" in sent[1]["body"]
 

@@ -10,6 +10,7 @@ import pytest
 
 from ponder_router.endpoints import EndpointPool, ready_address
 from test_router_fakes import FakeFleet, Script, constant
+from virtual_time import VirtualTime
 
 
 def pool(*addresses: str, clock: Any = None) -> tuple[EndpointPool, FakeFleet]:
@@ -63,13 +64,18 @@ async def test_a_replica_that_leaves_is_closed_once_its_samples_end() -> None:
     assert fleet.backends["a:1"].closed
 
 
-async def test_waiting_for_a_replica_ends_when_one_appears_or_at_the_timeout() -> None:
-    endpoints, _ = pool()
-    assert not await endpoints.wait_for_endpoint(0.01)
+async def test_waiting_for_a_replica_ends_when_one_appears_or_at_the_timeout(
+    virtual_time: VirtualTime,
+) -> None:
+    endpoints, _ = pool(clock=virtual_time.time)
+    started = virtual_time.now
+    assert not await endpoints.wait_for_endpoint(0.5)
+    assert virtual_time.now - started == pytest.approx(0.5)
     waiting = asyncio.ensure_future(endpoints.wait_for_endpoint(5))
     await asyncio.sleep(0.01)
     endpoints.update(["a:1"])
     assert await asyncio.wait_for(waiting, 1)
+    assert virtual_time.now - started < 1.0
 
 
 def pod(ip: str | None, ready: bool, deleting: bool = False) -> SimpleNamespace:

@@ -7,6 +7,8 @@ can script what every sample says and when, and check what the replicas were ask
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from ponder_router.executor import DeadlineExceededError, Executor, RequestSpec
 from ponder_router.metrics import RouterMetrics
 from ponder_router.settings import RouterConfig
 from test_router_fakes import FakeFleet, Script, by_seed, constant
+from virtual_time import VirtualTime
 
 EASY, HARD = 0.05, 0.95
 
@@ -33,11 +36,13 @@ def config(**overrides: Any) -> RouterConfig:
 
 
 def executor(fleet: FakeFleet, cfg: RouterConfig | None = None, *,
-             addresses: tuple[str, ...] | None = None) -> Executor:  # fmt: skip
+             addresses: tuple[str, ...] | None = None,
+             clock: Callable[[], float] = time.monotonic) -> Executor:  # fmt: skip
     cfg = cfg or config()
-    pool = EndpointPool(fleet.factory)
+    pool = EndpointPool(fleet.factory, clock=clock)
     pool.update(cfg.endpoints if addresses is None else addresses)
-    return Executor(cfg, pool, Admission(cfg.admission), RouterMetrics(cfg.service))
+    return Executor(cfg, pool, Admission(cfg.admission), RouterMetrics(cfg.service),
+                    clock=clock)  # fmt: skip
 
 
 def spec(difficulty: float | None = HARD, **fields: Any) -> RequestSpec:
@@ -130,19 +135,23 @@ async def test_a_request_whose_samples_all_fail_is_an_upstream_error() -> None:
         await run(executor(fleet), spec(EASY))
 
 
-async def test_a_deadline_with_no_finished_sample_is_a_deadline_error() -> None:
+async def test_a_deadline_with_no_finished_sample_is_a_deadline_error(
+    virtual_time: VirtualTime,
+) -> None:
     fleet = FakeFleet(constant(Script(tokens=500, token_seconds=0.01)))
     cfg = config(admission={"requestTimeoutSeconds": 0.2})
+    started = virtual_time.now
     with pytest.raises(DeadlineExceededError):
-        await run(executor(fleet, cfg), spec(EASY))
+        await run(executor(fleet, cfg, clock=virtual_time.time), spec(EASY))
+    assert virtual_time.now - started == pytest.approx(0.2, abs=0.02)
     assert all(r.cancelled for r in fleet.records)
 
 
-async def test_at_the_deadline_finished_samples_still_answer() -> None:
+async def test_at_the_deadline_finished_samples_still_answer(virtual_time: VirtualTime) -> None:
     slow = Script(answer="8", tokens=500, token_seconds=0.01)
     fleet = FakeFleet(by_seed({0: Script(answer="7")}, slow))
     cfg = config(admission={"requestTimeoutSeconds": 0.3})
-    result = await run(executor(fleet, cfg), spec(HARD))
+    result = await run(executor(fleet, cfg, clock=virtual_time.time), spec(HARD))
     assert result.report.answer == "7"
     assert result.report.stop_reason == "deadline"
     assert result.report.samples.cancelled == 3
@@ -304,9 +313,11 @@ async def test_revise_sends_each_attempt_back_to_the_model() -> None:
     assert "A previous attempt" in second.prompt
 
 
-async def test_a_request_with_no_replica_waits_for_one_to_appear() -> None:
+async def test_a_request_with_no_replica_waits_for_one_to_appear(
+    virtual_time: VirtualTime,
+) -> None:
     fleet = FakeFleet(constant(Script(answer="5")))
-    ex = executor(fleet, addresses=())
+    ex = executor(fleet, addresses=(), clock=virtual_time.time)
     planned = ex.plan(spec(EASY))
     admitting = asyncio.ensure_future(planned.admit())
     await asyncio.sleep(0.05)
@@ -320,18 +331,24 @@ async def test_a_request_with_no_replica_waits_for_one_to_appear() -> None:
     assert ex.demand_tokens() == 0
 
 
-async def test_a_request_with_no_replica_until_its_deadline_is_refused() -> None:
+async def test_a_request_with_no_replica_until_its_deadline_is_refused(
+    virtual_time: VirtualTime,
+) -> None:
     ex = executor(FakeFleet(constant(Script())), config(admission={"requestTimeoutSeconds": 0.1}),
-                  addresses=())  # fmt: skip
+                  addresses=(), clock=virtual_time.time)  # fmt: skip
+    started = virtual_time.now
     with pytest.raises(NoEndpointError):
         await ex.plan(spec(EASY)).admit()
+    assert virtual_time.now - started == pytest.approx(0.1, abs=0.01)
     assert ex.queued == 0
     assert ex.admission.running == 0
 
 
-async def test_demand_and_inflight_samples_follow_the_running_work() -> None:
+async def test_demand_and_inflight_samples_follow_the_running_work(
+    virtual_time: VirtualTime,
+) -> None:
     fleet = FakeFleet(constant(Script(answer="1", tokens=50, token_seconds=0.01)))
-    ex = executor(fleet)
+    ex = executor(fleet, clock=virtual_time.time)
     task = asyncio.ensure_future(run(ex, spec(HARD)))
     await asyncio.sleep(0.1)
     assert ex.inflight_samples == 4
@@ -342,10 +359,12 @@ async def test_demand_and_inflight_samples_follow_the_running_work() -> None:
     assert ex.demand_tokens() == 0
 
 
-async def test_a_pool_at_its_ceiling_under_pressure_shrinks_budgets() -> None:
+async def test_a_pool_at_its_ceiling_under_pressure_shrinks_budgets(
+    virtual_time: VirtualTime,
+) -> None:
     fleet = FakeFleet(constant(Script(answer="1", tokens=100, token_seconds=0.01)))
     cfg = config(capacity={"atCeiling": True, "replicas": 1, "tokensPerSecondPerReplica": 10})
-    ex = executor(fleet, cfg)
+    ex = executor(fleet, cfg, clock=virtual_time.time)
     first = asyncio.ensure_future(run(ex, spec(HARD)))
     await asyncio.sleep(0.05)
     shrunk = ex.plan(spec(HARD)).budget
@@ -393,9 +412,9 @@ async def test_a_voting_request_streams_progress_not_tokens() -> None:
     assert [p["samples_completed"] for p in sink.reports] == [1, 2, 3, 4]
 
 
-async def test_cancelling_a_request_cancels_its_samples() -> None:
+async def test_cancelling_a_request_cancels_its_samples(virtual_time: VirtualTime) -> None:
     fleet = FakeFleet(constant(Script(tokens=500, token_seconds=0.01)))
-    ex = executor(fleet)
+    ex = executor(fleet, clock=virtual_time.time)
     task = asyncio.ensure_future(run(ex, spec(HARD)))
     await asyncio.sleep(0.05)
     task.cancel()

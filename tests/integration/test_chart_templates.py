@@ -2,13 +2,15 @@
 
 Each test renders charts/ponder with the real helm binary and asserts on the objects: RBAC
 without wildcards and exactly the verbs the operator uses, restricted-compliant pods,
-optional monitoring objects, NetworkPolicies, the schema refusing typos.
+optional monitoring objects, NetworkPolicies, the schema refusing typos; and deploy/ is
+what hack/render-manifests.sh renders from the chart's default values.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -24,6 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ponder"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 RBAC_GROUP = "rbac.authorization.k8s.io"
+
+pytestmark = pytest.mark.helm
 
 # (apiGroup, resource) -> verbs: what the operator does against the API, found by running it
 # under the ClusterRole and removing each verb in turn (tests/integration/test_chart_install.py
@@ -448,3 +452,18 @@ def test_every_value_in_values_yaml_is_in_the_schema() -> None:
                 check(sub, node["properties"][key], f"{path}.{key}")
 
     check(values, schema, "values")
+
+
+def test_the_plain_manifests_are_what_the_chart_renders_with_default_values(
+    helm: Path, tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [str(REPO / "hack" / "render-manifests.sh"), str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "HELM": str(helm)},
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = sorted(p.name for p in tmp_path.iterdir())
+    assert rendered == sorted(p.name for p in (REPO / "deploy").iterdir())
+    for name in rendered:
+        assert (REPO / "deploy" / name).read_text() == (tmp_path / name).read_text(), (
+            f"deploy/{name} is stale: run hack/render-manifests.sh")
