@@ -23,7 +23,7 @@ from ponder_router.admission import AdmissionRejectedError, AuthError
 from ponder_router.api import RequestError
 from ponder_router.app import error_response
 from ponder_router.endpoints import NoEndpointError
-from ponder_router.errors import OverloadedError
+from ponder_router.errors import OverloadedError, PonderRouterError
 from ponder_router.metrics import RouterMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,16 +191,15 @@ def _overload_reason_pattern() -> str:
 
 @pytest.mark.parametrize("error", ROUTER_REFUSALS, ids=lambda e: type(e).__name__ + ":" + str(e))
 def test_the_overload_alert_counts_a_refusal_exactly_when_the_router_answers_429_or_503(
-    error: Exception,
+    error: PonderRouterError,
 ) -> None:
-    response, reason = error_response(error)
+    response, reason = error_response(error), error.reason
     counted = re.fullmatch(_overload_reason_pattern(), reason) is not None
     assert counted == (response.status_code in (429, 503)), (reason, response.status_code)
 
 
 def test_the_client_fault_cases_here_are_the_reasons_the_router_gives() -> None:
-    reasons = {error_response(e)[1] for e in ROUTER_REFUSALS
-               if error_response(e)[0].status_code not in (429, 503)}
+    reasons = {e.reason for e in ROUTER_REFUSALS if error_response(e).status_code not in (429, 503)}
     assert reasons == set(CLIENT_FAULT_REASONS)
 
 

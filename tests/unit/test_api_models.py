@@ -24,7 +24,7 @@ from ponder_operator.api import (
     parse_spec,
     with_condition,
 )
-from ponder_operator.api.spec import DEFAULT_TRITON_IMAGE
+from ponder_operator.api.spec import DEFAULT_TRITON_IMAGE, EffortMapping
 from ponder_operator.errors import PonderOperatorError, SpecError
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -130,7 +130,7 @@ def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
     assert [t.name for t in spec.budgets.tiers] == ["easy", "medium", "hard"]
     assert spec.budgets.tiers[-1].max_difficulty == 1.0
     assert spec.budgets.tiers[0].strategy == "single"
-    assert spec.budgets.effort.high == "hard"
+    assert spec.budgets.effective_effort().high == "hard"
     assert spec.budgets.stopping.kind == "beta"
     assert spec.budgets.stopping.threshold == 0.95
     assert spec.router.replicas == 2
@@ -396,3 +396,16 @@ def test_status_ignores_keys_it_does_not_know() -> None:
     status = ReasoningServiceStatus.model_validate({"replicas": 1, "kopf": {"progress": {}}})
 
     assert status.replicas == 1
+
+
+def test_a_service_that_lists_its_own_tiers_later_keeps_no_default_effort_mapping() -> None:
+    # kubectl apply keeps a field the API server defaulted; the effort mapping must not be
+    # such a field, or a service could never move from the default tiers to its own.
+    live = ReasoningServiceSpec.model_validate(
+        {"model": {"name": "m", "repository": {"pvc": {"claimName": "x"}}}})
+    dumped = live.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dumped["budgets"]["effort"] == {}
+    dumped["budgets"]["tiers"] = [{"name": "only", "maxDifficulty": 1.0, "maxTokens": 512,
+                                   "strategy": "single"}]
+    edited = ReasoningServiceSpec.model_validate(dumped)
+    assert edited.budgets.effective_effort() == EffortMapping()

@@ -600,8 +600,8 @@ class BudgetsSpec(ApiModel):
     effort: EffortMapping = Field(
         default=EffortMapping(),
         description="reasoning_effort to tier overrides; unset levels follow the estimate. "
-                    "Without a budgets section the router's default maps low, medium and "
-                    "high to its easy, medium and hard tiers.")
+                    "With the default tiers and no overrides, low, medium and high map to "
+                    "easy, medium and hard, as the router's default policy does.")
     stopping: StopRule = Field(default=StopRule(),
                                description="Early stopping between sample waves.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
@@ -632,6 +632,15 @@ class BudgetsSpec(ApiModel):
         clamped = min(max(difficulty, 0.0), 1.0)
         return next(t for t in self.tiers if clamped <= t.max_difficulty)
 
+    def effective_effort(self) -> EffortMapping:
+        """The effort mapping the router gets: the overrides given, or, for the default
+        tiers without any, the router's default mapping. Kept out of the CRD's default so
+        a service that later lists its own tiers is not left mapping effort to tiers it no
+        longer has (``kubectl apply`` keeps a defaulted field it never set)."""
+        if self.effort == EffortMapping() and self.tiers == DEFAULT_TIERS:
+            return DEFAULT_EFFORT
+        return self.effort
+
     def tier_named(self, name: str) -> BudgetTier:
         """The tier called ``name``; ``KeyError`` if there is none."""
         for tier in self.tiers:
@@ -640,7 +649,7 @@ class BudgetsSpec(ApiModel):
         raise KeyError(name)
 
 
-DEFAULT_BUDGETS = BudgetsSpec(effort=DEFAULT_EFFORT)
+DEFAULT_BUDGETS = BudgetsSpec()
 """The router's ``default_policy()``, as the spec of a service without a budgets section."""
 
 
