@@ -130,6 +130,12 @@ def reconcile_body(body: kopf.Body, context: OperatorContext,
     except ChildRejected as exc:  # the spec passed the CRD, not the child's own validation
         _refuse(body, kube, owner, generation, previous, Reason.CHILD_REJECTED, str(exc))
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+    except ApiException as exc:
+        if not _namespace_terminating(exc):
+            raise
+        # The service goes with its namespace: nothing to create, nothing to retry.
+        log.warning("not reconciling %s/%s: %s", owner.namespace, owner.name, api_message(exc))
+        return
     view = views.service_view(indexes, owner.namespace, triton_name(owner), router_name(owner),
                               owner.name, spec.resources.gpu_product)
     status = status_after_apply(owner, applied, view.pods, view.gpu_product_known, generation,
@@ -140,6 +146,11 @@ def reconcile_body(body: kopf.Body, context: OperatorContext,
         kopf.warn(body, reason=Reason.UNKNOWN_GPU_PRODUCT, message=now_ready.message)
         raise kopf.TemporaryError(now_ready.message, delay=RETRY_DELAY_SECONDS)
     context.reconciled[owner.uid] = generation
+
+
+def _namespace_terminating(exc: ApiException) -> bool:
+    """A 403 because the namespace is being deleted (no new objects may be created in it)."""
+    return exc.status == 403 and "NamespaceTerminating" in str(exc.body or "")
 
 
 BACKOFF_SECONDS, TIMEOUT_SECONDS = 5, 300

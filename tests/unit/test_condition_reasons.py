@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from ponder_operator import handlers
 from ponder_operator.api.conditions import CONDITION_REASONS, ConditionType, Reason
@@ -147,3 +148,32 @@ def test_a_held_scaling_reason_sets_the_matching_degraded_reason(
         assert ("Scaling", held) in pairs(conditions)
         assert ("Degraded", degraded) in pairs(conditions)
         assert next(c for c in conditions if c.type == "Degraded").status == "True"
+
+
+def test_a_service_in_a_terminating_namespace_is_left_alone_without_a_retry(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(kopf, "warn", lambda *args, **kwargs: None)
+    example = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
+    example["metadata"].update(namespace="team-a", uid="u1", generation=1)
+    context = OperatorContext(settings=OperatorSettings())
+    kube = RefusingKube()
+    context.kube, context.options = kube, RenderOptions()  # type: ignore[assignment]
+    indexes: dict[str, Any] = {"deployments": {}, "triton_pods": {}, "gpu_products": {}}
+
+    def terminating(child: dict[str, Any]) -> dict[str, Any]:
+        error = ApiException(status=403, reason="Forbidden")
+        error.body = '{"details": {"causes": [{"reason": "NamespaceTerminating"}]}}'
+        raise error
+
+    kube.apply = terminating  # type: ignore[method-assign]
+    handlers.reconcile_body(kopf.Body(example), context, indexes)  # no retry, no traceback
+    assert "not reconciling team-a/" in caplog.text
+    assert "u1" not in context.reconciled
+
+    def forbidden(child: dict[str, Any]) -> dict[str, Any]:
+        raise ApiException(status=403, reason="Forbidden")
+
+    kube.apply = forbidden  # type: ignore[method-assign]
+    with pytest.raises(ApiException):  # any other 403 is still an error kopf retries
+        handlers.reconcile_body(kopf.Body(example), context, indexes)
