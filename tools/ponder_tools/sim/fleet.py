@@ -1,0 +1,408 @@
+"""The fleet: router, samples and pool in one simulated loop, so accuracy meets cost.
+
+Role: a sibling of ``engine.simulate`` (which models a request's samples as a Binomial
+draw and knows no answers). ``simulate_fleet`` replays a ``traces.Trace`` where every
+request carries a problem from a real per-sample data set (``evaluation.dataset``) and is
+decided, sample by sample, by the router's own ``plan.RequestPlan``:
+
+- **Budget.** ``FleetPolicy.budget_for`` gives each request its ``Budget`` and ``StopRule``:
+  fixed maj@N (``StopRule`` ``none``, one wave of N), Adaptive-Consistency (the ``beta``
+  rule, one sample at a time), or a Ponder ``BudgetPolicy`` through the router's estimator
+  and ``budgets.assign_budget`` (effort ``auto``), capped at the samples the data hold. With
+  ``load_aware`` the budget sees the pool's load (``LoadState.from_demand``, at the ceiling
+  when the pool is at ``max_replicas``), so load shrinking happens as it would live.
+- **Samples.** A request's sample ``i`` is its problem's recorded sample ``order[i]`` (a
+  seeded permutation, drawn once per request and shared by every policy). Its length is
+  the data's tokens when the data have them (cut at the budget's cap, where it abstains,
+  as ``plan.replay_request`` does); otherwise the trace request's generated tokens times a
+  seeded per-sample factor in [0.75, 1.25] (so a request's samples do not finish in
+  lockstep), clipped to the cap (a trace length says nothing about truncation).
+- **Waves.** The plan's ``launch()`` gives the first wave on arrival and the next after
+  every finished sample (``launch(1)`` when idle for the sequential baselines); samples
+  finish when the pool has decoded their tokens, so the finishing order comes out of the
+  simulation. At the stop, running samples are cancelled (charged the tokens they
+  decoded) and queued ones dropped. The answer is ``plan.choose``'s.
+- **Pool.** ``engine``'s replica model (continuous batching, processor sharing, start-up
+  delay, Pending pods beyond ``gpu_capacity``, draining) with one difference: each sample
+  is its own sequence in one FIFO of samples, placed on the ready replica with the most
+  free slots (Triton behind a Service), not a request's samples all on one replica. The
+  autoscaler is any ``engine.Autoscaler`` (Ponder's loop or the HPA from ``baselines``);
+  its demand signal is ``expected_request_tokens`` of every open request after its
+  finished samples, as the router publishes it.
+- **Time and SLO.** A request's *queue wait* is the sum over its waves of the time from
+  the wave's launch until its last sample got a slot; the SLO is met when that is at most
+  ``slo_queue_wait_seconds``. Prefill (input tokens / prefill rate) is added once to time
+  to first token and latency, as in ``engine``.
+
+Not modelled (yet): escalation to another model, verifier calls, best-of-n scoring, a
+deadline per request, shrinking while scale-up is in flight.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ponder_router.aggregate import StopRule, StopRuleKind
+from ponder_router.budgets import (
+    Budget,
+    BudgetPolicy,
+    LoadState,
+    Strategy,
+    assign_budget,
+    expected_request_tokens,
+)
+from ponder_router.plan import RecordedSample, RequestPlan, replay_request
+from ponder_tools.evaluation.dataset import EvalProblem
+
+from .engine import _DRAINING, _PENDING, Autoscaler, Observation, SimConfig, _Replay, _Replica
+from .errors import SimulationError
+from .traces import Trace
+from .workload import Workload
+
+FIXED_MAX_TOKENS = 4096
+"""Token cap per sample of the fixed and Adaptive-Consistency baselines (Ponder's hard tier)."""
+TRACE_JITTER = (0.75, 1.25)
+
+
+@dataclass(frozen=True)
+class FleetPolicy:
+    """How requests are budgeted: ``fixed_samples`` (maj@N), ``ac_threshold``
+    (Adaptive-Consistency) or ``budget_policy`` (Ponder), exactly one of them."""
+
+    name: str
+    fixed_samples: int | None = None
+    ac_threshold: float | None = None
+    ac_max_samples: int = 16
+    budget_policy: BudgetPolicy | None = None
+    stop_rule: StopRule = field(default_factory=StopRule)
+    load_aware: bool = False
+
+    def __post_init__(self) -> None:
+        chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
+                  self.budget_policy is not None]  # fmt: skip
+        if sum(chosen) != 1:
+            raise SimulationError(f"policy {self.name}: give exactly one of fixed_samples, "
+                                  "ac_threshold and budget_policy")  # fmt: skip
+
+    @property
+    def sequential(self) -> bool:
+        """One sample at a time (Adaptive-Consistency), instead of the plan's waves."""
+        return self.ac_threshold is not None
+
+    def budget_for(self, problem: EvalProblem, load: LoadState) -> tuple[Budget, StopRule]:
+        """The request's budget and stopping rule."""
+        count = problem.sample_count
+        if self.budget_policy is not None:
+            estimate = self.budget_policy.feature_estimator().estimate(problem.question)
+            budget = assign_budget(estimate, "auto", load if self.load_aware else LoadState.idle(),
+                                   self.budget_policy, requested_max_samples=count)  # fmt: skip
+            return budget, self.stop_rule
+        if self.fixed_samples is not None:
+            n = min(self.fixed_samples, count)
+            rule = StopRule(kind=StopRuleKind.NEVER)
+            wave = n
+        else:
+            n = min(self.ac_max_samples, count)
+            rule = StopRule(kind=StopRuleKind.BETA, threshold=self.ac_threshold or 0.95)
+            wave = 1
+        budget = Budget(tier=self.name, strategy=Strategy.SINGLE if n == 1 else Strategy.VOTE,
+                        max_tokens_per_sample=FIXED_MAX_TOKENS, max_samples=n,
+                        wave_size=wave, expected_tokens=0.0)  # fmt: skip
+        return budget.model_copy(update={"expected_tokens": expected_request_tokens(budget)}), rule
+
+
+@dataclass(frozen=True)
+class FleetDraw:
+    """What every policy shares: each request's problem, sample order and sample lengths."""
+
+    trace: Trace
+    problems: tuple[EvalProblem, ...]
+    problem: npt.NDArray[np.int64]  # [requests] index into problems
+    order: tuple[tuple[int, ...], ...]  # per request: recorded sample for plan index i
+    tokens: tuple[tuple[int, ...], ...]  # per request: tokens of plan index i (uncapped)
+    data_tokens: bool  # lengths from the data (True) or from the trace
+
+    def samples(self, request: int, cap: int) -> list[RecordedSample]:
+        """Request's samples in plan-index order, cut at ``cap`` like ``replay_request``."""
+        problem = self.problems[int(self.problem[request])]
+        out = []
+        for position, tokens in zip(self.order[request], self.tokens[request], strict=True):
+            answer = problem.answer_keys[position]
+            if tokens > cap:
+                out.append(RecordedSample(None if self.data_tokens else answer, cap))
+            else:
+                out.append(RecordedSample(answer, tokens))
+        return out
+
+
+def draw_fleet(trace: Trace, problems: Sequence[EvalProblem], *, seed: int = 0) -> FleetDraw:
+    """Give every request of ``trace`` a problem, a sample order and sample lengths."""
+    if not problems:
+        raise SimulationError("draw_fleet needs at least one problem")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(problems), size=trace.requests)
+    data_tokens = all(p.tokens is not None for p in problems)
+    orders: list[tuple[int, ...]] = []
+    lengths: list[tuple[int, ...]] = []
+    for request, index in enumerate(pick.tolist()):
+        problem = problems[index]
+        order = rng.permutation(problem.sample_count)
+        orders.append(tuple(order.tolist()))
+        if problem.tokens is not None and data_tokens:
+            lengths.append(tuple(max(1, problem.tokens[i]) for i in order.tolist()))
+        else:
+            factor = rng.uniform(*TRACE_JITTER, size=problem.sample_count)
+            base = float(trace.output_tokens[request])
+            lengths.append(tuple(max(1, round(base * f)) for f in factor.tolist()))
+    return FleetDraw(trace, tuple(problems), pick.astype(np.int64), tuple(orders),
+                     tuple(lengths), data_tokens)  # fmt: skip
+
+
+def calibration_workload(draw: FleetDraw, policy: FleetPolicy) -> Workload:
+    """The policy's work with no queueing (``replay_request``, idle load), as a
+    ``workload.Workload``: what a load test would size the autoscalers' targets on."""
+    count = draw.trace.requests
+    sequences = np.zeros(count, dtype=np.int64)
+    per_sequence = np.zeros(count, dtype=np.int64)
+    expected = np.zeros(count)
+    for request in range(count):
+        problem = draw.problems[int(draw.problem[request])]
+        budget, rule = policy.budget_for(problem, LoadState.idle())
+        plan = RequestPlan(budget, rule, equality="exact")
+        outcome = replay_request(plan, draw.samples(request, budget.max_tokens_per_sample),
+                                 waves=not policy.sequential)  # fmt: skip
+        serial = 1 if policy.sequential else outcome.launched  # AC: one long sequence
+        sequences[request] = serial
+        per_sequence[request] = max(1, round(outcome.tokens / serial))
+        expected[request] = budget.expected_tokens
+    zeros = np.zeros(count, dtype=np.int64)
+    return Workload(draw.trace, (policy.name,), zeros, np.zeros(count), sequences, per_sequence,
+                    expected, per_sequence.astype(np.float64))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FleetResult:
+    """One policy's fleet replay: per-request outcome arrays and the pool's GPU time."""
+
+    policy: str
+    autoscaler: str
+    arrival_seconds: npt.NDArray[np.float64]
+    wait_seconds: npt.NDArray[np.float64]
+    ttft_seconds: npt.NDArray[np.float64]
+    latency_seconds: npt.NDArray[np.float64]
+    correct: npt.NDArray[np.bool_]
+    samples: npt.NDArray[np.int64]  # launched per request
+    tokens: npt.NDArray[np.float64]  # decoded per request, cancelled samples' part included
+    shrunk: npt.NDArray[np.bool_]
+    gpu_seconds: float
+    end_seconds: float
+    timeline: tuple[npt.NDArray[np.float64], ...]  # time, spec, gpu, ready, queued samples
+    replay_wall_seconds: float
+
+
+class _Open:
+    """One request in flight: its plan, samples and waits."""
+
+    __slots__ = ("budget", "plan", "queued", "running", "samples", "wait", "wave_start")
+
+    def __init__(self, budget: Budget, plan: RequestPlan, samples: list[RecordedSample]) -> None:
+        self.budget, self.plan, self.samples = budget, plan, samples
+        self.running: dict[int, tuple[_Replica, float, int]] = {}  # index: (replica, start, id)
+        self.queued = 0
+        self.wave_start = 0.0
+        self.wait = 0.0
+
+
+class _FleetReplay(_Replay):
+    """``engine._Replay`` with samples as sequences, decided by each request's plan."""
+
+    def __init__(self, draw: FleetDraw, policy: FleetPolicy, autoscaler: Autoscaler,
+                 config: SimConfig, workload: Workload, max_replicas: int) -> None:  # fmt: skip
+        super().__init__(workload, autoscaler, config)
+        self.draw, self.policy, self.max_replicas = draw, policy, max_replicas
+        self.open: dict[int, _Open] = {}
+        self.sample_queue: deque[tuple[int, int]] = deque()  # (request, plan index)
+        self.sample_owner: dict[int, tuple[int, int]] = {}  # sample id: (request, index)
+        self.next_sample = 0
+        count = draw.trace.requests
+        self.first_start = np.full(count, np.nan)
+        self.correct = np.zeros(count, dtype=bool)
+        self.launched = np.zeros(count, dtype=np.int64)
+        self.spent = np.zeros(count)
+        self.shrunk = np.zeros(count, dtype=bool)
+        self.wait_total = np.full(count, np.nan)
+        self.capacity_tokens_per_second = config.replica.replica_tokens_per_second(
+            0.75 * config.replica.max_sequences)
+
+    # -- the router ---------------------------------------------------------------------
+
+    def load(self) -> LoadState:
+        if not self.policy.load_aware:
+            return LoadState.idle()
+        spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        return LoadState.from_demand(
+            demand_tokens=self.open_demand(), horizon_seconds=60.0,
+            capacity_tokens_per_second=len(self.ready) * self.capacity_tokens_per_second,
+            at_ceiling=spec >= self.max_replicas)  # fmt: skip
+
+    def open_demand(self) -> float:
+        return sum(expected_request_tokens(o.budget, samples_finished=len(o.plan.finished))
+                   for o in self.open.values())  # fmt: skip
+
+    def arrive(self, index: int) -> None:
+        now = self.arrival[index]
+        problem = self.draw.problems[int(self.draw.problem[index])]
+        budget, rule = self.policy.budget_for(problem, self.load())
+        plan = RequestPlan(budget, rule, equality="exact")
+        request = _Open(budget, plan, self.draw.samples(index, budget.max_tokens_per_sample))
+        self.open[index] = request
+        self.shrunk[index] = budget.shrunk
+        self.inflight_requests += 1
+        self.launch(index, plan.launch(1) if self.policy.sequential else plan.launch(), now)
+        self.dispatch(now)
+
+    def launch(self, index: int, wave: range, now: float) -> None:
+        request = self.open[index]
+        if len(wave) and request.queued == 0:
+            request.wave_start = now
+        for position in wave:
+            if position >= len(request.samples):
+                raise SimulationError(f"request {index} launched sample {position} of "
+                                      f"{len(request.samples)}")  # fmt: skip
+            self.sample_queue.append((index, position))
+            request.queued += 1
+        self.launched[index] = request.plan.launched + request.plan.failed
+
+    def dispatch(self, now: float) -> None:
+        queue, limit = self.sample_queue, self.model.max_sequences
+        while queue:
+            index, position = queue[0]
+            request = self.open.get(index)
+            if request is None:  # the request stopped before this sample started
+                queue.popleft()
+                continue
+            best: _Replica | None = None
+            most_free = 0
+            for replica in self.ready:
+                if limit - replica.sequences > most_free:
+                    best, most_free = replica, limit - replica.sequences
+            if best is None:
+                return
+            queue.popleft()
+            self.advance(best, now)
+            sample_id = self.next_sample
+            self.next_sample += 1
+            self.sample_owner[sample_id] = (index, position)
+            best.sequences += 1
+            tokens = request.samples[position].tokens
+            heapq.heappush(best.finishing, (best.virtual + tokens, sample_id))
+            request.running[position] = (best, best.virtual, sample_id)
+            request.queued -= 1
+            if request.queued == 0:
+                request.wait += now - request.wave_start
+            if np.isnan(self.first_start[index]):
+                self.first_start[index] = now
+            self.inflight_sequences += 1
+            self.reschedule(best, now)
+
+    def complete(self, replica: _Replica, now: float) -> None:
+        self.advance(replica, now)
+        finishing = replica.finishing
+        horizon = replica.virtual + 1e-6 * max(1.0, replica.virtual)
+        touched = {id(replica): replica}
+        while finishing and finishing[0][0] <= horizon:
+            _, sample_id = heapq.heappop(finishing)
+            index, position = self.sample_owner.pop(sample_id)
+            replica.sequences -= 1
+            self.inflight_sequences -= 1
+            request = self.open[index]
+            del request.running[position]
+            sample = request.samples[position]
+            self.spent[index] += sample.tokens
+            request.plan.finish(position, sample.answer, sample.tokens)
+            request.plan.decide()
+            if request.plan.stopped:
+                self.close(index, now, touched)
+            else:
+                sequential = self.policy.sequential
+                wave = request.plan.launch(1 if request.plan.running == 0 else 0) \
+                    if sequential else request.plan.launch()  # fmt: skip
+                self.launch(index, wave, now)
+                if request.plan.running == 0:
+                    raise SimulationError(f"request {index}: the plan left nothing running")
+        for other in touched.values():
+            self.reschedule(other, now)
+            if other.state == _DRAINING and other.sequences == 0:
+                self.terminate(other, now)
+        self.dispatch(now)
+
+    def close(self, index: int, now: float, touched: dict[int, _Replica]) -> None:
+        """The plan stopped: cancel what runs, answer, and record the request."""
+        request = self.open.pop(index)
+        for replica, start, sample_id in request.running.values():
+            self.advance(replica, now)
+            replica.finishing[:] = [e for e in replica.finishing if e[1] != sample_id]
+            heapq.heapify(replica.finishing)
+            replica.sequences -= 1
+            self.inflight_sequences -= 1
+            self.sample_owner.pop(sample_id)
+            self.spent[index] += replica.virtual - start
+            touched[id(replica)] = replica
+        if request.queued:
+            request.wait += now - request.wave_start
+        plan = request.plan
+        choice = plan.choose(None)
+        problem = self.draw.problems[int(self.draw.problem[index])]
+        self.correct[index] = plan.finished[choice.position].answer == problem.reference_key
+        self.done[index] = now
+        self.wait_total[index] = request.wait
+        self.completed += 1
+        self.inflight_requests -= 1
+
+    def observe(self) -> Observation:
+        waiting = sum(1 for i in self.open if np.isnan(self.first_start[i]))
+        return Observation(
+            queued_requests=waiting, inflight_requests=len(self.open) - waiting,
+            inflight_sequences=self.inflight_sequences, demand_tokens=self.open_demand(),
+            spec_replicas=sum(1 for r in self.replicas if r.state != _DRAINING),
+            ready_replicas=len(self.ready),
+            pending_unschedulable_replicas=sum(1 for r in self.replicas if r.state == _PENDING),
+        )  # fmt: skip
+
+    def record(self, now: float) -> None:
+        spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        self.records.append((now, spec, self.gpu_replicas, len(self.ready),
+                             len(self.sample_queue)))  # fmt: skip
+
+    def fleet_result(self, wall_seconds: float, now: float) -> FleetResult:
+        trace = self.draw.trace
+        prefill = trace.input_tokens / self.model.prefill_tokens_per_second
+        table = np.array(self.records, dtype=np.float64).reshape(-1, 5)
+        return FleetResult(
+            policy=self.policy.name, autoscaler=self.autoscaler.name,
+            arrival_seconds=trace.arrival_seconds, wait_seconds=self.wait_total,
+            ttft_seconds=self.first_start - trace.arrival_seconds + prefill,
+            latency_seconds=self.done - trace.arrival_seconds + prefill,
+            correct=self.correct, samples=self.launched, tokens=self.spent, shrunk=self.shrunk,
+            gpu_seconds=self.gpu_seconds, end_seconds=now,
+            timeline=tuple(table[:, i] for i in range(5)), replay_wall_seconds=wall_seconds,
+        )  # fmt: skip
+
+
+def simulate_fleet(draw: FleetDraw, policy: FleetPolicy, autoscaler: Autoscaler,
+                   config: SimConfig, *, workload: Workload | None = None,
+                   max_replicas: int = 64) -> FleetResult:  # fmt: skip
+    """Replay ``draw`` with ``policy`` deciding samples and ``autoscaler`` the pool."""
+    wall = time.perf_counter()
+    workload = workload or calibration_workload(draw, policy)
+    replay = _FleetReplay(draw, policy, autoscaler, config, workload, max_replicas)
+    replay.run()
+    return replay.fleet_result(time.perf_counter() - wall, replay.accounted)
+
