@@ -10,7 +10,9 @@ Modules, in the order a replay uses them:
   common ``CapacityTarget`` they all use;
 - ``oracle``    — the clairvoyant lower bound on GPU time;
 - ``report``    — summaries, the table, GPU prices and plots;
-- ``compare``   — all of the above for one workload; ``cli`` — ``ponder simulate``.
+- ``compare``   — all of the above for one workload; ``cli`` — ``ponder simulate``;
+- ``fleet``     — the whole loop: RequestPlan over recorded samples on the pool (accuracy,
+  latency, SLO and $ per 1,000 correct answers; ``bench/bench_fleet.py``).
 
 ``errors`` holds ``SimulationError``. The simulator calls the same policy code as the live
 operator and router; it never copies data into the project.

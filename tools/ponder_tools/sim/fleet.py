@@ -44,7 +44,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -406,3 +406,72 @@ def simulate_fleet(draw: FleetDraw, policy: FleetPolicy, autoscaler: Autoscaler,
     replay.run()
     return replay.fleet_result(time.perf_counter() - wall, replay.accounted)
 
+
+
+@dataclass(frozen=True)
+class FleetSummary:
+    """The figures one policy is judged on (accuracy in [0, 1], latency in seconds)."""
+
+    policy: str
+    autoscaler: str
+    requests: int
+    answered: int
+    accuracy: float
+    latency_p50_seconds: float
+    latency_p99_seconds: float
+    ttft_p99_seconds: float
+    slo_attainment: float
+    gpu_hours: float
+    cost_usd: float
+    usd_per_1k_correct: float
+    mean_samples: float
+    mean_tokens: float
+    shrunk_share: float
+    replay_wall_seconds: float
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
+                    slo_queue_wait_seconds: float) -> FleetSummary:  # fmt: skip
+    """``result``'s figures; a request never answered counts as wrong and an SLO miss."""
+    answered = ~np.isnan(result.latency_seconds)
+    correct = int(np.count_nonzero(result.correct & answered))
+    cost = result.gpu_seconds / 3600.0 * gpu_hourly_price
+
+    def pct(values: npt.NDArray[np.float64], q: float) -> float:
+        finite = values[~np.isnan(values)]
+        return float(np.percentile(finite, q)) if len(finite) else float("nan")
+
+    requests = len(result.correct)
+    met = np.nan_to_num(result.wait_seconds, nan=np.inf) <= slo_queue_wait_seconds
+    return FleetSummary(
+        policy=result.policy, autoscaler=result.autoscaler, requests=requests,
+        answered=int(answered.sum()), accuracy=correct / max(requests, 1),
+        latency_p50_seconds=pct(result.latency_seconds, 50),
+        latency_p99_seconds=pct(result.latency_seconds, 99),
+        ttft_p99_seconds=pct(result.ttft_seconds, 99),
+        slo_attainment=float(met.mean()) if requests else 1.0,
+        gpu_hours=result.gpu_seconds / 3600.0, cost_usd=cost,
+        usd_per_1k_correct=1000.0 * cost / correct if correct else float("inf"),
+        mean_samples=float(result.samples.mean()) if requests else 0.0,
+        mean_tokens=float(result.tokens.mean()) if requests else 0.0,
+        shrunk_share=float(result.shrunk.mean()) if requests else 0.0,
+        replay_wall_seconds=result.replay_wall_seconds,
+    )  # fmt: skip
+
+
+def format_fleet_table(summaries: Sequence[FleetSummary]) -> str:
+    """One fixed-width row per policy."""
+    header = (f"{'policy':<26}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
+              f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'cost $':>8}{'$/1k ok':>9}"
+              f"{'samples':>8}{'tokens':>8}")  # fmt: skip
+    lines = [header, "-" * len(header)]
+    for s in summaries:
+        lines.append(
+            f"{s.policy:<26}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
+            f"{s.latency_p50_seconds:>8.1f}{s.latency_p99_seconds:>8.1f}"
+            f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.cost_usd:>8.2f}"
+            f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}")
+    return "\n".join(lines)

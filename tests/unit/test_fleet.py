@@ -1,0 +1,129 @@
+"""The fleet simulator: RequestPlan decides each request's samples on a simulated pool."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ponder_router.aggregate import plan_next_wave, tally
+from ponder_router.budgets import LoadState, default_policy
+from ponder_tools.evaluation.dataset import EvalProblem
+from ponder_tools.sim import HpaAutoscaler, SimConfig, synthetic_trace
+from ponder_tools.sim.fleet import (
+    FleetPolicy,
+    FleetResult,
+    draw_fleet,
+    simulate_fleet,
+)
+
+
+class FixedPool:
+    """An autoscaler that holds the pool at ``replicas``."""
+
+    name = "fixed"
+    period_seconds = 5.0
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+
+    def start(self, replicas: int, now_seconds: float) -> None:
+        del replicas, now_seconds
+
+    def decide(self, observation: object, now_seconds: float) -> int:
+        del observation, now_seconds
+        return self.replicas
+
+
+HARD_QUESTION = ("Prove that for every integer n > 1 the sum of the reciprocals of the primes "
+                 "up to n diverges, and find the smallest n for which the sum exceeds 2; "
+                 "justify each step of the proof carefully with inequalities.")
+
+
+def problems(count: int = 40, samples: int = 16, seed: int = 0,
+             question: str = "Compute 2 + 3 and explain.") -> list[EvalProblem]:  # fmt: skip
+    """Problems where each sample is right with probability 0.6 and wrong answers scatter
+    over four values: the majority is more often right than one sample."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        keys = tuple("1" if rng.random() < 0.6 else str(2 + int(rng.integers(4)))
+                     for _ in range(samples))  # fmt: skip
+        tokens = tuple(int(t) for t in rng.integers(100, 400, size=samples))
+        out.append(EvalProblem(problem_id=f"p{i}", question=question,
+                               reference="1", reference_key="1", answer_keys=keys,
+                               tokens=tokens))  # fmt: skip
+    return out
+
+
+def run(policy: FleetPolicy, replicas: int = 4, rate: float = 2.0, seed: int = 0,
+        problem_count: int = 40, question: str = "Compute 2 + 3 and explain.") -> FleetResult:
+    trace = synthetic_trace([(120.0, rate)], seed=seed)
+    draw = draw_fleet(trace, problems(problem_count, question=question), seed=seed)
+    config = SimConfig(initial_replicas=replicas)
+    return simulate_fleet(draw, policy, FixedPool(replicas), config)
+
+
+def test_a_replay_is_deterministic_under_a_seed() -> None:
+    policy = FleetPolicy("ponder", budget_policy=default_policy())
+    first, second = run(policy, seed=3), run(policy, seed=3)
+    np.testing.assert_array_equal(first.correct, second.correct)
+    np.testing.assert_array_equal(first.samples, second.samples)
+    np.testing.assert_array_equal(first.latency_seconds, second.latency_seconds)
+    assert first.gpu_seconds == second.gpu_seconds
+
+
+def test_more_samples_are_at_least_as_accurate_where_the_majority_is_right() -> None:
+    one = run(FleetPolicy("maj@1", fixed_samples=1), problem_count=400, rate=4.0)
+    many = run(FleetPolicy("maj@9", fixed_samples=9), problem_count=400, rate=4.0, replicas=12)
+    assert many.correct.mean() >= one.correct.mean()
+    assert many.tokens.mean() > one.tokens.mean()
+
+
+def test_maj1_launches_exactly_one_sample_per_request() -> None:
+    result = run(FleetPolicy("maj@1", fixed_samples=1))
+    assert result.samples.tolist() == [1] * len(result.samples)
+
+
+@pytest.mark.parametrize(("question", "tier"), [("Compute 2 + 3 and explain.", "easy"),
+                                                (HARD_QUESTION, "hard")])
+def test_ponder_launches_its_tiers_first_wave_then_stops_within_its_budget(
+        question: str, tier: str) -> None:
+    ponder = FleetPolicy("ponder", budget_policy=default_policy())
+    budget, rule = ponder.budget_for(problems(1, question=question)[0], LoadState.idle())
+    assert budget.tier == tier
+    first_wave = plan_next_wave(budget, 0, tally(()), rule)
+    result = run(ponder, question=question)
+    assert (result.samples >= first_wave).all()
+    assert (result.samples <= budget.max_samples).all()
+    if budget.max_samples > first_wave:  # a vote tier: waves follow, and some stop early
+        assert result.samples.max() > first_wave
+        assert result.samples.min() < budget.max_samples
+
+
+def test_adaptive_consistency_stops_early_on_agreeing_samples() -> None:
+    result = run(FleetPolicy("ac", ac_threshold=0.95))
+    assert 1 < result.samples.mean() < 16
+
+
+def test_too_few_replicas_make_requests_queue_and_latency_grow() -> None:
+    policy = FleetPolicy("maj@9", fixed_samples=9)
+    roomy = run(policy, replicas=8, rate=4.0)
+    tight = run(policy, replicas=1, rate=4.0)
+    assert np.nanmedian(tight.wait_seconds) > np.nanmedian(roomy.wait_seconds)
+    assert np.nanpercentile(tight.latency_seconds, 99) > np.nanpercentile(
+        roomy.latency_seconds, 99)
+
+
+def test_every_request_is_answered_under_the_hpa() -> None:
+    result = run(FleetPolicy("maj@5", fixed_samples=5), replicas=1)
+    trace = synthetic_trace([(120.0, 2.0)], seed=0)
+    draw = draw_fleet(trace, problems(), seed=0)
+    scaled = simulate_fleet(draw, FleetPolicy("maj@5", fixed_samples=5), HpaAutoscaler(2.0),
+                            SimConfig(initial_replicas=1))  # fmt: skip
+    assert not np.isnan(scaled.latency_seconds).any()
+    assert not np.isnan(result.latency_seconds).any()
+
+
+def test_a_policy_needs_exactly_one_kind() -> None:
+    with pytest.raises(Exception, match="exactly one"):
+        FleetPolicy("both", fixed_samples=1, ac_threshold=0.9)
