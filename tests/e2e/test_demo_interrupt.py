@@ -32,17 +32,19 @@ def alive(pid: int) -> bool:
 
 
 def test_ctrl_c_during_the_demo_stops_every_process_it_started(tmp_path: Path) -> None:
+    # A shell that starts a job in the background (`make test &`) ignores SIGINT for it, and
+    # children inherit that: the demo would never see the Ctrl-C. Give it a terminal's default.
     demo = subprocess.Popen(
         [sys.executable, "-m", "ponder_localstack.demo"], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env={**os.environ, "PONDER_DEMO_OPTIONS": "{replay_seconds: 30, settle_seconds: 5}"})
     assert demo.stdout is not None
     started: set[int] = set()
     deadline = time.monotonic() + 180
     scanned_at = 0.0
     for line in demo.stdout:
-        # A scan of /proc per line let this reader fall a minute behind the demo on a
-        # loaded machine (the cue was read after the demo had finished): scan once a second.
+        # The demo's processes live for minutes: one scan of /proc a second finds them all.
         if time.monotonic() - scanned_at > 1.0:
             started |= children_of(demo.pid)
             scanned_at = time.monotonic()
