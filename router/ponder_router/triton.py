@@ -233,7 +233,8 @@ class TritonSampleStream:
         backend = self._backend
         try:
             if self._call is None:
-                request = await backend.build_request(self._prompt, self._params, self._stream)
+                request = await backend.build_request(self._prompt, self._params, self._stream,
+                                                      timeout_seconds=self._timeout_seconds)
                 if self._done:  # cancelled while the model config was read
                     raise StopAsyncIteration
                 self._call = backend.client.stream_infer(self._one_request(request),
@@ -277,24 +278,28 @@ class TritonBackend:
         self._exclude_input = _bool_input("exclude_input_in_output", True)
         self._signal_inputs: tuple[InferInput, ...] | None = None  # None: config not read
 
-    async def fetch_signal_inputs(self) -> tuple[InferInput, ...]:
+    async def fetch_signal_inputs(self, timeout_seconds: float) -> tuple[InferInput, ...]:
         """The ``return_*`` inputs the model declares (read once; a failed read is
         retried on the next sample)."""
         if self._signal_inputs is None:
             try:
-                reply = await self.client.get_model_config(self.model, as_json=True)
+                reply = await self.client.get_model_config(self.model, as_json=True,
+                                                           client_timeout=timeout_seconds)
             except InferenceServerException as exc:
-                raise UpstreamError(f"triton {self.address}: model config of {self.model}: "
-                                    f"{exc.message()}") from exc  # fmt: skip
-            except grpc.aio.AioRpcError as exc:
-                raise map_rpc_error(exc, self.address) from exc
+                detail = f"triton {self.address}: model config of {self.model}: {exc.message()}"
+                status = str(exc.status())
+                if status == str(grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise SampleTimeoutError(detail) from exc
+                if status in {str(code) for code in _UNAVAILABLE}:
+                    raise EndpointUnavailableError(detail) from exc
+                raise UpstreamError(detail) from exc
             self._signal_inputs = signal_inputs(reply.get("config", {}))
         return self._signal_inputs
 
-    async def build_request(self, prompt: str, params: SampleParams,
-                            stream: bool) -> dict[str, Any]:  # fmt: skip
+    async def build_request(self, prompt: str, params: SampleParams, stream: bool, *,
+                            timeout_seconds: float = 10.0) -> dict[str, Any]:  # fmt: skip
         """The ``stream_infer`` request of one sample."""
-        signals = await self.fetch_signal_inputs()
+        signals = await self.fetch_signal_inputs(timeout_seconds)
         return {
             "model_name": self.model,
             "inputs": [

@@ -14,21 +14,31 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from ponder_router.errors import UpstreamError
-from ponder_router.triton import SIGNAL_INPUTS, SampleParams, SampleSignals, TritonBackend
+from ponder_router.triton import (
+    SIGNAL_INPUTS,
+    EndpointUnavailableError,
+    SampleParams,
+    SampleSignals,
+    SampleTimeoutError,
+    TritonBackend,
+)
 
 VLLM_INPUTS = ["text_input", "stream", "sampling_parameters", "exclude_input_in_output"]
 
 
 class FakeClient:
-    def __init__(self, inputs: list[str], *, fail: bool = False) -> None:
+    def __init__(self, inputs: list[str], *, fail: bool = False,
+                 status: str = "StatusCode.NOT_FOUND") -> None:  # fmt: skip
         self.inputs = inputs
         self.fail = fail
+        self.status = status
         self.config_reads = 0
 
-    async def get_model_config(self, model: str, *, as_json: bool = False) -> dict[str, Any]:
+    async def get_model_config(self, model: str, *, as_json: bool = False,
+                               client_timeout: float | None = None) -> dict[str, Any]:  # fmt: skip
         self.config_reads += 1
         if self.fail:
-            raise InferenceServerException(f"no model {model}")
+            raise InferenceServerException(f"no model {model}", status=self.status)
         assert as_json
         return {"config": {"name": model, "input": [{"name": n, "data_type": "TYPE_BOOL"}
                                                     for n in self.inputs]}}  # fmt: skip
@@ -81,6 +91,20 @@ async def test_a_failed_config_read_is_an_upstream_error_and_is_retried_next_tim
     client.fail = False
     await request_inputs(backend)
     assert client.config_reads == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [("StatusCode.UNAVAILABLE", EndpointUnavailableError),
+     ("StatusCode.DEADLINE_EXCEEDED", SampleTimeoutError)],
+)  # fmt: skip
+async def test_a_config_read_that_cannot_reach_the_replica_says_so(
+    status: str, error: type[UpstreamError]
+) -> None:
+    backend = TritonBackend("127.0.0.1:1", "m")
+    backend.client = FakeClient(VLLM_INPUTS, fail=True, status=status)
+    with pytest.raises(error):
+        await request_inputs(backend)
 
 
 class FakeResult:
