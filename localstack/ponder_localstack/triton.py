@@ -28,6 +28,10 @@ from ponder_tools.data import shared_data_dir
 
 logger = logging.getLogger(__name__)
 
+_ADDITIONAL_OUTPUT_LINE = (
+    r'^(input|output) \{ name: "(return_)?(finish_reason|cumulative_logprob|num_output_tokens)"'
+    r".*\n"
+)
 _PORT_IN_USE = ("address already in use", "failed to start")
 
 
@@ -46,6 +50,9 @@ class SimModelOptions:
     """None: the spread calibrated from the data."""
     data_dir: Path | None = None
     """None: ``ponder_tools.data.shared_data_dir()``."""
+    additional_outputs: bool = True
+    """Declare the vLLM backend's ``return_*`` inputs and their outputs (r24.12+); False
+    serves a model without them, as an older vLLM backend is."""
 
     def parameters(self) -> dict[str, str]:
         return {
@@ -68,6 +75,10 @@ def render_model_config(template: str, options: SimModelOptions) -> str:
     )
     if found != 1:
         raise ValueError("model config template has no instance_group count")
+    if not options.additional_outputs:
+        text, found = re.subn(_ADDITIONAL_OUTPUT_LINE, "", text, flags=re.M)
+        if found != 6:
+            raise ValueError("model config template lacks the additional outputs' lines")
     for key, value in options.parameters().items():
         if '"' in value or "\\" in value:
             raise ValueError(f"parameter {key} must not contain quotes or backslashes: {value}")

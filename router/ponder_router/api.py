@@ -349,6 +349,7 @@ class SampleCounts(BaseModel):
     completed: int = 0
     cancelled: int = 0
     failed: int = 0
+    truncated: int = 0  # completed, but cut off at max_tokens (finish_reason length): no vote
 
 
 class VoteCount(BaseModel):

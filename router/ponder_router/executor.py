@@ -104,6 +104,13 @@ class Sample:
     tokens: int = 0
     finished: bool = False
     answer: str | None = None
+    finish_reason: str | None = None  # the model server's, when it sends one
+    cumulative_logprob: float | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """Cut off at ``max_tokens`` (the server said ``length``): never a vote."""
+        return self.finish_reason == "length"
 
     @property
     def text(self) -> str:
@@ -262,18 +269,27 @@ class RequestRun:
                 if self.first_token_at is None:
                     self.first_token_at = ex.clock()
                     ex.metrics.time_to_first_token.observe(self.first_token_at - self.started_at)
-                tokens = chunk_tokens(chunk)
-                sample.tokens += tokens
-                self.running_tokens += tokens
+                self._count_tokens(sample, stream, chunk)
                 sample.chunks.append(chunk)
                 if forward is not None:
                     forward.token(chunk)
             done = True
+            self._count_tokens(sample, stream, "")
+            sample.finish_reason = stream.signals.finish_reason
+            sample.cumulative_logprob = stream.signals.cumulative_logprob
         finally:
             if stream is not None and not done:
                 stream.cancel()  # a failure, a stop or a client gone: Triton stops the sample
             ex.inflight_samples -= 1
             ex.pool.release(endpoint, expected)
+
+    def _count_tokens(self, sample: Sample, stream: SampleStream, chunk: str) -> None:
+        """The sample's tokens: the server's count (``num_output_tokens``) when it sends
+        one, else an estimate from the chunks."""
+        counted = stream.signals.output_tokens
+        tokens = counted - sample.tokens if counted is not None else chunk_tokens(chunk)
+        sample.tokens += tokens
+        self.running_tokens += tokens
 
     # -- the wave loop -----------------------------------------------------------------
 
@@ -309,9 +325,13 @@ class RequestRun:
     def _finish_sample(self, sample: Sample) -> bool:
         """Hand a finished sample's answer to the plan; True: score it now."""
         sample.finished = True
-        sample.answer = self.extract(sample.text)
+        sample.answer = None if sample.truncated else self.extract(sample.text)
         self.finished_samples += 1
-        return self.plan.finish(sample.index, sample.answer, sample.tokens)
+        if sample.truncated:
+            self.executor.metrics.truncated_samples.inc()
+        return self.plan.finish(sample.index, sample.answer, sample.tokens,
+                                truncated=sample.truncated,
+                                cumulative_logprob=sample.cumulative_logprob)  # fmt: skip
 
     async def _score(self, sample: Sample) -> None:
         """Score one finished sample as it finishes; on failure the plan stops scoring."""
@@ -404,7 +424,8 @@ class RequestRun:
         )  # fmt: skip
         if plan.stopped_early:
             self.executor.metrics.early_stops.inc()
-        length = chosen.answer is None and chosen.tokens >= self.budget.max_tokens_per_sample
+        length = chosen.truncated or (chosen.finish_reason is None and chosen.answer is None
+                                      and chosen.tokens >= self.budget.max_tokens_per_sample)
         return RequestResult(
             text=chosen.text, finish_reason="length" if length else "stop",
             prompt_tokens=self.spec.prompt_tokens, completion_tokens=used,

@@ -17,7 +17,9 @@ Per request: histograms of tokens and samples by ``tier``, end-to-end duration a
 to first token (the first output the router receives from Triton: a token of a streamed
 sample, or the first whole sample of a request whose samples are fetched whole);
 counters of requests by ``tier`` and ``outcome``, early stops,
-rejections by ``reason``, upstream failures, and tokens budgeted vs used by ``tier``
+rejections by ``reason``, upstream failures, truncated samples (the model server said
+``finish_reason: length``: cut off at ``max_tokens``, so not a vote), and tokens
+budgeted vs used by ``tier``
 (``ponder_router_budget_tokens_total`` is the budget assigned, max tokens x max samples;
 ``ponder_router_used_tokens_total`` what was generated; the cost report derives the
 savings from the two).
@@ -78,6 +80,11 @@ class RouterMetrics:
                                   registry=r)  # fmt: skip
         self.upstream_failures = Counter("ponder_router_upstream_failures_total",
                                          "Samples that failed on Triton.", registry=r)
+        self.truncated_samples = Counter(
+            "ponder_router_truncated_samples_total",
+            "Samples cut off at their max_tokens (finish_reason length); none is a vote.",
+            registry=r,
+        )  # fmt: skip
         self.requests = Counter("ponder_router_requests_total", "Requests by tier and outcome.",
                                 ["tier", "outcome"], registry=r)  # fmt: skip
         self.budget_tokens = Counter(

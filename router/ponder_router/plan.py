@@ -28,15 +28,17 @@ The life of a request::
     pick = plan.choose(verifier_model)                # which sample answers, and how
     report = plan.report(...)
 
-Rules it applies beyond ``aggregate``: a failed sample is replaced (it does not count as
-launched) while fewer than half the budget's samples have failed; past that the request
-stops with what it has (``upstream-failures``), or fails when it has nothing. A
-``best-of-n`` request scores each sample as it finishes only when the rule has a
-``score_threshold`` and a verifier can score; otherwise the threshold is dropped (nothing
-could reach it) and the samples are scored at the end. The answer is the vote's leader;
-the last sample's for ``revise``; for ``best-of-n`` the best-scored sample with an answer
-(ties: the earlier), or the leader when no verifier is configured, there is nothing to
-score, or the verifier failed.
+Rules it applies beyond ``aggregate``: a truncated sample (cut off at ``max_tokens``)
+abstains whatever its text says and is counted in the report's ``samples.truncated``; a
+failed sample is replaced (it does not count as launched) while fewer than half the
+budget's samples have failed; past that the request stops with what it has
+(``upstream-failures``), or fails when it has nothing. A ``best-of-n`` request scores
+each sample as it finishes only when the rule has a ``score_threshold`` and a verifier
+can score; otherwise the threshold is dropped (nothing could reach it) and the samples
+are scored at the end. The answer is the vote's leader; the last sample's for
+``revise``; for ``best-of-n`` the best-scored sample with an answer (ties: the earlier),
+or the leader when no verifier is configured, there is nothing to score, or the verifier
+failed.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ class FinishedSample:
     index: int
     answer: str | None
     tokens: int
+    truncated: bool = False
+    """Cut off at ``max_tokens`` (the server's ``finish_reason: length``); never a vote."""
+    cumulative_logprob: float | None = None
+    """The model server's log-probability of the sample's text, when it sends one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +149,14 @@ class RequestPlan:
         """Samples launched that have neither finished nor failed."""
         return self.launched - len(self.finished)
 
-    def finish(self, index: int, answer: str | None, tokens: int) -> bool:
-        """A sample finished with ``answer`` (``None``: it abstains). True when the
-        verifier should score it now (then ``record_score`` or ``verifier_unavailable``)."""
-        self.finished.append(FinishedSample(index, answer, tokens))
+    def finish(self, index: int, answer: str | None, tokens: int, *, truncated: bool = False,
+               cumulative_logprob: float | None = None) -> bool:  # fmt: skip
+        """A sample finished with ``answer`` (``None``: it abstains; a ``truncated`` one
+        always abstains). True when the verifier should score it now (then
+        ``record_score`` or ``verifier_unavailable``)."""
+        if truncated:
+            answer = None
+        self.finished.append(FinishedSample(index, answer, tokens, truncated, cumulative_logprob))
         self.state = self.state.add(answer, self.equality)
         return self.scores_as_they_finish and not self.verifier_failed and answer is not None
 
@@ -219,6 +229,11 @@ class RequestPlan:
         return Choice(best, f"best-of-n (verifier {verifier_model})")
 
     @property
+    def truncated(self) -> int:
+        """Finished samples that were cut off at ``max_tokens``."""
+        return sum(s.truncated for s in self.finished)
+
+    @property
     def stopped_early(self) -> bool:
         return (self.decision.reason in EARLY_REASONS
                 and self.state.samples < self.budget.max_samples)  # fmt: skip
@@ -241,7 +256,7 @@ class RequestPlan:
                                 shrink_reason=budget.shrink_reason),
             samples=SampleCounts(launched=self.launched + self.failed,
                                  completed=len(self.finished), cancelled=self.running,
-                                 failed=self.failed),
+                                 failed=self.failed, truncated=self.truncated),
             tokens_used=tokens_used, stopped_early=self.stopped_early,
             stop_reason=self.stop_reason,
             votes=[VoteCount(answer=self._display(key), votes=n) for key, n in state.counts],
@@ -261,11 +276,14 @@ class RequestPlan:
 
 @dataclass(frozen=True, slots=True)
 class RecordedSample:
-    """A sample from a data set: its answer, tokens and verifier score, if any."""
+    """A sample from a data set: its answer, tokens and verifier score, if any; a
+    ``truncated`` one (cut off at the generator's token limit) abstains."""
 
     answer: str | None
     tokens: int = 0
     score: float | None = None
+    truncated: bool = False
+    cumulative_logprob: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +304,7 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     """Drive ``plan`` with ``samples`` as if they finished in this order.
 
     Sample ``i`` of the request is ``samples[i]``. A sample longer than the budget's
-    ``max_tokens_per_sample`` is cut off there and abstains. ``waves=False`` launches one
+    ``max_tokens_per_sample`` is cut off there: truncated, it abstains. ``waves=False`` launches one
     sample at a time (the papers' sequential baselines). Tokens: the finished samples' in
     full, and each sample cancelled at the stop as far as it got, taken as the smaller of
     its length and the stopping sample's. The verifier is the data's scores: it scores
@@ -294,7 +312,7 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     best-of-n (``verifier_model`` names it in the aggregation; None when no scores).
     """
     cap = plan.budget.max_tokens_per_sample
-    cut = [RecordedSample(None, cap, s.score) if s.tokens > cap
+    cut = [RecordedSample(None, cap, s.score, truncated=True) if s.tokens > cap
            else s for s in samples]  # fmt: skip
     scored = plan.budget.strategy is Strategy.BEST_OF_N and verifier_model is not None
     calls = 0
@@ -306,7 +324,8 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
         if done >= len(cut) or done >= launched_upto:
             raise ValueError("the plan ran out of samples before its stopping rule fired")
         sample = cut[done]
-        if plan.finish(done, sample.answer, sample.tokens):
+        if plan.finish(done, sample.answer, sample.tokens, truncated=sample.truncated,
+                       cumulative_logprob=sample.cumulative_logprob):  # fmt: skip
             plan.record_score(done, _score(sample))
             calls += 1
         done += 1

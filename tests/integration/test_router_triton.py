@@ -3,7 +3,11 @@
 The stand-in (``ponder-sim-llm``) is a simulator standing in for a GPU LLM; it speaks
 the vLLM backend's inputs and outputs. These tests pin down what the router relies on:
 how a decoupled stream ends, that ``cancel()`` and the per-sample deadline stop the
-model (a one-slot model serves the next request at once), and how failures map.
+model (a one-slot model serves the next request at once), how failures map, and that the
+vLLM backend's additional outputs (``finish_reason``, ``cumulative_logprob``,
+``num_output_tokens``) come back when the model declares them, where a sample cut off at
+``max_tokens`` is counted truncated and casts no vote, while a model without them is
+served as before.
 """
 
 from __future__ import annotations
@@ -21,14 +25,25 @@ from tritonclient.grpc import InferInput
 from fixtures_triton import StartTriton
 from ponder_localstack.proc import free_port
 from ponder_localstack.sim_llm import MODEL_NAME
+from ponder_localstack.sim_llm.behaviour import SamplingParams as SimSamplingParams
+from ponder_localstack.sim_llm.behaviour import SimModel
 from ponder_localstack.triton import SimModelOptions, TritonServer
+from ponder_router.admission import Admission
+from ponder_router.aggregate import StopRule, StopRuleKind
+from ponder_router.api import RequestResult
+from ponder_router.budgets import BudgetPolicy, Strategy, Tier
+from ponder_router.endpoints import EndpointPool
 from ponder_router.errors import UpstreamError
+from ponder_router.executor import Executor, RequestRun, RequestSpec
+from ponder_router.metrics import RouterMetrics
+from ponder_router.settings import RouterConfig
 from ponder_router.triton import (
     EndpointUnavailableError,
     SampleParams,
     SampleTimeoutError,
     TritonBackend,
 )
+from ponder_tools.data import shared_data_dir
 
 pytestmark = pytest.mark.triton
 
@@ -155,3 +170,100 @@ async def test_a_refused_sample_is_an_upstream_error_not_an_outage(
     finally:
         await backend.close()
     assert not isinstance(caught.value, EndpointUnavailableError)
+
+
+# -- the vLLM backend's additional outputs, end to end -----------------------------------
+
+SEED = 1000
+SAMPLES = 8
+
+
+def sim_lengths(samples: int) -> list[int]:
+    """Each sample's full length in tokens, from the stand-in's own (pure) behaviour."""
+    model = SimModel.load(shared_data_dir())
+    return [len(model.complete(PROBLEM, SimSamplingParams(max_tokens=100_000,
+                                                          seed=SEED + i)).tokens)
+            for i in range(samples)]  # fmt: skip
+
+
+def voting_executor(address: str, model: str, max_tokens: int) -> Executor:
+    """A router executor whose one tier runs 8 samples of ``max_tokens`` and never stops early."""
+    tier = Tier(name="all", max_difficulty=1.0, max_tokens=max_tokens, max_samples=SAMPLES,
+                initial_samples=SAMPLES, strategy=Strategy.VOTE)  # fmt: skip
+    config = RouterConfig.model_validate({
+        "service": "svc", "model_name": "m", "triton_model": model, "endpoints": (address,),
+        "budgets": BudgetPolicy(tiers=(tier,)), "stopping": StopRule(kind=StopRuleKind.NEVER),
+    })  # fmt: skip
+    pool = EndpointPool(lambda a: TritonBackend(a, model))
+    pool.update(config.endpoints)
+    return Executor(config, pool, Admission(config.admission), RouterMetrics("svc"))
+
+
+async def run_request(ex: Executor) -> tuple[RequestRun, RequestResult]:
+    spec = RequestSpec(request_id="r", prompt=PROBLEM, problem=PROBLEM, prompt_tokens=20,
+                       tenant="t", seed=SEED, difficulty_hint=0.9)  # fmt: skip
+    planned = ex.plan(spec)
+    await planned.admit()
+    try:
+        return planned, await planned.execute()
+    finally:
+        await ex.pool.close()
+
+
+async def test_a_sample_reports_its_finish_reason_logprob_and_token_count(
+    triton_server: TritonServer,
+) -> None:
+    full = sim_lengths(1)[0]
+    backend = TritonBackend(triton_server.grpc_url, MODEL_NAME)
+    try:
+        whole = backend.stream_sample(PROBLEM, SampleParams(max_tokens=4096, seed=SEED),
+                                      timeout_seconds=30, stream=False)  # fmt: skip
+        assert "\\boxed{" in "".join([c async for c in whole])
+        cut = backend.stream_sample(PROBLEM, SampleParams(max_tokens=full - 2, seed=SEED),
+                                    timeout_seconds=30)  # fmt: skip
+        chunks = [c async for c in cut]
+    finally:
+        await backend.close()
+    assert (whole.signals.finish_reason, whole.signals.output_tokens) == ("stop", full)
+    assert whole.signals.cumulative_logprob is not None
+    assert whole.signals.cumulative_logprob < 0
+    # Streamed token by token: the counts of every response add up; "length" at the cap.
+    assert (cut.signals.finish_reason, cut.signals.output_tokens) == ("length", full - 2)
+    assert 1 < len(chunks) <= full - 2  # one response per token, unless coalesced
+    assert cut.signals.cumulative_logprob is not None
+    assert whole.signals.cumulative_logprob < cut.signals.cumulative_logprob < 0
+
+
+async def test_a_sample_cut_off_at_max_tokens_is_counted_truncated_and_casts_no_vote(
+    start_triton: StartTriton,
+) -> None:
+    lengths = sim_lengths(SAMPLES)
+    cap = sorted(lengths)[SAMPLES // 2]  # about half the samples run past it
+    cut = {i for i, n in enumerate(lengths) if n > cap}
+    assert 0 < len(cut) < SAMPLES
+    server = start_triton(SimModelOptions(token_latency_ms=1),
+                          SimModelOptions(name="plain", token_latency_ms=1,
+                                          additional_outputs=False))  # fmt: skip
+
+    ex = voting_executor(server.grpc_url, MODEL_NAME, cap)
+    run, result = await run_request(ex)
+    samples = sorted(run.samples, key=lambda s: s.index)
+    assert {s.index for s in samples if s.truncated} == cut
+    assert all(s.cumulative_logprob is not None for s in samples)
+    assert [s.tokens for s in samples] == [min(n, cap) for n in lengths]  # the server's counts
+    report = result.report
+    assert report.samples.completed == SAMPLES
+    assert report.samples.truncated == len(cut)
+    assert sum(v.votes for v in report.votes) == SAMPLES - len(cut)
+    assert all(f.answer is None for f in run.plan.finished if f.truncated)
+    assert ex.metrics.truncated_samples._value.get() == len(cut)
+
+    # A model without the additional outputs is served as before: no signals asked for
+    # (Triton would refuse an undeclared input), the same votes from the text alone.
+    ex = voting_executor(server.grpc_url, "plain", cap)
+    plain_run, plain = await run_request(ex)
+    assert all(s.finish_reason is None and s.cumulative_logprob is None
+               for s in plain_run.samples)  # fmt: skip
+    assert plain.report.samples.truncated == 0
+    assert plain.report.abstentions == len(cut)
+    assert plain.report.votes == report.votes

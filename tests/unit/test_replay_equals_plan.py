@@ -141,3 +141,21 @@ def test_the_fast_replay_equals_request_plan_on_every_real_sample_set(rule: Stop
         for policy in (default_policy(), MIXED):
             budgets, index = ponder_budgets(problems, policy)
             assert_replay_equals_plan(rs, budgets, index, rule, waves=True)
+
+
+
+def test_a_truncated_sample_abstains_in_the_plan_whatever_its_answer_says() -> None:
+    budget = Budget(tier="t", strategy=Strategy.VOTE, max_tokens_per_sample=100,
+                    max_samples=4, wave_size=4, expected_tokens=400)  # fmt: skip
+    plan = RequestPlan.for_request(budget, StopRule(kind=StopRuleKind.NEVER), can_score=False)
+    samples = [RecordedSample("7", 100, truncated=True, cumulative_logprob=-9.0),
+               RecordedSample("7", 500),  # longer than the budget allows: cut off there
+               RecordedSample("3", 40), RecordedSample("3", 40)]  # fmt: skip
+    outcome = replay_request(plan, samples)
+    assert outcome.answer == "3"
+    assert plan.state.abstentions == 2
+    assert plan.truncated == 2
+    assert plan.finished[0].cumulative_logprob == -9.0
+    report = plan.report(plan.choose(None), difficulty=0.5, difficulty_source="estimate",
+                         tokens_used=outcome.tokens, answered_by="svc")  # fmt: skip
+    assert report.samples.truncated == 2

@@ -432,3 +432,50 @@ def test_a_custom_policy_from_the_config_is_used() -> None:
     ex = executor(FakeFleet(constant(Script())), config(budgets=policy))
     assert ex.plan(spec(HARD)).budget.tier == "only"
     assert default_policy().tiers[0].name == "easy"
+
+
+# -- the model server's per-sample signals (vLLM backend additional outputs) -----------
+
+
+async def test_a_sample_cut_off_at_max_tokens_is_counted_as_truncated_and_never_votes() -> None:
+    # Sample 0 says "length" although its text ends in an answer (as a real model's cut
+    # chain of thought may end in a number): it must not be the fourth vote for "9".
+    cut = Script(answer="9", finish_reason="length", output_tokens=64)
+    fleet = FakeFleet(by_seed({0: cut}, Script(answer="9", finish_reason="stop")))
+    ex = executor(fleet)
+    result = await run(ex, spec(HARD))
+    report = result.report
+    assert report.samples.truncated == 1
+    assert report.abstentions == 1
+    assert report.votes[0].votes == report.samples.completed - 1
+    assert report.answer == "9"
+    assert ex.metrics.truncated_samples._value.get() == 1
+
+
+async def test_a_single_truncated_sample_answers_with_finish_reason_length() -> None:
+    fleet = FakeFleet(constant(Script(answer="6", finish_reason="length")))
+    ex = executor(fleet)
+    result = await run(ex, spec(EASY))
+    assert result.finish_reason == "length"
+    assert result.report.answer is None
+    assert result.report.samples.truncated == 1
+
+
+async def test_token_accounting_uses_the_servers_output_token_count_when_sent() -> None:
+    fleet = FakeFleet(constant(Script(answer="6", tokens=3, finish_reason="stop",
+                                      output_tokens=11)))  # fmt: skip
+    result = await run(executor(fleet), spec(HARD))
+    assert result.report.samples.completed == 4
+    assert result.completion_tokens == 4 * 11  # not the 4 * 7 estimated from the text
+
+
+async def test_the_plan_sees_each_samples_cumulative_logprob() -> None:
+    fleet = FakeFleet(by_seed({i: Script(answer="6", cumulative_logprob=-float(i + 1))
+                               for i in range(4)}, Script()))  # fmt: skip
+    ex = executor(fleet)
+    planned = ex.plan(spec(HARD))
+    await planned.admit()
+    await planned.execute()
+    logprobs = {s.index: s.cumulative_logprob for s in planned.plan.finished}
+    assert logprobs == {0: -1.0, 1: -2.0, 2: -3.0, 3: -4.0}
+    assert not any(s.truncated for s in planned.plan.finished)

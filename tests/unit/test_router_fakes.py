@@ -2,7 +2,9 @@
 
 ``FakeBackend`` implements ``SampleBackend``: each sample streams ``tokens`` words at
 ``token_seconds`` each and ends with ``The answer is \\boxed{X}.``, where the script
-(a function of prompt and seed) picks X, the length, or a failure; a sample asked for
+(a function of prompt and seed) picks X, the length, or a failure, and what the replica
+says about the sample besides its text (``finish_reason``, ``cumulative_logprob``,
+``output_tokens``: the vLLM backend's additional outputs; None: not sent); a sample asked for
 without streaming arrives in one piece at its end, as from Triton's LLM backends. It records every
 started, finished and cancelled sample, so tests can assert on what Triton would see.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ponder_router.errors import UpstreamError
-from ponder_router.triton import EndpointUnavailableError, SampleParams
+from ponder_router.triton import EndpointUnavailableError, SampleParams, SampleSignals
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Script:
     fail_after: int | None = None  # tokens, then an error
     error: type[UpstreamError] = UpstreamError
     first_token_delay: float = 0.0
+    finish_reason: str | None = None
+    cumulative_logprob: float | None = None
+    output_tokens: int | None = None
 
 
 ScriptFn = Callable[[str, SampleParams], Script]
@@ -59,6 +64,7 @@ class FakeStream:
     def __init__(self, record: Record, script: Script) -> None:
         self.record = record
         self.script = script
+        self.signals = SampleSignals()
 
     async def _chunks(self) -> AsyncIterator[str]:
         script = self.script
@@ -81,6 +87,8 @@ class FakeStream:
             if self.record.streamed:  # one response per token, else one for the sample
                 yield pending.pop()
         self.record.finished = True
+        self.signals = SampleSignals(script.finish_reason, script.cumulative_logprob,
+                                     script.output_tokens)  # fmt: skip
         if pending:
             yield "".join(pending)
 

@@ -2,14 +2,19 @@
 
 Checks what a user of the simulated model would see across many samples: determinism
 under a seed, accuracy falling with level, wrong answers clustering, reasoning growing
-with level, and ``max_tokens`` cutting a sample off before its answer; and that the
-model repository built from the template carries each model's options.
+with level, ``max_tokens`` cutting a sample off before its answer, and a simulated
+``cumulative_logprob`` that tells right from wrong about as well as a real reasoning
+model's answer confidence does; and that the model repository built from the template
+carries each model's options.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -333,6 +338,68 @@ def test_sampling_parameters_parse_as_vllm_reads_them() -> None:
     )
 
 
+# --- the confidence signal (cumulative_logprob) ---------------------------------------
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """P(a positive scores above a negative), ties half."""
+    ordered = sorted(negatives)
+    wins = 0.0
+    for x in positives:
+        below, upto = bisect.bisect_left(ordered, x), bisect.bisect_right(ordered, x)
+        wins += below + (upto - below) / 2
+    return wins / (len(positives) * len(ordered))
+
+
+def test_real_answer_confidences_are_read_for_right_and_wrong_traces(model: SimModel) -> None:
+    confidence = model.confidence
+    assert confidence is not None
+    # 150 questions x 10 full traces of Gemma-4-12B (see shared/data/README.md).
+    assert len(confidence.right_log_confidence) + len(confidence.wrong_log_confidence) == 1500
+    assert all(v <= 0 for v in confidence.right_log_confidence + confidence.wrong_log_confidence)
+    data = auroc(confidence.right_log_confidence, confidence.wrong_log_confidence)
+    assert 0.55 < data < 0.7  # a real but weak signal on these (selected) questions
+
+
+def test_the_simulated_logprob_tells_right_from_wrong_as_the_real_confidences_do(
+    model: SimModel,
+) -> None:
+    right: list[float] = []
+    wrong: list[float] = []
+    right_total: list[float] = []
+    wrong_total: list[float] = []
+    for problem in model.catalog.problems[::2]:
+        for seed in range(8):
+            done = model.complete(problem.text, SamplingParams(max_tokens=AMPLE, seed=seed))
+            n = len(done.tokens)
+            total = done.cumulative_logprob(n)
+            answer_part = total - behaviour.REASONING_LOGPROB_PER_TOKEN * n
+            (right if done.correct else wrong).append(answer_part)
+            (right_total if done.correct else wrong_total).append(total)
+    assert model.confidence is not None
+    data = auroc(model.confidence.right_log_confidence, model.confidence.wrong_log_confidence)
+    assert abs(auroc(right, wrong) - data) < 0.06
+    # The whole cumulative logprob adds length (wrong samples reason longer): stronger still.
+    assert auroc(right_total, wrong_total) > data
+
+
+def test_the_cumulative_logprob_grows_evenly_over_the_trace(model: SimModel) -> None:
+    prompt = model.catalog.problems[5].text
+    full = model.complete(prompt, SamplingParams(max_tokens=AMPLE, seed=4))
+    cut = model.complete(prompt, SamplingParams(max_tokens=len(full.tokens) // 2, seed=4))
+    assert cut.finish_reason == "length"
+    n = len(cut.tokens)
+    assert math.isclose(cut.cumulative_logprob(n), full.cumulative_logprob(n))
+    assert full.cumulative_logprob(len(full.tokens)) < cut.cumulative_logprob(n) < 0
+    assert full.cumulative_logprob(0) == 0
+
+
+def test_without_confidence_data_every_token_costs_the_same(model: SimModel) -> None:
+    plain = SimModel(model.catalog, model.calibration)
+    done = plain.complete(model.catalog.problems[0].text, SamplingParams(max_tokens=AMPLE, seed=1))
+    assert done.logprob_per_token == behaviour.REASONING_LOGPROB_PER_TOKEN
+
+
 # --- the model repository --------------------------------------------------------------
 
 
@@ -366,6 +433,18 @@ def test_the_model_repository_carries_each_models_options(tmp_path: Path) -> Non
     for model_dir in (repo / MODEL_NAME, repo / "sim-small"):
         assert (model_dir / "1" / "model.py").is_file()
         assert (model_dir / "behaviour.py").is_file()
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_additional_outputs_are_declared_unless_turned_off(
+    tmp_path: Path, declared: bool
+) -> None:
+    repo = build_model_repository(tmp_path, [SimModelOptions(additional_outputs=declared)])
+    config = (repo / MODEL_NAME / "config.pbtxt").read_text()
+    for name in ("finish_reason", "cumulative_logprob", "num_output_tokens"):
+        assert (f'input {{ name: "return_{name}"' in config) is declared
+        assert (f'output {{ name: "{name}"' in config) is declared
+    assert 'name: "text_output"' in config
 
 
 def test_model_names_in_one_repository_must_differ(tmp_path: Path) -> None:

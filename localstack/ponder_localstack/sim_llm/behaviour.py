@@ -26,11 +26,25 @@ Calibration, all from ``shared/data``:
   so tests are fast), growing with level as response length does in the Qwen samples
   (log-linear fit), with per-problem and per-sample spreads from those samples, harder
   problems longer, and wrong samples longer by the ratio the samples show.
+- **confidence** (the vLLM backend's ``cumulative_logprob``; simulated, not a model's
+  real log-probabilities): each sample's answer confidence is drawn from the empirical
+  distribution of a real reasoning model's confidence in its final answer, among traces
+  that were right or among traces that were wrong, as this sample is right or wrong:
+  ``prediction_probability / choice_probability_mass`` of the full traces
+  (``is_full_trace``) in ``samples/gemma4_12b_thinking_trajectories.csv`` (Gemma-4-12B,
+  150 multiple-choice questions x 10 traces; 711 right, 789 wrong), read at load. Those
+  questions were selected in cohorts that over-represent overthinking, so the overlap
+  between right and wrong confidences is, if anything, larger than on random questions.
+  The reported ``cumulative_logprob`` after ``i`` of the sample's ``n`` tokens is
+  ``i * (REASONING_LOGPROB_PER_TOKEN + log(confidence) / n)``: a constant per-token cost
+  of reasoning (an assumption, not from the data) plus the answer's log-confidence spread
+  evenly over the trace, so a running per-token mean already carries the signal.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -46,6 +60,7 @@ MATH500_FILE = "math/math500_test.jsonl"
 PROBLEMS_FILE = "samples/qwen25math_math100_x8_problems.csv"
 SAMPLES_FILE = "samples/qwen25math_math100_x8_samples.csv"
 LENGTHS_FILE = "traces/servegen_deepseek_r1_length_quantiles.csv"
+CONFIDENCE_FILE = "samples/gemma4_12b_thinking_trajectories.csv"
 
 LEVELS = (1, 2, 3, 4, 5)
 UNKNOWN_LEVEL = 3
@@ -61,6 +76,10 @@ DIFFICULTY_LENGTH_CORRELATION = 0.5
 SCATTER_SHARE = 0.1
 """Share of wrong samples that give a one-off answer instead of a distractor."""
 ANSWER_TOKENS = 4  # "\\nThe ", "answer ", "is ", "\\boxed{X}."
+REASONING_LOGPROB_PER_TOKEN = -0.3
+"""Assumed mean log-probability of a reasoning token (nats); not calibrated from data."""
+MIN_CONFIDENCE = 1e-6
+"""Floor of an answer confidence before its log is taken (the data hold a few zeros)."""
 
 _QUADRATURE_POINTS = 48
 _SPREAD_BOUNDS_LOGIT = (0.25, 8.0)
@@ -389,6 +408,46 @@ def load_calibration(data_dir: Path) -> Calibration:
         ) from exc
 
 
+@dataclass(frozen=True)
+class ConfidenceCalibration:
+    """Empirical answer log-confidences of real reasoning traces, right and wrong."""
+
+    right_log_confidence: tuple[float, ...]
+    wrong_log_confidence: tuple[float, ...]
+
+    def draw(self, correct: bool, rng: random.Random) -> float:
+        """One log-confidence for a right (``correct``) or wrong sample."""
+        pool = self.right_log_confidence if correct else self.wrong_log_confidence
+        return rng.choice(pool)
+
+
+def compute_confidence_calibration(rows: Iterable[Mapping[str, str]]) -> ConfidenceCalibration:
+    """The log of each full trace's answer confidence among the choices, by correctness."""
+    right: list[float] = []
+    wrong: list[float] = []
+    for r in rows:
+        if r["is_full_trace"] != "True":
+            continue
+        mass = float(r["choice_probability_mass"])
+        confidence = float(r["prediction_probability"]) / mass if mass > 0 else 0.0
+        value = math.log(min(1.0, max(MIN_CONFIDENCE, confidence)))
+        (right if r["correct"] == "True" else wrong).append(value)
+    if not right or not wrong:
+        raise ValueError("the confidence data need right and wrong full traces")
+    return ConfidenceCalibration(tuple(sorted(right)), tuple(sorted(wrong)))
+
+
+def load_confidence_calibration(data_dir: Path) -> ConfidenceCalibration:
+    """Read the Gemma trajectories from ``data_dir`` and collect the confidences."""
+    path = data_dir / CONFIDENCE_FILE
+    try:
+        return compute_confidence_calibration(_read_csv(path))
+    except (OSError, KeyError, ValueError) as exc:
+        raise CalibrationDataError(
+            f"cannot read the confidence data {path} (set PONDER_DATA_DIR): {exc!r}"
+        ) from exc
+
+
 # --- answers -------------------------------------------------------------------------
 
 
@@ -583,10 +642,16 @@ class Completion:
     correct: bool | None
     problem_id: str | None
     level: int
+    logprob_per_token: float = REASONING_LOGPROB_PER_TOKEN
+    """The simulated mean log-probability of this sample's tokens (see the module)."""
 
     @property
     def text(self) -> str:
         return "".join(self.tokens)
+
+    def cumulative_logprob(self, tokens_sent: int) -> float:
+        """The simulated ``cumulative_logprob`` after the first ``tokens_sent`` tokens."""
+        return self.logprob_per_token * tokens_sent
 
 
 def _reasoning_tokens(rng: random.Random, count: int) -> list[str]:
@@ -645,10 +710,16 @@ class SimModel:
     """A simulated model: catalog + calibration + settings; every method is pure."""
 
     def __init__(
-        self, catalog: Catalog, calibration: Calibration, settings: SimSettings | None = None
+        self,
+        catalog: Catalog,
+        calibration: Calibration,
+        settings: SimSettings | None = None,
+        confidence: ConfidenceCalibration | None = None,
     ) -> None:
         self.catalog = catalog
         self.calibration = calibration
+        self.confidence = confidence
+        """None: every token at ``REASONING_LOGPROB_PER_TOKEN``, no confidence signal."""
         self.settings = settings or SimSettings()
         self.spread_logit = (
             calibration.spread_logit
@@ -665,7 +736,12 @@ class SimModel:
     def load(
         cls, data_dir: Path, settings: SimSettings | None = None
     ) -> SimModel:
-        return cls(load_catalog(data_dir), load_calibration(data_dir), settings)
+        return cls(
+            load_catalog(data_dir),
+            load_calibration(data_dir),
+            settings,
+            load_confidence_calibration(data_dir),
+        )
 
     def expected_level_accuracy(self, level: int) -> float:
         """Mean accuracy over a level's problems (the calibrated mean, plus the skill offset)."""
@@ -745,4 +821,12 @@ class SimModel:
         else:
             seed = entropy if entropy is not None else random.SystemRandom().getrandbits(64)
         rng = _rng("sample", normalize_text(prompt), seed)
-        return render_completion(draw_sample(profile, rng), profile, params, rng)
+        draw = draw_sample(profile, rng)
+        completion = render_completion(draw, profile, params, rng)
+        if self.confidence is None:
+            return completion
+        confidence_rng = _rng("confidence", normalize_text(prompt), seed)
+        log_confidence = self.confidence.draw(draw.correct, confidence_rng)
+        full_tokens = draw.reasoning_tokens + ANSWER_TOKENS
+        per_token = REASONING_LOGPROB_PER_TOKEN + log_confidence / full_tokens
+        return dataclasses.replace(completion, logprob_per_token=per_token)

@@ -2,8 +2,12 @@
 
 Decoupled, on CPU, with the inputs and outputs of Triton's vLLM backend: ``text_input``,
 optional ``stream``, ``sampling_parameters`` (JSON) and ``exclude_input_in_output``, and
-``text_output``. What it writes comes from ``behaviour.py`` (beside this version folder):
-reasoning words, then ``The answer is \\boxed{X}.``, right or wrong as calibrated.
+``text_output``; and its additional outputs (r24.12+) when their optional BOOL inputs ask
+for them: ``finish_reason`` (``"None"`` until the final response, as vLLM's backend sends
+it), ``cumulative_logprob`` (simulated and calibrated, see ``behaviour.py``) and
+``num_output_tokens`` (the tokens in this response). What it writes comes from
+``behaviour.py`` (beside this version folder): reasoning words, then
+``The answer is \\boxed{X}.``, right or wrong as calibrated.
 
 Each request generates on a worker thread. Tokens come out at the per-token latency
 (one streamed response per token, coalesced when the sender falls behind) and the
@@ -35,7 +39,11 @@ if str(_MODEL_DIR) not in sys.path:
 import behaviour  # noqa: E402
 
 _CANCEL_CHECK_SECONDS = 0.02
-_INPUT_NAMES = ("text_input", "stream", "sampling_parameters", "exclude_input_in_output")
+_SIGNALS = ("finish_reason", "cumulative_logprob", "num_output_tokens")
+_INPUT_NAMES = (
+    "text_input", "stream", "sampling_parameters", "exclude_input_in_output",
+    *(f"return_{name}" for name in _SIGNALS),
+)  # fmt: skip
 
 
 def _param(config: dict[str, Any], key: str, default: str) -> str:
@@ -54,9 +62,18 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _response(text: str) -> Any:
-    out = pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_))
-    return pb_utils.InferenceResponse(output_tensors=[out])
+def _response(text: str, signals: dict[str, Any] | None = None) -> Any:
+    """A response with ``text`` and the additional outputs in ``signals`` (name: value)."""
+    out = [pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_))]
+    for name, value in (signals or {}).items():
+        if name == "finish_reason":
+            array = np.array([str(value).encode()], dtype=np.object_)
+        elif name == "cumulative_logprob":
+            array = np.array([value], dtype=np.float32)
+        else:
+            array = np.array([value], dtype=np.uint32)
+        out.append(pb_utils.Tensor(name, array))
+    return pb_utils.InferenceResponse(output_tensors=out)
 
 
 def _error(message: str, code: Any) -> Any:
@@ -139,6 +156,15 @@ class TritonPythonModel:
             _text(raw) if raw is not None else request.parameters(), ignore=_INPUT_NAMES
         )
         completion = self._sim.complete(prompt, params)
+        wanted = [name for name in _SIGNALS if bool(_input(request, f"return_{name}") or False)]
+
+        def signals(sent_before: int, sent: int) -> dict[str, Any]:
+            final = sent == len(completion.tokens)
+            values = {"finish_reason": completion.finish_reason if final else None,
+                      "cumulative_logprob": completion.cumulative_logprob(sent),
+                      "num_output_tokens": sent - sent_before}  # fmt: skip
+            return {name: values[name] for name in wanted}
+
         latency_ms = params.token_latency_ms
         latency_s = (self._token_latency_ms if latency_ms is None else latency_ms) / 1000.0
         tokens = completion.tokens
@@ -173,13 +199,15 @@ class TritonPythonModel:
             if not stream:
                 if ready >= len(tokens):
                     text = (prompt if prepend else "") + completion.text
-                    sender.send(_response(text), flags=final)
+                    sender.send(_response(text, signals(0, len(tokens))), flags=final)
                     return
                 continue
             upto = min(len(tokens), max(sent + 1, ready))
             chunk = "".join(tokens[sent:upto])
-            sent = upto
-            sender.send(_response(chunk), flags=final if sent == len(tokens) else 0)
+            before, sent = sent, upto
+            sender.send(
+                _response(chunk, signals(before, sent)), flags=final if sent == len(tokens) else 0
+            )
 
     def finalize(self) -> None:
         self._stopping.set()
