@@ -4,6 +4,11 @@ Role: the step between a finished sample and ``aggregate`` (which votes over the
 found here). Extractors are plain functions ``text -> answer | None`` held in a read-only
 registry by name; ``None`` means the sample abstains. Normalisation rewrites LaTeX answers
 to one spelling so votes over ``\\dfrac{1}{2}``, ``\\frac12`` and ``1/2`` agree.
+
+``AnswerFormat`` is how one service's model writes its answers: a named extractor (or a
+user's ``regex`` with one capture group) and an equality mode. It is the router config's
+``answers`` section and the ReasoningService CRD's ``spec.answers`` (the operator's API
+imports it), so its CEL rules are the API server's half of the validators below.
 Pure: no I/O, no clock, no logging.
 """
 
@@ -14,20 +19,32 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+from pydantic.alias_generators import to_camel
 
 from .errors import UnknownExtractorError
 
 Extractor = Callable[[str], str | None]
 """Finds the final answer in a completion, or ``None`` when there is none."""
 
-EqualityMode = Literal["exact", "latex", "numeric"]
+EqualityMode = Literal["exact", "latex", "numeric", "text"]
+ExtractorName = Literal[
+    "chain", "boxed", "hash", "the-answer-is", "last-number", "choice", "regex"
+]
+
+MAX_SEARCHED_CHARS = 8192
+"""A ``regex`` extractor searches only the completion's last this many characters: the
+answer is at the end, and a user's pattern never scans a 100,000-character trace."""
+MAX_PATTERN_CHARS = 512
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)")
 _HASH = re.compile(r"####\s*([^\n]+)")
 _THE_ANSWER_IS = re.compile(
     r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE
 )
+_DATE = re.compile(r"(?<![\d/.-])\d{1,4}([/.-])\d{1,2}\1\d{1,4}(?![\d/.-])")
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _SPACING = re.compile(r"\\[!,;:> ]|\\q?quad|\\displaystyle|\\(?:left|right)(?![A-Za-z])")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
@@ -90,9 +107,50 @@ def extract_the_answer_is(text: str) -> str | None:
 
 
 def extract_last_number(text: str) -> str | None:
-    """The last number in the text (integer, decimal, ``a/b``, thousands separators)."""
-    matches = _NUMBER.findall(text)
+    """The last number in the text (integer, decimal, ``a/b``, thousands separators).
+
+    A date (``05/01/2021``, ``2021-05-01``, ``1.5.2021``) is not a number, nor are its parts.
+    """
+    matches = _NUMBER.findall(_DATE.sub(" ", text))
     return matches[-1] if matches else None
+
+
+_CHOICE_AFTER_ANSWER = re.compile(
+    r"answer\W{0,3}(?:is|:)?\W{0,3}(?:option\s+)?\(?([A-E])\)?(?![A-Za-z0-9])", re.IGNORECASE
+)
+_CHOICE_IN_PARENS = re.compile(r"\(([A-E])\)")
+_CHOICE_STANDALONE = re.compile(r"(?<![A-Za-z0-9])([B-E]|A(?!\s+[a-z]))(?![A-Za-z0-9'\u2019])")
+
+
+def extract_choice(text: str) -> str | None:
+    """The chosen multiple-choice letter, A to E: ``\\boxed{C}``, else the last "answer: C"
+    / "the answer is (C)", else the last "(C)", else the last standalone capital A to E
+    (never the article in "A train leaves").
+    """
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        letter = re.fullmatch(r"\(?([A-E])\)?", boxed.strip())
+        return letter.group(1) if letter else None
+    for pattern in (_CHOICE_AFTER_ANSWER, _CHOICE_IN_PARENS, _CHOICE_STANDALONE):
+        matches = [m for m in pattern.findall(text) if m.isupper()]
+        if matches:
+            return str(matches[-1])
+    return None
+
+
+def regex_extractor(pattern: str) -> Extractor:
+    """An extractor returning the capture group of ``pattern``'s last match.
+
+    Only the last ``MAX_SEARCHED_CHARS`` characters are searched; an empty capture abstains.
+    """
+    compiled = re.compile(pattern)
+
+    def extract(text: str) -> str | None:
+        captured = [m.group(1) for m in compiled.finditer(text[-MAX_SEARCHED_CHARS:])]
+        answer = (captured[-1] or "").strip() if captured else ""
+        return answer or None
+
+    return extract
 
 
 def chain_extractors(*extractors: Extractor) -> Extractor:
@@ -130,9 +188,11 @@ EXTRACTORS: Mapping[str, Extractor] = MappingProxyType(
         "the-answer-is": extract_the_answer_is,
         "last-number": extract_last_number,
         "chain": extract_chain,
+        "choice": extract_choice,
     }
 )
-"""Extractors by name; ``chain`` is the default."""
+"""Extractors by name; ``chain`` is the default. ``regex`` is not here: it needs a pattern
+(``regex_extractor``, or ``AnswerFormat.extractor_function``)."""
 
 
 def get_extractor(name: str, registry: Mapping[str, Extractor] = EXTRACTORS) -> Extractor:
@@ -148,6 +208,89 @@ def get_extractor(name: str, registry: Mapping[str, Extractor] = EXTRACTORS) -> 
 def extract_answer(text: str, extractor: str = "chain") -> str | None:
     """The final answer in ``text`` found by the extractor named ``extractor``."""
     return get_extractor(extractor)(text)
+
+
+# A user's pattern is checked twice, as every rule of the CRD: by Python's ``re`` below and
+# by the API server's CEL (RE2), which cannot compile a Python pattern, so it tokenises it:
+# escapes and character classes are skipped, and the parentheses left are counted.
+_TOKENS = r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|\(\?P<|\(\?|\(|\)"
+_BODY = r"(?:\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|[^()\\\[])*"
+_REPEAT = r"(?:[+*]|\{\d+,\})"
+NESTED_REPEAT = re.compile(rf"\({_BODY}{_REPEAT}{_BODY}\){_REPEAT}")
+"""A repeated group that repeats inside, such as ``(a+)+``: exponential on a near miss."""
+
+PATTERN_RULES: tuple[tuple[str, str], ...] = (
+    (f"self.findAll(r'{_TOKENS}').filter(t, t == '(' || t == '(?P<').size() == 1",
+     "pattern must have exactly one capture group, around the answer"),
+    (f"self.findAll(r'{_TOKENS}').filter(t, t.startsWith('(')).size() == "
+     f"self.findAll(r'{_TOKENS}').filter(t, t == ')').size()",
+     "pattern must be a regular expression with balanced parentheses"),
+    (f"!self.matches(r'{NESTED_REPEAT.pattern}')",
+     "pattern must not repeat a group that repeats inside, such as (a+)+: it can take "
+     "exponential time"),
+)
+"""The API server's checks of ``spec.answers.pattern``, as CEL rule and message."""
+PATTERN_IFF_REGEX = (
+    "has(self.pattern) == (has(self.extractor) && self.extractor == 'regex')",
+    "pattern is required with extractor regex, and only then",
+)
+
+
+class AnswerFormat(BaseModel):
+    """How the model writes its final answer, and when two answers are the same.
+
+    extractor picks the answer out of each sample: chain (boxed, then ####, then "the
+    answer is", then the last number), one of those alone, choice (a multiple-choice
+    letter A to E) or regex (the capture group of pattern's last match, searched in the
+    last 8192 characters). equality says when two answers are one vote: numeric (0.5 =
+    1/2 = \\frac{1}{2}), latex (normalised LaTeX), text (ignoring case, whitespace and
+    quotes) or exact.
+    """
+
+    # Also the ReasoningService CRD's spec.answers (the operator's API imports it), so the
+    # docstring and descriptions are what kubectl explain shows.
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True,
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": PATTERN_IFF_REGEX[0], "message": PATTERN_IFF_REGEX[1],
+             "fieldPath": ".pattern"}]},
+    )  # fmt: skip
+
+    extractor: ExtractorName = Field(
+        default="chain", description="How the answer is found in a sample (see above).")
+    pattern: str | None = Field(
+        default=None, min_length=1, max_length=MAX_PATTERN_CHARS, validate_default=True,
+        json_schema_extra={"x-kubernetes-validations": cast(JsonValue, [
+            {"rule": rule, "message": message} for rule, message in PATTERN_RULES])},
+        description="With extractor regex: a Python regular expression with exactly one "
+                    "capture group, the answer, such as 'A:\\s*(\\S+)'.",
+    )  # fmt: skip
+    equality: EqualityMode = Field(
+        default="numeric", description="When two answers are the same vote (see above).")
+
+    @field_validator("pattern")
+    @classmethod
+    def _usable_pattern(cls, pattern: str | None, info: ValidationInfo) -> str | None:
+        if (pattern is not None) != (info.data.get("extractor") == "regex"):
+            raise ValueError(PATTERN_IFF_REGEX[1])
+        if pattern is None:
+            return None
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as exc:
+            raise ValueError(f"pattern is not a regular expression: {exc}") from exc
+        if groups != 1:
+            raise ValueError(f"{PATTERN_RULES[0][1]} (it has {groups})")
+        if NESTED_REPEAT.search(pattern):
+            raise ValueError(PATTERN_RULES[2][1])
+        return pattern
+
+    def extractor_function(self) -> Extractor:
+        """The extractor this format names (``regex``: one compiled from ``pattern``)."""
+        if self.extractor == "regex" and self.pattern is not None:
+            return regex_extractor(self.pattern)
+        return get_extractor(self.extractor)
 
 
 def normalize_answer(answer: str) -> str:
@@ -193,15 +336,25 @@ def numeric_value(answer: str) -> Fraction | None:
     return -value if sign else value
 
 
+def text_key(answer: str) -> str:
+    """``answer`` without case, runs of whitespace, surrounding quotes or a final stop."""
+    text = answer.translate(_STRAIGHT_QUOTES).casefold()
+    text = " ".join(text.split()).strip(_QUOTES + " ").rstrip(".").strip(_QUOTES + " ")
+    return text
+
+
 def answer_key(answer: str, mode: EqualityMode = "numeric") -> str:
     """A key equal for two answers exactly when ``answers_equal`` says they are equal.
 
-    ``exact`` compares the stripped text; ``latex`` the normalised text; ``numeric`` also
+    ``exact`` compares the stripped text; ``text`` ignores case, whitespace and quotes
+    (``"Paris"`` = ``paris.``); ``latex`` compares the normalised text; ``numeric`` also
     maps plain numbers to their exact value (``0.5`` = ``1/2`` = ``\\frac{1}{2}``), never
-    rounding (``0.333`` is not ``1/3``).
+    rounding (``0.333`` is not ``1/3``). A date is text, never a fraction.
     """
     if mode == "exact":
         return answer.strip()
+    if mode == "text":
+        return text_key(answer)
     if mode == "numeric":
         value = numeric_value(answer)
         if value is not None:
@@ -212,6 +365,12 @@ def answer_key(answer: str, mode: EqualityMode = "numeric") -> str:
 def answers_equal(a: str, b: str, mode: EqualityMode = "numeric") -> bool:
     """Whether ``a`` and ``b`` are the same answer under ``mode`` (see ``answer_key``)."""
     return answer_key(a, mode) == answer_key(b, mode)
+
+
+_STRAIGHT_QUOTES = str.maketrans(  # curly and low quotes, and the backtick
+    {"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'", "`": "'"}
+)
+_QUOTES = "\"'"
 
 
 def _expand_fraction(match: re.Match[str]) -> str:

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .admission import Admission
-from .answers import get_extractor
 from .api import RequestResult, chunk_tokens
 from .budgets import (
     Budget,
@@ -151,9 +150,10 @@ class RequestRun:
         self.queued = False
         self.admitted = False
         self.escalated_tokens = 0
-        self.extract = get_extractor(config.extractor)
+        self.extract = config.answers.extractor_function()
         self.plan = RequestPlan.for_request(
-            budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None)
+            budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None,
+            equality=config.answers.equality)
 
     @property
     def budget_tokens(self) -> int:

@@ -6,15 +6,16 @@ on every change (``load_config``; ``config_watch.ConfigWatcher`` polls the file)
 invalid new file never replaces a valid running one. ``ProcessSettings`` holds the
 ``PONDER_ROUTER_…`` environment variables, read in ``main()`` only. Neighbours:
 ``budgets`` and ``aggregate`` own the ``budgets`` and ``stopping`` sections; ``app``
-applies a new config to a running router. ``StopRule`` and ``AdmissionConfig`` are also
-the CRD's ``spec.budgets.stopping`` and ``spec.router.admission`` (the operator's API
-imports them), so those sections have one schema; the budget tiers have their own CRD
-models, held to these by ``tests/unit/test_config_contract.py``.
+applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
+``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping``, ``spec.answers`` and
+``spec.router.admission`` (the operator's API imports them), so those sections have one
+schema; the budget tiers have their own CRD models, held to these by
+``tests/unit/test_config_contract.py``.
 
 Shape (YAML or JSON)::
 
     service: qwen-7b            namespace: ml          modelName: qwen-7b
-    tritonModel: qwen-7b        extractor: chain
+    tritonModel: qwen-7b        answers: {extractor: regex, pattern: 'A:\\s*(\\S+)', equality: text}
     endpoints: ["10.0.0.5:8001"]          # or, never both:
     discovery: {namespace: ml, labelSelector: "app=qwen-7b-triton", grpcPort: 8001}
     budgets: {tiers: [...], effortTiers: {...}, shrinkOrder: [...], demandModel: {...},
@@ -45,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from .aggregate import StopRule
-from .answers import EXTRACTORS
+from .answers import AnswerFormat
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .errors import PolicyError
 
@@ -156,7 +157,8 @@ class RouterConfig(BaseModel):
     discovery: DiscoveryConfig | None = Field(default=None, description="watch Triton pods")
     budgets: BudgetPolicy = Field(default_factory=default_policy)
     stopping: StopRule = Field(default_factory=StopRule)
-    extractor: str = Field(default="chain", description="answer extractor name")
+    answers: AnswerFormat = Field(default_factory=AnswerFormat,
+                                  description="how answers are found and compared")
     prompt_format: PromptFormat = PromptFormat.PLAIN
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
@@ -191,9 +193,6 @@ class RouterConfig(BaseModel):
                 raise ValueError(f"endpoint {endpoint!r} is not host:port")
         if len(set(self.endpoints)) != len(self.endpoints):
             raise ValueError("endpoints must not repeat")
-        if self.extractor not in EXTRACTORS:
-            known = ", ".join(sorted(EXTRACTORS))
-            raise ValueError(f"extractor {self.extractor!r} is not one of {known}")
         for name, url in self.escalation.items():
             if not re.match(_DNS_LABEL, name):
                 raise ValueError(f"escalation key {name!r} is not a ReasoningService name")

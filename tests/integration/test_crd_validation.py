@@ -136,6 +136,22 @@ INVALID = [
                  "spec.budgets.estimator.coefficients",
                  "coefficients must name features the router extracts",
                  id="estimator-weighs-an-unknown-feature"),
+    pytest.param(edit("answers", {"extractor": "regex", "pattern": r"A:\s*\S+"}),
+                 "spec.answers.pattern", "exactly one capture group",
+                 id="pattern-without-a-capture-group"),
+    pytest.param(edit("answers", {"extractor": "regex", "pattern": r"(A):\s*(\S+)"}),
+                 "spec.answers.pattern", "exactly one capture group",
+                 id="pattern-with-two-capture-groups"),
+    pytest.param(edit("answers", {"extractor": "regex", "pattern": r"A:\s*((\S+)"}),
+                 "spec.answers.pattern", "a regular expression", id="pattern-unbalanced"),
+    pytest.param(edit("answers", {"extractor": "regex", "pattern": r"(?:\w+\s?)+(\d)"}),
+                 "spec.answers.pattern", "exponential", id="pattern-nested-repeat"),
+    pytest.param(edit("answers", {"extractor": "regex"}), "spec.answers.pattern",
+                 "pattern is required with extractor regex", id="regex-without-pattern"),
+    pytest.param(edit("answers", {"pattern": "(x)"}), "spec.answers.pattern",
+                 "pattern is required with extractor regex", id="pattern-without-regex"),
+    pytest.param(edit("answers", {"extractor": "magic"}), "spec.answers.extractor", "",
+                 id="unknown-extractor"),
 ]
 
 
@@ -187,6 +203,21 @@ def test_api_server_accepts_estimator_weights_over_known_features(
 
     assert parse_spec(stored) == parse_spec(manifest)
     assert stored["spec"]["budgets"]["estimator"]["coefficients"]["easy_keywords"] == -1.25
+
+
+def test_api_server_accepts_a_regex_answer_pattern_with_one_capture_group(
+    crd: Cluster, namespace: str
+) -> None:
+    manifest = valid_service("dated")
+    manifest["spec"]["answers"] = {"extractor": "regex", "pattern": r"(?i)A:\s*\(?([^()\s]+)",
+                                   "equality": "text"}
+
+    crd.kubectl("apply", "--validate=strict", "-n", namespace, "-f", "-",
+                input_text=yaml.safe_dump(manifest))
+    stored = json.loads(crd.kubectl("get", "rsvc", "dated", "-n", namespace, "-o", "json"))
+
+    assert parse_spec(stored) == parse_spec(manifest)
+    assert stored["spec"]["answers"]["pattern"] == r"(?i)A:\s*\(?([^()\s]+)"
 
 
 def test_get_shows_printer_columns_and_status(crd: Cluster, namespace: str) -> None:

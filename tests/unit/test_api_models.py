@@ -409,3 +409,26 @@ def test_a_service_that_lists_its_own_tiers_later_keeps_no_default_effort_mappin
                                    "strategy": "single"}]
     edited = ReasoningServiceSpec.model_validate(dumped)
     assert edited.budgets.effective_effort() == EffortMapping()
+
+
+@pytest.mark.parametrize(
+    ("answers", "field", "fragment"),
+    [
+        ({"extractor": "magic"}, "spec.answers.extractor", "'chain'"),
+        ({"extractor": "regex"}, "spec.answers.pattern", "pattern is required with extractor"),
+        ({"extractor": "regex", "pattern": "A: ("}, "spec.answers.pattern",
+         "not a regular expression"),
+        ({"extractor": "regex", "pattern": r"A:\s*\S+"}, "spec.answers.pattern",
+         "exactly one capture group"),
+        ({"extractor": "regex", "pattern": r"(\d+)+x"}, "spec.answers.pattern", "exponential"),
+        ({"equality": "fuzzy"}, "spec.answers.equality", "'text'"),
+    ],
+)  # fmt: skip
+def test_an_unusable_answers_section_is_refused_naming_the_field(
+    answers: dict[str, Any], field: str, fragment: str
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({**base_spec(), "answers": answers})
+    assert caught.value.field_path == field
+    assert fragment in str(caught.value)
+

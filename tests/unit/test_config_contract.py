@@ -193,3 +193,11 @@ def test_a_service_without_budgets_gets_the_routers_documented_default_policy(
     assert config.budgets == default_policy()
     assert config.stopping == StopRule()
     assert config.admission == AdmissionConfig()
+
+
+def test_a_regex_answers_section_reaches_the_router_config() -> None:
+    answers = {"extractor": "regex", "pattern": r"A:\s*(\S+)", "equality": "text"}
+    spec = ReasoningServiceSpec.model_validate({"model": MODEL, "answers": answers})
+    config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
+    assert config.answers == spec.answers
+    assert config.answers.extractor_function()("A: 05/01/2021") == "05/01/2021"

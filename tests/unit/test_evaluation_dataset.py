@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from importlib.metadata import EntryPoint, EntryPoints
 from pathlib import Path
@@ -174,3 +175,44 @@ def test_unreadable_data_under_a_generator_is_a_dataset_error(monkeypatch: pytes
                         lambda group, name: registered(group, name, value))  # fmt: skip
     with pytest.raises(DatasetError, match="set PONDER_DATA_DIR"):
         list(dataset_module.generate("standin-math500", tmp_path, problem_limit=1))
+
+
+DATES = [row(f"d{i}", [f"Q: when? A: 05/0{i}/2021", f"I think A: 05/0{i}/2021", "A: 1999"],
+             reference=f"05/0{i}/2021") for i in range(1, 4)]  # fmt: skip
+
+
+def test_a_regex_pattern_reads_date_answers_the_chain_would_misread() -> None:
+    chain = parse_lines(DATES)
+    assert all(key is None for p in chain.problems for key in p.answer_keys[:2])
+    dated = parse_lines(DATES, extractor="regex", pattern=r"A:\s*(\S+)")
+    assert [p.pass_at_1 for p in dated.problems] == pytest.approx([2 / 3] * 3)
+
+
+def test_text_equality_ignores_case_whitespace_and_quotes() -> None:
+    lines = [row("city", ['Answer: "Paris"', "Answer: paris.", "Answer: Lyon"],
+                 reference="PARIS")]  # fmt: skip
+    exact = parse_lines(lines, extractor="regex", pattern=r"Answer:\s*(.+)", mode="exact")
+    text = parse_lines(lines, extractor="regex", pattern=r"Answer:\s*(.+)", mode="text")
+    assert exact.problems[0].pass_at_1 == 0.0
+    assert text.problems[0].pass_at_1 == pytest.approx(2 / 3)
+
+
+def test_multiple_choice_letters_are_read_with_the_choice_extractor() -> None:
+    lines = [row("mc", ["so the answer is (B)", "Answer: B", "A train... (C)"], reference="B")]
+    assert parse_lines(lines, extractor="choice").problems[0].answer_keys == ("B", "B", "C")
+
+
+@pytest.mark.parametrize(
+    ("extractor", "pattern", "fragment"),
+    [
+        ("regex", None, "pattern: pattern is required with extractor regex"),
+        ("regex", r"A:\s*\S+", "pattern: pattern must have exactly one capture group"),
+        ("regex", "(unclosed", "pattern: pattern is not a regular expression"),
+        ("chain", r"(x)", "pattern: pattern is required with extractor regex, and only then"),
+    ],
+)
+def test_an_unusable_answer_setting_is_refused_before_any_line_is_read(
+    extractor: str, pattern: str | None, fragment: str
+) -> None:
+    with pytest.raises(DatasetError, match=re.escape(f"answers: {fragment}")):
+        parse_lines(DATES, extractor=extractor, pattern=pattern)

@@ -53,7 +53,7 @@ budgets:
        strategy: vote, escalateTo: qwen-72b}
   effortTiers: {low: easy, high: hard}
 stopping: {rule: window, window: 3}
-extractor: boxed
+answers: {extractor: boxed}
 admission: {maxQueueLength: 10, maxConcurrencyPerTenant: 2, maxPromptChars: 1000,
             maxConcurrentRequests: 4, requestTimeoutSeconds: 30, sampleTimeoutSeconds: 20}
 apiKeysFile: /etc/keys
@@ -78,7 +78,7 @@ verifier: {model: prm}
         ({"discovery": {"namespace": "ml", "labelSelector": "a=b"}}, "exactly one of endpoints"),
         ({"endpoints": ["no-port"]}, "host:port"),
         ({"endpoints": ["a:1", "a:1"]}, "must not repeat"),
-        ({"extractor": "magic"}, "extractor"),
+        ({"answers": {"extractor": "magic"}}, "extractor"),
         ({"escalation": {"big": "ftp://x"}}, "http"),
         ({"admission": {"maxQueueLength": -1}}, "maxQueueLength"),
         ({"admission": {"requestTimeoutSeconds": 0}}, "requestTimeoutSeconds"),
@@ -149,11 +149,11 @@ async def test_a_changed_file_is_applied_and_an_invalid_one_is_kept_out(
 
     watcher = ConfigWatcher(path, apply)
     assert not await watcher.check()  # unchanged since start
-    path.write_text(json.dumps(with_fields(extractor="boxed")))
+    path.write_text(json.dumps(with_fields(answers={"extractor": "boxed"})))
     os.utime(path, ns=(1, 10**18))
     assert await watcher.check()
-    assert applied[-1].extractor == "boxed"
-    path.write_text(json.dumps(with_fields(extractor="magic")))
+    assert applied[-1].answers.extractor == "boxed"
+    path.write_text(json.dumps(with_fields(answers={"extractor": "magic"})))
     os.utime(path, ns=(1, 2 * 10**18))
     with caplog.at_level(logging.ERROR):
         assert not await watcher.check()

@@ -12,9 +12,10 @@ back with ``model_dump(by_alias=True, exclude_none=True)``. Defaults are shared 
 instances, which is safe because nothing here can be mutated.
 
 The sections the router reads are the router's own models where it has one:
-``spec.budgets.stopping`` is ``ponder_router.aggregate.StopRule`` and
-``spec.router.admission`` is ``ponder_router.settings.AdmissionConfig``, copied into the
-router's config as they are. The budget tiers, effort mapping and load shrink keep their
+``spec.budgets.stopping`` is ``ponder_router.aggregate.StopRule``, ``spec.answers`` is
+``ponder_router.answers.AnswerFormat`` and ``spec.router.admission`` is
+``ponder_router.settings.AdmissionConfig``, copied into the router's config as they are.
+The budget tiers, effort mapping and load shrink keep their
 CRD shape (CEL rules, strict scalars); their defaults come from the router's
 ``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
 and enum values to the router's ``BudgetPolicy``.
@@ -43,6 +44,7 @@ from pydantic.alias_generators import to_camel
 
 from ponder_operator.errors import SpecError
 from ponder_router.aggregate import StopRule
+from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.settings import AdmissionConfig
@@ -765,6 +767,10 @@ class ReasoningServiceSpec(ApiModel):
     budgets: BudgetsSpec = Field(
         default=DEFAULT_BUDGETS,
         description="Test-time compute budgets; the router's default policy if unset.")
+    answers: AnswerFormat = Field(
+        default=AnswerFormat(),
+        description="How the model writes its final answer and when two answers are one "
+                    "vote; chain and numeric if unset.")
     router: RouterSpec = Field(default=RouterSpec(), description="The router.")
     cost: CostSpec = Field(default=CostSpec(), description="Cost accounting.")
 

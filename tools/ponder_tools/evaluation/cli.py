@@ -27,14 +27,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import yaml
 from pydantic import ValidationError
 
 from ponder_router.aggregate import StopRule, StopRuleKind
-from ponder_router.answers import EXTRACTORS
+from ponder_router.answers import EqualityMode, ExtractorName
 from ponder_router.budgets import BudgetPolicy
 from ponder_router.errors import PolicyError
 
@@ -96,10 +96,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orderings", type=int, default=None,
                         help="random sample orders per problem")
     parser.add_argument("--seed", type=int, default=0, help="seed of the orders and split")
-    parser.add_argument("--extractor", choices=sorted(EXTRACTORS), default="chain",
-                        help="answer extractor, as in the router (default: chain)")
-    parser.add_argument("--equality", choices=("exact", "latex", "numeric"), default="numeric",
-                        help="when two answers are the same answer (default: numeric)")
+    parser.add_argument("--extractor", choices=get_args(ExtractorName), default=None,
+                        help="answer extractor, as a service's spec.answers.extractor "
+                             "(default: chain, or regex with --extract-pattern)")
+    parser.add_argument("--extract-pattern", default=None, metavar="REGEX",
+                        help="the answer is this regular expression's one capture group "
+                             "in its last match, as spec.answers.pattern (e.g. 'A:\\s*(\\S+)')")
+    parser.add_argument("--equality", choices=get_args(EqualityMode), default="numeric",
+                        help="when two answers are the same answer: numeric, latex, text "
+                             "(no case, whitespace or quotes) or exact (default: numeric)")
     parser.add_argument("--strict", action="store_true",
                         help="fail on the first bad line instead of skipping it")
     parser.add_argument("--price-per-token", type=float, default=1.0,
@@ -129,10 +134,16 @@ def _load(args: argparse.Namespace, workdir: Path, prefix: str = "") -> Dataset:
         write_jsonl(generate(builtin, samples_per_problem=args.samples_per_problem,
                              seed=args.standin_seed, skill_logit_offset=skill), path)
     assert path is not None
-    dataset = load_dataset(path, extractor=args.extractor, mode=args.equality,
-                           strict=args.strict)  # fmt: skip
+    dataset = load_dataset(path, strict=args.strict, **_answers(args))
     _report_issues(dataset)
     return dataset
+
+
+def _answers(args: argparse.Namespace) -> dict[str, Any]:
+    """``load_dataset``'s answer settings from --extractor, --extract-pattern, --equality."""
+    pattern: str | None = args.extract_pattern
+    extractor = args.extractor or ("regex" if pattern is not None else "chain")
+    return {"extractor": extractor, "pattern": pattern, "mode": args.equality}
 
 
 def _report_issues(dataset: Dataset, shown: int = 10) -> None:
@@ -222,8 +233,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                             load_policy(path)))  # fmt: skip
             prices = {k: float(v) for k, v in _pairs(args.escalate_price, "price").items()}
             escalations = {
-                service: Escalation(load_dataset(Path(file), extractor=args.extractor,
-                                                 mode=args.equality, strict=args.strict),
+                service: Escalation(load_dataset(Path(file), strict=args.strict,
+                                                 **_answers(args)),
                                     prices.get(service, 1.0))
                 for service, file in _pairs(args.escalate, "--escalate").items()
             }  # fmt: skip

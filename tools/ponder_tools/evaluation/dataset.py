@@ -6,8 +6,9 @@ Role: the input side of ``replay`` and ``calibrate``. One JSON object per line::
      "scores": [float, ...]?, "tokens": [int, ...]?, "level": int?}
 
 Each sample is a completion (or any text the router's extractor reads, such as
-``\\boxed{42}``); the router's own extractor (``answers.extract_answer``) pulls the final
-answer out and ``answers.answer_key`` keys it once, here, so replays compare integers.
+``\\boxed{42}``); the router's own extractor (a named one, or ``regex`` with a ``pattern``,
+as a service's ``spec.answers`` says) pulls the final answer out and ``answers.answer_key``
+keys it once, here, so replays compare integers.
 A sample with no extractable answer is kept as an abstention (it costs budget and casts
 no vote, as in the router) and reported. ``load_dataset`` reports every other problem
 with its line number: malformed JSON, missing or mistyped fields, empty sample lists,
@@ -34,7 +35,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-from ponder_router.answers import EqualityMode, answer_key, extract_answer
+from pydantic import ValidationError
+
+from ponder_router.answers import AnswerFormat, EqualityMode, Extractor, answer_key
 from ponder_router.errors import PolicyError
 from ponder_tools.data import shared_data_dir
 
@@ -159,6 +162,7 @@ class _Skip(Exception):
 class _Parser:
     extractor: str
     mode: EqualityMode
+    extract: Extractor
     issues: list[LoadIssue] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
 
@@ -197,7 +201,7 @@ class _Parser:
             raise _Skip("field 'level' must be an integer", pid)
         keys: list[str | None] = []
         for index, sample in enumerate(samples):
-            answer = extract_answer(sample, self.extractor)
+            answer = self.extract(sample)
             if answer is None or not answer.strip():
                 message = (f"sample {index}: no answer found by extractor {self.extractor!r} "
                            "(kept as an abstention)")  # fmt: skip
@@ -241,10 +245,19 @@ def parse_lines(
     extractor: str = "chain",
     mode: EqualityMode = "numeric",
     strict: bool = False,
+    pattern: str | None = None,
 ) -> Dataset:
     """A ``Dataset`` from JSONL ``lines`` (see the module docstring); blank lines hold
-    nothing and are passed over. ``strict`` raises on the first issue of any kind."""
-    parser = _Parser(extractor, mode)
+    nothing and are passed over. ``strict`` raises on the first issue of any kind.
+    ``extractor``, ``pattern`` and ``mode`` are a service's ``spec.answers`` (extractor,
+    pattern, equality), refused with ``DatasetError`` where the router would refuse them."""
+    try:
+        answers = AnswerFormat.model_validate(
+            {"extractor": extractor, "pattern": pattern, "equality": mode})
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise DatasetError(f"answers: {reasons.replace('Value error, ', '')}") from exc
+    parser = _Parser(extractor, mode, answers.extractor_function())
     problems: list[EvalProblem] = []
     for line_no, text in enumerate(lines, start=1):
         if not text.strip():
@@ -269,12 +282,14 @@ def load_dataset(
     mode: EqualityMode = "numeric",
     strict: bool = False,
     name: str | None = None,
+    pattern: str | None = None,
 ) -> Dataset:
     """Read the JSONL file at ``path`` (see ``parse_lines``)."""
     try:
         with path.open(encoding="utf-8") as lines:
             return parse_lines(lines, name=name or path.stem, source=str(path),
-                               extractor=extractor, mode=mode, strict=strict)  # fmt: skip
+                               extractor=extractor, mode=mode, strict=strict,
+                               pattern=pattern)  # fmt: skip
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
