@@ -28,7 +28,8 @@ Shape (YAML or JSON)::
                horizonSeconds: 30}
     verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
                                                     # verifierModel overrides the model
-    promptFormat: plain
+    chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
+                                    # returnReasoning (chat.ChatFormat); plain if unset
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import yaml
@@ -47,6 +47,7 @@ from pydantic.alias_generators import to_camel
 from .aggregate import StopRule
 from .answers import EXTRACTORS
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
+from .chat import ChatFormat
 from .errors import PolicyError
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -60,13 +61,6 @@ _MODEL_CONFIG = ConfigDict(
 
 class ConfigError(PolicyError):
     """The router's configuration file is missing, unreadable or invalid."""
-
-
-class PromptFormat(StrEnum):
-    """How chat messages become the one ``text_input`` string Triton's LLM backends take."""
-
-    PLAIN = "plain"  # a lone user message as is; otherwise "role: content" paragraphs
-    CHATML = "chatml"  # <|im_start|>role ... <|im_end|>, ending with an open assistant turn
 
 
 class DiscoveryConfig(BaseModel):
@@ -157,7 +151,8 @@ class RouterConfig(BaseModel):
     budgets: BudgetPolicy = Field(default_factory=default_policy)
     stopping: StopRule = Field(default_factory=StopRule)
     extractor: str = Field(default="chain", description="answer extractor name")
-    prompt_format: PromptFormat = PromptFormat.PLAIN
+    chat: ChatFormat = Field(default_factory=ChatFormat,
+                             description="the model's chat template and thinking markers")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"
