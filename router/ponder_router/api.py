@@ -6,9 +6,12 @@ OpenAI's error shape (``error_body``). Standard OpenAI arguments the router does
 are accepted and ignored, except where ignoring them would change the meaning
 (``n``/``best_of`` > 1: the router decides the sample count, ``ponder.max_samples``
 caps it). Responses carry OpenAI's fields plus a ``ponder`` object saying what the
-request cost and why. ``openapi_schema`` is the OpenAPI 3.1 document of all this (served
-at ``GET /openapi.json``), stating what the router accepts so that a request valid by it
-is answered; ``tests/unit/test_router_fuzz.py`` holds the two to each other. Neighbours:
+request cost and why; a chat answer's chain of thought is ``reasoning_content``
+beside ``content``, as OpenAI-compatible servers for reasoning models return it
+(``separate_reasoning``; the model's markers are the config's ``chat`` section).
+``openapi_schema`` is the OpenAPI 3.1 document of all this (served at
+``GET /openapi.json``), stating what the router accepts so that a request valid by it is
+answered; ``tests/unit/test_router_fuzz.py`` holds the two to each other. Neighbours:
 ``executor`` fills the ``PonderReport``; ``app`` maps errors to status codes. Pure: no I/O.
 
 Token counts are approximate: Triton's LLM backends stream text, not token ids, so a
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -35,8 +38,8 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from .budgets import Strategy
+from .chat import ChatFormat, ChatTemplateError, split_reasoning
 from .errors import PolicyError
-from .settings import PromptFormat
 
 _JSON = "application/json"
 MAX_TOKENS_LIMIT = 1_048_576
@@ -291,14 +294,14 @@ def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
 
 
-def render_prompt(messages: list[ChatMessage], fmt: PromptFormat) -> str:
-    """The ``text_input`` for Triton's LLM backends, which take one string."""
-    if fmt is PromptFormat.CHATML:
-        turns = [f"<|im_start|>{m.role}\n{m.text}<|im_end|>" for m in messages]
-        return "\n".join([*turns, "<|im_start|>assistant\n"])
-    if len(messages) == 1:
-        return messages[0].text
-    return "\n\n".join(f"{m.role}: {m.text}" for m in messages) + "\n\nassistant:"
+def render_prompt(messages: list[ChatMessage], chat: ChatFormat) -> str:
+    """The ``text_input`` for Triton's LLM backends, which take one string: the messages
+    in the model's chat template; 400 naming ``messages`` when the template refuses them."""
+    turns = [{"role": m.role, "content": m.text} for m in messages]
+    try:
+        return chat.render(turns)
+    except ChatTemplateError as exc:
+        raise RequestError(str(exc), param="messages", code="invalid_value") from exc
 
 
 def problem_text(messages: list[ChatMessage]) -> str:
@@ -323,7 +326,8 @@ class CompletionTokensDetails(BaseModel):
 
 class Usage(BaseModel):
     """Tokens: ``completion_tokens`` counts every sample (what the request cost);
-    ``reasoning_tokens`` those of the samples not returned."""
+    ``reasoning_tokens`` those not in the answer: the thinking of the sample returned
+    (between its markers, returned or not) plus every token of the samples not returned."""
 
     model_config = _RESPONSE
 
@@ -386,6 +390,7 @@ class AssistantMessage(BaseModel):
 
     role: Literal["assistant"] = "assistant"
     content: str
+    reasoning_content: str | None = None
 
 
 class ChatChoice(BaseModel):
@@ -461,6 +466,8 @@ class RequestResult:
     completion_tokens: int
     reasoning_tokens: int
     report: PonderReport
+    reasoning: str | None = None
+    """The chain of thought, once separated from ``text`` (``separate_reasoning``)."""
 
     @property
     def usage(self) -> Usage:
@@ -472,12 +479,27 @@ class RequestResult:
         )  # fmt: skip
 
 
+def separate_reasoning(result: RequestResult, chat: ChatFormat, prompt: str) -> RequestResult:
+    """``result`` with its chain of thought taken out of its text (``chat.split_reasoning``)
+    and counted in ``reasoning_tokens``; kept as ``reasoning`` unless the service returns
+    none. The thinking's tokens are its pieces, at most the returned sample's tokens."""
+    delimiters = chat.delimiters
+    if delimiters is None:
+        return result
+    reasoning, answer = split_reasoning(result.text, delimiters,
+                                        opened=chat.opens_thinking(prompt))  # fmt: skip
+    returned_tokens = result.completion_tokens - result.reasoning_tokens
+    thinking_tokens = min(count_tokens(reasoning), returned_tokens)
+    return replace(result, text=answer, reasoning_tokens=result.reasoning_tokens + thinking_tokens,
+                   reasoning=reasoning if reasoning and chat.return_reasoning else None)
+
+
 def completion_body(chat: bool, request_id: str, created: int, model: str,
                     result: RequestResult) -> bytes:  # fmt: skip
     """The JSON of a non-streamed chat completion (``chat``) or completion."""
     if chat:
-        choice = ChatChoice(message=AssistantMessage(content=result.text),
-                            finish_reason=result.finish_reason)  # fmt: skip
+        message = AssistantMessage(content=result.text, reasoning_content=result.reasoning)
+        choice = ChatChoice(message=message, finish_reason=result.finish_reason)
         body: BaseModel = ChatCompletion(id=request_id, created=created, model=model,
                                          choices=[choice], usage=result.usage,
                                          ponder=result.report)  # fmt: skip
@@ -493,11 +515,13 @@ def completion_body(chat: bool, request_id: str, created: int, model: str,
 def stream_chunk(
     chat: bool, request_id: str, created: int, model: str, content: str | None = None, *,
     role: bool = False, finish_reason: FinishReason | None = None,
-    ponder: dict[str, Any] | None = None,
+    ponder: dict[str, Any] | None = None, reasoning: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One SSE chunk: ``chat.completion.chunk`` (delta) or ``text_completion`` (text)."""
     if chat:
         delta: dict[str, Any] = {"role": "assistant"} if role else {}
+        if reasoning is not None:
+            delta["reasoning_content"] = reasoning
         if content is not None:
             delta["content"] = content
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
@@ -513,12 +537,15 @@ def stream_chunk(
     return body
 
 
-def content_event(chat: bool, request_id: str, created: int, model: str,
-                  ) -> Callable[[str], str]:  # fmt: skip
+def content_event(chat: bool, request_id: str, created: int, model: str, *,
+                  reasoning: bool = False) -> Callable[[str], str]:  # fmt: skip
     """A fast renderer of the SSE event carrying one piece of text (the hot path of a
-    stream): the chunk's JSON is rendered once around a placeholder."""
+    stream), answer or (``reasoning``) thinking: the chunk's JSON is rendered once around
+    a placeholder."""
     marker = "\u0000ponder\u0000"
-    rendered = sse(stream_chunk(chat, request_id, created, model, marker))
+    chunk = (stream_chunk(chat, request_id, created, model, reasoning=marker) if reasoning
+             else stream_chunk(chat, request_id, created, model, marker))  # fmt: skip
+    rendered = sse(chunk)
     prefix, suffix = rendered.split(json.dumps(marker), 1)
     return lambda text: prefix + json.dumps(text) + suffix
 

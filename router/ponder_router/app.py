@@ -66,10 +66,12 @@ from .api import (
     parse_request,
     problem_text,
     render_prompt,
+    separate_reasoning,
     sse,
     stream_chunk,
     usage_chunk,
 )
+from .chat import Part, ReasoningSplitter
 from .config_watch import ConfigWatcher
 from .endpoints import BackendFactory, EndpointPool, PodWatcher
 from .errors import PonderRouterError
@@ -206,7 +208,7 @@ def _router(request: Request) -> Router:
 
 def _spec(parsed: AnyRequest, tenant: str, config: RouterConfig) -> RequestSpec:
     if isinstance(parsed, ChatCompletionRequest):
-        prompt = render_prompt(parsed.messages, config.prompt_format)
+        prompt = render_prompt(parsed.messages, config.chat)
         problem, prefix = problem_text(parsed.messages), "chatcmpl-"
     else:
         prompt = problem = parsed.prompt_text
@@ -307,6 +309,8 @@ async def _complete(request: Request, kind: type[AnyRequest]) -> Response:
                     raise
                 outcome = "cancelled"  # its samples were cancelled on Triton
                 return Response(status_code=499)
+        if kind is ChatCompletionRequest:
+            result = separate_reasoning(result, run.config.chat, run.spec.prompt)
         return json_response(completion_body(kind is ChatCompletionRequest, run.spec.request_id,
                                              int(time.time()), parsed.model, result))  # fmt: skip
     except PonderRouterError as exc:
@@ -380,7 +384,8 @@ async def _escalate(request: Request, run: RequestRun, body: bytes) -> Response:
 async def _stream(router: Router, run: RequestRun, parsed: AnyRequest,
                   started: float) -> AsyncIterator[str]:  # fmt: skip
     """A streamed run's SSE events: its tokens or progress, then the answer and report; a
-    failure after the stream began ends it with an error event. Records the outcome."""
+    failure after the stream began ends it with an error event. Records the outcome. A
+    chat's thinking streams as ``reasoning_content`` deltas, its answer as ``content``."""
     sink = _QueueSink()
     work = asyncio.ensure_future(run.execute(sink))
     work.add_done_callback(lambda _: sink.queue.put_nowait(("done", None)))
@@ -390,7 +395,8 @@ async def _stream(router: Router, run: RequestRun, parsed: AnyRequest,
     try:
         if chat:
             yield sse(stream_chunk(*head, "", role=True))
-        text_event, finished = content_event(*head), False
+        text_event, flush = _text_events(run, head)
+        finished = False
         while not finished:
             events, finished = await _next_events(sink, head, text_event)
             if events:
@@ -401,7 +407,14 @@ async def _stream(router: Router, run: RequestRun, parsed: AnyRequest,
             outcome = exc.reason  # the request ran: its failure, not a refusal
             yield "data: " + bytes(error_response(exc).body).decode() + "\n\n"
             return
-        if run.budget.max_samples > 1:
+        if chat:
+            result = separate_reasoning(result, run.config.chat, run.spec.prompt)
+        if run.budget.max_samples == 1:
+            if held := flush():
+                yield held
+        else:
+            if result.reasoning is not None:
+                yield sse(stream_chunk(*head, reasoning=result.reasoning))
             yield sse(stream_chunk(*head, result.text))
         yield sse(stream_chunk(*head, finish_reason=result.finish_reason,
                                ponder=result.report.model_dump()))  # fmt: skip
@@ -414,6 +427,26 @@ async def _stream(router: Router, run: RequestRun, parsed: AnyRequest,
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
         router.observe(run, outcome, started)
+
+
+def _text_events(run: RequestRun, head: tuple[bool, str, int, str],
+                 ) -> tuple[Callable[[str], str], Callable[[], str]]:  # fmt: skip
+    """The SSE text of a streamed piece of the answering sample, and of what is held back
+    at its end: a chat's pieces are split into thinking and answer as they come."""
+    chat_format = run.config.chat
+    answer_event = content_event(*head)
+    if not head[0] or chat_format.delimiters is None:
+        return answer_event, lambda: ""
+    splitter = ReasoningSplitter(chat_format.delimiters,
+                                 opened=chat_format.opens_thinking(run.spec.prompt))
+    thinking_event = content_event(*head, reasoning=True)
+
+    def render(pieces: list[tuple[Part, str]]) -> str:
+        return "".join(answer_event(text) if part == "content" else thinking_event(text)
+                       for part, text in pieces
+                       if part == "content" or chat_format.return_reasoning)  # fmt: skip
+
+    return lambda text: render(splitter.feed(text)), lambda: render(splitter.close())
 
 
 async def _next_events(sink: _QueueSink, head: tuple[bool, str, int, str],

@@ -29,7 +29,8 @@ Shape (YAML or JSON)::
                horizonSeconds: 30}
     verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
                                                     # verifierModel overrides the model
-    promptFormat: plain
+    chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
+                                    # returnReasoning (chat.ChatFormat); plain if unset
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import yaml
@@ -48,6 +48,7 @@ from pydantic.alias_generators import to_camel
 from .aggregate import StopRule
 from .answers import AnswerFormat
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
+from .chat import ChatFormat
 from .errors import PolicyError
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -61,13 +62,6 @@ _MODEL_CONFIG = ConfigDict(
 
 class ConfigError(PolicyError):
     """The router's configuration file is missing, unreadable or invalid."""
-
-
-class PromptFormat(StrEnum):
-    """How chat messages become the one ``text_input`` string Triton's LLM backends take."""
-
-    PLAIN = "plain"  # a lone user message as is; otherwise "role: content" paragraphs
-    CHATML = "chatml"  # <|im_start|>role ... <|im_end|>, ending with an open assistant turn
 
 
 class DiscoveryConfig(BaseModel):
@@ -159,7 +153,8 @@ class RouterConfig(BaseModel):
     stopping: StopRule = Field(default_factory=StopRule)
     answers: AnswerFormat = Field(default_factory=AnswerFormat,
                                   description="how answers are found and compared")
-    prompt_format: PromptFormat = PromptFormat.PLAIN
+    chat: ChatFormat = Field(default_factory=ChatFormat,
+                             description="the model's chat template and thinking markers")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

@@ -22,7 +22,7 @@ from ponder_router.api import (
     stream_chunk,
 )
 from ponder_router.budgets import Strategy
-from ponder_router.settings import PromptFormat
+from ponder_router.chat import ChatFormat, ChatPreset
 
 USER = [{"role": "user", "content": "What is 1+1?"}]
 
@@ -127,13 +127,13 @@ def test_text_parts_are_joined_and_the_last_user_message_is_the_problem() -> Non
                                           {"type": "text", "text": "x+1=2."}]),
     ]  # fmt: skip
     assert problem_text(messages) == "Solve x+1=2."
-    assert render_prompt(messages, PromptFormat.PLAIN).endswith("assistant:")
-    assert "<|im_start|>user\nSolve x+1=2.<|im_end|>" in render_prompt(messages,
-                                                                       PromptFormat.CHATML)
+    assert render_prompt(messages, ChatFormat()).endswith("assistant:")
+    assert "<|im_start|>user\nSolve x+1=2.<|im_end|>" in render_prompt(
+        messages, ChatFormat(preset=ChatPreset.CHATML))
 
 
 def test_a_lone_user_message_is_the_prompt_as_is() -> None:
-    assert render_prompt([ChatMessage(role="user", content="Hi")], PromptFormat.PLAIN) == "Hi"
+    assert render_prompt([ChatMessage(role="user", content="Hi")], ChatFormat()) == "Hi"
 
 
 @pytest.mark.parametrize(

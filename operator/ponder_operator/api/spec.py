@@ -13,10 +13,11 @@ instances, which is safe because nothing here can be mutated.
 
 The sections the router reads are the router's own models where it has one:
 ``spec.budgets.stopping`` is ``ponder_router.aggregate.StopRule``, ``spec.answers`` is
-``ponder_router.answers.AnswerFormat`` and ``spec.router.admission`` is
-``ponder_router.settings.AdmissionConfig``, copied into the router's config as they are.
-The budget tiers, effort mapping and load shrink keep their
-CRD shape (CEL rules, strict scalars); their defaults come from the router's
+``ponder_router.answers.AnswerFormat``, ``spec.router.admission`` is
+``ponder_router.settings.AdmissionConfig`` and ``spec.model.chat`` is
+``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template), copied into
+the router's config as they are. The budget tiers, effort mapping and load shrink keep
+their CRD shape (CEL rules, strict scalars); their defaults come from the router's
 ``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
 and enum values to the router's ``BudgetPolicy``.
 
@@ -46,6 +47,7 @@ from ponder_operator.errors import SpecError
 from ponder_router.aggregate import StopRule
 from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
+from ponder_router.chat import ChatFormat, ThinkingDelimiters
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.settings import AdmissionConfig
 
@@ -201,6 +203,12 @@ BACKEND_THE_ROUTER_SPEAKS = CelRule(
 )
 
 
+ChatSpec = ChatFormat
+"""The model's chat template and thinking markers: the router's own model."""
+ThinkingSpec = ThinkingDelimiters
+"""The markers around a chain of thought (``spec.model.chat.thinking``)."""
+
+
 class ModelSpec(ApiModel):
     """The model served and the Triton Inference Server that serves it.
 
@@ -240,6 +248,11 @@ class ModelSpec(ApiModel):
         "ServiceAccount the Triton pods run as, for workload identity to a uri repository "
         "(GKE Workload Identity, EKS IRSA or Pod Identity, Azure Workload Identity); the "
         "namespace's default ServiceAccount if unset.")
+    chat: ChatFormat = Field(
+        default=ChatFormat(),
+        description="The model's chat format (a preset or its Jinja chat template) and "
+                    "thinking markers: how the router renders chat messages and separates "
+                    "the chain of thought from the answer.")
 
     @model_validator(mode="after")
     def _backend_the_router_speaks(self) -> ModelSpec:
