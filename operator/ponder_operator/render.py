@@ -244,6 +244,27 @@ def _model_check(spec: ReasoningServiceSpec, repository: str) -> dict[str, Any]:
     }
 
 
+def _probes(spec: ReasoningServiceSpec) -> dict[str, Any]:
+    """Start-up, readiness and liveness, all on the served model's own readiness.
+
+    ``/v2/health/ready`` and ``/live`` report the server and its loaded models' load
+    state: a vLLM engine that died stays "loaded". The vLLM backend's health check
+    (``ENABLE_VLLM_HEALTH_CHECK`` in ``config.pbtxt``, with ``--model-control-mode=explicit``)
+    unloads such a model, after which ``/v2/models/<model>/ready`` fails while the server
+    still reports ready; so readiness takes the pod out of the routers' pools and liveness
+    restarts it once the start-up probe has passed.
+    """
+    model_ready = {"httpGet": {"path": f"/v2/models/{spec.model.served_triton_model_name}/ready",
+                               "port": "http"}}
+    return {
+        "startupProbe": {**model_ready, "periodSeconds": STARTUP_PERIOD_SECONDS,
+                         "failureThreshold": -(-spec.model.startup_timeout_seconds
+                                               // STARTUP_PERIOD_SECONDS)},
+        "readinessProbe": {**model_ready, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**model_ready, "periodSeconds": 10, "failureThreshold": 6},
+    }
+
+
 def render_triton_deployment(
     owner: Owner, spec: ReasoningServiceSpec
 ) -> dict[str, Any]:
@@ -273,6 +294,7 @@ def render_triton_deployment(
             "tritonserver", f"--model-repository={repository}",
             f"--http-port={TRITON_HTTP_PORT}", f"--grpc-port={TRITON_GRPC_PORT}",
             f"--metrics-port={TRITON_METRICS_PORT}", f"--exit-timeout-secs={exit_timeout}",
+            "--model-control-mode=explicit", "--load-model=*",
             *spec.model.args,
         ],
         "env": _home_env(),
@@ -285,14 +307,7 @@ def render_triton_deployment(
             "requests": {"cpu": spec.resources.cpu, "memory": memory, GPU_RESOURCE: gpus},
             "limits": {"memory": memory, GPU_RESOURCE: gpus},
         },
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                           "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                          "periodSeconds": 10, "failureThreshold": 6},
-        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                         "periodSeconds": STARTUP_PERIOD_SECONDS,
-                         "failureThreshold": -(-spec.model.startup_timeout_seconds
-                                               // STARTUP_PERIOD_SECONDS)},
+        **_probes(spec),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "volumeMounts": mounts,
         "securityContext": _container_security(),

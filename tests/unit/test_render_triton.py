@@ -248,3 +248,25 @@ def test_a_terminating_pod_lets_its_longest_request_finish_before_it_is_killed(
 def test_the_users_tritonserver_arguments_come_after_the_operators() -> None:
     args = triton(pod_for({"args": ["--exit-timeout-secs=5"]}))["args"]
     assert args[-1] == "--exit-timeout-secs=5"  # tritonserver keeps an option's last value
+
+
+# -- row 10: a dead engine --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "path"), [
+    pytest.param({}, "/v2/models/m/ready", id="model-name"),
+    pytest.param({"tritonModelName": "qwen"}, "/v2/models/qwen/ready", id="triton-model-name"),
+])
+@pytest.mark.parametrize("probe", ["livenessProbe", "readinessProbe", "startupProbe"])
+def test_every_probe_follows_the_served_models_readiness_not_the_servers_load_state(
+    model: dict[str, Any], path: str, probe: str
+) -> None:
+    assert triton(pod_for(model))[probe]["httpGet"] == {"path": path, "port": "http"}
+
+
+def test_triton_lets_the_vllm_health_check_unload_a_dead_engines_model() -> None:
+    args = triton(pod_for())["args"]
+    # the backend's ENABLE_VLLM_HEALTH_CHECK unloads the model only in explicit mode;
+    # every model in the repository still loads at start
+    assert "--model-control-mode=explicit" in args
+    assert "--load-model=*" in args
