@@ -12,7 +12,8 @@ Children (all owned by the ReasoningService, so deletion cascades):
 - ``<name>-triton``        ServiceMonitor, only when the cluster serves that kind
 
 Every pod runs non-root with a read-only root filesystem, no privilege escalation and all
-capabilities dropped; cost-allocation labels from the spec go on every pod.
+capabilities dropped. Cost-allocation labels from the spec go on every object and every
+router pod, but not on the Triton pod template, where an edit would replace every GPU pod.
 """
 
 from __future__ import annotations
@@ -88,7 +89,11 @@ def triton_selector(owner: Owner) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(owner, "triton").items()))
 
 
-def _labels(owner: Owner, component: str, spec: ReasoningServiceSpec) -> dict[str, str]:
+def _labels(
+    owner: Owner, component: str, spec: ReasoningServiceSpec, *, cost: bool = True
+) -> dict[str, str]:
+    """An object's labels; ``cost=False`` leaves out ``spec.cost.labels`` (the Triton pod
+    template: a label edit there would replace every GPU pod)."""
     labels = {
         "app.kubernetes.io/name": f"ponder-{component}",
         "app.kubernetes.io/instance": owner.name,
@@ -96,6 +101,8 @@ def _labels(owner: Owner, component: str, spec: ReasoningServiceSpec) -> dict[st
         "app.kubernetes.io/part-of": "ponder",
         **selector_labels(owner, component),
     }
+    if not cost:
+        return labels
     cost_labels = spec.cost.labels.model_dump(exclude_none=True)
     labels.update({k: str(v) for k, v in cost_labels.items()})
     return labels
@@ -265,6 +272,24 @@ def _probes(spec: ReasoningServiceSpec) -> dict[str, Any]:
     }
 
 
+def _placement(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any]:
+    """The pod fields ``spec.triton`` passes through: pull secrets, runtime, affinity and
+    topology spread (a constraint without a selector counts this service's Triton pods)."""
+    triton = spec.triton
+    fields: dict[str, Any] = {}
+    if triton.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": n} for n in triton.image_pull_secrets]
+    if triton.runtime_class_name:
+        fields["runtimeClassName"] = triton.runtime_class_name
+    if triton.affinity is not None:
+        fields["affinity"] = triton.affinity
+    if triton.topology_spread_constraints:
+        selector = {"matchLabels": selector_labels(owner, "triton")}
+        fields["topologySpreadConstraints"] = [{"labelSelector": selector, **constraint}
+                                               for constraint in triton.topology_spread_constraints]
+    return fields
+
+
 def render_triton_deployment(
     owner: Owner, spec: ReasoningServiceSpec
 ) -> dict[str, Any]:
@@ -297,7 +322,8 @@ def render_triton_deployment(
             "--model-control-mode=explicit", "--load-model=*",
             *spec.model.args,
         ],
-        "env": _home_env(),
+        "env": [*_home_env(), *(e.model_dump(by_alias=True, exclude_none=True)
+                                for e in spec.triton.env)],
         "ports": [
             {"name": "http", "containerPort": TRITON_HTTP_PORT},
             {"name": "grpc", "containerPort": TRITON_GRPC_PORT},
@@ -315,6 +341,9 @@ def render_triton_deployment(
     uri = spec.model.repository.uri
     if uri is not None:
         _uri_repository(uri, container, volumes)
+    volumes += [v.model_dump() for v in spec.triton.volumes]
+    mounts += [m.model_dump(by_alias=True, exclude_none=True)
+               for m in spec.triton.volume_mounts]
     node_selector = dict(spec.resources.node_selector)
     if spec.resources.gpu_product:
         node_selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_product
@@ -336,8 +365,9 @@ def render_triton_deployment(
         pod_spec["nodeSelector"] = node_selector
     if spec.resources.priority_class_name:
         pod_spec["priorityClassName"] = spec.resources.priority_class_name
+    pod_spec.update(_placement(owner, spec))
     template_meta = {
-        "labels": labels,
+        "labels": _labels(owner, "triton", spec, cost=False),
         "annotations": {"prometheus.io/scrape": "true",
                         "prometheus.io/port": str(TRITON_METRICS_PORT),
                         "prometheus.io/path": "/metrics"},
@@ -347,8 +377,9 @@ def render_triton_deployment(
         "metadata": _metadata(owner, triton_name(owner), labels),
         "spec": {
             "selector": {"matchLabels": selector_labels(owner, "triton")},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+                "maxSurge": spec.triton.rollout.max_surge,
+                "maxUnavailable": spec.triton.rollout.max_unavailable}},
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
@@ -373,6 +404,7 @@ def render_triton_pdb(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": _metadata(owner, triton_name(owner), _labels(owner, "triton", spec)),
         "spec": {"maxUnavailable": 1,
+                 "unhealthyPodEvictionPolicy": "AlwaysAllow",
                  "selector": {"matchLabels": selector_labels(owner, "triton")}},
     }
 
