@@ -12,7 +12,8 @@ Children (all owned by the ReasoningService, so deletion cascades):
 - ``<name>-triton``        ServiceMonitor, only when the cluster serves that kind
 
 Every pod runs non-root with a read-only root filesystem, no privilege escalation and all
-capabilities dropped; cost-allocation labels from the spec go on every pod.
+capabilities dropped. Cost-allocation labels from the spec go on every object and every
+router pod, but not on the Triton pod template, where an edit would replace every GPU pod.
 """
 
 from __future__ import annotations
@@ -88,7 +89,11 @@ def triton_selector(owner: Owner) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(owner, "triton").items()))
 
 
-def _labels(owner: Owner, component: str, spec: ReasoningServiceSpec) -> dict[str, str]:
+def _labels(
+    owner: Owner, component: str, spec: ReasoningServiceSpec, *, cost: bool = True
+) -> dict[str, str]:
+    """An object's labels; ``cost=False`` leaves out ``spec.cost.labels`` (the Triton pod
+    template: a label edit there would replace every GPU pod)."""
     labels = {
         "app.kubernetes.io/name": f"ponder-{component}",
         "app.kubernetes.io/instance": owner.name,
@@ -96,6 +101,8 @@ def _labels(owner: Owner, component: str, spec: ReasoningServiceSpec) -> dict[st
         "app.kubernetes.io/part-of": "ponder",
         **selector_labels(owner, component),
     }
+    if not cost:
+        return labels
     cost_labels = spec.cost.labels.model_dump(exclude_none=True)
     labels.update({k: str(v) for k, v in cost_labels.items()})
     return labels
@@ -244,6 +251,45 @@ def _model_check(spec: ReasoningServiceSpec, repository: str) -> dict[str, Any]:
     }
 
 
+def _probes(spec: ReasoningServiceSpec) -> dict[str, Any]:
+    """Start-up, readiness and liveness, all on the served model's own readiness.
+
+    ``/v2/health/ready`` and ``/live`` report the server and its loaded models' load
+    state: a vLLM engine that died stays "loaded". The vLLM backend's health check
+    (``ENABLE_VLLM_HEALTH_CHECK`` in ``config.pbtxt``, with ``--model-control-mode=explicit``)
+    unloads such a model, after which ``/v2/models/<model>/ready`` fails while the server
+    still reports ready; so readiness takes the pod out of the routers' pools and liveness
+    restarts it once the start-up probe has passed.
+    """
+    model_ready = {"httpGet": {"path": f"/v2/models/{spec.model.served_triton_model_name}/ready",
+                               "port": "http"}}
+    return {
+        "startupProbe": {**model_ready, "periodSeconds": STARTUP_PERIOD_SECONDS,
+                         "failureThreshold": -(-spec.model.startup_timeout_seconds
+                                               // STARTUP_PERIOD_SECONDS)},
+        "readinessProbe": {**model_ready, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**model_ready, "periodSeconds": 10, "failureThreshold": 6},
+    }
+
+
+def _placement(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any]:
+    """The pod fields ``spec.triton`` passes through: pull secrets, runtime, affinity and
+    topology spread (a constraint without a selector counts this service's Triton pods)."""
+    triton = spec.triton
+    fields: dict[str, Any] = {}
+    if triton.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": n} for n in triton.image_pull_secrets]
+    if triton.runtime_class_name:
+        fields["runtimeClassName"] = triton.runtime_class_name
+    if triton.affinity is not None:
+        fields["affinity"] = triton.affinity
+    if triton.topology_spread_constraints:
+        selector = {"matchLabels": selector_labels(owner, "triton")}
+        fields["topologySpreadConstraints"] = [{"labelSelector": selector, **constraint}
+                                               for constraint in triton.topology_spread_constraints]
+    return fields
+
+
 def render_triton_deployment(
     owner: Owner, spec: ReasoningServiceSpec
 ) -> dict[str, Any]:
@@ -273,9 +319,11 @@ def render_triton_deployment(
             "tritonserver", f"--model-repository={repository}",
             f"--http-port={TRITON_HTTP_PORT}", f"--grpc-port={TRITON_GRPC_PORT}",
             f"--metrics-port={TRITON_METRICS_PORT}", f"--exit-timeout-secs={exit_timeout}",
+            "--model-control-mode=explicit", "--load-model=*",
             *spec.model.args,
         ],
-        "env": _home_env(),
+        "env": [*_home_env(), *(e.model_dump(by_alias=True, exclude_none=True)
+                                for e in spec.triton.env)],
         "ports": [
             {"name": "http", "containerPort": TRITON_HTTP_PORT},
             {"name": "grpc", "containerPort": TRITON_GRPC_PORT},
@@ -285,14 +333,7 @@ def render_triton_deployment(
             "requests": {"cpu": spec.resources.cpu, "memory": memory, GPU_RESOURCE: gpus},
             "limits": {"memory": memory, GPU_RESOURCE: gpus},
         },
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                           "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                          "periodSeconds": 10, "failureThreshold": 6},
-        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                         "periodSeconds": STARTUP_PERIOD_SECONDS,
-                         "failureThreshold": -(-spec.model.startup_timeout_seconds
-                                               // STARTUP_PERIOD_SECONDS)},
+        **_probes(spec),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "volumeMounts": mounts,
         "securityContext": _container_security(),
@@ -300,6 +341,9 @@ def render_triton_deployment(
     uri = spec.model.repository.uri
     if uri is not None:
         _uri_repository(uri, container, volumes)
+    volumes += [v.model_dump() for v in spec.triton.volumes]
+    mounts += [m.model_dump(by_alias=True, exclude_none=True)
+               for m in spec.triton.volume_mounts]
     node_selector = dict(spec.resources.node_selector)
     if spec.resources.gpu_product:
         node_selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_product
@@ -321,8 +365,9 @@ def render_triton_deployment(
         pod_spec["nodeSelector"] = node_selector
     if spec.resources.priority_class_name:
         pod_spec["priorityClassName"] = spec.resources.priority_class_name
+    pod_spec.update(_placement(owner, spec))
     template_meta = {
-        "labels": labels,
+        "labels": _labels(owner, "triton", spec, cost=False),
         "annotations": {"prometheus.io/scrape": "true",
                         "prometheus.io/port": str(TRITON_METRICS_PORT),
                         "prometheus.io/path": "/metrics"},
@@ -332,8 +377,9 @@ def render_triton_deployment(
         "metadata": _metadata(owner, triton_name(owner), labels),
         "spec": {
             "selector": {"matchLabels": selector_labels(owner, "triton")},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+                "maxSurge": spec.triton.rollout.max_surge,
+                "maxUnavailable": spec.triton.rollout.max_unavailable}},
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
@@ -358,6 +404,7 @@ def render_triton_pdb(owner: Owner, spec: ReasoningServiceSpec) -> dict[str, Any
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": _metadata(owner, triton_name(owner), _labels(owner, "triton", spec)),
         "spec": {"maxUnavailable": 1,
+                 "unhealthyPodEvictionPolicy": "AlwaysAllow",
                  "selector": {"matchLabels": selector_labels(owner, "triton")}},
     }
 

@@ -58,7 +58,16 @@ def test_every_schema_node_is_structural() -> None:
         assert "type" in node, path
         assert node.get("default", ...) is not None, path
         if node["type"] == "object":
-            assert "properties" in node or "additionalProperties" in node, path
+            open_object = node.get("x-kubernetes-preserve-unknown-fields") is True
+            assert "properties" in node or "additionalProperties" in node or open_object, path
+
+
+def test_only_the_kubernetes_objects_passed_to_the_triton_pods_keep_unknown_fields() -> None:
+    open_paths = {path for path, node in spec_and_status()
+                  if node.get("x-kubernetes-preserve-unknown-fields")}
+    assert open_paths == {
+        "spec.triton.env[items].valueFrom", "spec.triton.volumes[items]",
+        "spec.triton.affinity", "spec.triton.topologySpreadConstraints[items]"}
 
 
 def test_every_spec_field_is_described_and_bounded_for_cel() -> None:

@@ -1,5 +1,6 @@
 """The Triton pods as a GPU cluster must run them: shm, writable caches, model checks,
-start-up budget, memory, GPU toleration, storage credentials, download space and drain.
+start-up budget, memory, GPU toleration, storage credentials, download space, drain, a
+dead engine, rollouts and disruption budgets, and what else a pod may be given.
 
 Each test names the row of issue 20 it covers; every one fails on the rendering before it.
 """
@@ -12,12 +13,14 @@ from typing import Any
 import pytest
 
 from ponder_operator.api.spec import parse_spec
+from ponder_operator.errors import SpecError
 from ponder_operator.render import (
     GPU_RESOURCE,
     Owner,
     format_bytes,
     quantity_bytes,
     render_triton_deployment,
+    render_triton_pdb,
 )
 
 OWNER = Owner(name="math", namespace="ml", uid="0000-1111")
@@ -248,3 +251,154 @@ def test_a_terminating_pod_lets_its_longest_request_finish_before_it_is_killed(
 def test_the_users_tritonserver_arguments_come_after_the_operators() -> None:
     args = triton(pod_for({"args": ["--exit-timeout-secs=5"]}))["args"]
     assert args[-1] == "--exit-timeout-secs=5"  # tritonserver keeps an option's last value
+
+
+# -- row 10: a dead engine --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "path"), [
+    pytest.param({}, "/v2/models/m/ready", id="model-name"),
+    pytest.param({"tritonModelName": "qwen"}, "/v2/models/qwen/ready", id="triton-model-name"),
+])
+@pytest.mark.parametrize("probe", ["livenessProbe", "readinessProbe", "startupProbe"])
+def test_every_probe_follows_the_served_models_readiness_not_the_servers_load_state(
+    model: dict[str, Any], path: str, probe: str
+) -> None:
+    assert triton(pod_for(model))[probe]["httpGet"] == {"path": path, "port": "http"}
+
+
+def test_triton_lets_the_vllm_health_check_unload_a_dead_engines_model() -> None:
+    args = triton(pod_for())["args"]
+    # the backend's ENABLE_VLLM_HEALTH_CHECK unloads the model only in explicit mode;
+    # every model in the repository still loads at start
+    assert "--model-control-mode=explicit" in args
+    assert "--load-model=*" in args
+
+
+# -- row 12: rollouts, drains and cost labels -------------------------------------------
+
+
+def test_a_rollout_starts_a_new_pod_before_it_stops_an_old_one_by_default() -> None:
+    spec = parse_spec({"model": {"name": "m", "repository": PVC}})
+    strategy = render_triton_deployment(OWNER, spec)["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_a_cluster_without_a_spare_gpu_can_roll_out_one_replica_down_instead() -> None:
+    spec = parse_spec({"model": {"name": "m", "repository": PVC},
+                       "triton": {"rollout": {"maxSurge": 0, "maxUnavailable": 1}}})
+    strategy = render_triton_deployment(OWNER, spec)["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_a_rollout_that_could_neither_add_nor_remove_a_pod_is_refused() -> None:
+    with pytest.raises(SpecError, match="must not both be 0"):
+        parse_spec({"model": {"name": "m", "repository": PVC},
+                    "triton": {"rollout": {"maxSurge": 0, "maxUnavailable": 0}}})
+
+
+def disruptions_allowed(pdb: dict[str, Any], healthy: int, pods: int) -> int:
+    """The disruption controller's arithmetic for an integer budget."""
+    budget = pdb["spec"]
+    desired = budget["minAvailable"] if "minAvailable" in budget else (
+        pods - budget["maxUnavailable"])
+    return max(healthy - desired, 0)
+
+
+@pytest.mark.parametrize(("pods", "kept_serving"), [(1, 0), (2, 1), (3, 2), (8, 7)])
+def test_a_drain_never_blocks_on_the_only_replica_and_keeps_the_others_serving(
+    pods: int, kept_serving: int
+) -> None:
+    spec = parse_spec({"model": {"name": "m", "repository": PVC}})
+    pdb = render_triton_pdb(OWNER, spec)
+    allowed = disruptions_allowed(pdb, healthy=pods, pods=pods)
+    assert allowed >= 1  # the drain proceeds, one pod at a time
+    assert pods - allowed == kept_serving
+
+
+def test_a_pod_that_is_not_ready_never_holds_up_a_drain() -> None:
+    # a replica still loading its model (or crash-looping) serves nothing: evicting it
+    # must not wait for the others to be healthy
+    spec = parse_spec({"model": {"name": "m", "repository": PVC}})
+    assert render_triton_pdb(OWNER, spec)["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_editing_the_cost_labels_does_not_change_the_triton_pod_template() -> None:
+    def rendered(team: str) -> dict[str, Any]:
+        return render_triton_deployment(OWNER, parse_spec({
+            "model": {"name": "m", "repository": PVC}, "cost": {"labels": {"team": team}}}))
+
+    before, after = rendered("search"), rendered("ranking")
+    assert before["spec"]["template"] == after["spec"]["template"]
+    assert after["metadata"]["labels"]["team"] == "ranking"  # the Deployment carries them
+
+
+# -- row 13: what else a pod needs ------------------------------------------------------
+
+
+def test_extra_env_is_added_after_the_operators_own_variables() -> None:
+    container = triton(pod_for(triton={"env": [
+        {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+    ]}))
+    assert container["env"][-2:] == [
+        {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
+    assert env(container)["HOME"] == "/home/triton"
+
+
+def test_extra_volumes_are_added_and_mounted_where_the_spec_says() -> None:
+    pod = pod_for(triton={
+        "volumes": [{"name": "hf-cache", "persistentVolumeClaim": {"claimName": "hf"}}],
+        "volumeMounts": [{"name": "hf-cache", "mountPath": "/home/triton/.cache/huggingface"}],
+    })
+    assert volume(pod, "hf-cache") == {"name": "hf-cache",
+                                       "persistentVolumeClaim": {"claimName": "hf"}}
+    assert mount_of(triton(pod), "/home/triton/.cache/huggingface/hub")["name"] == "hf-cache"
+
+
+def test_pull_secrets_runtime_class_and_affinity_reach_the_pod() -> None:
+    affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["a"]}]}}]}}
+    pod = pod_for(triton={"imagePullSecrets": ["ngc"], "runtimeClassName": "nvidia",
+                          "affinity": affinity})
+    assert pod["imagePullSecrets"] == [{"name": "ngc"}]
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["affinity"] == affinity
+
+
+def test_a_topology_spread_without_a_selector_counts_this_services_triton_pods() -> None:
+    spread = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+              "whenUnsatisfiable": "ScheduleAnyway"}
+    (rendered,) = pod_for(triton={"topologySpreadConstraints": [spread]})[
+        "topologySpreadConstraints"]
+    assert rendered == {**spread, "labelSelector": {"matchLabels": {
+        "ponder.dev/service": "math", "ponder.dev/component": "triton"}}}
+
+
+@pytest.mark.parametrize(("triton_section", "message"), [
+    pytest.param({"env": [{"name": "HOME", "value": "/root"}]}, "must not override",
+                 id="env-overrides-home"),
+    pytest.param({"env": [{"name": "X"}]}, "exactly one of value and valueFrom",
+                 id="env-without-a-value"),
+    pytest.param({"env": [{"name": "1X=", "value": "v"}]}, "pattern", id="env-bad-name"),
+    pytest.param({"env": [{"name": "X", "value": "a"}, {"name": "X", "value": "b"}]},
+                 "unique", id="env-twice"),
+    pytest.param({"volumes": [{"name": "shm", "emptyDir": {}}]}, "operator's own",
+                 id="volume-named-like-ponders"),
+    pytest.param({"volumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]},
+                 "unique", id="volume-twice"),
+    pytest.param({"volumes": [{"name": "a"}]}, "exactly one source", id="volume-no-source"),
+    pytest.param({"volumeMounts": [{"name": "a", "mountPath": "/a"}]}, "name a volume",
+                 id="mount-of-no-volume"),
+    pytest.param({"volumes": [{"name": "a", "emptyDir": {}}],
+                  "volumeMounts": [{"name": "a", "mountPath": "/dev/shm"}]},
+                 "operator's own", id="mount-over-ponders"),
+])
+def test_extra_env_and_volumes_that_would_break_the_operators_pod_are_refused(
+    triton_section: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError, match=message) as caught:
+        parse_spec({"model": {"name": "m", "repository": PVC}, "triton": triton_section})
+    assert caught.value.field_path.startswith("spec.triton")

@@ -8,9 +8,12 @@ The translation inlines every ``$ref``, turns ``Optional[X]`` (``anyOf: [X, null
 ``X`` left out of ``required``, drops ``title`` and ``additionalProperties: false`` (the API
 server prunes unknown fields and ``--validate=strict`` refuses them), rewrites numeric
 ``exclusiveMinimum`` into OpenAPI v3's boolean form, and keeps the ``x-kubernetes-*``
-extensions (CEL rules, list types) the models carry. Spec defaults are written out (the
-API server applies them, so ``kubectl get -o yaml`` shows the effective spec); status has
-none. Any keyword it does not know stops the generator rather than slip through.
+extensions (CEL rules, list types) the models carry. A Kubernetes object the spec passes
+through to a pod as it is (a volume source, an affinity) is an open object marked
+``x-kubernetes-preserve-unknown-fields``; the API server checks it in the pod. Spec
+defaults are written out (the API server applies them, so ``kubectl get -o yaml`` shows
+the effective spec); status has none. Any keyword it does not know stops the generator
+rather than slip through.
 
 Output is deterministic: keys sorted, ``required`` sorted, lists in model order.
 """
@@ -98,6 +101,10 @@ def structural(node: dict[str, Any], defs: dict[str, Any], *, defaults: bool) ->
     for key, value in node.items():
         if key in {"title", "$defs"} or (key == "additionalProperties" and value is False):
             continue
+        if key == "additionalProperties" and value is True:  # a Kubernetes object passed
+            if not node.get("x-kubernetes-preserve-unknown-fields"):  # through as it is
+                raise CrdGenerationError(f"open object without preserve-unknown-fields: {node}")
+            continue
         if key.startswith("x-kubernetes-") or key in _PLAIN_KEYWORDS:
             out[key] = value
         elif key == "properties":
@@ -122,7 +129,8 @@ def structural(node: dict[str, Any], defs: dict[str, Any], *, defaults: bool) ->
             raise CrdGenerationError(f"unsupported JSON schema keyword {key!r} in {node}")
     if "type" not in out:
         raise CrdGenerationError(f"schema node without a type: {node}")
-    if out["type"] == "object" and not {"properties", "additionalProperties"} & out.keys():
+    if out["type"] == "object" and not {"properties", "additionalProperties",
+                                        "x-kubernetes-preserve-unknown-fields"} & out.keys():
         raise CrdGenerationError(f"object without properties: {node}")
     return out
 

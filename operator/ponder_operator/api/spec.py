@@ -752,6 +752,184 @@ class CostSpec(ApiModel):
         return self
 
 
+# -- triton pods --------------------------------------------------------------------------
+
+# What the operator itself puts in every Triton pod (``ponder_operator.render``): a spec may
+# add to the pod, never replace these.
+RESERVED_ENV = ("HOME", "XDG_CACHE_HOME", "HF_HOME", "TRITON_CACHE_DIR", "VLLM_CACHE_ROOT",
+                "TRITON_AWS_MOUNT_DIRECTORY", "TRITON_GCS_MOUNT_DIRECTORY",
+                "TRITON_AZURE_MOUNT_DIRECTORY", "GOOGLE_APPLICATION_CREDENTIALS")
+RESERVED_VOLUMES = ("models", "tmp", "home", "shm", "repository", "gcs-credentials")
+RESERVED_MOUNT_PATHS = ("/models", "/tmp", "/home/triton", "/dev/shm",
+                        "/var/lib/triton/repository", "/var/run/secrets/ponder/gcs")
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+_PASSED_THROUGH: dict[str, JsonValue] = {"x-kubernetes-preserve-unknown-fields": True}
+KubeObject = Annotated[dict[str, Any], Field(json_schema_extra=_PASSED_THROUGH)]
+"""A Kubernetes object copied into the pod as it is; the API server checks it there."""
+
+
+def _cel_list(names: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+
+ONE_ENV_SOURCE = CelRule(
+    "has(self.value) != has(self.valueFrom)",
+    "an env entry sets exactly one of value and valueFrom",
+    ".value",
+)
+
+
+class EnvVar(ApiModel):
+    """A variable for the Triton container, beside the ones the operator sets."""
+
+    model_config = _cel(ONE_ENV_SOURCE)
+
+    name: Str = Field(min_length=1, max_length=256, pattern=ENV_NAME,
+                      description="Variable name.")
+    value: Str | None = Field(default=None, max_length=32768, description="Its value.")
+    value_from: KubeObject | None = Field(
+        default=None,
+        description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, ...), "
+                    "copied as it is.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if (self.value is None) == (self.value_from is None):
+            raise ONE_ENV_SOURCE.violation(self.name)
+        return self
+
+
+class PodVolume(BaseModel):
+    """A Kubernetes Volume (its name and one source), copied onto the Triton pods as it is."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_PASSED_THROUGH)
+
+    name: Str = _name("Volume name, unique in the pod.", pattern=DNS_LABEL, max_length=63)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PodVolume:
+        if len(self.model_extra or {}) != 1:
+            raise ValueError(f"volume {self.name} must have exactly one source "
+                             "(emptyDir, persistentVolumeClaim, secret, csi, ...)")
+        return self
+
+
+class VolumeMount(ApiModel):
+    """Where one of ``volumes`` appears in the Triton container."""
+
+    name: Str = _name("Name of a volume in volumes.", pattern=DNS_LABEL, max_length=63)
+    mount_path: Str = Field(min_length=2, max_length=1024, pattern=r"^/",
+                            description="Absolute path in the container.")
+    sub_path: Str | None = Field(default=None, max_length=1024, pattern=r"^[^/]",
+                                 description="Folder of the volume to mount; its root if unset.")
+    read_only: Bool = Field(default=False, description="Mount read-only.")
+
+
+class RolloutSpec(ApiModel):
+    """How a spec change replaces the Triton pods (the Deployment's rolling update)."""
+
+    max_surge: Int = Field(
+        default=1, ge=0, le=1024,
+        description="Replicas started above the desired count during a rollout; each needs "
+                    "gpusPerReplica free GPUs. With the default a new pod serves before an "
+                    "old one stops; where no GPU is free for it, set 0 and maxUnavailable 1.")
+    max_unavailable: Int = Field(
+        default=0, ge=0, le=1024,
+        description="Replicas that may be down during a rollout; 0 keeps every replica "
+                    "serving until its replacement is ready.")
+
+
+_MOUNT_NAMES_KNOWN = CelRule(
+    "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+    "self.volumes.exists(v, v.name == m.name))",
+    "every volumeMounts entry must name a volume in volumes",
+    ".volumeMounts",
+)
+_OWN_VOLUMES = CelRule(
+    f"!has(self.volumes) || self.volumes.all(v, !(v.name in {_cel_list(RESERVED_VOLUMES)}))",
+    f"volume names {', '.join(RESERVED_VOLUMES)} are the operator's own",
+    ".volumes",
+)
+_OWN_MOUNT_PATHS = CelRule(
+    f"!has(self.volumeMounts) || "
+    f"self.volumeMounts.all(m, !(m.mountPath in {_cel_list(RESERVED_MOUNT_PATHS)}))",
+    f"mount paths {', '.join(RESERVED_MOUNT_PATHS)} are the operator's own",
+    ".volumeMounts",
+)
+_OWN_ENV = CelRule(
+    f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(RESERVED_ENV)}))",
+    f"the operator sets {', '.join(RESERVED_ENV)}; env must not override them",
+    ".env",
+)
+_ROLLOUT_MOVES = CelRule(
+    "self.rollout.maxSurge + self.rollout.maxUnavailable > 0",
+    "rollout.maxSurge and rollout.maxUnavailable must not both be 0",
+    ".rollout",
+)
+
+
+class TritonPodSpec(ApiModel):
+    """What the Triton pods get beyond the model and its resources, and how they roll out."""
+
+    model_config = _cel(_MOUNT_NAMES_KNOWN, _OWN_VOLUMES, _OWN_MOUNT_PATHS, _OWN_ENV,
+                        _ROLLOUT_MOVES)
+
+    env: tuple[EnvVar, ...] = Field(
+        default=(), max_length=128,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys":
+                           ["name"]},
+        description="Extra environment of the Triton container (HF_TOKEN from a Secret, "
+                    "VLLM_* settings); the operator's own variables cannot be overridden.")
+    volumes: tuple[PodVolume, ...] = Field(
+        default=(), max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys":
+                           ["name"]},
+        description="Extra Kubernetes volumes for the Triton pods, mounted by volumeMounts.")
+    volume_mounts: tuple[VolumeMount, ...] = Field(
+        default=(), max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"},
+        description="Where the extra volumes appear in the Triton container.")
+    image_pull_secrets: tuple[Annotated[Str, Field(max_length=253, pattern=DNS_SUBDOMAIN)],
+                              ...] = Field(
+        default=(), max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Secrets to pull model.image with (a private registry or NGC mirror).")
+    runtime_class_name: Str | None = _optional_name(
+        "RuntimeClass of the Triton pods (nvidia where the NVIDIA runtime is not the "
+        "node's default).")
+    affinity: KubeObject | None = Field(
+        default=None,
+        description="A Kubernetes Affinity for the Triton pods, copied as it is.")
+    topology_spread_constraints: tuple[KubeObject, ...] = Field(
+        default=(), max_length=8, json_schema_extra={"x-kubernetes-list-type": "atomic"},
+        description="Kubernetes TopologySpreadConstraints for the Triton pods; one without "
+                    "a labelSelector counts this service's Triton pods.")
+    rollout: RolloutSpec = Field(default=RolloutSpec(),
+                                 description="How a spec change replaces the Triton pods.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> TritonPodSpec:
+        volumes = [v.name for v in self.volumes]
+        if len(set(volumes)) != len(volumes):
+            raise RuleViolation("volume names must be unique", ".volumes")
+        unknown = sorted({m.name for m in self.volume_mounts} - set(volumes))
+        if unknown:
+            raise _MOUNT_NAMES_KNOWN.violation(f"got {', '.join(unknown)}")
+        own = sorted(set(volumes) & set(RESERVED_VOLUMES))
+        if own:
+            raise _OWN_VOLUMES.violation(f"got {', '.join(own)}")
+        paths = sorted({m.mount_path for m in self.volume_mounts} & set(RESERVED_MOUNT_PATHS))
+        if paths:
+            raise _OWN_MOUNT_PATHS.violation(f"got {', '.join(paths)}")
+        names = [e.name for e in self.env]
+        if len(set(names)) != len(names):
+            raise RuleViolation("env names must be unique", ".env")
+        overridden = sorted(set(names) & set(RESERVED_ENV))
+        if overridden:
+            raise _OWN_ENV.violation(f"got {', '.join(overridden)}")
+        if self.rollout.max_surge == self.rollout.max_unavailable == 0:
+            raise _ROLLOUT_MOVES.violation()
+        return self
+
+
 # -- the spec -----------------------------------------------------------------------------
 
 
@@ -786,6 +964,9 @@ class ReasoningServiceSpec(ApiModel):
                     "vote; chain and numeric if unset.")
     router: RouterSpec = Field(default=RouterSpec(), description="The router.")
     cost: CostSpec = Field(default=CostSpec(), description="Cost accounting.")
+    triton: TritonPodSpec = Field(
+        default=TritonPodSpec(),
+        description="Triton pods: extra env, volumes, placement, pull secrets, rollout.")
 
     @model_validator(mode="after")
     def _gpu_quota(self) -> ReasoningServiceSpec:
