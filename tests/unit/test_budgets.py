@@ -290,7 +290,8 @@ def test_harder_requests_weigh_more_in_the_demand_signal() -> None:
         for score in (0.1, 0.3, 0.9)
     ]
     assert expected == sorted(expected)
-    assert expected[0] == pytest.approx(0.6 * 1024 * (2 + 0.3 * 62))  # first wave + 30 % of the rest
+    # the first wave of 2, plus 30 % of the 62 samples left in the envelope
+    assert expected[0] == pytest.approx(0.6 * 1024 * (2 + 0.3 * 62))
 
 
 def test_the_budget_carries_the_same_expectation_the_demand_function_gives() -> None:
