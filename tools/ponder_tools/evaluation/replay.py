@@ -327,7 +327,8 @@ class DecisionCache:
     """``should_stop`` and ``plan_next_wave`` answers by the numbers they read.
 
     Both read a budget only through ``max_samples``, ``wave_size``, ``strategy``,
-    ``stop_threshold``, ``stop_margin`` and ``stop_on_first_wave_agreement``, and a tally only through its sample count,
+    ``stop_threshold``, ``stop_margin`` and ``stop_on_first_wave_agreement``, and a tally
+    only through its sample count,
     votes, leader and runner-up votes and the run of equal trailing votes (the window
     rules); should_stop
     also reads the best verifier score (best-of-n with a score threshold), plan_next_wave
