@@ -450,6 +450,7 @@ def render_router_config(
                 "strategy": str(t.strategy), "escalateTo": t.escalate_to,
                 "verifierModel": t.verifier_model, "stopThreshold": t.stop_threshold,
                 "stopMargin": t.stop_margin,
+                "stopOnFirstWaveAgreement": t.stop_on_first_wave_agreement,
             } for t in budgets.tiers],
             "effortTiers": effort,
             "shrinkOrder": [{"resource": r, "floor": floors[r]}

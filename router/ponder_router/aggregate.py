@@ -25,6 +25,12 @@ Stopping rules (Aggarwal et al. 2023, Adaptive-Consistency; Li et al. 2024, ESC)
   own lead (``Budget.stop_margin``), which replaces the rule's.
 - always, for ``vote``: stop once the leader cannot be overtaken within the budget
   (the answer is then the one maj@max_samples would give).
+- first-wave agreement, for a ``vote`` tier that asks for it
+  (``Budget.stop_on_first_wave_agreement``): stop once the whole first wave (at least two
+  samples) has finished with one answer. The tier's budget is then an envelope: the prior
+  sets how much unanimous evidence suffices (the first wave), and any disagreement or
+  abstention in it leaves the request to the rule above, up to ``max_samples``. A single
+  vote is never agreement.
 - ``score_threshold``, for ``best-of-n``: stop once the best verifier score of a finished
   sample with an answer reaches it (that sample would be the answer of any larger draw
   unless a later one scores higher); without it best-of-n draws all its samples.
@@ -153,6 +159,7 @@ class StopReason(StrEnum):
     CONFIDENT = "confident"
     WINDOW_AGREED = "window-agreed"
     AHEAD = "leader-ahead"
+    FIRST_WAVE_AGREED = "first-wave-agreed"
     CONVERGED = "converged"
     VERIFIED = "verified"
 
@@ -237,6 +244,21 @@ def margin_stop(state: Tally, margin: int = 3) -> bool:
     return state.votes > 0 and state.leader_votes - state.runner_up_votes >= margin
 
 
+def first_wave_agrees(state: Tally, budget: Budget) -> bool:
+    """The first-wave agreement rule: ``budget`` asks for it and its first wave of at
+    least two samples (``state`` holds exactly those) all voted for one answer."""
+    return (budget.stop_on_first_wave_agreement and budget.strategy is Strategy.VOTE
+            and budget.wave_size >= 2 and state.samples == budget.wave_size
+            and state.leader_votes == state.samples)  # fmt: skip
+
+
+def _first_wave_may_agree(budget: Budget, samples_done: int, state: Tally) -> bool:
+    """Only the first wave is launched, part of it still runs, and what finished agrees."""
+    return (budget.stop_on_first_wave_agreement and budget.wave_size >= 2
+            and samples_done == budget.wave_size and state.samples < budget.wave_size
+            and state.leader_votes == state.samples)  # fmt: skip
+
+
 def should_stop(
     state: Tally, rule: StopRule, budget: Budget, *, best_score: float | None = None
 ) -> StopDecision:
@@ -259,6 +281,8 @@ def should_stop(
     remaining = budget.max_samples - state.samples
     if state.votes and state.leader_votes > state.runner_up_votes + remaining:
         return StopDecision(stop=True, reason=StopReason.DECIDED)
+    if first_wave_agrees(state, budget):
+        return StopDecision(stop=True, reason=StopReason.FIRST_WAVE_AGREED)
     if rule.kind is StopRuleKind.BETA and beta_stop(state, rule.threshold_for(budget)):
         return StopDecision(stop=True, reason=StopReason.CONFIDENT)
     if rule.kind is StopRuleKind.WINDOW and window_stop(state.keys, rule.window):
@@ -278,7 +302,8 @@ def plan_next_wave(
     prior). Later ``vote`` waves launch just enough samples that the stopping rule could
     fire if they all agree with the leader, minus those still running; ``revise`` goes one
     at a time; ``best-of-n`` launches the rest at once, or, with a ``score_threshold``,
-    one at a time (each sample may be the one the verifier accepts).
+    one at a time (each sample may be the one the verifier accepts). Under first-wave
+    agreement nothing more launches while the rest of an agreeing first wave runs.
     """
     remaining = budget.max_samples - samples_done
     if remaining <= 0:
@@ -292,6 +317,8 @@ def plan_next_wave(
         return remaining
     if budget.strategy is not Strategy.VOTE:
         return 0 if in_flight else 1
+    if _first_wave_may_agree(budget, samples_done, state):
+        return 0
     if rule.kind is StopRuleKind.WINDOW:
         votes = [k for k in state.keys if k is not None]
         streak = next((i for i, k in enumerate(reversed(votes)) if k != votes[-1]), len(votes))

@@ -94,6 +94,12 @@ class Tier(BaseModel):
         description="votes the leader must be ahead by under the margin stopping rule; "
                     "the service's margin if unset",
     )  # fmt: skip
+    stop_on_first_wave_agreement: bool = Field(
+        default=False,
+        description="a vote tier stops as soon as its whole first wave (initialSamples, "
+                    "at least 2) agrees; any disagreement or abstention in it leaves the "
+                    "request to the stopping rule, up to maxSamples",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> Tier:
@@ -101,6 +107,11 @@ class Tier(BaseModel):
             raise ValueError(f"tier {self.name}: initialSamples must be <= maxSamples")
         if self.strategy is Strategy.SINGLE and self.max_samples != 1:
             raise ValueError(f"tier {self.name}: strategy single needs maxSamples == 1")
+        if self.stop_on_first_wave_agreement and (
+            self.strategy is not Strategy.VOTE or self.initial_samples < 2
+        ):
+            raise ValueError(f"tier {self.name}: stopOnFirstWaveAgreement needs strategy "
+                             "vote and initialSamples >= 2")  # fmt: skip
         return self
 
 
@@ -232,18 +243,34 @@ class Budget(BaseModel):
     stop_margin: int | None = Field(
         default=None, ge=1, le=64, description="the tier's margin-rule lead, if it has one"
     )
+    stop_on_first_wave_agreement: bool = Field(
+        default=False, description="stop once the whole first wave agrees (the tier's)"
+    )
+
+
+DEFAULT_MAX_SAMPLES = 64
+"""Every default tier's envelope: the samples a contested request may draw."""
 
 
 def default_policy() -> BudgetPolicy:
-    """Three tiers: one short answer, a small vote, a long and wide vote."""
+    """Three tiers, each an envelope: a vote whose first wave stops it when it agrees and
+    whose disagreement buys samples, under the stopping rule, up to the same maximum.
+
+    The prior (the difficulty estimate) only sets how much unanimous evidence suffices
+    (2, 3 or 4 agreeing samples) and the token cap; it never caps the samples a contested
+    request may draw, so a wrong estimate costs samples, not accuracy.
+    """
     return BudgetPolicy(
         tiers=(
-            Tier(name="easy", max_difficulty=0.2, max_tokens=1024, max_samples=1,
-                 initial_samples=1, strategy=Strategy.SINGLE),
-            Tier(name="medium", max_difficulty=0.4, max_tokens=2048, max_samples=5,
-                 initial_samples=3, strategy=Strategy.VOTE),
-            Tier(name="hard", max_difficulty=1.0, max_tokens=4096, max_samples=16,
-                 initial_samples=4, strategy=Strategy.VOTE),
+            Tier(name="easy", max_difficulty=0.2, max_tokens=1024,
+                 max_samples=DEFAULT_MAX_SAMPLES, initial_samples=2, strategy=Strategy.VOTE,
+                 stop_on_first_wave_agreement=True),
+            Tier(name="medium", max_difficulty=0.4, max_tokens=2048,
+                 max_samples=DEFAULT_MAX_SAMPLES, initial_samples=3, strategy=Strategy.VOTE,
+                 stop_on_first_wave_agreement=True),
+            Tier(name="hard", max_difficulty=1.0, max_tokens=4096,
+                 max_samples=DEFAULT_MAX_SAMPLES, initial_samples=4, strategy=Strategy.VOTE,
+                 stop_on_first_wave_agreement=True),
         ),
         effort_tiers={Effort.LOW: "easy", Effort.MEDIUM: "medium", Effort.HIGH: "hard"},
     )  # fmt: skip
@@ -303,6 +330,7 @@ def assign_budget(
         escalate_to=tier.escalate_to,
         stop_threshold=tier.stop_threshold,
         stop_margin=tier.stop_margin,
+        stop_on_first_wave_agreement=tier.stop_on_first_wave_agreement,
     )
     expected = expected_request_tokens(budget, policy.demand_model)
     return budget.model_copy(update={"expected_tokens": expected})

@@ -54,7 +54,7 @@ from .budgets import Budget, Strategy
 
 EARLY_REASONS = frozenset({
     StopReason.DECIDED, StopReason.CONFIDENT, StopReason.WINDOW_AGREED, StopReason.AHEAD,
-    StopReason.CONVERGED, StopReason.VERIFIED,
+    StopReason.FIRST_WAVE_AGREED, StopReason.CONVERGED, StopReason.VERIFIED,
 })  # fmt: skip
 """Stop reasons that end a request before its budget is spent."""
 

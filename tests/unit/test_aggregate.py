@@ -358,3 +358,39 @@ def test_a_vote_launches_only_the_samples_that_could_still_settle_it() -> None:
     # Split 2-1 with all three finished: one more agreeing sample decides it (3 > 1 + 1).
     split = tally(["42", "42", "7"])
     assert plan_next_wave(budget(max_samples=5, wave_size=3), 3, split) == 1
+
+
+# -- first-wave agreement: a tier's budget is an envelope --------------------------------
+
+
+def envelope(wave_size: int = 2) -> Budget:
+    return budget(max_samples=64, wave_size=wave_size).model_copy(
+        update={"stop_on_first_wave_agreement": True})
+
+
+@pytest.mark.parametrize(
+    ("answers", "wave_size", "reason"),
+    [
+        (["7", "7"], 2, StopReason.FIRST_WAVE_AGREED),
+        (["7", "7", "7"], 3, StopReason.FIRST_WAVE_AGREED),
+        (["7", "8"], 2, StopReason.CONTINUE),  # disagreement buys samples
+        (["7", None], 2, StopReason.CONTINUE),  # so does an abstention
+        (["7"], 2, StopReason.CONTINUE),  # the wave has not finished
+        (["7", "8", "7", "7"], 2, StopReason.CONTINUE),  # later agreement is the rule's
+    ],
+)
+def test_an_envelope_stops_only_when_its_whole_first_wave_agrees(
+    answers: list[str | None], wave_size: int, reason: StopReason
+) -> None:
+    decision = should_stop(tally(answers), BETA, envelope(wave_size))
+    assert decision.reason is reason
+
+
+def test_first_wave_agreement_is_off_unless_the_tier_asks_for_it() -> None:
+    assert should_stop(tally(["7", "7"]), BETA, budget(wave_size=2)).reason is StopReason.CONTINUE
+
+
+def test_an_agreeing_first_wave_still_running_launches_nothing_more() -> None:
+    assert plan_next_wave(envelope(), 2, tally(["7"]), BETA) == 0
+    assert plan_next_wave(envelope(), 2, tally(["7", "8"]), BETA) > 0
+    assert plan_next_wave(envelope(), 2, tally([None]), BETA) > 0

@@ -129,7 +129,8 @@ def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
     assert spec.scaling.scale_to_zero.enabled is False
     assert [t.name for t in spec.budgets.tiers] == ["easy", "medium", "hard"]
     assert spec.budgets.tiers[-1].max_difficulty == 1.0
-    assert spec.budgets.tiers[0].strategy == "single"
+    assert spec.budgets.tiers[0].strategy == "vote"
+    assert spec.budgets.tiers[0].stop_on_first_wave_agreement
     assert spec.budgets.effective_effort().high == "hard"
     assert spec.budgets.stopping.kind == "beta"
     assert spec.budgets.stopping.threshold == 0.95

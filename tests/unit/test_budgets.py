@@ -146,7 +146,7 @@ def test_policies_are_frozen() -> None:
 def test_an_idle_pool_gets_the_full_tier_budget() -> None:
     budget = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy())
     assert (budget.tier, budget.strategy) == ("hard", Strategy.VOTE)
-    assert (budget.max_tokens_per_sample, budget.max_samples, budget.wave_size) == (4096, 16, 4)
+    assert (budget.max_tokens_per_sample, budget.max_samples, budget.wave_size) == (4096, 64, 4)
     assert not budget.shrunk
     assert budget.shrink_reason is None
 
@@ -154,9 +154,9 @@ def test_an_idle_pool_gets_the_full_tier_budget() -> None:
 @pytest.mark.parametrize(
     ("requested_max_tokens", "requested_max_samples", "tokens", "samples", "strategy"),
     [
-        (None, None, 4096, 16, Strategy.VOTE),
-        (100_000, 100, 4096, 16, Strategy.VOTE),
-        (256, None, 256, 16, Strategy.VOTE),
+        (None, None, 4096, 64, Strategy.VOTE),
+        (100_000, 100, 4096, 64, Strategy.VOTE),
+        (256, None, 256, 64, Strategy.VOTE),
         (None, 3, 4096, 3, Strategy.VOTE),
         (None, 1, 4096, 1, Strategy.SINGLE),
     ],
@@ -239,7 +239,7 @@ def test_the_shrink_order_is_the_policys_to_choose() -> None:
         update={"shrink_order": (ShrinkStep(resource=ShrinkResource.TOKENS, floor=1024),)}
     )
     budget = assign_budget(estimate(0.9), "auto", SATURATED, policy)
-    assert (budget.max_samples, budget.max_tokens_per_sample) == (16, 1366)
+    assert (budget.max_samples, budget.max_tokens_per_sample) == (64, 1366)
 
 
 def test_a_revise_tier_runs_one_sample_at_a_time() -> None:
@@ -290,7 +290,8 @@ def test_harder_requests_weigh_more_in_the_demand_signal() -> None:
         for score in (0.1, 0.3, 0.9)
     ]
     assert expected == sorted(expected)
-    assert expected[0] == pytest.approx(0.6 * 1024)
+    # the first wave of 2, plus 30 % of the 62 samples left in the envelope
+    assert expected[0] == pytest.approx(0.6 * 1024 * (2 + 0.3 * 62))
 
 
 def test_the_budget_carries_the_same_expectation_the_demand_function_gives() -> None:

@@ -26,6 +26,10 @@ from test_router_fakes import FakeFleet, Script, by_seed, constant
 from virtual_time import VirtualTime
 
 EASY, HARD = 0.05, 0.95
+SINGLE = BudgetPolicy(tiers=(Tier(name="one", max_difficulty=1.0, max_tokens=1024,
+                                  max_samples=1, initial_samples=1,
+                                  strategy=Strategy.SINGLE),))  # fmt: skip
+"""A policy whose every request runs one sample (the default policy has no such tier)."""
 
 
 def config(**overrides: Any) -> RouterConfig:
@@ -59,14 +63,33 @@ async def run(ex: Executor, request: RequestSpec, sink: Any = None) -> Any:
     return await planned.execute(sink)
 
 
-async def test_an_easy_request_runs_one_sample_and_returns_its_answer() -> None:
+async def test_a_single_tier_runs_one_sample_and_returns_its_answer() -> None:
     fleet = FakeFleet(constant(Script(answer="42")))
-    result = await run(executor(fleet), spec(EASY))
-    assert result.report.tier == "easy"
+    result = await run(executor(fleet, config(budgets=SINGLE)), spec(EASY))
+    assert result.report.strategy == "single"
     assert result.report.samples.launched == 1
     assert result.report.answer == "42"
     assert result.text.endswith("\\boxed{42}.")
     assert len(fleet.records) == 1
+
+
+async def test_an_easy_request_whose_first_wave_agrees_stops_after_two_samples() -> None:
+    fleet = FakeFleet(constant(Script(answer="42")))
+    result = await run(executor(fleet), spec(EASY))
+    assert result.report.tier == "easy"
+    assert result.report.samples.launched == 2
+    assert result.report.stop_reason == "first-wave-agreed"
+    assert result.report.answer == "42"
+
+
+async def test_an_easy_request_whose_first_wave_disagrees_draws_more_samples() -> None:
+    # The prior put it in the easy tier; its own samples say otherwise.
+    fleet = FakeFleet(by_seed({0: Script(answer="1"), 1: Script(answer="2")},
+                              Script(answer="2")))  # fmt: skip
+    result = await run(executor(fleet), spec(EASY))
+    assert result.report.tier == "easy"
+    assert result.report.samples.launched > 2
+    assert result.report.answer == "2"
 
 
 async def test_a_hard_request_whose_samples_agree_stops_after_its_first_wave() -> None:
@@ -75,7 +98,7 @@ async def test_a_hard_request_whose_samples_agree_stops_after_its_first_wave() -
     assert result.report.tier == "hard"
     assert result.report.samples.launched == 4  # the first wave; 4 agreeing votes are enough
     assert result.report.stopped_early
-    assert result.report.stop_reason == "confident"
+    assert result.report.stop_reason == "first-wave-agreed"
     assert result.report.votes[0].votes == 4
 
 
@@ -103,7 +126,7 @@ async def test_an_early_stop_cancels_the_samples_still_running() -> None:
 
 async def test_a_sample_on_an_unreachable_replica_is_retried_on_another() -> None:
     fleet = FakeFleet(constant(Script(answer="3")), unreachable=frozenset({"a:1"}))
-    ex = executor(fleet)
+    ex = executor(fleet, config(budgets=SINGLE))
     results = [await run(ex, spec(EASY)) for _ in range(2)]  # ties alternate: b, then a
     assert [r.report.answer for r in results] == ["3", "3"]
     assert all(r.report.samples.failed == 0 for r in results)
@@ -391,7 +414,7 @@ class Sink:
 async def test_a_single_sample_request_streams_its_tokens() -> None:
     fleet = FakeFleet(constant(Script(answer="6", tokens=3)))
     sink = Sink()
-    result = await run(executor(fleet), spec(EASY), sink)
+    result = await run(executor(fleet, config(budgets=SINGLE)), spec(EASY), sink)
     assert "".join(sink.tokens) == result.text
     assert len(sink.tokens) == 7
     assert fleet.records[0].streamed
@@ -454,7 +477,7 @@ async def test_a_sample_cut_off_at_max_tokens_is_counted_as_truncated_and_never_
 
 async def test_a_single_truncated_sample_answers_with_finish_reason_length() -> None:
     fleet = FakeFleet(constant(Script(answer="6", finish_reason="length")))
-    ex = executor(fleet)
+    ex = executor(fleet, config(budgets=SINGLE))
     result = await run(ex, spec(EASY))
     assert result.finish_reason == "length"
     assert result.report.answer is None

@@ -439,6 +439,12 @@ INITIAL_LE_MAX_SAMPLES = CelRule(
     "initialSamples must not exceed maxSamples",
     ".initialSamples",
 )
+FIRST_WAVE_AGREEMENT_NEEDS_VOTE = CelRule(
+    "!has(self.stopOnFirstWaveAgreement) || !self.stopOnFirstWaveAgreement"
+    " || (self.strategy == 'vote' && self.initialSamples >= 2)",
+    "stopOnFirstWaveAgreement needs strategy vote and initialSamples >= 2",
+    ".stopOnFirstWaveAgreement",
+)
 SINGLE_MEANS_ONE_SAMPLE = CelRule(
     "self.strategy != 'single' || self.maxSamples == 1",
     "strategy single draws one sample: maxSamples must be 1",
@@ -455,7 +461,7 @@ class BudgetTier(ApiModel):
     """A difficulty band and the test-time compute a request in it may spend."""
 
     model_config = _cel(INITIAL_LE_MAX_SAMPLES, SINGLE_MEANS_ONE_SAMPLE,
-                        BEST_OF_N_NEEDS_VERIFIER)
+                        BEST_OF_N_NEEDS_VERIFIER, FIRST_WAVE_AGREEMENT_NEEDS_VOTE)
 
     name: Str = _name("Tier name, unique in the service.", pattern=DNS_LABEL, max_length=63)
     max_difficulty: Float = Field(
@@ -488,6 +494,12 @@ class BudgetTier(ApiModel):
         default=None, ge=1, le=64,
         description="Votes the leading answer must be ahead by under the margin stopping "
                     "rule (ponder calibrate sets one per tier); stopping.margin if unset.")
+    stop_on_first_wave_agreement: Bool = Field(
+        default=False,
+        description="A vote tier stops as soon as its whole first wave (initialSamples, at "
+                    "least 2) agrees; any disagreement or abstention in it leaves the "
+                    "request to the stopping rule, up to maxSamples: the tier's budget is "
+                    "an envelope, not an allotment.")
 
     @model_validator(mode="after")
     def _rules(self) -> BudgetTier:
@@ -498,6 +510,10 @@ class BudgetTier(ApiModel):
             raise SINGLE_MEANS_ONE_SAMPLE.violation(f"got {self.max_samples}")
         if self.strategy == "best-of-n" and self.verifier_model is None:
             raise BEST_OF_N_NEEDS_VERIFIER.violation()
+        if self.stop_on_first_wave_agreement and (
+                self.strategy != "vote" or self.initial_samples < 2):
+            raise FIRST_WAVE_AGREEMENT_NEEDS_VOTE.violation(
+                f"strategy {self.strategy}, initialSamples {self.initial_samples}")
         return self
 
 

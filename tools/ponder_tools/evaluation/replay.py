@@ -327,7 +327,8 @@ class DecisionCache:
     """``should_stop`` and ``plan_next_wave`` answers by the numbers they read.
 
     Both read a budget only through ``max_samples``, ``wave_size``, ``strategy``,
-    ``stop_threshold`` and ``stop_margin``, and a tally only through its sample count,
+    ``stop_threshold``, ``stop_margin`` and ``stop_on_first_wave_agreement``, and a tally
+    only through its sample count,
     votes, leader and runner-up votes and the run of equal trailing votes (the window
     rules); should_stop
     also reads the best verifier score (best-of-n with a score threshold), plan_next_wave
@@ -360,7 +361,8 @@ class DecisionCache:
                 score = float(best_score[at])
             # The score's rank only groups rows within this call; the key holds the score.
             key = (kind, budget.max_samples, budget.wave_size, budget.strategy,
-                   budget.stop_threshold, budget.stop_margin, rule, k, *row_numbers[1:6],
+                   budget.stop_threshold, budget.stop_margin,
+                   budget.stop_on_first_wave_agreement, rule, k, *row_numbers[1:6],
                    score if row_numbers[6] else None)  # fmt: skip
             hit = self.answers.get(key)
             if hit is None:
