@@ -354,6 +354,7 @@ class SampleCounts(BaseModel):
     cancelled: int = 0
     failed: int = 0
     truncated: int = 0  # completed, but cut off at max_tokens (finish_reason length): no vote
+    forced: int = 0  # cut off at max_tokens, then answered at the cue (budget forcing): a vote
 
 
 class VoteCount(BaseModel):

@@ -18,7 +18,9 @@ the config's ``budgets.estimator`` unless an estimator was given, and assigns a 
    a best-of-n request scores each sample with an answer as it finishes and stops once
    one scores that high (drawing one sample at a time after its first wave); otherwise
    it scores its samples at the end. At the deadline it answers from the samples
-   finished so far, or fails with 504 when there are none.
+   finished so far, or fails with 504 when there are none. A sample cut off at its
+   ``max_tokens`` is continued on the same replica with the answer cue (``forcing``):
+   its answer is a forced vote, not an abstention.
 
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
 arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
@@ -37,7 +39,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .admission import Admission
@@ -105,10 +107,24 @@ class Sample:
     answer: str | None = None
     finish_reason: str | None = None  # the model server's, when it sends one
     cumulative_logprob: float | None = None
+    forced_text: str | None = None  # the answer cue and its continuation (budget forcing)
+
+    @property
+    def forced(self) -> bool:
+        """Cut off at ``max_tokens``, then continued at the answer cue: a vote."""
+        return self.forced_text is not None
 
     @property
     def truncated(self) -> bool:
-        """Cut off at ``max_tokens`` (the server said ``length``): never a vote."""
+        """Cut off at ``max_tokens`` (the server said ``length``) and not forced to
+        answer: never a vote."""
+        return self.finish_reason == "length" and not self.forced
+
+    def capped(self, max_tokens: int) -> bool:
+        """Cut off at ``max_tokens``: the server said ``length``, or, from a model that
+        sends no signals, it used them all."""
+        if self.finish_reason is None:
+            return self.tokens >= max_tokens
         return self.finish_reason == "length"
 
     @property
@@ -234,7 +250,6 @@ class RequestRun:
             tried.add(endpoint.address)
             try:
                 await self._stream_on(endpoint, sample, prompt, params, expected, forward)
-                break
             except UpstreamError as exc:
                 ex.metrics.upstream_failures.inc()
                 if isinstance(exc, EndpointUnavailableError):
@@ -247,7 +262,35 @@ class RequestRun:
                 sample.chunks.clear()
                 self.running_tokens -= sample.tokens
                 sample.tokens = 0
+                continue
+            if self.config.forcing.enabled and sample.capped(params.max_tokens):
+                await self._force(endpoint, sample, prompt, params, forward)
+            break
         return sample
+
+    async def _force(self, endpoint: Endpoint, sample: Sample, prompt: str,
+                     params: SampleParams, forward: EventSink | None) -> None:  # fmt: skip
+        """Budget forcing: continue a capped sample on the same replica (its prefix is
+        cached there) with the answer cue, for ``answer_tokens`` more; when that fails the
+        sample stays truncated and abstains."""
+        forcing = self.config.forcing
+        cue = forcing.cue_text(self.config.chat)
+        tail = Sample(index=sample.index)
+        answer_params = replace(params, max_tokens=forcing.answer_tokens)
+        if forward is not None:
+            forward.token(cue)
+        try:
+            await self._stream_on(endpoint, tail, prompt + sample.text + cue, answer_params,
+                                  float(forcing.answer_tokens), forward)  # fmt: skip
+        except UpstreamError as exc:
+            self.executor.metrics.upstream_failures.inc()
+            self.running_tokens -= tail.tokens
+            logger.warning("forcing an answer failed, the sample abstains: %s", exc,
+                           extra={"request_id": self.spec.request_id})  # fmt: skip
+            return
+        sample.forced_text = cue + tail.text
+        sample.chunks += [cue, *tail.chunks]
+        sample.tokens += tail.tokens
 
     async def _stream_on(self, endpoint: Endpoint, sample: Sample, prompt: str,
                          params: SampleParams, expected: float,
@@ -325,13 +368,18 @@ class RequestRun:
     def _finish_sample(self, sample: Sample) -> bool:
         """Hand a finished sample's answer to the plan; True: score it now."""
         sample.finished = True
-        sample.answer = None if sample.truncated else self.extract(sample.text)
+        if sample.forced_text is not None:
+            sample.answer = self.extract(sample.forced_text)
+            self.executor.metrics.forced_answers.inc()
+        else:
+            sample.answer = None if sample.truncated else self.extract(sample.text)
         self.finished_samples += 1
         if sample.truncated:
             self.executor.metrics.truncated_samples.inc()
         return self.plan.finish(sample.index, sample.answer, sample.tokens,
                                 truncated=sample.truncated,
-                                cumulative_logprob=sample.cumulative_logprob)  # fmt: skip
+                                cumulative_logprob=sample.cumulative_logprob,
+                                forced=sample.forced)  # fmt: skip
 
     async def _score(self, sample: Sample) -> None:
         """Score one finished sample as it finishes; on failure the plan stops scoring."""
@@ -425,6 +473,7 @@ class RequestRun:
         if plan.stopped_early:
             self.executor.metrics.early_stops.inc()
         length = chosen.truncated or (chosen.finish_reason is None and chosen.answer is None
+                                      and not chosen.forced
                                       and chosen.tokens >= self.budget.max_tokens_per_sample)
         return RequestResult(
             text=chosen.text, finish_reason="length" if length else "stop",

@@ -18,7 +18,8 @@ to first token (the first output the router receives from Triton: a token of a s
 sample, or the first whole sample of a request whose samples are fetched whole);
 counters of requests by ``tier`` and ``outcome``, early stops,
 rejections by ``reason``, upstream failures, truncated samples (the model server said
-``finish_reason: length``: cut off at ``max_tokens``, so not a vote), and tokens
+``finish_reason: length``: cut off at ``max_tokens``, so not a vote), forced answers (such a
+sample continued with the answer cue, whose answer is a vote), and tokens
 budgeted vs used by ``tier``
 (``ponder_router_budget_tokens_total`` is the budget assigned, max tokens x max samples;
 ``ponder_router_used_tokens_total`` what was generated; the cost report derives the
@@ -83,6 +84,12 @@ class RouterMetrics:
         self.truncated_samples = Counter(
             "ponder_router_truncated_samples_total",
             "Samples cut off at their max_tokens (finish_reason length); none is a vote.",
+            registry=r,
+        )  # fmt: skip
+        self.forced_answers = Counter(
+            "ponder_router_forced_answers_total",
+            "Samples cut off at their max_tokens that answered at the answer cue "
+            "(budget forcing); each is a vote.",
             registry=r,
         )  # fmt: skip
         self.requests = Counter("ponder_router_requests_total", "Requests by tier and outcome.",

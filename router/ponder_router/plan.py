@@ -29,7 +29,8 @@ The life of a request::
     report = plan.report(...)
 
 Rules it applies beyond ``aggregate``: a truncated sample (cut off at ``max_tokens``)
-abstains whatever its text says and is counted in the report's ``samples.truncated``; a
+abstains whatever its text says and is counted in the report's ``samples.truncated`` (one
+whose answer was forced at the cap votes, counted in ``samples.forced``); a
 failed sample is replaced (it does not count as launched) while fewer than half the
 budget's samples have failed; past that the request stops with what it has
 (``upstream-failures``), or fails when it has nothing. A ``best-of-n`` request scores
@@ -86,6 +87,8 @@ class FinishedSample:
     """Cut off at ``max_tokens`` (the server's ``finish_reason: length``); never a vote."""
     cumulative_logprob: float | None = None
     """The model server's log-probability of the sample's text, when it sends one."""
+    forced: bool = False
+    """Cut off at ``max_tokens``, then answered at the answer cue (budget forcing): a vote."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +153,14 @@ class RequestPlan:
         return self.launched - len(self.finished)
 
     def finish(self, index: int, answer: str | None, tokens: int, *, truncated: bool = False,
-               cumulative_logprob: float | None = None) -> bool:  # fmt: skip
+               cumulative_logprob: float | None = None, forced: bool = False) -> bool:  # fmt: skip
         """A sample finished with ``answer`` (``None``: it abstains; a ``truncated`` one
-        always abstains). True when the verifier should score it now (then
-        ``record_score`` or ``verifier_unavailable``)."""
+        always abstains; a ``forced`` one votes). True when the verifier should score it
+        now (then ``record_score`` or ``verifier_unavailable``)."""
         if truncated:
             answer = None
-        self.finished.append(FinishedSample(index, answer, tokens, truncated, cumulative_logprob))
+        self.finished.append(FinishedSample(index, answer, tokens, truncated, cumulative_logprob,
+                                            forced))  # fmt: skip
         self.state = self.state.add(answer, self.equality)
         return self.scores_as_they_finish and not self.verifier_failed and answer is not None
 
@@ -234,6 +238,11 @@ class RequestPlan:
         return sum(s.truncated for s in self.finished)
 
     @property
+    def forced(self) -> int:
+        """Finished samples whose answer was forced at the cap."""
+        return sum(s.forced for s in self.finished)
+
+    @property
     def stopped_early(self) -> bool:
         return (self.decision.reason in EARLY_REASONS
                 and self.state.samples < self.budget.max_samples)  # fmt: skip
@@ -256,7 +265,8 @@ class RequestPlan:
                                 shrink_reason=budget.shrink_reason),
             samples=SampleCounts(launched=self.launched + self.failed,
                                  completed=len(self.finished), cancelled=self.running,
-                                 failed=self.failed, truncated=self.truncated),
+                                 failed=self.failed, truncated=self.truncated,
+                                 forced=self.forced),
             tokens_used=tokens_used, stopped_early=self.stopped_early,
             stop_reason=self.stop_reason,
             votes=[VoteCount(answer=self._display(key), votes=n) for key, n in state.counts],

@@ -8,7 +8,8 @@ invalid new file never replaces a valid running one. ``ProcessSettings`` holds t
 ``budgets`` and ``aggregate`` own the ``budgets`` and ``stopping`` sections; ``app``
 applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
 ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping``, ``spec.answers`` and
-``spec.router.admission`` (the operator's API imports them), so those sections have one
+``spec.router.admission``, and ``ForcingConfig`` its ``spec.budgets.forcing`` (the
+operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
 ``tests/unit/test_config_contract.py``.
 
@@ -29,6 +30,7 @@ Shape (YAML or JSON)::
                horizonSeconds: 30}
     verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
                                                     # verifierModel overrides the model
+    forcing: {enabled: true, cue: "\n{think_end}\n\nFinal answer:", answerTokens: 32}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """
@@ -50,6 +52,7 @@ from .answers import AnswerFormat
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .chat import ChatFormat
 from .errors import PolicyError
+from .forcing import ForcingConfig
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
@@ -155,6 +158,8 @@ class RouterConfig(BaseModel):
                                   description="how answers are found and compared")
     chat: ChatFormat = Field(default_factory=ChatFormat,
                              description="the model's chat template and thinking markers")
+    forcing: ForcingConfig = Field(default_factory=ForcingConfig,
+                                   description="answer at the cap (budget forcing)")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

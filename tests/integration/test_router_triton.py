@@ -186,13 +186,16 @@ def sim_lengths(samples: int) -> list[int]:
             for i in range(samples)]  # fmt: skip
 
 
-def voting_executor(address: str, model: str, max_tokens: int) -> Executor:
-    """A router executor whose one tier runs 8 samples of ``max_tokens`` and never stops early."""
+def voting_executor(address: str, model: str, max_tokens: int, *,
+                    forcing: bool = False) -> Executor:  # fmt: skip
+    """A router executor whose one tier runs 8 samples of ``max_tokens`` and never stops
+    early, forcing an answer at the cap when ``forcing``."""
     tier = Tier(name="all", max_difficulty=1.0, max_tokens=max_tokens, max_samples=SAMPLES,
                 initial_samples=SAMPLES, strategy=Strategy.VOTE)  # fmt: skip
     config = RouterConfig.model_validate({
         "service": "svc", "model_name": "m", "triton_model": model, "endpoints": (address,),
         "budgets": BudgetPolicy(tiers=(tier,)), "stopping": StopRule(kind=StopRuleKind.NEVER),
+        "forcing": {"enabled": forcing}, "chat": {"preset": "deepseek-r1"},
     })  # fmt: skip
     pool = EndpointPool(lambda a: TritonBackend(a, model))
     pool.update(config.endpoints)
@@ -234,7 +237,7 @@ async def test_a_sample_reports_its_finish_reason_logprob_and_token_count(
     assert whole.signals.cumulative_logprob < cut.signals.cumulative_logprob < 0
 
 
-async def test_a_sample_cut_off_at_max_tokens_is_counted_truncated_and_casts_no_vote(
+async def test_with_forcing_off_a_sample_cut_off_at_max_tokens_is_truncated_and_casts_no_vote(
     start_triton: StartTriton,
 ) -> None:
     lengths = sim_lengths(SAMPLES)
@@ -267,3 +270,25 @@ async def test_a_sample_cut_off_at_max_tokens_is_counted_truncated_and_casts_no_
     assert plain.report.samples.truncated == 0
     assert plain.report.abstentions == len(cut)
     assert plain.report.votes == report.votes
+
+
+async def test_a_sample_cut_off_at_max_tokens_is_forced_to_answer_and_votes(
+    triton_server: TritonServer,
+) -> None:
+    lengths = sim_lengths(SAMPLES)
+    cap = sorted(lengths)[SAMPLES // 2]
+    cut = {i for i, n in enumerate(lengths) if n > cap}
+    ex = voting_executor(triton_server.grpc_url, MODEL_NAME, cap, forcing=True)
+    run, result = await run_request(ex)
+    samples = sorted(run.samples, key=lambda s: s.index)
+    assert {s.index for s in samples if s.forced} == cut
+    # Each forced sample continued its own trace with the cue; the stand-in answered in
+    # one token, which the sample's tokens include.
+    assert [s.tokens for s in samples] == [n if n <= cap else cap + 1 for n in lengths]
+    assert all("\n</think>\n\nFinal answer: \\boxed{" in s.text for s in samples if s.forced)
+    report = result.report
+    assert (report.samples.forced, report.samples.truncated) == (len(cut), 0)
+    assert report.abstentions == 0
+    assert sum(v.votes for v in report.votes) == SAMPLES
+    assert ex.metrics.forced_answers._value.get() == len(cut)
+    assert ex.metrics.truncated_samples._value.get() == 0

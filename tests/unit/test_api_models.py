@@ -267,6 +267,11 @@ INVALID = [
                  id="unknown-cloud"),
     pytest.param(edit("cost.labels", {"team": "a team"}), "spec.cost.labels.team",
                  "should match pattern", id="label-value-with-a-space"),
+    pytest.param(edit("budgets.forcing", {"cue": ""}), "spec.budgets.forcing.cue",
+                 "at least 1 character", id="forcing-cue-empty"),
+    pytest.param(edit("budgets.forcing", {"answerTokens": 0}),
+                 "spec.budgets.forcing.answerTokens", "greater than or equal to 1",
+                 id="forcing-answer-tokens-below-one"),
 ]
 
 

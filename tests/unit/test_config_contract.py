@@ -39,6 +39,7 @@ from ponder_router.budgets import (
     default_policy,
 )
 from ponder_router.difficulty import EstimatorWeights
+from ponder_router.forcing import ForcingConfig
 from ponder_router.settings import AdmissionConfig, RouterConfig, load_config
 
 OWNER = Owner(name="math", namespace="ml", uid="uid-1")
@@ -49,6 +50,7 @@ BUDGETS_FIELDS = {
     "tiers": "tiers",
     "effort": "effortTiers",
     "stopping": "stopping (RouterConfig, the same model)",
+    "forcing": "forcing (RouterConfig, the same model)",
     "shrinkUnderLoad": "shrinkOrder",
     "estimator": "estimator",
 }
@@ -121,7 +123,8 @@ def test_the_crd_estimator_agrees_with_the_routers_weights() -> None:
 
 
 def test_every_crd_budgets_field_has_its_place_in_the_router_config() -> None:
-    router = _fields(BudgetPolicy).keys() | {"stopping (RouterConfig, the same model)"}
+    router = _fields(BudgetPolicy).keys() | {"stopping (RouterConfig, the same model)",
+                                             "forcing (RouterConfig, the same model)"}
 
     assert _fields(BudgetsSpec).keys() == BUDGETS_FIELDS.keys()
     assert set(BUDGETS_FIELDS.values()) <= router
@@ -148,6 +151,8 @@ def test_stopping_and_admission_are_the_routers_own_models() -> None:
     assert RouterSpec.model_fields["admission"].annotation is AdmissionConfig
     assert RouterConfig.model_fields["stopping"].annotation is StopRule
     assert RouterConfig.model_fields["admission"].annotation is AdmissionConfig
+    assert BudgetsSpec.model_fields["forcing"].annotation is ForcingConfig
+    assert RouterConfig.model_fields["forcing"].annotation is ForcingConfig
 
 
 @pytest.mark.parametrize("rule", ["beta", "window", "margin", "none"])

@@ -18,6 +18,7 @@ import pytest
 from starlette.applications import Starlette
 
 from ponder_router.app import Router, create_app
+from ponder_router.budgets import default_policy
 from ponder_router.escalation import Escalator
 from ponder_router.settings import RouterConfig
 from test_router_fakes import FakeFleet, Script, constant
@@ -53,6 +54,13 @@ async def router(script: Script = ANSWER_42, **overrides: Any,
         yield client, fleet, app.state.router
 
 
+SINGLE = {"tiers": [{"name": "easy", "maxDifficulty": 1.0, "maxTokens": 1024, "maxSamples": 1,
+                     "initialSamples": 1, "strategy": "single"}]}
+"""A policy whose every request runs one sample (the default policy has no such tier)."""
+_HARD = default_policy().tier("hard")
+HARD_BUDGET_TOKENS = _HARD.max_tokens * _HARD.max_samples
+
+
 def chat(**fields: Any) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": "What is 6*7?"}], **fields}
 
@@ -66,7 +74,12 @@ async def test_a_chat_completion_has_the_openai_shape_and_a_ponder_report() -> N
     assert body["choices"][0]["message"]["content"].endswith("\\boxed{42}.")
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"]["completion_tokens"] == body["ponder"]["tokens_used"]
-    assert body["usage"]["completion_tokens_details"]["reasoning_tokens"] == 0
+    # The default easy tier votes with two samples and stops when they agree; the sample
+    # not returned counts as reasoning (both wrote the same, so half the tokens).
+    assert body["ponder"]["samples"]["completed"] == 2
+    assert body["ponder"]["stop_reason"] == "first-wave-agreed"
+    assert body["usage"]["completion_tokens_details"]["reasoning_tokens"] == \
+        body["ponder"]["tokens_used"] // 2
     assert body["ponder"]["tier"] == "easy"
     assert body["ponder"]["answered_by"] == "small"
     assert body["ponder"]["difficulty_source"] == "hint"
@@ -174,7 +187,7 @@ def events(text: str) -> list[Any]:
 
 
 async def test_a_streamed_single_sample_request_sends_its_tokens_then_the_report() -> None:
-    async with router(Script(answer="42", tokens=3)) as (client, _, _):
+    async with router(Script(answer="42", tokens=3), budgets=SINGLE) as (client, _, _):
         response = await client.post("/v1/chat/completions", json=chat(
             ponder=EASY, stream=True, stream_options={"include_usage": True}))
     chunks = events(response.text)
@@ -185,6 +198,7 @@ async def test_a_streamed_single_sample_request_sends_its_tokens_then_the_report
     assert text.endswith("\\boxed{42}.")
     assert chunks[-3]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-3]["ponder"]["tier"] == "easy"
+    assert chunks[-3]["ponder"]["samples"]["completed"] == 1
     assert chunks[-2]["usage"]["completion_tokens"] == 7
     assert chunks[-1] == "[DONE]"
 
@@ -218,7 +232,7 @@ async def test_models_health_and_metrics_are_served() -> None:
                  "ponder_router_demand_tokens{service=\"small\"} 0.0",
                  'ponder_router_requests_total{outcome="ok",tier="hard"} 1.0',
                  'ponder_router_request_samples_count{tier="hard"} 1.0',
-                 'ponder_router_budget_tokens_total{tier="hard"} 65536.0',
+                 f'ponder_router_budget_tokens_total{{tier="hard"}} {HARD_BUDGET_TOKENS:.1f}',
                  'ponder_router_used_tokens_total{tier="hard"} 36.0',
                  "ponder_router_early_stops_total 1.0",
                  "ponder_router_request_duration_seconds_count 1.0",
@@ -251,8 +265,8 @@ async def test_an_escalating_tier_is_answered_by_the_larger_service() -> None:
 
 
 async def test_a_reloaded_config_moves_requests_to_the_new_endpoints() -> None:
-    async with router() as (client, fleet, r):
-        await r.apply_config(config(endpoints=("b:1",), model_name="renamed"))
+    async with router(budgets=SINGLE) as (client, fleet, r):
+        await r.apply_config(config(endpoints=("b:1",), model_name="renamed", budgets=SINGLE))
         response = await client.post("/v1/chat/completions", json=chat(model="renamed"))
     assert response.status_code == 200
     assert [rec.address for rec in fleet.records] == ["b:1"]

@@ -237,7 +237,7 @@ async def r1_router(**chat: Any) -> AsyncIterator[tuple[httpx.AsyncClient, FakeF
 
 def ask(**fields: Any) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": "What is 6*7?"}],
-            "ponder": {"difficulty": 0.05}, **fields}  # fmt: skip
+            "ponder": {"difficulty": 0.05, "max_samples": 1}, **fields}  # fmt: skip
 
 
 async def test_a_chat_reaches_triton_in_the_models_template_and_its_thinking_comes_apart() -> None:
@@ -313,10 +313,10 @@ async def test_the_openai_client_reads_the_reasoning_content() -> None:
                                  http_client=client)  # fmt: skip
         completion = await sdk.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "What is 6*7?"}],
-            extra_body={"ponder": {"difficulty": 0.05}})
+            extra_body={"ponder": {"difficulty": 0.05, "max_samples": 1}})
         stream = await sdk.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "What is 6*7?"}], stream=True,
-            extra_body={"ponder": {"difficulty": 0.05}})
+            extra_body={"ponder": {"difficulty": 0.05, "max_samples": 1}})
         streamed = [chunk async for chunk in stream]
 
     message = completion.choices[0].message

@@ -460,12 +460,16 @@ def test_a_custom_policy_from_the_config_is_used() -> None:
 # -- the model server's per-sample signals (vLLM backend additional outputs) -----------
 
 
-async def test_a_sample_cut_off_at_max_tokens_is_counted_as_truncated_and_never_votes() -> None:
+NO_FORCING = {"enabled": False}
+
+
+async def test_with_forcing_off_a_sample_cut_off_at_max_tokens_is_truncated_and_never_votes(
+) -> None:
     # Sample 0 says "length" although its text ends in an answer (as a real model's cut
     # chain of thought may end in a number): it must not be the fourth vote for "9".
     cut = Script(answer="9", finish_reason="length", output_tokens=64)
     fleet = FakeFleet(by_seed({0: cut}, Script(answer="9", finish_reason="stop")))
-    ex = executor(fleet)
+    ex = executor(fleet, config(forcing=NO_FORCING))
     result = await run(ex, spec(HARD))
     report = result.report
     assert report.samples.truncated == 1
@@ -473,11 +477,15 @@ async def test_a_sample_cut_off_at_max_tokens_is_counted_as_truncated_and_never_
     assert report.votes[0].votes == report.samples.completed - 1
     assert report.answer == "9"
     assert ex.metrics.truncated_samples._value.get() == 1
+    assert ex.metrics.forced_answers._value.get() == 0
+    assert report.samples.forced == 0
+    assert not any(r.prompt.endswith("Final answer:") for r in fleet.records)
 
 
-async def test_a_single_truncated_sample_answers_with_finish_reason_length() -> None:
+async def test_with_forcing_off_a_single_truncated_sample_answers_with_finish_reason_length(
+) -> None:
     fleet = FakeFleet(constant(Script(answer="6", finish_reason="length")))
-    ex = executor(fleet, config(budgets=SINGLE))
+    ex = executor(fleet, config(budgets=SINGLE, forcing=NO_FORCING))
     result = await run(ex, spec(EASY))
     assert result.finish_reason == "length"
     assert result.report.answer is None
@@ -502,3 +510,86 @@ async def test_the_plan_sees_each_samples_cumulative_logprob() -> None:
     logprobs = {s.index: s.cumulative_logprob for s in planned.plan.finished}
     assert logprobs == {0: -1.0, 1: -2.0, 2: -3.0, 3: -4.0}
     assert not any(s.truncated for s in planned.plan.finished)
+
+
+# -- budget forcing: a sample cut off at its cap answers at the cue ----------------------
+
+CUE = "\n</think>\n\nFinal answer:"
+
+
+def forcing_script(capped: dict[int, Script], answer_at_cue: Script) -> Any:
+    """Samples by index (``capped``, else answering "9"); a continuation at the cue answers
+    as ``answer_at_cue``."""
+    by_index = by_seed(capped, Script(answer="9", finish_reason="stop"))
+    return lambda prompt, params: (answer_at_cue if prompt.endswith("Final answer:")
+                                   else by_index(prompt, params))  # fmt: skip
+
+
+FORCED = Script(answer="9", tokens=0, finish_reason="stop", output_tokens=6)
+CAPPED = Script(answer=None, tokens=20, finish_reason="length", output_tokens=64)
+
+
+async def test_a_sample_cut_off_at_its_cap_is_forced_to_answer_and_votes() -> None:
+    fleet = FakeFleet(forcing_script({0: CAPPED}, FORCED))
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}))
+    result = await run(ex, spec(HARD))
+    report = result.report
+    assert (report.samples.forced, report.samples.truncated, report.abstentions) == (1, 0, 0)
+    assert report.votes[0].votes == report.samples.completed == 4
+    assert ex.metrics.forced_answers._value.get() == 1
+    assert ex.metrics.truncated_samples._value.get() == 0
+    cut, = (r for r in fleet.records if r.params.seed == 1000 and not r.prompt.endswith(CUE))
+    forced, = (r for r in fleet.records if r.prompt.endswith(CUE))
+    # The same sequence, continued on the same replica with a small answer allowance.
+    assert forced.address == cut.address
+    assert forced.prompt == cut.prompt + "".join(cut.chunks) + CUE
+    assert forced.params.max_tokens == 32
+    assert forced.params.seed == cut.params.seed
+    # The sample's tokens include its forced answer's.
+    assert result.completion_tokens == 64 + 6 + 3 * 5 + 3 * 4
+
+
+async def test_a_forced_single_sample_answers_with_the_cue_and_finish_reason_stop() -> None:
+    fleet = FakeFleet(forcing_script({0: CAPPED}, FORCED))
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
+                                forcing={"answerTokens": 8}))  # fmt: skip
+    tokens: list[str] = []
+
+    class Sink:
+        def token(self, text: str) -> None:
+            tokens.append(text)
+
+        def progress(self, report: dict[str, object]) -> None:
+            raise AssertionError("a single sample streams its tokens")
+
+    result = await run(ex, spec(EASY, streaming=True), Sink())
+    assert result.report.answer == "9"
+    assert result.report.samples.forced == 1
+    assert result.finish_reason == "stop"
+    assert result.text.endswith(CUE + "\nThe answer is \\boxed{9}.")
+    assert "".join(tokens) == result.text  # the client saw the cue and the forced answer
+    assert fleet.records[-1].params.max_tokens == 8
+
+
+async def test_a_model_without_signals_is_forced_once_it_used_all_its_tokens() -> None:
+    policy = BudgetPolicy(tiers=(Tier(name="only", max_difficulty=1.0, max_tokens=32,
+                                      max_samples=1, initial_samples=1,
+                                      strategy=Strategy.SINGLE),))  # fmt: skip
+    # No finish_reason, no token count: 32 words of the 32-token cap, then cut.
+    fleet = FakeFleet(forcing_script({0: Script(answer=None, tokens=32)}, FORCED))
+    ex = executor(fleet, config(budgets=policy, forcing={"cue": "{think_end}Final answer:"}))
+    result = await run(ex, spec(EASY))
+    assert result.report.samples.forced == 1
+    assert result.report.answer == "9"
+    # Without thinking markers in the chat format, {think_end} is empty.
+    assert fleet.records[-1].prompt.endswith("step31 Final answer:")
+
+
+async def test_when_the_forced_answer_fails_the_sample_abstains_as_truncated() -> None:
+    fleet = FakeFleet(forcing_script({0: CAPPED}, Script(fail_after=0)))
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}))
+    result = await run(ex, spec(HARD))
+    report = result.report
+    assert (report.samples.forced, report.samples.truncated, report.abstentions) == (0, 1, 1)
+    assert report.answer == "9"
+    assert ex.metrics.upstream_failures._value.get() == 1

@@ -450,3 +450,44 @@ def test_the_additional_outputs_are_declared_unless_turned_off(
 def test_model_names_in_one_repository_must_differ(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unique"):
         build_model_repository(tmp_path, [SimModelOptions(), SimModelOptions()])
+
+
+# -- an answer forced at the cue (budget forcing; simulated) -----------------------------
+
+CUE = "\n</think>\n\nFinal answer:"
+
+
+def test_a_trace_cut_and_cued_is_recognised_with_its_prompt_and_length(model: SimModel) -> None:
+    prompt = "<think>\n" + model.catalog.problems[1].text
+    cut = model.complete(prompt, SamplingParams(max_tokens=12, seed=9))
+    forced = behaviour.split_forced_prompt(prompt + cut.text + CUE)
+    assert forced == behaviour.ForcedPrompt(prompt, 12)
+    assert behaviour.split_forced_prompt(prompt + cut.text) is None  # no cue
+    assert behaviour.split_forced_prompt("What is the final answer:") is None  # no trace
+
+
+def test_a_forced_answer_is_short_and_is_the_whole_traces_at_the_whole_trace(
+    model: SimModel,
+) -> None:
+    prompt = model.catalog.problems[1].text
+    for seed in range(20):
+        full = model.complete(prompt, SamplingParams(max_tokens=AMPLE, seed=seed))
+        reasoning = full.text[: full.text.index("\nThe answer")]
+        forced = model.complete(prompt + reasoning + CUE, SamplingParams(max_tokens=8, seed=seed))
+        assert (forced.answer, forced.finish_reason) == (full.answer, "stop")
+        assert forced.text == f" \\boxed{{{full.answer}}}."
+
+
+def test_answers_forced_earlier_in_the_trace_are_right_less_often(model: SimModel) -> None:
+    problems = [p for p in model.catalog.problems if p.level <= 2][:40]
+    right: dict[float, int] = {}
+    for fraction in (0.1, 1.0):
+        right[fraction] = 0
+        for seed, problem in enumerate(problems):
+            full = model.complete(problem.text, SamplingParams(max_tokens=AMPLE, seed=seed))
+            cap = max(1, round(fraction * (len(full.tokens) - behaviour.ANSWER_TOKENS)))
+            cut = model.complete(problem.text, SamplingParams(max_tokens=cap, seed=seed))
+            forced = model.complete(problem.text + cut.text + CUE,
+                                    SamplingParams(max_tokens=8, seed=seed))  # fmt: skip
+            right[fraction] += bool(forced.correct)
+    assert right[0.1] < right[1.0]

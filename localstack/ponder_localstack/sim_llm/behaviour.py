@@ -39,6 +39,10 @@ Calibration, all from ``shared/data``:
   ``i * (REASONING_LOGPROB_PER_TOKEN + log(confidence) / n)``: a constant per-token cost
   of reasoning (an assumption, not from the data) plus the answer's log-confidence spread
   evenly over the trace, so a running per-token mean already carries the signal.
+- **forced answers** (budget forcing; simulated, not calibrated): a prompt that ends with an
+  answer cue (``Final answer:``) after a partial trace gets a short ``\boxed{}`` answer,
+  the whole trace's with a probability that grows with how far the trace had got
+  (``FORCED_ANSWER_EXPONENT``), else a wrong one.
 """
 
 from __future__ import annotations
@@ -512,6 +516,52 @@ def _scatter_answer(reference: str, rng: random.Random) -> str:
     return reference[: match.start()] + text + reference[match.end() :]
 
 
+# --- an answer forced at the cue ---------------------------------------------------------
+
+_ANSWER_CUE = re.compile(r"(?:final answer|the answer is)\s*:?\s*$", re.IGNORECASE)
+_TRACE_WORDS = frozenset(word for sentence in _SENTENCES for word in sentence)
+_TRACE_OPENERS = sorted({sentence[0] for sentence in _SENTENCES}, key=len, reverse=True)
+_MAX_MARKER_CHARS = 32
+FORCED_ANSWER_EXPONENT = 0.5
+"""A forced answer is the one the whole trace would have given with probability
+``(trace so far / whole trace) ** FORCED_ANSWER_EXPONENT``, else a wrong one. Simulated:
+an assumption, not calibrated from data (an answer forced at half the trace keeps ~71 %
+of the whole trace's)."""
+
+
+@dataclass(frozen=True)
+class ForcedPrompt:
+    """A prompt that continues a partial trace of this simulator with an answer cue."""
+
+    original: str
+    """The prompt the trace was written for."""
+    trace_tokens: int
+
+
+def split_forced_prompt(prompt: str) -> ForcedPrompt | None:
+    """The original prompt and trace length when ``prompt`` ends with an answer cue
+    (``Final answer:``, after an optional end-of-thinking marker such as ``</think>``)
+    after a partial trace of this simulator's reasoning words, which opens a sentence of
+    it; else None. The trace is the longest such run (a simulator's heuristic)."""
+    cue = _ANSWER_CUE.search(prompt)
+    if cue is None:
+        return None
+    head = prompt[: cue.start()].rstrip()
+    while head.endswith(">") and 0 <= len(head) - head.rfind("<") <= _MAX_MARKER_CHARS:
+        head = head[: head.rfind("<")].rstrip()
+    found: ForcedPrompt | None = None
+    for count, match in enumerate(reversed(list(re.finditer(r"\S+", head))), start=1):
+        word = match.group()
+        if word in _TRACE_OPENERS:
+            found = ForcedPrompt(head[: match.start()], count)
+        elif (glued := next((w for w in _TRACE_OPENERS if word.endswith(w)), None)) is not None:
+            # The trace's first word follows the prompt without a space ("<think>\nLet").
+            return ForcedPrompt(head[: match.end() - len(glued)], count)
+        if word not in _TRACE_WORDS:
+            break
+    return found
+
+
 # --- the model -----------------------------------------------------------------------
 
 
@@ -550,15 +600,16 @@ class SampleDraw:
     reasoning_tokens: int
 
 
+def _wrong_answer(profile: ProblemProfile, rng: random.Random) -> str:
+    if rng.random() < SCATTER_SHARE or not profile.distractors:
+        return _scatter_answer(profile.reference, rng)
+    return rng.choices(profile.distractors, weights=profile.distractor_weights)[0]
+
+
 def draw_sample(profile: ProblemProfile, rng: random.Random) -> SampleDraw:
     """One sample's answer and reasoning length."""
     correct = rng.random() < profile.accuracy
-    if correct:
-        answer = profile.reference
-    elif rng.random() < SCATTER_SHARE or not profile.distractors:
-        answer = _scatter_answer(profile.reference, rng)
-    else:
-        answer = rng.choices(profile.distractors, weights=profile.distractor_weights)[0]
+    answer = profile.reference if correct else _wrong_answer(profile, rng)
     log_factor = rng.gauss(0.0, profile.sample_length_spread)
     if not correct:
         log_factor += profile.wrong_length_log_ratio
@@ -811,15 +862,20 @@ class SimModel:
     ) -> Completion:
         """One sample for ``prompt``: fixed by (prompt, seed); greedy when temperature is 0.
 
-        ``entropy`` seeds an unseeded request; None draws it from the system.
+        ``entropy`` seeds an unseeded request; None draws it from the system. A prompt that
+        ends with an answer cue after a partial trace (``split_forced_prompt``) gets a
+        forced answer (``forced_answer``).
         """
-        profile = self.profile_prompt(prompt)
         if params.temperature == 0:
             seed: object = "greedy"
         elif params.seed is not None:
             seed = params.seed
         else:
             seed = entropy if entropy is not None else random.SystemRandom().getrandbits(64)
+        forced = split_forced_prompt(prompt)
+        if forced is not None:
+            return self.forced_answer(forced, prompt, seed)
+        profile = self.profile_prompt(prompt)
         rng = _rng("sample", normalize_text(prompt), seed)
         draw = draw_sample(profile, rng)
         completion = render_completion(draw, profile, params, rng)
@@ -830,3 +886,22 @@ class SimModel:
         full_tokens = draw.reasoning_tokens + ANSWER_TOKENS
         per_token = REASONING_LOGPROB_PER_TOKEN + log_confidence / full_tokens
         return dataclasses.replace(completion, logprob_per_token=per_token)
+
+    def forced_answer(self, forced: ForcedPrompt, prompt: str, seed: object) -> Completion:
+        """The answer at the cue: the whole trace's (the sample this seed draws for the
+        original prompt) with a probability that grows with how far the trace had got
+        (``FORCED_ANSWER_EXPONENT``), else a wrong one. A simulation."""
+        profile = self.profile_prompt(forced.original)
+        draw = draw_sample(profile, _rng("sample", normalize_text(forced.original), seed))
+        fraction = min(1.0, forced.trace_tokens / draw.reasoning_tokens)
+        rng = _rng("forced", normalize_text(prompt), seed)
+        if rng.random() < fraction**FORCED_ANSWER_EXPONENT:
+            answer, correct = draw.answer, draw.correct
+        else:
+            answer, correct = _wrong_answer(profile, rng), False
+        if answer == profile.reference:
+            correct = True
+        return Completion(
+            tokens=(f" \\boxed{{{answer}}}.",), finish_reason="stop", answer=answer,
+            correct=correct, problem_id=profile.problem_id, level=profile.level,
+        )

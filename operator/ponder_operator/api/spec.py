@@ -15,7 +15,8 @@ The sections the router reads are the router's own models where it has one:
 ``spec.budgets.stopping`` is ``ponder_router.aggregate.StopRule``, ``spec.answers`` is
 ``ponder_router.answers.AnswerFormat``, ``spec.router.admission`` is
 ``ponder_router.settings.AdmissionConfig`` and ``spec.model.chat`` is
-``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template), copied into
+``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template) and
+``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
 ``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
@@ -49,6 +50,7 @@ from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.chat import ChatFormat, ThinkingDelimiters
 from ponder_router.difficulty import FEATURE_NAMES
+from ponder_router.forcing import ForcingConfig
 from ponder_router.settings import AdmissionConfig
 
 # Scalars are strict, as the API server is: "3" is not an integer, "yes" is not a boolean.
@@ -531,6 +533,8 @@ class EffortMapping(ApiModel):
 
 StoppingSpec = StopRule
 """When to stop drawing samples: the router's own model (``rule`` on the wire)."""
+ForcingSpec = ForcingConfig
+"""Answer at the cap (budget forcing): the router's own model."""
 
 
 _DEFAULT_FLOORS = {step.resource.value: step.floor for step in DEFAULT_POLICY.shrink_order}
@@ -635,6 +639,10 @@ class BudgetsSpec(ApiModel):
                     "easy, medium and hard, as the router's default policy does.")
     stopping: StopRule = Field(default=StopRule(),
                                description="Early stopping between sample waves.")
+    forcing: ForcingConfig = Field(
+        default=ForcingConfig(),
+        description="Answer at the cap: a sample cut off at its tier's maxTokens is "
+                    "continued with an answer cue and votes with that answer.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(
