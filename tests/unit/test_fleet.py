@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +13,7 @@ from ponder_router.aggregate import plan_next_wave, tally
 from ponder_router.budgets import LoadState, default_policy
 from ponder_tools.evaluation.dataset import EvalProblem
 from ponder_tools.sim import HpaAutoscaler, SimConfig, synthetic_trace
+from ponder_tools.sim.cli import add_simulate_parser
 from ponder_tools.sim.fleet import (
     FleetPolicy,
     FleetResult,
@@ -127,3 +132,27 @@ def test_every_request_is_answered_under_the_hpa() -> None:
 def test_a_policy_needs_exactly_one_kind() -> None:
     with pytest.raises(Exception, match="exactly one"):
         FleetPolicy("both", fixed_samples=1, ac_threshold=0.9)
+
+
+def test_ponder_simulate_fleet_prints_the_table_and_writes_json_and_a_plot(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ponder")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["simulate", "--fleet", "--trace", "azure-conv", "--minutes", "0.5",
+                              "--dataset", "gpt4", "--out", str(tmp_path)])
+    assert args.run(args) == 0
+    out = capsys.readouterr().out
+    assert "$/1k ok" in out
+    document = json.loads((tmp_path / "fleet.json").read_text())
+    policies = [p["policy"] for p in document["policies"]]
+    assert {"maj@1", "maj@16", "adaptive-consistency", "ponder-default"} <= set(policies)
+    assert document["dataset"].startswith("mot_gpt4")
+    assert (tmp_path / "fleet.png").exists()
+
+
+def test_ponder_simulate_fleet_refuses_an_unknown_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ponder")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["simulate", "--fleet", "--trace", "nope"])
+    assert "invalid choice" in capsys.readouterr().err
