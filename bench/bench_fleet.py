@@ -8,7 +8,10 @@ the pool; every policy runs on the same arrivals, problem draws, sample orders a
 lengths (the runs are listed in ``fleet_compare``'s docstring).
 
 Prints a table, writes ``bench/results/fleet.json`` and ``bench/results/fleet.png``
-(matplotlib, when installed).
+(matplotlib, when installed). Then the same comparison on the bursty Azure code trace
+(bursts shorter than the 60 s start-up), where shrinking off, at the ceiling and while
+scale-up is in flight sit side by side: ``fleet_burst.json`` and ``fleet_burst.png``,
+with the stand-in over MATH-500 (``--burst-dataset``; its samples take the trace's lengths).
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_fleet.py \\
         [--trace azure-conv] [--minutes 5] [--dataset llama2|gpt4|qwen] [--seed 0]
@@ -33,7 +36,13 @@ def main() -> int:
     parser.add_argument("--startup-seconds", type=float, default=60.0)
     parser.add_argument("--accelerator", default="H100")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    return run_simulate_fleet(parser.parse_args())
+    parser.add_argument("--burst-trace", default="azure-code")
+    parser.add_argument("--burst-dataset", choices=DATASET_NAMES, default="qwen")
+    args = parser.parse_args()
+    status = run_simulate_fleet(args)
+    burst = argparse.Namespace(**{**vars(args), "trace": args.burst_trace,
+                                  "dataset": args.burst_dataset, "stem": "fleet_burst"})
+    return status or run_simulate_fleet(burst)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ def comparison_document(
 def run_simulate_fleet(args: argparse.Namespace) -> int:
     """Run ``fleet_compare`` as ``args`` describe (``trace``, ``minutes``, ``dataset``,
     ``seed``, ``slo_wait_seconds``, ``startup_seconds``, ``accelerator``, ``out``); print
-    the table, and with ``out`` write ``fleet.json`` and ``fleet.png``. 0, or 2 on bad input."""
+    the table, and with ``out`` write ``<stem>.json`` and ``<stem>.png`` (``stem``: ``fleet``
+    unless ``args`` says). 0, or 2 on bad input."""
     try:
         started = time.perf_counter()
         dataset = load_samples(args.dataset)
@@ -167,6 +168,7 @@ def run_simulate_fleet(args: argparse.Namespace) -> int:
           f"${comparison.gpu_hourly_price:.2f}/GPU-h, SLO queue wait <= "
           f"{args.slo_wait_seconds:g} s, start-up {args.startup_seconds:g} s, seed {args.seed}")
     print(format_fleet_table(comparison.summaries))
+    print(comparison.format_oracle())
     print(f"quota scenario: pool capped at {comparison.quota_replicas} replicas (half of "
           f"Ponder's peak {comparison.peak_replicas})")
     print(f"wall {elapsed:.1f} s")
@@ -178,8 +180,9 @@ def run_simulate_fleet(args: argparse.Namespace) -> int:
                     "startup_seconds": args.startup_seconds, "accelerator": args.accelerator,
                     "wall_seconds": round(elapsed, 2)}  # fmt: skip
         document = comparison.document(settings)
-        (args.out / "fleet.json").write_text(json.dumps(document, indent=2) + "\n")
-        drawn = plot_fleet(comparison, args.out / "fleet.png")
-        print(f"wrote {args.out / 'fleet.json'}" + (" and fleet.png" if drawn else
+        stem = getattr(args, "stem", "fleet")
+        (args.out / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n")
+        drawn = plot_fleet(comparison, args.out / f"{stem}.png")
+        print(f"wrote {args.out / stem}.json" + (" and .png" if drawn else
               " (no plot: matplotlib is not installed)"))  # fmt: skip
     return 0

@@ -9,8 +9,10 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   fixed maj@N (``StopRule`` ``none``, one wave of N), Adaptive-Consistency (the ``beta``
   rule, one sample at a time), or a Ponder ``BudgetPolicy`` through the router's estimator
   and ``budgets.assign_budget`` (effort ``auto``), capped at the samples the data hold. With
-  ``load_aware`` the budget sees the pool's load (``LoadState.from_demand``, at the ceiling
-  when the pool is at ``max_replicas``), so load shrinking happens as it would live.
+  ``shrink`` other than ``off`` the budget sees the pool's load (``LoadState.from_demand``:
+  demand over what the ready replicas serve in a minute, at the ceiling when the pool is
+  at ``max_replicas``, and with ``scale-up`` also scaling up while a replica it added is
+  pending or starting), so load shrinking happens as it would live.
 - **Samples.** A request's sample ``i`` is its problem's recorded sample ``order[i]`` (a
   seeded permutation, drawn once per request and shared by every policy). Its length is
   the data's tokens when the data have them (cut at the budget's cap, where it abstains,
@@ -35,7 +37,7 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   to first token and latency, as in ``engine``.
 
 Not modelled (yet): escalation to another model, verifier calls, best-of-n scoring, a
-deadline per request, shrinking while scale-up is in flight.
+deadline per request.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +74,14 @@ FIXED_MAX_TOKENS = 4096
 TRACE_JITTER = (0.75, 1.25)
 
 
+class ShrinkTrigger(StrEnum):
+    """When the fleet's router reports load to the budget policy (module docstring)."""
+
+    OFF = "off"  # never: budgets see an idle pool
+    CEILING = "ceiling"  # at the replica ceiling (the router's default)
+    SCALE_UP = "scale-up"  # at the ceiling, and while scale-up is in flight
+
+
 @dataclass(frozen=True)
 class FleetPolicy:
     """How requests are budgeted: ``fixed_samples`` (maj@N), ``ac_threshold``
@@ -82,7 +93,7 @@ class FleetPolicy:
     ac_max_samples: int = 16
     budget_policy: BudgetPolicy | None = None
     stop_rule: StopRule = field(default_factory=StopRule)
-    load_aware: bool = False
+    shrink: ShrinkTrigger = ShrinkTrigger.OFF
 
     def __post_init__(self) -> None:
         chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
@@ -101,8 +112,8 @@ class FleetPolicy:
         count = problem.sample_count
         if self.budget_policy is not None:
             estimate = self.budget_policy.feature_estimator().estimate(problem.question)
-            budget = assign_budget(estimate, "auto", load if self.load_aware else LoadState.idle(),
-                                   self.budget_policy, requested_max_samples=count)  # fmt: skip
+            budget = assign_budget(estimate, "auto", load, self.budget_policy,
+                                   requested_max_samples=count)  # fmt: skip
             return budget, self.stop_rule
         if self.fixed_samples is not None:
             n = min(self.fixed_samples, count)
@@ -244,13 +255,16 @@ class _FleetReplay(_Replay):
     # -- the router ---------------------------------------------------------------------
 
     def load(self) -> LoadState:
-        if not self.policy.load_aware:
+        trigger = self.policy.shrink
+        if trigger is ShrinkTrigger.OFF:
             return LoadState.idle()
         spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        adding = spec > len(self.ready)  # pending or starting replicas
         return LoadState.from_demand(
             demand_tokens=self.open_demand(), horizon_seconds=60.0,
             capacity_tokens_per_second=len(self.ready) * self.capacity_tokens_per_second,
-            at_ceiling=spec >= self.max_replicas)  # fmt: skip
+            at_ceiling=spec >= self.max_replicas,
+            scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
 
     def open_demand(self) -> float:
         return sum(expected_request_tokens(o.budget, samples_finished=len(o.plan.finished))
@@ -464,13 +478,13 @@ def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
 
 def format_fleet_table(summaries: Sequence[FleetSummary]) -> str:
     """One fixed-width row per policy."""
-    header = (f"{'policy':<26}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
+    header = (f"{'policy':<30}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
               f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'cost $':>8}{'$/1k ok':>9}"
               f"{'samples':>8}{'tokens':>8}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for s in summaries:
         lines.append(
-            f"{s.policy:<26}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
+            f"{s.policy:<30}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
             f"{s.latency_p50_seconds:>8.1f}{s.latency_p99_seconds:>8.1f}"
             f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.cost_usd:>8.2f}"
             f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}")
