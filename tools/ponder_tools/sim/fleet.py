@@ -64,7 +64,7 @@ from ponder_router.budgets import (
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_tools.evaluation.dataset import EvalProblem
 
-from .engine import _DRAINING, _PENDING, Autoscaler, Observation, SimConfig, _Replay, _Replica
+from .engine import DRAINING, PENDING, Autoscaler, Observation, Replay, Replica, SimConfig
 from .errors import SimulationError
 from .traces import Trace
 from .workload import Workload
@@ -225,14 +225,14 @@ class _Open:
 
     def __init__(self, budget: Budget, plan: RequestPlan, samples: list[RecordedSample]) -> None:
         self.budget, self.plan, self.samples = budget, plan, samples
-        self.running: dict[int, tuple[_Replica, float, int]] = {}  # index: (replica, start, id)
+        self.running: dict[int, tuple[Replica, float, int]] = {}  # index: (replica, start, id)
         self.queued = 0
         self.wave_start = 0.0
         self.wait = 0.0
 
 
-class _FleetReplay(_Replay):
-    """``engine._Replay`` with samples as sequences, decided by each request's plan."""
+class _FleetReplay(Replay):
+    """``engine.Replay`` with samples as sequences, decided by each request's plan."""
 
     def __init__(self, draw: FleetDraw, policy: FleetPolicy, autoscaler: Autoscaler,
                  config: SimConfig, workload: Workload, max_replicas: int) -> None:  # fmt: skip
@@ -258,7 +258,7 @@ class _FleetReplay(_Replay):
         trigger = self.policy.shrink
         if trigger is ShrinkTrigger.OFF:
             return LoadState.idle()
-        spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        spec = sum(1 for r in self.replicas if r.state != DRAINING)
         adding = spec > len(self.ready)  # pending or starting replicas
         return LoadState.from_demand(
             demand_tokens=self.open_demand(), horizon_seconds=60.0,
@@ -302,7 +302,7 @@ class _FleetReplay(_Replay):
             if request is None:  # the request stopped before this sample started
                 queue.popleft()
                 continue
-            best: _Replica | None = None
+            best: Replica | None = None
             most_free = 0
             for replica in self.ready:
                 if limit - replica.sequences > most_free:
@@ -326,7 +326,7 @@ class _FleetReplay(_Replay):
             self.inflight_sequences += 1
             self.reschedule(best, now)
 
-    def complete(self, replica: _Replica, now: float) -> None:
+    def complete(self, replica: Replica, now: float) -> None:
         self.advance(replica, now)
         finishing = replica.finishing
         horizon = replica.virtual + 1e-6 * max(1.0, replica.virtual)
@@ -353,11 +353,11 @@ class _FleetReplay(_Replay):
                     raise SimulationError(f"request {index}: the plan left nothing running")
         for other in touched.values():
             self.reschedule(other, now)
-            if other.state == _DRAINING and other.sequences == 0:
+            if other.state == DRAINING and other.sequences == 0:
                 self.terminate(other, now)
         self.dispatch(now)
 
-    def close(self, index: int, now: float, touched: dict[int, _Replica]) -> None:
+    def close(self, index: int, now: float, touched: dict[int, Replica]) -> None:
         """The plan stopped: cancel what runs, answer, and record the request."""
         request = self.open.pop(index)
         for replica, start, sample_id in request.running.values():
@@ -385,13 +385,13 @@ class _FleetReplay(_Replay):
         return Observation(
             queued_requests=waiting, inflight_requests=len(self.open) - waiting,
             inflight_sequences=self.inflight_sequences, demand_tokens=self.open_demand(),
-            spec_replicas=sum(1 for r in self.replicas if r.state != _DRAINING),
+            spec_replicas=sum(1 for r in self.replicas if r.state != DRAINING),
             ready_replicas=len(self.ready),
-            pending_unschedulable_replicas=sum(1 for r in self.replicas if r.state == _PENDING),
+            pending_unschedulable_replicas=sum(1 for r in self.replicas if r.state == PENDING),
         )  # fmt: skip
 
     def record(self, now: float) -> None:
-        spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        spec = sum(1 for r in self.replicas if r.state != DRAINING)
         self.records.append((now, spec, self.gpu_replicas, len(self.ready),
                              len(self.sample_queue)))  # fmt: skip
 
