@@ -478,14 +478,15 @@ def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
 
 def format_fleet_table(summaries: Sequence[FleetSummary]) -> str:
     """One fixed-width row per policy."""
-    header = (f"{'policy':<30}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
+    header = (f"{'policy':<32}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
               f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'cost $':>8}{'$/1k ok':>9}"
-              f"{'samples':>8}{'tokens':>8}")  # fmt: skip
+              f"{'samples':>8}{'tokens':>8}{'shrunk%':>8}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for s in summaries:
         lines.append(
-            f"{s.policy:<30}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
+            f"{s.policy:<32}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
             f"{s.latency_p50_seconds:>8.1f}{s.latency_p99_seconds:>8.1f}"
             f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.cost_usd:>8.2f}"
-            f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}")
+            f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}"
+            f"{100 * s.shrunk_share:>8.1f}")
     return "\n".join(lines)

@@ -10,7 +10,8 @@ the replicas over time. The runs:
   up to 16) on the HPA (outstanding requests per pod, calibrated on each policy's own
   work, as a load test would), and maj@16 on KEDA;
 - Ponder's default budget policy on the HPA, on KEDA and on Ponder's autoscaler, the last
-  with each ``fleet.ShrinkTrigger``: off, at the ceiling, and while scale-up is in flight;
+  with each ``fleet.ShrinkTrigger``: off, at the ceiling, and while scale-up is in flight
+  (this one on the HPA too);
 - the GPU-quota scenario: Ponder on its autoscaler with the pool capped at K, half the peak
   it reached unconstrained (so demand reaches about 2x what K serve), with load-aware
   shrinking off, on (samples first, the default order) and on with tokens first.
@@ -147,6 +148,8 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
 
     maj16 = FleetPolicy("maj@16", fixed_samples=16)
     default = FleetPolicy("ponder-default", budget_policy=ponder)
+    scale_up = FleetPolicy("ponder-shrink-scaleup", budget_policy=ponder,
+                           shrink=ShrinkTrigger.SCALE_UP)
     runs: list[tuple[FleetPolicy, str]] = [
         (FleetPolicy("maj@1", fixed_samples=1), "hpa"),
         (FleetPolicy("maj@5", fixed_samples=5), "hpa"),
@@ -154,11 +157,11 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
         (maj16, "keda"),
         (FleetPolicy("adaptive-consistency", ac_threshold=0.95), "hpa"),
         (default, "hpa"),
+        (scale_up, "hpa"),
         (default, "keda"),
         (FleetPolicy("ponder-shrink-ceiling", budget_policy=ponder,
                      shrink=ShrinkTrigger.CEILING), "ponder"),
-        (FleetPolicy("ponder-shrink-scaleup", budget_policy=ponder,
-                     shrink=ShrinkTrigger.SCALE_UP), "ponder"),
+        (scale_up, "ponder"),
         (default, "ponder"),
     ]  # fmt: skip
     results = [run(policy, scaler) for policy, scaler in runs]
