@@ -14,9 +14,10 @@ Rules, in the order ``assign_budget`` applies them:
    ``high`` floors at its mapped tier (at least that tier), ``medium`` pins its mapped tier.
    An effort the policy does not map behaves as ``auto``.
 2. **Client caps** (``max_tokens``, a sample limit) only ever lower the tier's budgets.
-3. **Load shrink**: only when the pool is at its replica ceiling *and* pressure > 1, the
-   budget is divided by the pressure, resource by resource in ``shrink_order``, never
-   below each step's floor (nor raised to it).
+3. **Load shrink**: only when pressure > 1 *and* the pool cannot add capacity in time
+   (``LoadState.shrinks``: at its replica ceiling, or, where the caller reports it,
+   while scale-up is in flight), the budget is divided by the pressure, resource by
+   resource in ``shrink_order``, never below each step's floor (nor raised to it).
 """
 
 from __future__ import annotations
@@ -195,13 +196,21 @@ class LoadState(BaseModel):
 
     ``pressure`` is expected demand over what the pool can serve (dimensionless; 1.0 = the
     pool is exactly busy). It only shrinks budgets when ``at_ceiling`` says the autoscaler
-    cannot add replicas; below the ceiling, more demand means more GPUs, not less thinking.
+    cannot add replicas, or ``scaling_up`` says replicas it added are still starting (a
+    burst shorter than a model load); otherwise more demand means more GPUs, not less
+    thinking. Whether to report ``scaling_up`` at all is the caller's knob.
     """
 
     model_config = _MODEL_CONFIG
 
     pressure: float = Field(default=0.0, ge=0.0)
     at_ceiling: bool = False
+    scaling_up: bool = False
+
+    @property
+    def shrinks(self) -> bool:
+        """Whether this load shrinks budgets (module rule 3)."""
+        return (self.at_ceiling or self.scaling_up) and self.pressure > 1.0
 
     @classmethod
     def idle(cls) -> LoadState:
@@ -216,11 +225,12 @@ class LoadState(BaseModel):
         capacity_tokens_per_second: float,
         horizon_seconds: float,
         at_ceiling: bool,
+        scaling_up: bool = False,
     ) -> LoadState:
         """Pressure = demand / (capacity x horizon); unknown (zero) capacity never shrinks."""
         served_tokens = capacity_tokens_per_second * horizon_seconds
         pressure = demand_tokens / served_tokens if served_tokens > 0 else 0.0
-        return cls(pressure=max(pressure, 0.0), at_ceiling=at_ceiling)
+        return cls(pressure=max(pressure, 0.0), at_ceiling=at_ceiling, scaling_up=scaling_up)
 
 
 class Budget(BaseModel):
@@ -312,9 +322,10 @@ def assign_budget(
     max_tokens = _cap(tier.max_tokens, requested_max_tokens, "max_tokens")
     max_samples = _cap(tier.max_samples, requested_max_samples, "max_samples")
     shrink_reason = None
-    if load.at_ceiling and load.pressure > 1.0:
+    if load.shrinks:
+        cause = "at replica ceiling" if load.at_ceiling else "while scaling up"
         max_samples, max_tokens, shrink_reason = _shrink(
-            max_samples, max_tokens, load.pressure, policy.shrink_order
+            max_samples, max_tokens, load.pressure, policy.shrink_order, cause
         )
     strategy = tier.strategy if max_samples > 1 else Strategy.SINGLE
     wave_size = 1 if strategy is Strategy.REVISE else min(tier.initial_samples, max_samples)
@@ -367,7 +378,8 @@ def _cap(tier_value: int, requested: int | None, name: str) -> int:
 
 
 def _shrink(
-    max_samples: int, max_tokens: int, pressure: float, order: tuple[ShrinkStep, ...]
+    max_samples: int, max_tokens: int, pressure: float, order: tuple[ShrinkStep, ...],
+    cause: str,
 ) -> tuple[int, int, str | None]:
     """Divide samples x tokens by ``pressure``, step by step, respecting each floor."""
     left = pressure
@@ -387,5 +399,5 @@ def _shrink(
             max_tokens = reduced
     if not changes:
         return max_samples, max_tokens, None
-    reason = f"pressure {pressure:.2f} at replica ceiling: " + ", ".join(changes)
+    reason = f"pressure {pressure:.2f} {cause}: " + ", ".join(changes)
     return max_samples, max_tokens, reason

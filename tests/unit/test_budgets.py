@@ -198,6 +198,7 @@ def test_a_client_cap_below_one_is_refused(name: str, value: int) -> None:
         LoadState.idle(),
         LoadState(pressure=5.0, at_ceiling=False),  # the autoscaler can still add GPUs
         LoadState(pressure=1.0, at_ceiling=True),  # exactly busy is not overloaded
+        LoadState(pressure=1.0, scaling_up=True),  # nor while scaling up
     ],
 )
 def test_budgets_do_not_shrink_unless_the_pool_is_over_capacity_at_its_ceiling(
@@ -217,6 +218,41 @@ def test_under_pressure_at_the_ceiling_samples_shrink_first_then_tokens() -> Non
     assert shrunk_work <= full_work / 3.0 + shrunk.max_samples  # divided by the pressure
     assert shrunk_work >= full_work / 3.3
     assert shrunk.expected_tokens < full.expected_tokens
+
+
+def test_under_pressure_while_scaling_up_the_budget_shrinks_as_at_the_ceiling() -> None:
+    scaling = assign_budget(estimate(0.9), "auto", LoadState(pressure=3.0, scaling_up=True),
+                            default_policy())  # fmt: skip
+    ceiling = assign_budget(estimate(0.9), "auto", SATURATED, default_policy())
+    assert scaling.shrunk
+    assert (scaling.max_samples, scaling.max_tokens_per_sample) == (
+        ceiling.max_samples, ceiling.max_tokens_per_sample)
+    assert scaling.shrink_reason is not None
+    assert "while scaling up" in scaling.shrink_reason
+    assert ceiling.shrink_reason is not None
+    assert "at replica ceiling" in ceiling.shrink_reason
+
+
+@pytest.mark.parametrize(
+    ("load", "shrinks"),
+    [
+        (LoadState.idle(), False),
+        (LoadState(pressure=2.0), False),
+        (LoadState(pressure=2.0, at_ceiling=True), True),
+        (LoadState(pressure=2.0, scaling_up=True), True),
+        (LoadState(pressure=0.5, at_ceiling=True, scaling_up=True), False),
+    ],
+)
+def test_a_load_shrinks_only_over_capacity_at_the_ceiling_or_while_scaling_up(
+    load: LoadState, shrinks: bool
+) -> None:
+    assert load.shrinks is shrinks
+
+
+def test_from_demand_carries_scaling_up() -> None:
+    load = LoadState.from_demand(demand_tokens=200.0, capacity_tokens_per_second=1.0,
+                                 horizon_seconds=100.0, at_ceiling=False, scaling_up=True)
+    assert (load.pressure, load.scaling_up, load.at_ceiling) == (2.0, True, False)
 
 
 def test_no_pressure_shrinks_a_budget_below_its_floors() -> None:

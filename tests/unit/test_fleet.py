@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,9 +13,11 @@ from ponder_router.aggregate import plan_next_wave, tally
 from ponder_router.budgets import LoadState, default_policy
 from ponder_tools.evaluation.dataset import EvalProblem
 from ponder_tools.sim import HpaAutoscaler, SimConfig, synthetic_trace
+from ponder_tools.sim.cli import add_simulate_parser
 from ponder_tools.sim.fleet import (
     FleetPolicy,
     FleetResult,
+    ShrinkTrigger,
     draw_fleet,
     simulate_fleet,
 )
@@ -127,3 +133,62 @@ def test_every_request_is_answered_under_the_hpa() -> None:
 def test_a_policy_needs_exactly_one_kind() -> None:
     with pytest.raises(Exception, match="exactly one"):
         FleetPolicy("both", fixed_samples=1, ac_threshold=0.9)
+
+
+def test_ponder_simulate_fleet_prints_the_table_and_writes_json_and_a_plot(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ponder")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["simulate", "--fleet", "--trace", "azure-conv", "--minutes", "0.5",
+                              "--dataset", "gpt4", "--out", str(tmp_path)])
+    assert args.run(args) == 0
+    out = capsys.readouterr().out
+    assert "$/1k ok" in out
+    document = json.loads((tmp_path / "fleet.json").read_text())
+    policies = [p["policy"] for p in document["policies"]]
+    assert {"maj@1", "maj@16", "adaptive-consistency", "ponder-default"} <= set(policies)
+    assert document["dataset"].startswith("mot_gpt4")
+    assert {p["autoscaler"] for p in document["policies"]} == {"hpa", "keda", "ponder"}
+    quota = [p for p in document["policies"] if p["policy"].startswith("ponder-quota")]
+    assert len(quota) == 3
+    oracle = {o["policy"]: o for o in document["oracle"]}
+    maj16 = next(p for p in document["policies"] if p["policy"] == "maj@16")
+    assert oracle["maj@16"]["gpu_hours"] <= maj16["gpu_hours"]  # the bound is a bound
+    assert (tmp_path / "fleet.png").exists()
+
+
+def test_ponder_simulate_fleet_refuses_an_unknown_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ponder")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["simulate", "--fleet", "--trace", "nope"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("trigger", "shrinks"), [(ShrinkTrigger.OFF, False),
+                                                  (ShrinkTrigger.CEILING, False),
+                                                  (ShrinkTrigger.SCALE_UP, True)])
+def test_budgets_shrink_while_scale_up_is_in_flight_only_with_that_trigger(
+        trigger: ShrinkTrigger, shrinks: bool) -> None:
+    """One ready replica, eight more asked for at once and starting for a minute, under a
+    burst of hard requests: only the scale-up trigger shrinks, and only while they start."""
+    trace = synthetic_trace([(30.0, 20.0), (120.0, 0.5)], seed=1)
+    draw = draw_fleet(trace, problems(question=HARD_QUESTION), seed=1)
+    policy = FleetPolicy("ponder", budget_policy=default_policy(), shrink=trigger)
+    result = simulate_fleet(draw, policy, FixedPool(9), SimConfig(initial_replicas=1),
+                            max_replicas=64)  # fmt: skip
+    assert result.shrunk.any() is np.bool_(shrinks)
+    ready_at = 60.0 + FixedPool.period_seconds
+    assert not result.shrunk[result.arrival_seconds > ready_at].any()
+
+
+def test_at_the_ceiling_budgets_shrink_under_pressure_and_samples_fall() -> None:
+    trace = synthetic_trace([(60.0, 20.0)], seed=2)
+    draw = draw_fleet(trace, problems(question=HARD_QUESTION), seed=2)
+    results = {trigger: simulate_fleet(
+        draw, FleetPolicy("ponder", budget_policy=default_policy(), shrink=trigger),
+        FixedPool(1), SimConfig(initial_replicas=1), max_replicas=1)
+        for trigger in (ShrinkTrigger.OFF, ShrinkTrigger.CEILING)}  # fmt: skip
+    assert not results[ShrinkTrigger.OFF].shrunk.any()
+    assert results[ShrinkTrigger.CEILING].shrunk.any()
+    assert results[ShrinkTrigger.CEILING].samples.mean() < results[ShrinkTrigger.OFF].samples.mean()

@@ -2,9 +2,12 @@
 
 Role: the command-line face of ``compare``; ``ponder_tools.cli`` registers it through
 ``add_simulate_parser``. Prints the comparison table; with ``--out`` also writes
-``simulate_<trace>.json`` and ``simulate_<trace>.png`` there.
+``simulate_<trace>.json`` and ``simulate_<trace>.png`` there. With ``--fleet`` it runs
+``fleet_compare`` instead (recorded samples decided by the router's plan, accuracy and
+dollars per 1,000 correct answers) and writes ``fleet.json`` and ``fleet.png``.
 
     ponder simulate --trace azure-conv --startup-seconds 60 --out DIR
+    ponder simulate --fleet --trace azure-conv --minutes 5 --dataset llama2 --out DIR
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from ponder_tools.data import shared_data_dir
 from .compare import POLICY_NAMES, Comparison, run_comparison
 from .engine import ReplicaModel, SimConfig
 from .errors import SimulationError
+from .fleet import format_fleet_table
+from .fleet_compare import DATASET_NAMES, load_samples, plot_fleet, run_fleet_comparison
 from .report import format_table, gpu_hourly_price, plot_timelines
 from .traces import TRACE_FILES, load_trace
 from .workload import build_workload, load_problems
@@ -60,11 +65,24 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--seed", type=int, default=0, help="problem-assignment seed")
     parser.add_argument("--accelerator", default="H100",
                         help="GPU whose median on-demand price costs the runs (default: H100)")
+    fleet = parser.add_argument_group(
+        "fleet", "--fleet replays recorded samples through the router's plan on the pool "
+                 "(accuracy, $ per 1,000 correct answers); --policies, --gpu-capacity, "
+                 "--max-replicas, --utilization and --mix-shift-seconds do not apply")
+    fleet.add_argument("--fleet", action="store_true",
+                       help="compare budget policies (maj@N, Adaptive-Consistency, Ponder) "
+                            "on the fleet instead of autoscalers alone")
+    fleet.add_argument("--dataset", choices=DATASET_NAMES, default="llama2",
+                       help="recorded per-sample data set (default: llama2)")
+    fleet.add_argument("--minutes", type=float, default=5.0,
+                       help="replay the first this many minutes of the trace (default: 5)")
     parser.set_defaults(run=run_simulate)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Run the comparison ``args`` describe; 0 on success, 2 on bad input."""
+    if getattr(args, "fleet", False):
+        return run_simulate_fleet(args)
     try:
         names = [name.strip() for name in args.policies.split(",") if name.strip()]
         unknown = sorted(set(names) - set(POLICY_NAMES))
@@ -127,3 +145,44 @@ def comparison_document(
         },
         "policies": [summary.as_dict() for summary in comparison.summaries],
     }
+
+
+def run_simulate_fleet(args: argparse.Namespace) -> int:
+    """Run ``fleet_compare`` as ``args`` describe (``trace``, ``minutes``, ``dataset``,
+    ``seed``, ``slo_wait_seconds``, ``startup_seconds``, ``accelerator``, ``out``); print
+    the table, and with ``out`` write ``<stem>.json`` and ``<stem>.png`` (``stem``: ``fleet``
+    unless ``args`` says). 0, or 2 on bad input."""
+    try:
+        started = time.perf_counter()
+        dataset = load_samples(args.dataset)
+        trace = load_trace(args.trace).head(60.0 * args.minutes)
+        comparison = run_fleet_comparison(
+            trace, dataset, seed=args.seed, slo_wait_seconds=args.slo_wait_seconds,
+            startup_seconds=args.startup_seconds, accelerator=args.accelerator)  # fmt: skip
+        elapsed = time.perf_counter() - started
+    except (SimulationError, ValueError, OSError) as exc:
+        print(f"ponder simulate --fleet: {exc}", file=sys.stderr)
+        return 2
+    print(f"fleet: {args.trace} first {args.minutes:g} min ({trace.requests} requests), "
+          f"{dataset.name} ({len(dataset.problems)} problems), {args.accelerator} "
+          f"${comparison.gpu_hourly_price:.2f}/GPU-h, SLO queue wait <= "
+          f"{args.slo_wait_seconds:g} s, start-up {args.startup_seconds:g} s, seed {args.seed}")
+    print(format_fleet_table(comparison.summaries))
+    print(comparison.format_oracle())
+    print(f"quota scenario: pool capped at {comparison.quota_replicas} replicas (half of "
+          f"Ponder's peak {comparison.peak_replicas})")
+    print(f"wall {elapsed:.1f} s")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        settings = {"trace": args.trace, "minutes": args.minutes, "requests": trace.requests,
+                    "dataset": dataset.name, "seed": args.seed,
+                    "slo_queue_wait_seconds": args.slo_wait_seconds,
+                    "startup_seconds": args.startup_seconds, "accelerator": args.accelerator,
+                    "wall_seconds": round(elapsed, 2)}  # fmt: skip
+        document = comparison.document(settings)
+        stem = getattr(args, "stem", "fleet")
+        (args.out / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n")
+        drawn = plot_fleet(comparison, args.out / f"{stem}.png")
+        print(f"wrote {args.out / stem}.json" + (" and .png" if drawn else
+              " (no plot: matplotlib is not installed)"))  # fmt: skip
+    return 0

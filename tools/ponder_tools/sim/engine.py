@@ -43,11 +43,13 @@ import numpy.typing as npt
 from .errors import SimulationError
 from .workload import Workload
 
-_PENDING: Final = 0
-_STARTING: Final = 1
-_READY: Final = 2
-_DRAINING: Final = 3
-_GONE: Final = 4
+# A replica's states, in ``Replica.state``: waiting for a GPU (beyond ``gpu_capacity``),
+# loading the model, serving, finishing its sequences before it goes, gone.
+PENDING: Final = 0
+STARTING: Final = 1
+READY: Final = 2
+DRAINING: Final = 3
+GONE: Final = 4
 
 _COMPLETE: Final = 0
 _READY_EVENT: Final = 1
@@ -154,7 +156,13 @@ class SimResult:
         return self.gpu_seconds / 3600.0
 
 
-class _Replica:
+class Replica:
+    """One replica in a replay: its state, running sequences and processor-sharing clock.
+
+    ``finishing`` is a heap of ``(virtual tokens at which it finishes, owner id)``: every
+    running sequence advances ``virtual`` at the same rate, so the smallest finishes first.
+    """
+
     __slots__ = ("finishing", "sequences", "state", "updated", "version", "virtual")
 
     def __init__(self, state: int) -> None:
@@ -168,11 +176,17 @@ class _Replica:
 
 def simulate(workload: Workload, autoscaler: Autoscaler, config: SimConfig) -> SimResult:
     """Replay ``workload`` with ``autoscaler`` scaling the pool; every request completes."""
-    return _Replay(workload, autoscaler, config).run()
+    return Replay(workload, autoscaler, config).run()
 
 
-class _Replay:
-    """The mutable state of one replay; ``run`` is the event loop."""
+class Replay:
+    """The mutable state of one replay; ``run`` is the event loop.
+
+    The public hooks a richer replay overrides (``fleet``'s does, with samples as
+    sequences): ``arrive(index)``, ``dispatch(now)``, ``complete(replica, now)``,
+    ``observe()`` and ``record(now)``; ``advance``, ``reschedule``, ``terminate`` and
+    ``account`` keep a replica's clock, its next completion event and the GPU time.
+    """
 
     def __init__(self, workload: Workload, autoscaler: Autoscaler, config: SimConfig) -> None:
         model = config.replica
@@ -190,11 +204,11 @@ class _Replay:
         count = workload.requests
         self.started = np.full(count, np.nan)
         self.done = np.full(count, np.nan)
-        self.events: list[tuple[float, int, int, _Replica | None, int]] = []
+        self.events: list[tuple[float, int, int, Replica | None, int]] = []
         self.counter = 0
         self.queue: deque[int] = deque()
-        self.replicas: list[_Replica] = []  # every replica not gone, in creation order
-        self.ready: list[_Replica] = []
+        self.replicas: list[Replica] = []  # every replica not gone, in creation order
+        self.ready: list[Replica] = []
         self.inflight_requests = 0
         self.inflight_sequences = 0
         self.demand_tokens = 0.0
@@ -207,7 +221,7 @@ class _Replay:
 
     # -- events -------------------------------------------------------------------------
 
-    def push(self, at: float, kind: int, replica: _Replica | None = None, version: int = 0) -> None:
+    def push(self, at: float, kind: int, replica: Replica | None = None, version: int = 0) -> None:
         self.counter += 1
         heapq.heappush(self.events, (at, self.counter, kind, replica, version))
 
@@ -215,7 +229,7 @@ class _Replay:
         wall = time.perf_counter()
         now = 0.0
         for _ in range(self.config.initial_replicas):
-            warm = _Replica(_READY)
+            warm = Replica(READY)
             self.replicas.append(warm)
             self.ready.append(warm)
             self.gpu_replicas += 1
@@ -244,8 +258,8 @@ class _Replay:
                     self.complete(replica, now)
             elif kind == _READY_EVENT:
                 assert replica is not None
-                if replica.state == _STARTING:
-                    replica.state = _READY
+                if replica.state == STARTING:
+                    replica.state = READY
                     replica.updated = now
                     self.ready.append(replica)
                     self.dispatch(now)
@@ -269,7 +283,7 @@ class _Replay:
         while queue:
             index = queue[0]
             need = self.sequences[index]
-            best: _Replica | None = None
+            best: Replica | None = None
             most_free = -1
             for replica in self.ready:
                 free = limit - replica.sequences
@@ -286,7 +300,7 @@ class _Replay:
             self.inflight_sequences += need
             self.reschedule(best, now)
 
-    def complete(self, replica: _Replica, now: float) -> None:
+    def complete(self, replica: Replica, now: float) -> None:
         self.advance(replica, now)
         finishing = replica.finishing
         horizon = replica.virtual + 1e-6 * max(1.0, replica.virtual)
@@ -300,18 +314,18 @@ class _Replay:
             self.inflight_sequences -= need
             self.demand_tokens -= self.expected[index]
         self.reschedule(replica, now)
-        if replica.state == _DRAINING:
+        if replica.state == DRAINING:
             if replica.sequences == 0:
                 self.terminate(replica, now)
         else:
             self.dispatch(now)
 
-    def advance(self, replica: _Replica, now: float) -> None:
+    def advance(self, replica: Replica, now: float) -> None:
         if replica.sequences:
             replica.virtual += self.rate[replica.sequences] * (now - replica.updated)
         replica.updated = now
 
-    def reschedule(self, replica: _Replica, now: float) -> None:
+    def reschedule(self, replica: Replica, now: float) -> None:
         replica.version += 1
         if replica.finishing:
             remaining = replica.finishing[0][0] - replica.virtual
@@ -321,13 +335,13 @@ class _Replay:
     # -- scaling ------------------------------------------------------------------------
 
     def observe(self) -> Observation:
-        pending = sum(1 for r in self.replicas if r.state == _PENDING)
+        pending = sum(1 for r in self.replicas if r.state == PENDING)
         return Observation(
             queued_requests=len(self.queue),
             inflight_requests=self.inflight_requests,
             inflight_sequences=self.inflight_sequences,
             demand_tokens=max(self.demand_tokens, 0.0),
-            spec_replicas=sum(1 for r in self.replicas if r.state != _DRAINING),
+            spec_replicas=sum(1 for r in self.replicas if r.state != DRAINING),
             ready_replicas=len(self.ready),
             pending_unschedulable_replicas=pending,
         )
@@ -342,7 +356,7 @@ class _Replay:
             self.scale_changes += 1
         if desired > current:
             for _ in range(desired - current):
-                replica = _Replica(_PENDING)
+                replica = Replica(PENDING)
                 self.replicas.append(replica)
             self.schedule_pending(now)
         elif desired < current:
@@ -352,36 +366,36 @@ class _Replay:
         capacity = self.config.gpu_capacity
         per_replica = self.model.gpus_per_replica
         for replica in self.replicas:
-            if replica.state != _PENDING:
+            if replica.state != PENDING:
                 continue
             if capacity is not None and (self.gpu_replicas + 1) * per_replica > capacity:
                 return
             self.account(now)
             self.gpu_replicas += 1
-            replica.state = _STARTING
+            replica.state = STARTING
             self.push(now + self.model.startup_seconds, _READY_EVENT, replica)
 
     def remove(self, count: int, now: float) -> None:
-        for state in (_PENDING, _STARTING):
+        for state in (PENDING, STARTING):
             for replica in reversed(list(self.replicas)):
                 if count and replica.state == state:
-                    if state == _STARTING:
+                    if state == STARTING:
                         self.account(now)
                         self.gpu_replicas -= 1
-                    replica.state = _GONE
+                    replica.state = GONE
                     self.replicas.remove(replica)
                     count -= 1
         for replica in sorted(self.ready, key=lambda r: r.sequences)[:count]:
             self.ready.remove(replica)
-            replica.state = _DRAINING
+            replica.state = DRAINING
             if replica.sequences == 0:
                 self.terminate(replica, now)
         self.schedule_pending(now)
 
-    def terminate(self, replica: _Replica, now: float) -> None:
+    def terminate(self, replica: Replica, now: float) -> None:
         self.account(now)
         self.gpu_replicas -= 1
-        replica.state = _GONE
+        replica.state = GONE
         self.replicas.remove(replica)
         self.schedule_pending(now)
 
@@ -390,7 +404,7 @@ class _Replay:
         self.accounted = now
 
     def record(self, now: float) -> None:
-        spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        spec = sum(1 for r in self.replicas if r.state != DRAINING)
         self.records.append((now, spec, self.gpu_replicas, len(self.ready), len(self.queue)))
 
     def result(self, now: float, wall_seconds: float) -> SimResult:

@@ -9,8 +9,10 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   fixed maj@N (``StopRule`` ``none``, one wave of N), Adaptive-Consistency (the ``beta``
   rule, one sample at a time), or a Ponder ``BudgetPolicy`` through the router's estimator
   and ``budgets.assign_budget`` (effort ``auto``), capped at the samples the data hold. With
-  ``load_aware`` the budget sees the pool's load (``LoadState.from_demand``, at the ceiling
-  when the pool is at ``max_replicas``), so load shrinking happens as it would live.
+  ``shrink`` other than ``off`` the budget sees the pool's load (``LoadState.from_demand``:
+  demand over what the ready replicas serve in a minute, at the ceiling when the pool is
+  at ``max_replicas``, and with ``scale-up`` also scaling up while a replica it added is
+  pending or starting), so load shrinking happens as it would live.
 - **Samples.** A request's sample ``i`` is its problem's recorded sample ``order[i]`` (a
   seeded permutation, drawn once per request and shared by every policy). Its length is
   the data's tokens when the data have them (cut at the budget's cap, where it abstains,
@@ -35,7 +37,7 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   to first token and latency, as in ``engine``.
 
 Not modelled (yet): escalation to another model, verifier calls, best-of-n scoring, a
-deadline per request, shrinking while scale-up is in flight.
+deadline per request.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -61,7 +64,7 @@ from ponder_router.budgets import (
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_tools.evaluation.dataset import EvalProblem
 
-from .engine import _DRAINING, _PENDING, Autoscaler, Observation, SimConfig, _Replay, _Replica
+from .engine import DRAINING, PENDING, Autoscaler, Observation, Replay, Replica, SimConfig
 from .errors import SimulationError
 from .traces import Trace
 from .workload import Workload
@@ -69,6 +72,14 @@ from .workload import Workload
 FIXED_MAX_TOKENS = 4096
 """Token cap per sample of the fixed and Adaptive-Consistency baselines (Ponder's hard tier)."""
 TRACE_JITTER = (0.75, 1.25)
+
+
+class ShrinkTrigger(StrEnum):
+    """When the fleet's router reports load to the budget policy (module docstring)."""
+
+    OFF = "off"  # never: budgets see an idle pool
+    CEILING = "ceiling"  # at the replica ceiling (the router's default)
+    SCALE_UP = "scale-up"  # at the ceiling, and while scale-up is in flight
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ class FleetPolicy:
     ac_max_samples: int = 16
     budget_policy: BudgetPolicy | None = None
     stop_rule: StopRule = field(default_factory=StopRule)
-    load_aware: bool = False
+    shrink: ShrinkTrigger = ShrinkTrigger.OFF
 
     def __post_init__(self) -> None:
         chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
@@ -101,8 +112,8 @@ class FleetPolicy:
         count = problem.sample_count
         if self.budget_policy is not None:
             estimate = self.budget_policy.feature_estimator().estimate(problem.question)
-            budget = assign_budget(estimate, "auto", load if self.load_aware else LoadState.idle(),
-                                   self.budget_policy, requested_max_samples=count)  # fmt: skip
+            budget = assign_budget(estimate, "auto", load, self.budget_policy,
+                                   requested_max_samples=count)  # fmt: skip
             return budget, self.stop_rule
         if self.fixed_samples is not None:
             n = min(self.fixed_samples, count)
@@ -214,14 +225,14 @@ class _Open:
 
     def __init__(self, budget: Budget, plan: RequestPlan, samples: list[RecordedSample]) -> None:
         self.budget, self.plan, self.samples = budget, plan, samples
-        self.running: dict[int, tuple[_Replica, float, int]] = {}  # index: (replica, start, id)
+        self.running: dict[int, tuple[Replica, float, int]] = {}  # index: (replica, start, id)
         self.queued = 0
         self.wave_start = 0.0
         self.wait = 0.0
 
 
-class _FleetReplay(_Replay):
-    """``engine._Replay`` with samples as sequences, decided by each request's plan."""
+class _FleetReplay(Replay):
+    """``engine.Replay`` with samples as sequences, decided by each request's plan."""
 
     def __init__(self, draw: FleetDraw, policy: FleetPolicy, autoscaler: Autoscaler,
                  config: SimConfig, workload: Workload, max_replicas: int) -> None:  # fmt: skip
@@ -244,13 +255,16 @@ class _FleetReplay(_Replay):
     # -- the router ---------------------------------------------------------------------
 
     def load(self) -> LoadState:
-        if not self.policy.load_aware:
+        trigger = self.policy.shrink
+        if trigger is ShrinkTrigger.OFF:
             return LoadState.idle()
-        spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        spec = sum(1 for r in self.replicas if r.state != DRAINING)
+        adding = spec > len(self.ready)  # pending or starting replicas
         return LoadState.from_demand(
             demand_tokens=self.open_demand(), horizon_seconds=60.0,
             capacity_tokens_per_second=len(self.ready) * self.capacity_tokens_per_second,
-            at_ceiling=spec >= self.max_replicas)  # fmt: skip
+            at_ceiling=spec >= self.max_replicas,
+            scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
 
     def open_demand(self) -> float:
         return sum(expected_request_tokens(o.budget, samples_finished=len(o.plan.finished))
@@ -288,7 +302,7 @@ class _FleetReplay(_Replay):
             if request is None:  # the request stopped before this sample started
                 queue.popleft()
                 continue
-            best: _Replica | None = None
+            best: Replica | None = None
             most_free = 0
             for replica in self.ready:
                 if limit - replica.sequences > most_free:
@@ -312,7 +326,7 @@ class _FleetReplay(_Replay):
             self.inflight_sequences += 1
             self.reschedule(best, now)
 
-    def complete(self, replica: _Replica, now: float) -> None:
+    def complete(self, replica: Replica, now: float) -> None:
         self.advance(replica, now)
         finishing = replica.finishing
         horizon = replica.virtual + 1e-6 * max(1.0, replica.virtual)
@@ -339,11 +353,11 @@ class _FleetReplay(_Replay):
                     raise SimulationError(f"request {index}: the plan left nothing running")
         for other in touched.values():
             self.reschedule(other, now)
-            if other.state == _DRAINING and other.sequences == 0:
+            if other.state == DRAINING and other.sequences == 0:
                 self.terminate(other, now)
         self.dispatch(now)
 
-    def close(self, index: int, now: float, touched: dict[int, _Replica]) -> None:
+    def close(self, index: int, now: float, touched: dict[int, Replica]) -> None:
         """The plan stopped: cancel what runs, answer, and record the request."""
         request = self.open.pop(index)
         for replica, start, sample_id in request.running.values():
@@ -371,13 +385,13 @@ class _FleetReplay(_Replay):
         return Observation(
             queued_requests=waiting, inflight_requests=len(self.open) - waiting,
             inflight_sequences=self.inflight_sequences, demand_tokens=self.open_demand(),
-            spec_replicas=sum(1 for r in self.replicas if r.state != _DRAINING),
+            spec_replicas=sum(1 for r in self.replicas if r.state != DRAINING),
             ready_replicas=len(self.ready),
-            pending_unschedulable_replicas=sum(1 for r in self.replicas if r.state == _PENDING),
+            pending_unschedulable_replicas=sum(1 for r in self.replicas if r.state == PENDING),
         )  # fmt: skip
 
     def record(self, now: float) -> None:
-        spec = sum(1 for r in self.replicas if r.state != _DRAINING)
+        spec = sum(1 for r in self.replicas if r.state != DRAINING)
         self.records.append((now, spec, self.gpu_replicas, len(self.ready),
                              len(self.sample_queue)))  # fmt: skip
 
@@ -464,14 +478,15 @@ def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
 
 def format_fleet_table(summaries: Sequence[FleetSummary]) -> str:
     """One fixed-width row per policy."""
-    header = (f"{'policy':<26}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
+    header = (f"{'policy':<32}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
               f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'cost $':>8}{'$/1k ok':>9}"
-              f"{'samples':>8}{'tokens':>8}")  # fmt: skip
+              f"{'samples':>8}{'tokens':>8}{'shrunk%':>8}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for s in summaries:
         lines.append(
-            f"{s.policy:<26}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
+            f"{s.policy:<32}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
             f"{s.latency_p50_seconds:>8.1f}{s.latency_p99_seconds:>8.1f}"
             f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.cost_usd:>8.2f}"
-            f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}")
+            f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}"
+            f"{100 * s.shrunk_share:>8.1f}")
     return "\n".join(lines)
