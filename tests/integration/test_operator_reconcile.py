@@ -71,7 +71,11 @@ def test_creating_a_service_brings_up_ready_triton_pods_and_a_router(
     ])
     pods = get_json(cluster, "pods", "-n", namespace, "-l", status["selector"])["items"]
     assert {p["spec"]["nodeName"] for p in pods} <= {"gpu-h100-0", "gpu-h100-1"}
-    assert all(p["metadata"]["labels"]["team"] == "math" for p in pods)
+    # Cost labels sit on the Deployment, not in the pod template: editing them must not
+    # restart every GPU pod.
+    triton = get_json(cluster, "deployment", "math-triton", "-n", namespace)
+    assert triton["metadata"]["labels"]["team"] == "math"
+    assert pods and all("team" not in p["metadata"]["labels"] for p in pods)
     row = cluster.kubectl("get", "rsvc", "math", "-n", namespace, "--no-headers")
     assert row.split()[1:5] == ["2", "2", "2", H100]
 
