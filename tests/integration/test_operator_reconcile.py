@@ -75,7 +75,8 @@ def test_creating_a_service_brings_up_ready_triton_pods_and_a_router(
     # restart every GPU pod.
     triton = get_json(cluster, "deployment", "math-triton", "-n", namespace)
     assert triton["metadata"]["labels"]["team"] == "math"
-    assert pods and all("team" not in p["metadata"]["labels"] for p in pods)
+    assert pods
+    assert all("team" not in p["metadata"]["labels"] for p in pods)
     row = cluster.kubectl("get", "rsvc", "math", "-n", namespace, "--no-headers")
     assert row.split()[1:5] == ["2", "2", "2", H100]
 
