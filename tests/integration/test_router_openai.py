@@ -301,16 +301,19 @@ async def test_a_client_that_gives_up_on_a_json_answer_stops_its_sample_on_trito
     start_triton: StartTriton, start_router: StartRouter
 ) -> None:
     triton = start_triton(SimModelOptions(token_latency_ms=40, max_concurrency=1))
-    router = start_router(triton.grpc_url)
+    # One sample each, and no answer forced at the follower's 2-token cap: what is measured
+    # is whether the abandoned sample still holds Triton's only slot.
+    router = start_router(triton.grpc_url, forcing={"enabled": False})
+    one = {"ponder": {"max_samples": 1}}
     problem = level(5, 1)[0]["problem"]
     async with httpx.AsyncClient(base_url=router.url, timeout=0.5) as http:
         with pytest.raises(httpx.ReadTimeout):  # the client hangs up after 0.5 s
             await http.post("/v1/chat/completions", json={
                 "model": SERVED, "messages": [{"role": "user", "content": problem}],
-                "reasoning_effort": "low", "seed": 3})  # fmt: skip
+                "reasoning_effort": "low", "seed": 3, **one})  # fmt: skip
     started = time.monotonic()
     follower = ask(router.client(), "What is 1+1?", reasoning_effort="low",
-                   max_completion_tokens=2)  # fmt: skip
+                   max_completion_tokens=2, extra_body=one)  # fmt: skip
     waited = time.monotonic() - started
     assert follower.choices[0].message.content
     assert waited < 1.0, f"the next request waited {waited:.2f} s for the abandoned one"
@@ -323,7 +326,8 @@ async def test_a_client_that_gives_up_on_a_json_answer_stops_its_sample_on_trito
 def test_a_streamed_single_sample_arrives_token_by_token(router: RunningRouter) -> None:
     problem = level(1, 1)[0]["problem"]
     stream = ask(router.client(), problem, stream=True, reasoning_effort="low", seed=2,
-                 stream_options={"include_usage": True})  # fmt: skip
+                 stream_options={"include_usage": True},
+                 extra_body={"ponder": {"max_samples": 1}})  # fmt: skip
     arrivals, pieces, last = [], [], None
     for chunk in stream:
         arrivals.append(time.monotonic())
