@@ -275,12 +275,14 @@ async def test_a_client_that_leaves_mid_stream_stops_its_sample_on_triton(
     start_triton: StartTriton, start_router: StartRouter
 ) -> None:
     triton = start_triton(SimModelOptions(token_latency_ms=40, max_concurrency=1))
-    router = start_router(triton.grpc_url)
+    # One sample each, and no answer forced at the follower's 2-token cap (as above).
+    router = start_router(triton.grpc_url, forcing={"enabled": False})
+    one = {"ponder": {"max_samples": 1}}
     problem = level(5, 1)[0]["problem"]
     async with httpx.AsyncClient(base_url=router.url, timeout=30) as http, http.stream(
         "POST", "/v1/chat/completions",
         json={"model": SERVED, "messages": [{"role": "user", "content": problem}],
-              "stream": True, "reasoning_effort": "low", "seed": 3},
+              "stream": True, "reasoning_effort": "low", "seed": 3, **one},
     ) as response:  # fmt: skip
         received = 0
         async for _ in response.aiter_lines():
@@ -289,7 +291,7 @@ async def test_a_client_that_leaves_mid_stream_stops_its_sample_on_triton(
                 break  # leaving the block closes the connection mid-stream
     started = time.monotonic()
     follower = ask(router.client(), "What is 1+1?", reasoning_effort="low",
-                   max_completion_tokens=2)  # fmt: skip
+                   max_completion_tokens=2, extra_body=one)  # fmt: skip
     waited = time.monotonic() - started
     full = (await replay(triton, problem, [3]))[0]
     assert len(full.split()) * 0.040 > 2.0  # the abandoned sample had seconds of work left
