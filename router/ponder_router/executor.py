@@ -368,18 +368,20 @@ class RequestRun:
     def _finish_sample(self, sample: Sample) -> bool:
         """Hand a finished sample's answer to the plan; True: score it now."""
         sample.finished = True
+        text = sample.text
         if sample.forced_text is not None:
-            sample.answer = self.extract(sample.forced_text)
+            text = sample.forced_text
             self.executor.metrics.forced_answers.inc()
-        else:
-            sample.answer = None if sample.truncated else self.extract(sample.text)
         self.finished_samples += 1
         if sample.truncated:
             self.executor.metrics.truncated_samples.inc()
-        return self.plan.finish(sample.index, sample.answer, sample.tokens,
-                                truncated=sample.truncated,
-                                cumulative_logprob=sample.cumulative_logprob,
-                                forced=sample.forced)  # fmt: skip
+        extracted = self.extract(text)
+        score_now = self.plan.finish(sample.index, extracted, sample.tokens,
+                                     truncated=sample.truncated,
+                                     cumulative_logprob=sample.cumulative_logprob,
+                                     forced=sample.forced)  # fmt: skip
+        sample.answer = self.plan.finished[-1].answer  # the plan's: a truncation abstains
+        return score_now
 
     async def _score(self, sample: Sample) -> None:
         """Score one finished sample as it finishes; on failure the plan stops scoring."""
