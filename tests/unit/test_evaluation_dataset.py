@@ -216,3 +216,46 @@ def test_an_unusable_answer_setting_is_refused_before_any_line_is_read(
 ) -> None:
     with pytest.raises(DatasetError, match=re.escape(f"answers: {fragment}")):
         parse_lines(DATES, extractor=extractor, pattern=pattern)
+
+
+def test_pre_extracted_answers_and_confidences_load_without_sample_texts() -> None:
+    line = json.dumps({"id": "g1", "question": "Which?", "reference": "B",
+                       "answers": ["B", None, "c"], "confidences": [0.9, 0.2, 0.5]})
+    problem = parse_lines([line], mode="text").problems[0]
+    assert problem.answer_keys == ("b", None, "c")
+    assert problem.confidences == (0.9, 0.2, 0.5)
+    assert problem.pass_at_1 == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"answers": ["B"], "confidences": [1.5]}, "probabilities in [0, 1]"),
+    ({"answers": ["B", "C"], "samples": ["B"]}, "'answers' has 2 entries for 1 samples"),
+    ({"answers": [3]}, "list of strings or nulls"),
+    ({"answers": ["B"], "confidences": [0.5, 0.5]}, "'confidences' has 2 entries"),
+])
+def test_bad_answers_or_confidences_skip_the_problem_and_say_why(
+        extra: dict[str, object], message: str) -> None:  # fmt: skip
+    line = json.dumps({"id": "g1", "question": "Which?", "reference": "B", **extra})
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        parse_lines([line], mode="text")
+
+
+def test_the_gemma_converter_gives_ten_traces_a_question_with_confidences(
+        tmp_path: Path) -> None:  # fmt: skip
+    from ponder_tools.evaluation.trajectories import convert_gemma_thinking, load_gemma_traces
+
+    require_data(DATA_DIR / "samples")
+    traces = load_gemma_traces(DATA_DIR)
+    assert len(traces) == 1500
+    assert all(len(t.checkpoints) == 11 for t in traces)
+    assert all(t.checkpoints[-1].fraction == 1.0 for t in traces)
+    path = write_jsonl(convert_gemma_thinking(DATA_DIR), tmp_path / "gemma.jsonl")
+    dataset = load_dataset(path, mode="text")
+    assert len(dataset.problems) == 150
+    assert dataset.has_confidences
+    assert dataset.has_tokens
+    assert all(p.sample_count == 10 for p in dataset.problems)
+    # a trace's forced answer at a cap is the last checkpoint written within it
+    trace = traces[0]
+    assert trace.at_tokens(trace.tokens) == trace.final
+    assert trace.at_tokens(0) == trace.checkpoints[0]

@@ -62,8 +62,9 @@ from .dataset import (
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
+from .trajectories import GEMMA_CAVEAT, convert_gemma_thinking
 
-BUILTINS = ("qwen25math-100x8", "standin-math500")
+BUILTINS = ("qwen25math-100x8", "gemma4-12b-thinking", "standin-math500")
 _BAD_INPUT = (DatasetError, CalibrationError, ReplayError, PolicyError, ValidationError,
               OSError, ValueError)  # fmt: skip
 
@@ -80,7 +81,9 @@ def _add_data_options(parser: argparse.ArgumentParser, prefix: str = "", *,
                        help="JSONL file: one problem a line with id, question, reference, "
                             "samples, and optional scores, tokens, level")
     group.add_argument(f"{flag}builtin", choices=BUILTINS, dest=f"{dest}builtin",
-                       help="built-in source from $PONDER_DATA_DIR: Qwen2.5-Math 100x8, or "
+                       help="built-in source from $PONDER_DATA_DIR: Qwen2.5-Math 100x8, "
+                            "Gemma-4-12B thinking traces (150 questions x 10, answers and "
+                            "confidences at the end of each trace), or "
                             "the stand-in LLM (a simulator) over MATH-500 (needs "
                             "the ponder-localstack package)")
     parser.add_argument(f"{flag}standin-skill", type=float, default=0.0,
@@ -128,6 +131,9 @@ def _load(args: argparse.Namespace, workdir: Path, prefix: str = "") -> Dataset:
     skill: float = getattr(args, f"{prefix}standin_skill")
     if builtin == "qwen25math-100x8":
         path = write_jsonl(convert_qwen25math(), workdir / f"{builtin}.jsonl")
+    elif builtin == "gemma4-12b-thinking":
+        print(GEMMA_CAVEAT, file=sys.stderr)
+        path = write_jsonl(convert_gemma_thinking(), workdir / f"{builtin}.jsonl")
     elif builtin == "standin-math500":
         name = f"{builtin}-x{args.samples_per_problem}-skill{skill:+g}"
         path = workdir / f"{name}.jsonl"

@@ -3,12 +3,16 @@
 Role: the input side of ``replay`` and ``calibrate``. One JSON object per line::
 
     {"id": str, "question": str, "reference": str, "samples": [str, ...],
-     "scores": [float, ...]?, "tokens": [int, ...]?, "level": int?}
+     "scores": [float, ...]?, "tokens": [int, ...]?, "confidences": [float, ...]?,
+     "answers": [str | null, ...]?, "level": int?}
 
 Each sample is a completion (or any text the router's extractor reads, such as
 ``\\boxed{42}``); the router's own extractor (a named one, or ``regex`` with a ``pattern``,
 as a service's ``spec.answers`` says) pulls the final answer out and ``answers.answer_key``
-keys it once, here, so replays compare integers.
+keys it once, here, so replays compare integers. ``answers`` holds answers already
+extracted (``null`` abstains); with it, ``samples`` may be left out. ``confidences`` is the
+model's own confidence in each sample, a probability in [0, 1] (for a live service, the
+geometric-mean token probability the router reads from ``cumulative_logprob``).
 A sample with no extractable answer is kept as an abstention (it costs budget and casts
 no vote, as in the router) and reported. ``load_dataset`` reports every other problem
 with its line number: malformed JSON, missing or mistyped fields, empty sample lists,
@@ -82,6 +86,8 @@ class EvalProblem:
     """Each sample's answer key (``answers.answer_key``); ``None`` abstains."""
     tokens: tuple[int, ...] | None = None
     scores: tuple[float, ...] | None = None
+    confidences: tuple[float, ...] | None = None
+    """Each sample's confidence, a probability in [0, 1] (``None``: the data has none)."""
     level: int | None = None
     line: int = 0
 
@@ -138,6 +144,10 @@ class Dataset:
     def has_scores(self) -> bool:
         return bool(self.problems) and all(p.scores is not None for p in self.problems)
 
+    @property
+    def has_confidences(self) -> bool:
+        return bool(self.problems) and all(p.confidences is not None for p in self.problems)
+
     def subset(self, ids: Iterable[str], name: str | None = None) -> Dataset:
         """The problems whose ids are in ``ids``, in file order."""
         wanted = set(ids)
@@ -181,31 +191,45 @@ class _Parser:
         if not isinstance(row, dict):
             raise _Skip("expected a JSON object")
         pid = row.get("id") if isinstance(row.get("id"), str) else None
-        missing = [k for k in ("id", "question", "reference", "samples") if k not in row]
+        listed = "answers" if "answers" in row else "samples"
+        missing = [k for k in ("id", "question", "reference", listed) if k not in row]
         if missing:
             raise _Skip(f"missing field(s): {', '.join(missing)}", pid)
         for name in ("id", "question", "reference"):
             if not isinstance(row[name], str) or not row[name].strip():
                 raise _Skip(f"field {name!r} must be a non-empty string", pid)
-        samples = row["samples"]
-        if not isinstance(samples, list) or not all(isinstance(s, str) for s in samples):
+        samples = row.get("samples")
+        if samples is not None and (not isinstance(samples, list)
+                                    or not all(isinstance(s, str) for s in samples)):
             raise _Skip("field 'samples' must be a list of strings", pid)
-        if not samples:
+        given = row.get("answers")
+        if given is not None and (not isinstance(given, list) or not all(
+                a is None or isinstance(a, str) for a in given)):
+            raise _Skip("field 'answers' must be a list of strings or nulls", pid)
+        if given is not None and samples is not None and len(given) != len(samples):
+            raise _Skip(f"field 'answers' has {len(given)} entries for {len(samples)} "
+                        "samples", pid)
+        texts: list[str | None] = list(given) if given is not None else list(samples or [])
+        if not texts:
             raise _Skip("empty sample list", pid)
         if pid in self.seen:
             raise _Skip("repeated id", pid)
-        tokens = _numbers(row, "tokens", len(samples), pid, integral=True)
-        scores = _numbers(row, "scores", len(samples), pid, integral=False)
+        tokens = _numbers(row, "tokens", len(texts), pid, integral=True)
+        scores = _numbers(row, "scores", len(texts), pid, integral=False)
+        confidences = _numbers(row, "confidences", len(texts), pid, integral=False)
+        if confidences is not None and not all(0.0 <= c <= 1.0 for c in confidences):
+            raise _Skip("field 'confidences' must hold probabilities in [0, 1]", pid)
         level = row.get("level")
         if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
             raise _Skip("field 'level' must be an integer", pid)
         keys: list[str | None] = []
-        for index, sample in enumerate(samples):
-            answer = self.extract(sample)
+        for index, sample in enumerate(texts):
+            answer = sample if given is not None else self.extract(sample or "")
             if answer is None or not answer.strip():
-                message = (f"sample {index}: no answer found by extractor {self.extractor!r} "
-                           "(kept as an abstention)")  # fmt: skip
-                self.issues.append(LoadIssue(line_no, message, False, pid))
+                if given is None:
+                    message = (f"sample {index}: no answer found by extractor "
+                               f"{self.extractor!r} (kept as an abstention)")  # fmt: skip
+                    self.issues.append(LoadIssue(line_no, message, False, pid))
                 keys.append(None)
             else:
                 keys.append(answer_key(answer, self.mode))
@@ -215,7 +239,7 @@ class _Parser:
             problem_id=problem_id, question=row["question"], reference=row["reference"],
             reference_key=answer_key(row["reference"], self.mode), answer_keys=tuple(keys),
             tokens=None if tokens is None else tuple(int(t) for t in tokens),
-            scores=scores, level=level, line=line_no,
+            scores=scores, confidences=confidences, level=level, line=line_no,
         )  # fmt: skip
 
 
