@@ -5,7 +5,9 @@ Replays the first minutes of a public trace (default: Azure 2023 conversation) t
 every request gets a problem from a recorded per-sample data set, the router's
 ``RequestPlan`` decides its samples, the replica pool decodes them and an autoscaler sizes
 the pool; every policy runs on the same arrivals, problem draws, sample orders and sample
-lengths (the runs are listed in ``fleet_compare``'s docstring).
+lengths (the runs are listed in ``fleet_compare``'s docstring). Ponder's calibrated
+policies are fitted by ``ponder calibrate``'s solver on one half of the problems; every
+run then draws its problems from the other half.
 
 Prints a table, writes ``bench/results/fleet.json`` and ``bench/results/fleet.png``
 (matplotlib, when installed). Then the same comparison on the bursty Azure code trace

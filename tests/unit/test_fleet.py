@@ -146,7 +146,10 @@ def test_ponder_simulate_fleet_prints_the_table_and_writes_json_and_a_plot(
     assert "$/1k ok" in out
     document = json.loads((tmp_path / "fleet.json").read_text())
     policies = [p["policy"] for p in document["policies"]]
-    assert {"maj@1", "maj@16", "adaptive-consistency", "ponder-default"} <= set(policies)
+    assert {"maj@1", "maj@16", "adaptive-consistency", "ponder-default", "ponder-calibrated",
+            "ponder-calibrated-maj16"} <= set(policies)
+    calibration = document["calibration"]
+    assert calibration["train_problems"] + calibration["held_out_problems"] == 1319
     assert document["dataset"].startswith("mot_gpt4")
     assert {p["autoscaler"] for p in document["policies"]} == {"hpa", "keda", "ponder"}
     quota = [p for p in document["policies"] if p["policy"].startswith("ponder-quota")]
@@ -192,3 +195,18 @@ def test_at_the_ceiling_budgets_shrink_under_pressure_and_samples_fall() -> None
     assert not results[ShrinkTrigger.OFF].shrunk.any()
     assert results[ShrinkTrigger.CEILING].shrunk.any()
     assert results[ShrinkTrigger.CEILING].samples.mean() < results[ShrinkTrigger.OFF].samples.mean()
+
+
+def test_calibrated_fleet_policies_are_fitted_on_problems_the_runs_never_draw() -> None:
+    from ponder_tools.evaluation.dataset import Dataset
+    from ponder_tools.sim.fleet_compare import calibrate_for_fleet
+
+    dataset = Dataset("synthetic", tuple(problems(count=60, samples=16)))
+    calibration = calibrate_for_fleet(dataset, seed=3)
+    held_out = {p.problem_id for p in calibration.held_out}
+    assert 0 < len(held_out) < 60
+    assert calibration.train_problems + len(held_out) == 60
+    names = [c.name for c in calibration.policies]
+    assert names == ["ponder-calibrated", "ponder-calibrated-maj16"]
+    # the maj@16-aimed policy never aims higher than the maj@all-matching one
+    assert calibration.policies[1].train_accuracy <= calibration.policies[0].train_accuracy + 1e-9

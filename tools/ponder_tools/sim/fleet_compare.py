@@ -8,17 +8,23 @@ the replicas over time. The runs:
 
 - fixed maj@1, maj@5, maj@16 and Adaptive-Consistency (beta 0.95, one sample at a time,
   up to 16) on the HPA (outstanding requests per pod, calibrated on each policy's own
-  work, as a load test would), and maj@16 on KEDA;
+  work, as a load test would), and maj@16 on KEDA and on Ponder's autoscaler (so the
+  autoscaler's share of a difference is seen apart from the policy's);
 - Ponder's default budget policy on the HPA, on KEDA and on Ponder's autoscaler, the last
   with each ``fleet.ShrinkTrigger``: off, at the ceiling, and while scale-up is in flight
   (this one on the HPA too);
+- Ponder's calibrated policies (``calibrate_for_fleet``: ``ponder calibrate`` on the
+  other half of the problems), one matching maj@all-samples and one aiming at maj@16's
+  accuracy, on Ponder's autoscaler with shrinking while scale-up is in flight. With
+  ``calibrate`` on, every run draws its problems from the held-out half only, so no
+  policy is measured on the problems it was fitted to;
 - the GPU-quota scenario: Ponder on its autoscaler with the pool capped at K, half the peak
   it reached unconstrained (so demand reaches about 2x what K serve), with load-aware
   shrinking off, on (samples first, the default order) and on with tokens first.
 
 Beside the runs, the oracle bound (``oracle.compute_oracle``: clairvoyant, instant
 start-up, every request on time) of the fixed policies' and Ponder's work, costed at the
-accuracy their HPA run reached.
+accuracy their HPA run reached (the calibrated policies' at their own run's).
 """
 
 from __future__ import annotations
@@ -28,9 +34,26 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ponder_router.budgets import default_policy
+import numpy as np
+
+from ponder_router.aggregate import StopRule
+from ponder_router.budgets import BudgetPolicy, default_policy
 from ponder_tools.data import shared_data_dir
-from ponder_tools.evaluation.dataset import Dataset, convert_qwen25math, load_dataset, write_jsonl
+from ponder_tools.evaluation.calibrate import (
+    CalibrationConfig,
+    ModelData,
+    build_table,
+    solve,
+    split_ids,
+)
+from ponder_tools.evaluation.dataset import (
+    Dataset,
+    EvalProblem,
+    convert_qwen25math,
+    load_dataset,
+    write_jsonl,
+)
+from ponder_tools.evaluation.replay import build_replay_set, replay_fixed
 
 from .baselines import HpaAutoscaler, KedaAutoscaler, PonderAutoscaler, derive_capacity_target
 from .compare import ponder_spec
@@ -72,6 +95,59 @@ def load_samples(name: str) -> Dataset:
 
 
 @dataclass(frozen=True)
+class CalibratedPolicy:
+    """A policy ``ponder calibrate`` fitted on ``train_ids``, to run on the other problems."""
+
+    name: str
+    policy: BudgetPolicy
+    rule: StopRule
+    train_accuracy: float
+    """What the calibration aimed at on the train half (maj@all, or maj@16's accuracy)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The split and the calibrated policies; ``held_out`` are the problems runs draw."""
+
+    policies: tuple[CalibratedPolicy, ...]
+    held_out: tuple[EvalProblem, ...]
+    train_problems: int
+
+
+CALIBRATION_ORDERINGS = 5
+CALIBRATION_TEST_FRACTION = 0.5
+CALIBRATION_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+CALIBRATION_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
+CALIBRATION_MARGINS = (2, 3, 4)
+"""A coarser candidate grid than ``ponder calibrate``'s, so the benchmark calibrates in
+seconds; the policy is still chosen by ``calibrate.solve``."""
+
+
+def calibrate_for_fleet(dataset: Dataset, *, seed: int = 0) -> Calibration:
+    """``ponder calibrate`` on a seeded half of ``dataset``: the least-compute policy that
+    matches maj@all-samples there, and the one that aims at maj@16's accuracy there."""
+    config = CalibrationConfig(seed=seed, test_fraction=CALIBRATION_TEST_FRACTION,
+                               orderings=CALIBRATION_ORDERINGS, sample_grid=CALIBRATION_GRID,
+                               thresholds=CALIBRATION_THRESHOLDS,
+                               margins=CALIBRATION_MARGINS)  # fmt: skip
+    table = build_table([ModelData("model", dataset)], config)
+    train_ids, _ = split_ids(table.ids, config.test_fraction, seed)
+    train = np.array([pid in train_ids for pid in table.ids])
+    train_problems = [p for p in dataset.problems if p.problem_id in train_ids]
+    maj16 = replay_fixed(build_replay_set(dataset, orderings=CALIBRATION_ORDERINGS, seed=seed,
+                                          problems=train_problems), 16)  # fmt: skip
+    maj16_accuracy = float(maj16.correct.mean())
+    policies = []
+    for name, target in (("ponder-calibrated", None), ("ponder-calibrated-maj16", maj16_accuracy)):
+        solution = solve(table, train, replace(config, target_accuracy=target))
+        policies.append(CalibratedPolicy(name, solution.policy, solution.rule,
+                                         target if target is not None
+                                         else solution.reference_accuracy))  # fmt: skip
+    held_out = tuple(p for p in dataset.problems if p.problem_id not in train_ids)
+    return Calibration(tuple(policies), held_out, len(train_problems))
+
+
+@dataclass(frozen=True)
 class OracleRow:
     """The oracle bound of one policy's work, at the accuracy of its HPA run."""
 
@@ -91,6 +167,7 @@ class FleetComparison:
     quota_replicas: int
     peak_replicas: int
     gpu_hourly_price: float
+    calibration: Calibration | None = None
 
     def document(self, settings: dict[str, Any]) -> dict[str, Any]:
         """A JSON-ready record: ``settings``, the quota, each run's summary, the oracle."""
@@ -99,6 +176,14 @@ class FleetComparison:
             "quota_replicas": self.quota_replicas, "peak_replicas": self.peak_replicas,
             "policies": [s.as_dict() for s in self.summaries],
             "oracle": [asdict(o) for o in self.oracles],
+            "calibration": None if self.calibration is None else {
+                "train_problems": self.calibration.train_problems,
+                "held_out_problems": len(self.calibration.held_out),
+                "policies": [{"name": c.name, "train_accuracy": round(c.train_accuracy, 5),
+                              "stop_rule": c.rule.model_dump(mode="json"),
+                              "tiers": [t.model_dump(mode="json", by_alias=True)
+                                        for t in c.policy.tiers]}
+                             for c in self.calibration.policies]},
         }  # fmt: skip
 
     def format_oracle(self) -> str:
@@ -110,9 +195,12 @@ class FleetComparison:
 
 def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                          slo_wait_seconds: float = 2.0, startup_seconds: float = 60.0,
-                         accelerator: str = "H100") -> FleetComparison:  # fmt: skip
+                         accelerator: str = "H100", calibrate: bool = True,
+                         ) -> FleetComparison:  # fmt: skip
     """Replay ``trace`` with ``dataset``'s problems under every run (module docstring)."""
-    draw = draw_fleet(trace, dataset.problems, seed=seed)
+    calibration = calibrate_for_fleet(dataset, seed=seed) if calibrate else None
+    problems = calibration.held_out if calibration is not None else dataset.problems
+    draw = draw_fleet(trace, problems, seed=seed)
     config = SimConfig(replica=ReplicaModel(startup_seconds=startup_seconds),
                        gpu_capacity=MAX_REPLICAS,
                        slo_queue_wait_seconds=slo_wait_seconds)  # fmt: skip
@@ -155,6 +243,7 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
         (FleetPolicy("maj@5", fixed_samples=5), "hpa"),
         (maj16, "hpa"),
         (maj16, "keda"),
+        (maj16, "ponder"),
         (FleetPolicy("adaptive-consistency", ac_threshold=0.95), "hpa"),
         (default, "hpa"),
         (scale_up, "hpa"),
@@ -163,12 +252,17 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                      shrink=ShrinkTrigger.CEILING), "ponder"),
         (scale_up, "ponder"),
         (default, "ponder"),
+        *[(FleetPolicy(c.name, budget_policy=c.policy, stop_rule=c.rule,
+                       shrink=ShrinkTrigger.SCALE_UP), "ponder")
+          for c in (calibration.policies if calibration is not None else ())],
     ]  # fmt: skip
     results = [run(policy, scaler) for policy, scaler in runs]
+    calibrated = {c.name for c in calibration.policies} if calibration is not None else set()
     oracles = tuple(oracle_row(policy, result) for (policy, scaler), result
                     in zip(runs, results, strict=True)
-                    if scaler == "hpa" and policy.name in ("maj@1", "maj@16", default.name))
-    peak = int(max(results[-1].timeline[2].max(), 2))
+                    if (scaler == "hpa" and policy.name in ("maj@1", "maj@16", default.name))
+                    or policy.name in calibrated)  # fmt: skip
+    peak = int(max(results[runs.index((default, "ponder"))].timeline[2].max(), 2))
     quota = max(1, peak // 2)
     for name, budget_policy, trigger in (
         ("noshrink", ponder, ShrinkTrigger.OFF),
@@ -181,7 +275,7 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
     summaries = tuple(summarize_fleet(r, gpu_hourly_price=price,
                                       slo_queue_wait_seconds=slo_wait_seconds)
                       for r in results)  # fmt: skip
-    return FleetComparison(tuple(results), summaries, oracles, quota, peak, price)
+    return FleetComparison(tuple(results), summaries, oracles, quota, peak, price, calibration)
 
 
 def plot_fleet(comparison: FleetComparison, path: Path) -> bool:
