@@ -87,7 +87,40 @@ class Tally:
     tiers: Counter[str] = field(default_factory=Counter)
     early_stops: int = 0
     correct: int = 0
+    samples_launched: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class Economics:
+    """The run's answers per dollar, and what fixed maj@N would have cost for them."""
+
+    answered: int
+    correct: int
+    cost_usd: float
+    fixed_cost_usd: dict[int, float]
+    """maj@N's cost for the same answered requests: N samples each at the run's cost per
+    sample launched (an estimate: it assumes samples as long, and the pool as busy per
+    sample, as in the run)."""
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.answered if self.answered else 0.0
+
+    @property
+    def usd_per_1k_correct(self) -> float:
+        return 1000.0 * self.cost_usd / self.correct if self.correct else float("inf")
+
+
+FIXED_SAMPLES = (1, 5, 16)
+
+
+def economics(tally: Tally, cost_usd: float) -> Economics:
+    """``Economics`` of the answered requests in ``tally`` at the run's ``cost_usd``."""
+    answered = tally.outcomes["200"]
+    per_sample = cost_usd / tally.samples_launched if tally.samples_launched else 0.0
+    fixed = {n: per_sample * n * answered for n in FIXED_SAMPLES}
+    return Economics(answered, tally.correct, cost_usd, fixed)
 
 
 def trace_slice(options: DemoOptions) -> list[float]:
@@ -151,6 +184,7 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
             tally.tiers[report.get("tier", "?")] += 1
             tally.early_stops += bool(report.get("stopped_early"))
             tally.correct += ok
+            tally.samples_launched += int(report.get("samples", {}).get("launched", 0))
 
     threads = [threading.Thread(target=one, args=(i, at), daemon=True)
                for i, at in enumerate(arrivals)]
@@ -228,6 +262,7 @@ class DemoResult:
     tally: Tally
     gpu_hours: float
     plot_path: Path
+    economics: Economics
 
 
 def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
@@ -318,13 +353,19 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     say(f"   plot of replicas and demand: {plot_path}")
     status = json.loads(cluster.kubectl("get", "rsvc", "math", "-n", "default", "-o", "json"))
     gpu_hours = float(status["status"].get("gpuHours") or 0.0)
+    cost = float(status["status"].get("cost") or 0.0)
     say(f"   requests: sent {tally.sent}, {dict(tally.outcomes)}; "
-        f"GPU-hours {gpu_hours:.4f}, cost ${status['status'].get('cost', 0):.4f}")
+        f"GPU-hours {gpu_hours:.4f}, cost ${cost:.4f}")
+    money = economics(tally, cost)
+    fixed = ", ".join(f"maj@{n} ${c:.4f}" for n, c in money.fixed_cost_usd.items())
+    say(f"   accuracy {money.accuracy:.1%} ({money.correct} of {money.answered} right, the "
+        f"stand-in knows the answers); ${money.usd_per_1k_correct:.2f} per 1,000 correct "
+        f"answers; fixed maj@N for the same requests would have cost about: {fixed}")
     if os.environ.get("KEEP") == "1":
         say(f"KEEP=1: the stack stays up. export KUBECONFIG={cluster.kubeconfig}; router "
             f"{url}/v1; Prometheus {prometheus.url}. Ctrl-C stops everything.")
         signal.pause()
-    return DemoResult(history, tally, gpu_hours, plot_path)
+    return DemoResult(history, tally, gpu_hours, plot_path, money)
 
 
 def main() -> int:

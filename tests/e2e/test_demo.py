@@ -30,3 +30,10 @@ def test_the_demo_scales_out_under_the_burst_back_in_after_it_and_loses_nothing(
     assert result.gpu_hours > 0
     assert abs(result.gpu_hours - sampled) <= 0.25 * sampled + 0.003, (result.gpu_hours, sampled)
     assert result.plot_path.stat().st_size > 10_000
+    money = result.economics
+    assert money.answered == tally.outcomes["200"]
+    assert 0 < money.correct <= money.answered, "the stand-in answers some questions right"
+    assert money.usd_per_1k_correct > 0
+    # a fixed maj@N costs more with more samples, and the router spent some samples
+    assert money.fixed_cost_usd[1] < money.fixed_cost_usd[5] < money.fixed_cost_usd[16]
+    assert tally.samples_launched >= money.answered

@@ -210,3 +210,4 @@ def test_calibrated_fleet_policies_are_fitted_on_problems_the_runs_never_draw() 
     assert names == ["ponder-calibrated", "ponder-calibrated-maj16"]
     # the maj@16-aimed policy never aims higher than the maj@all-matching one
     assert calibration.policies[1].train_accuracy <= calibration.policies[0].train_accuracy + 1e-9
+
