@@ -322,6 +322,27 @@ async def test_a_client_that_gives_up_on_a_json_answer_stops_its_sample_on_trito
     assert router.metrics()['ponder_router_requests_total{outcome="cancelled",tier="easy"}'] == 1
 
 
+
+async def test_a_client_that_gives_up_on_a_voted_answer_stops_all_its_samples_on_triton(
+    start_triton: StartTriton, start_router: StartRouter
+) -> None:
+    # The easy tier votes with two samples; Triton runs one at a time, so the second waits
+    # inside Triton. Both must be gone once the client hangs up, the waiting one included.
+    triton = start_triton(SimModelOptions(token_latency_ms=40, max_concurrency=1))
+    router = start_router(triton.grpc_url, forcing={"enabled": False})
+    problem = level(5, 1)[0]["problem"]
+    async with httpx.AsyncClient(base_url=router.url, timeout=0.5) as http:
+        with pytest.raises(httpx.ReadTimeout):  # the client hangs up after 0.5 s
+            await http.post("/v1/chat/completions", json={
+                "model": SERVED, "messages": [{"role": "user", "content": problem}],
+                "reasoning_effort": "low", "seed": 3, "ponder": {"max_samples": 2}})  # fmt: skip
+    started = time.monotonic()
+    follower = ask(router.client(), "What is 1+1?", reasoning_effort="low",
+                   max_completion_tokens=2, extra_body={"ponder": {"max_samples": 1}})  # fmt: skip
+    waited = time.monotonic() - started
+    assert follower.choices[0].message.content
+    assert waited < 1.0, f"the next request waited {waited:.2f} s for the abandoned samples"
+
 # -- streaming through the SDK ------------------------------------------------------------
 
 
