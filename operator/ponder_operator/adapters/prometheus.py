@@ -19,7 +19,9 @@ with none saturated, or no ``vllm:`` series, it is None and the policy uses its 
 
 One batch of queries (``sum by (namespace, service)``) serves every service's loop: the
 ``SignalCache`` refreshes it at most once per ``refresh_seconds``, so a thousand services
-cost seven queries per period, not seven thousand.
+cost eight queries per period, not eight thousand. The eighth, ``pod_load``, is keyed by
+(namespace, pod) instead: each Triton pod's requests (running and waiting in the vLLM
+engine, pending in Triton), which set its pod-deletion-cost (``pod_loads``).
 
 A failed query, a missing router series or a sample older than ``max_age_seconds`` comes
 back as a ``Signals`` with ``read_ok=False`` or ``stale=True``: the policy then holds the
@@ -66,7 +68,13 @@ QUERIES: dict[str, str] = {
         f"(rate(vllm:generation_tokens_total[{RATE_WINDOW}])) "
         "and on (instance) "
         f"(sum by (instance) (min_over_time(vllm:num_requests_waiting[{RATE_WINDOW}])) > 0))"),
+    "pod_load": "sum by (namespace, pod) ({__name__=~\"vllm:num_requests_running|"
+                'vllm:num_requests_waiting|nv_inference_pending_request_count", '
+                'ponder_service!=""})',
 }
+
+_KEY_LABELS = {"pod_load": "pod"}
+"""The queries keyed by another label than ``service``."""
 
 
 def connect(url: str, timeout_seconds: float) -> PrometheusConnect:
@@ -76,13 +84,14 @@ def connect(url: str, timeout_seconds: float) -> PrometheusConnect:
 
 
 def fetch_batch(client: PrometheusConnect) -> dict[str, dict[Key, float]]:
-    """Every query's value per (namespace, service); raises on a failed query."""
+    """Every query's value per (namespace, service), or (namespace, pod) for ``pod_load``;
+    raises on a failed query."""
     batch: dict[str, dict[Key, float]] = {}
     for name, promql in QUERIES.items():
         values: dict[Key, float] = {}
         for series in client.custom_query(promql):
             labels = series["metric"]
-            key = (labels.get("namespace", ""), labels.get("service", ""))
+            key = (labels.get("namespace", ""), labels.get(_KEY_LABELS.get(name, "service"), ""))
             values[key] = float(series["value"][1])
         batch[name] = values
     return batch
@@ -144,3 +153,13 @@ class SignalCache:
         if batch is None:
             return Signals(read_ok=False, error=error or "no Prometheus read yet")
         return signals_for(batch, namespace, service, now_seconds, self.max_age_seconds)
+
+    def pod_loads(self, namespace: str) -> dict[str, float] | None:
+        """Requests in each Triton pod of ``namespace`` (by pod name), from the batch the
+        last ``signals`` call read; None when that read failed."""
+        with self._lock:
+            batch = self._batch
+        if batch is None:
+            return None
+        return {pod: load for (pod_namespace, pod), load in batch["pod_load"].items()
+                if pod_namespace == namespace}
