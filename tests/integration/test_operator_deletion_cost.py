@@ -10,12 +10,12 @@ chart's PodMonitor gives a Triton pod (``namespace``, ``pod``, ``ponder_service`
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from fixtures_operator import StartOperator, eventually, get_json
 from ponder_localstack.cluster import Cluster
@@ -27,29 +27,43 @@ from test_operator_reconcile import apply, service
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
 
-@dataclass
 class PodExporter:
-    """One KWOK pod's stand-in metrics endpoint: its engine's running requests."""
+    """One KWOK pod's stand-in metrics endpoint: its engine's running requests, in the text
+    format Triton writes (prometheus_client would escape the colon of ``vllm:``)."""
 
-    target: str
-    running: Gauge
+    def __init__(self) -> None:
+        self.running = 0
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = (f'vllm:num_requests_running{{model="qwen",version="1"}} '
+                        f"{exporter.running}\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.target = f"{LOOPBACK}:{self.server.server_address[1]}"
 
 
 @pytest.fixture
 def exporters() -> Iterator[Callable[[], PodExporter]]:
-    servers: list[Any] = []
+    started: list[PodExporter] = []
 
     def start() -> PodExporter:
-        registry = CollectorRegistry()
-        running = Gauge("vllm:num_requests_running", "Requests running.",
-                        ["model", "version"], registry=registry)
-        server, _thread = start_http_server(0, addr=LOOPBACK, registry=registry)
-        servers.append(server)
-        return PodExporter(f"{LOOPBACK}:{server.server_address[1]}", running)
+        started.append(PodExporter())
+        return started[-1]
 
     yield start
-    for server in servers:
-        server.shutdown()
+    for exporter in started:
+        exporter.server.shutdown()
 
 
 def costs(cluster: Cluster, namespace: str, selector: str) -> dict[str, str | None]:
@@ -79,14 +93,14 @@ def test_each_triton_pod_gets_its_load_as_deletion_cost_and_a_scale_down_removes
         "labels": {"namespace": namespace, "pod": name, "ponder_service": "math"}}]}
         for i, name in enumerate(names)])
 
-    pods[busy].running.labels("qwen", "1").set(6)
-    pods[idle].running.labels("qwen", "1").set(0)
+    pods[busy].running = 6
+    pods[idle].running = 0
     assert eventually(lambda: costs(cluster, namespace, selector) == {busy: "6", idle: None},
                       what="the busy pod's cost")
 
     # The load moves: the annotations follow (a factor of two or to and from idle).
-    pods[busy].running.labels("qwen", "1").set(0)
-    pods[idle].running.labels("qwen", "1").set(9)
+    pods[busy].running = 0
+    pods[idle].running = 9
     busy, idle = idle, busy
     assert eventually(lambda: costs(cluster, namespace, selector) == {busy: "9", idle: "0"},
                       what="the costs after the load moved")
