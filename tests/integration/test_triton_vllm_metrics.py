@@ -2,8 +2,10 @@
 
 Triton's vLLM backend (``REPORT_CUSTOM_METRICS``) reports its engine's queue, running
 requests and token counters on Triton's metrics port, labelled ``model`` and ``version``;
-the stand-in reports the same series through the python backend's custom metrics. A
-real Prometheus scraping a real Triton then answers the autoscaler's own queries.
+the stand-in reports the same series through the python backend's custom metrics, and
+with ``engine_queue`` queues as the vLLM backend does (issue 20, row 11: Triton's pending
+count stays 0 there). A real Prometheus scraping a real Triton then answers the
+autoscaler's own queries.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import httpx
 import pytest
 import tritonclient.grpc.aio as grpcclient
 
-from fixtures_triton import TEST_MAX_CONCURRENCY
+from fixtures_triton import TEST_MAX_CONCURRENCY, StartTriton
 from ponder_localstack.prometheus import Prometheus
 from ponder_localstack.sim_llm import MODEL_NAME
-from ponder_localstack.triton import TritonServer
+from ponder_localstack.triton import SimModelOptions, TritonServer
 from ponder_operator.adapters.prometheus import connect, fetch_batch, signals_for
-from test_triton_sim_llm import generate
+from test_triton_sim_llm import generate, pending_requests
 
 pytestmark = pytest.mark.triton
 
@@ -68,6 +70,36 @@ async def test_the_stand_in_reports_the_vllm_engines_queue_running_requests_and_
                  - before["vllm:generation_tokens_total"][1])
     assert generated == REQUESTS * TOKENS
     assert after["vllm:prompt_tokens_total"][1] > before["vllm:prompt_tokens_total"][1]
+
+
+async def test_with_an_engine_queue_tritons_pending_count_stays_zero_and_vllm_waiting_counts(
+    start_triton: StartTriton,
+) -> None:
+    # As with the vLLM backend: Triton hands every request over at once. 16 requests of
+    # 30 tokens at 20 ms, 4 generating at once: 12 wait in the engine at first.
+    server = start_triton(SimModelOptions(token_latency_ms=20, max_concurrency=4,
+                                          engine_queue=True))
+    sampling = {"max_tokens": TOKENS, "ignore_eos": True}
+    peak_pending = peak_waiting = peak_running = 0.0
+    async with (
+        grpcclient.InferenceServerClient(server.grpc_url) as client,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        tasks = [asyncio.create_task(generate(client, f"Queued request {i}.", sampling))
+                 for i in range(16)]
+        deadline = time.monotonic() + 60
+        while not all(t.done() for t in tasks) and time.monotonic() < deadline:
+            peak_pending = max(peak_pending, await pending_requests(http, server, MODEL_NAME))
+            now = await asyncio.to_thread(vllm_series, server)
+            peak_waiting = max(peak_waiting, now["vllm:num_requests_waiting"][1])
+            peak_running = max(peak_running, now["vllm:num_requests_running"][1])
+            await asyncio.sleep(0.05)
+        results = await asyncio.gather(*tasks)
+
+    assert all(r.error is None and len("".join(r.chunks).split()) == TOKENS for r in results)
+    assert peak_pending == 0
+    assert peak_running == 4
+    assert peak_waiting >= 8
 
 
 def test_the_autoscalers_queries_read_the_engine_queue_from_a_real_prometheus(

@@ -13,8 +13,9 @@ Each request generates on a worker thread. Tokens come out at the per-token late
 (one streamed response per token, coalesced when the sender falls behind) and the
 request's cancellation is checked between tokens. At most ``max_concurrency`` requests
 generate at once per instance; ``execute`` blocks while every slot is taken, so further
-requests wait in Triton's queue (``nv_inference_pending_request_count``), as they would
-in front of a vLLM engine at its ``max_num_seqs``.
+requests wait in Triton's queue (``nv_inference_pending_request_count``). With the
+parameter ``queue`` set to ``engine`` they wait inside the model instead, as they do in
+a vLLM engine at its ``max_num_seqs`` (the vLLM backend takes every request at once).
 
 With the model parameter ``REPORT_CUSTOM_METRICS`` set to ``true`` it exports, through
 the python backend's custom metrics, the ``vllm:`` series Triton's vLLM backend reports
@@ -165,6 +166,7 @@ class TritonPythonModel:
             max_workers=self._max_concurrency, thread_name_prefix="sim-llm"
         )
         self._stopping = threading.Event()
+        self._engine_queue = _param(config, "queue", "triton") == "engine"
         self._metrics: _EngineMetrics | None = None
         if _param(config, "REPORT_CUSTOM_METRICS", "false") == "true":  # as the vLLM backend
             self._metrics = _EngineMetrics(
@@ -178,6 +180,10 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
+            if self._engine_queue:  # the pool's max_concurrency workers take them in turn
+                self._add("waiting", 1)
+                self._pool.submit(self._run_queued, request)
+                continue
             acquired = False
             self._add("waiting", 1)
             while not acquired and not self._stopping.is_set():
@@ -195,6 +201,11 @@ class TritonPythonModel:
     def _add(self, series: str, amount: int) -> None:
         if self._metrics is not None:
             self._metrics.add(series, amount)
+
+    def _run_queued(self, request: Any) -> None:
+        self._add("waiting", -1)
+        self._slots.acquire()  # free: as many slots as the pool has workers
+        self._run(request)
 
     def _run(self, request: Any) -> None:
         sender = request.get_response_sender()
