@@ -43,6 +43,9 @@ class SimModelOptions:
     token_latency_ms: float = 5.0
     max_concurrency: int = 8
     """Requests generating at once per instance; the rest queue in Triton."""
+    engine_queue: bool = False
+    """Queue the requests beyond ``max_concurrency`` inside the model, as the vLLM backend
+    does (Triton's pending count then stays 0; ``vllm:num_requests_waiting`` shows them)."""
     instance_count: int = 1
     length_scale: float = 1 / 16
     skill_logit_offset: float = 0.0
@@ -58,6 +61,7 @@ class SimModelOptions:
         return {
             "token_latency_ms": repr(float(self.token_latency_ms)),
             "max_concurrency": str(int(self.max_concurrency)),
+            "queue": "engine" if self.engine_queue else "triton",
             "length_scale": repr(float(self.length_scale)),
             "skill_logit_offset": repr(float(self.skill_logit_offset)),
             "spread_logit": "" if self.spread_logit is None else repr(float(self.spread_logit)),

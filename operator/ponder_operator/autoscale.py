@@ -16,6 +16,8 @@ many services share the operator).
   of ``atCeiling`` is re-published to the router through its ConfigMap.
 - GPU-seconds accumulate from ready replicas between ticks, resuming from the status, and
   are exported as ``ponder_gpu_seconds_total`` / ``ponder_cost_total`` (``metrics``).
+- Before scaling, each Triton pod's ``pod-deletion-cost`` follows its load (``pod_costs``),
+  so a scale-down removes the idlest pod.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import kopf
 
+from ponder_operator import pod_costs
 from ponder_operator.api.spec import ReasoningServiceSpec, parse_spec
 from ponder_operator.api.status import (
     Condition,
@@ -183,6 +186,8 @@ def tick(
         "desired_replicas": desired, "at_ceiling": decision.at_ceiling,
         "conditions": scaling_conditions(status, decision, current, desired, generation, now),
     }
+    loads = context.signals.pod_loads(owner.namespace) if context.signals is not None else None
+    pod_costs.refresh(kube, owner.namespace, view.pods, loads)  # before a scale-down picks
     if desired != current:
         kube.scale_deployment(owner.namespace, triton_name(owner), desired)
         reason = Reason.PAUSED if spec.scaling.paused else decision.reason

@@ -16,6 +16,11 @@ What it checks, for the model folder ``REPOSITORY/MODEL``:
 
 Each problem is printed on its own line, naming the file and the spec field to change,
 and the exit status is 1; nothing wrong prints one line and exits 0.
+
+Notes (``notes``) are printed too but pass: a vllm model without the parameter
+``REPORT_CUSTOM_METRICS: "true"`` (or with ``disable_log_stats`` in ``model.json``)
+reports no ``vllm:`` series, and the autoscaler then sees only Triton's pending count,
+which stays near 0 while requests wait inside the engine.
 """
 
 from __future__ import annotations
@@ -55,6 +60,34 @@ def _check_model_json(text: str, gpus: int) -> list[str]:
     return problems
 
 
+def _parameter(text: str, key: str) -> str | None:
+    """The ``string_value`` of the model parameter ``key`` in ``config.pbtxt``, if set."""
+    lines = (line.split("#", 1)[0] for line in text.splitlines())
+    found = re.search(rf'key\s*:\s*"{re.escape(key)}"\s*,?\s*value\s*:\s*\{{\s*'
+                      r'string_value\s*:\s*"([^"]*)"', "\n".join(lines))
+    return found.group(1) if found else None
+
+
+def notes(folder: Path, backend: str) -> list[str]:
+    """What passes but weakens the service: for vllm, engine metrics switched off."""
+    config_path, engine_path = folder / "config.pbtxt", folder / "1" / "model.json"
+    if backend != "vllm" or not config_path.is_file():
+        return []
+    found = []
+    if _parameter(config_path.read_text(), "REPORT_CUSTOM_METRICS") != "true":
+        found.append('config.pbtxt: set parameters { key: "REPORT_CUSTOM_METRICS" value: '
+                     '{ string_value: "true" } } so the autoscaler sees the requests waiting '
+                     "in the vLLM engine and its throughput (vllm: series)")
+    try:
+        engine = json.loads(engine_path.read_text()) if engine_path.is_file() else {}
+    except ValueError:
+        engine = {}  # check() reports it
+    if isinstance(engine, dict) and engine.get("disable_log_stats") is True:
+        found.append("1/model.json: disable_log_stats switches the vLLM engine's metrics "
+                     "off; remove it for the autoscaler's vllm: series")
+    return found
+
+
 def check(folder: Path, backend: str, gpus: int) -> list[str]:
     """The problems of the model in ``folder`` for the spec's backend and GPU count."""
     config_path = folder / "config.pbtxt"
@@ -92,7 +125,10 @@ def check(folder: Path, backend: str, gpus: int) -> list[str]:
 
 def main(argv: list[str]) -> int:
     repository, model, backend, gpus = argv
-    problems = check(Path(repository) / model, backend, int(gpus))
+    folder = Path(repository) / model
+    problems = check(folder, backend, int(gpus))
+    for note in notes(folder, backend):
+        print(f"{model}: note: {note}")  # noqa: T201 - the init container's log is the report
     for problem in problems:
         print(f"{model}: {problem}")  # noqa: T201 - the init container's log is the report
     if not problems:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ponder_operator.policy.deletion_cost import DELETION_COST_ANNOTATION
+
 Summary = dict[str, Any]
 
 
@@ -24,9 +26,12 @@ def summarize_deployment(body: Mapping[str, Any]) -> Summary:
 
 
 def summarize_pod(body: Mapping[str, Any]) -> Summary:
+    metadata = body.get("metadata") or {}
     status = body.get("status") or {}
+    cost = (metadata.get("annotations") or {}).get(DELETION_COST_ANNOTATION)
     return {
-        "metadata": {"name": body.get("metadata", {}).get("name")},
+        "metadata": {"name": metadata.get("name"),
+                     "annotations": {} if cost is None else {DELETION_COST_ANNOTATION: cost}},
         "status": {"conditions": list(status.get("conditions") or []),
                    "containerStatuses": list(status.get("containerStatuses") or [])},
     }

@@ -355,6 +355,7 @@ CAN_I = [
     ("get", "configmaps", ELSEWHERE, "", False),
     ("delete", "configmaps", ELSEWHERE, "", False),
     ("get", "pods", ELSEWHERE, "", True),
+    ("patch", "pods", ELSEWHERE, "", True),  # pod-deletion-cost
     ("create", "pods", ELSEWHERE, "", False),
     ("delete", "pods", ELSEWHERE, "", False),
     ("create", "pods", ELSEWHERE, "exec", False),

@@ -42,7 +42,7 @@ OPERATOR_RULES = {
     (RBAC_GROUP, "roles"): {"create", "patch"},
     (RBAC_GROUP, "rolebindings"): {"create", "patch"},
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "nodes"): {"list", "watch"},
     ("", "events"): {"create"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ponder_operator.api.spec import parse_spec
-from ponder_operator.model_check import check
+from ponder_operator.model_check import check, notes
 from ponder_operator.render import MODEL_MOUNT, Owner, render_triton_deployment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +80,7 @@ def test_the_model_repository_shown_in_the_install_guide_passes_the_pods_own_che
     repository, model, backend, gpus = pod["initContainers"][0]["command"][3:]
     folder = tmp_path / repository.removeprefix(MODEL_MOUNT + "/") / model
     assert check(folder, backend, int(gpus)) == []
+    assert notes(folder, backend) == []  # engine metrics reported, for the autoscaler
     # the weights path is absolute, inside the claim's mount, where the layout puts them
     weights = json.loads((folder / "1" / "model.json").read_text())["model"]
     (triton,) = pod["containers"]

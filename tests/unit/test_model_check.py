@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from ponder_operator.api.spec import parse_spec
-from ponder_operator.model_check import check
-from ponder_operator.render import Owner, render_triton_deployment
+from ponder_operator.model_check import check, notes
+from ponder_operator.render import MODEL_CHECK_SOURCE, Owner, render_triton_deployment
 
 SIM_LLM = Path(__file__).resolve().parents[2] / "localstack/ponder_localstack/sim_llm"
 VLLM_CONFIG = 'backend: "vllm"\ninstance_group [ { count: 1, kind: KIND_MODEL } ]\n'
@@ -103,3 +103,40 @@ def test_the_rendered_init_container_runs_on_the_standard_library_and_fails_a_mi
     assert done.returncode == status, done.stdout + done.stderr
     assert done.stdout.startswith("m: ")
 
+
+
+METRICS_ON = 'parameters: { key: "REPORT_CUSTOM_METRICS" value: { string_value: "true" } }\n'
+
+
+@pytest.mark.parametrize(("config", "engine", "note"), [
+    pytest.param(VLLM_CONFIG + METRICS_ON, {"model": "w"}, None, id="metrics-reported"),
+    pytest.param(VLLM_CONFIG + METRICS_ON.replace('" value', '", value'), {"model": "w"}, None,
+                 id="metrics-reported-with-a-comma"),
+    pytest.param(VLLM_CONFIG, {"model": "w"}, "REPORT_CUSTOM_METRICS", id="metrics-not-asked"),
+    pytest.param(VLLM_CONFIG + "# " + METRICS_ON, {"model": "w"}, "REPORT_CUSTOM_METRICS",
+                 id="metrics-only-in-a-comment"),
+    pytest.param(VLLM_CONFIG + METRICS_ON.replace("true", "false"), {"model": "w"},
+                 "REPORT_CUSTOM_METRICS", id="metrics-switched-off"),
+    pytest.param(VLLM_CONFIG + METRICS_ON, {"model": "w", "disable_log_stats": True},
+                 "disable_log_stats", id="engine-stats-switched-off"),
+])
+def test_a_vllm_model_without_engine_metrics_passes_with_a_note(
+    tmp_path: Path, config: str, engine: dict[str, Any], note: str | None
+) -> None:
+    folder = model_folder(tmp_path, config, engine)
+    assert check(folder, "vllm", 1) == []
+    found = notes(folder, "vllm")
+    if note is None:
+        assert found == []
+    else:
+        (only,) = found
+        assert note in only
+
+
+def test_the_init_container_prints_the_note_and_still_passes(tmp_path: Path) -> None:
+    model_folder(tmp_path, VLLM_CONFIG, {"model": "w"})
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", MODEL_CHECK_SOURCE, str(tmp_path), "m", "vllm", "1"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "m: note: config.pbtxt: set parameters" in done.stdout

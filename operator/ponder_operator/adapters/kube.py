@@ -137,6 +137,18 @@ class Kube:
             field_manager=AUTOSCALER_FIELD_MANAGER,
         )
 
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
+        """Merge ``annotations`` into a pod's; False when the pod is gone."""
+        try:
+            self._dynamic.patch(
+                self._resource("v1", "Pod"), body={"metadata": {"annotations": dict(annotations)}},
+                name=name, namespace=namespace, content_type="application/merge-patch+json",
+                serialize=False,
+            )
+        except NotFoundError:
+            return False
+        return True
+
     def patch_status(
         self, api_version: str, kind: str, name: str, namespace: str,
         status: Mapping[str, Any],

@@ -116,11 +116,14 @@ class Signals(BaseModel):
     router_queue_depth: float | None = Field(None, description="ponder_router_queue_depth")
     inflight_samples: float | None = Field(None, description="ponder_router_inflight_samples")
     triton_pending_requests: float | None = Field(
-        None, description="nv_inference_pending_request_count, summed over pods"
+        None, description="requests waiting in the Triton pods, summed over pods: "
+                          "nv_inference_pending_request_count plus the vLLM engines' "
+                          "vllm:num_requests_waiting"
     )
     measured_tokens_per_second_per_replica: float | None = Field(
-        None, description="observed per-replica capacity while saturated; None = use the "
-                          "prior (the Prometheus adapter does not measure it: always None)"
+        None, description="observed per-replica capacity while saturated (the vLLM "
+                          "engines' generation-token rate while requests wait in them); "
+                          "None = use the prior"
     )
     sampled_at_seconds: float | None = Field(None, description="when the values were sampled")
     read_ok: bool = Field(True, description="False when the query failed")

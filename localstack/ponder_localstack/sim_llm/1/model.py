@@ -13,8 +13,16 @@ Each request generates on a worker thread. Tokens come out at the per-token late
 (one streamed response per token, coalesced when the sender falls behind) and the
 request's cancellation is checked between tokens. At most ``max_concurrency`` requests
 generate at once per instance; ``execute`` blocks while every slot is taken, so further
-requests wait in Triton's queue (``nv_inference_pending_request_count``), as they would
-in front of a vLLM engine at its ``max_num_seqs``.
+requests wait in Triton's queue (``nv_inference_pending_request_count``). With the
+parameter ``queue`` set to ``engine`` they wait inside the model instead, as they do in
+a vLLM engine at its ``max_num_seqs`` (the vLLM backend takes every request at once).
+
+With the model parameter ``REPORT_CUSTOM_METRICS`` set to ``true`` it exports, through
+the python backend's custom metrics, the ``vllm:`` series Triton's vLLM backend reports
+(labels ``model`` and ``version``): ``vllm:num_requests_running`` (generating now),
+``vllm:num_requests_waiting`` (handed to the model, waiting for a slot),
+``vllm:prompt_tokens_total`` (prompt words) and ``vllm:generation_tokens_total``
+(tokens sent).
 
 It runs under the Triton virtualenv's interpreter (numpy and the standard library only)
 and never logs prompts or completions.
@@ -39,6 +47,7 @@ if str(_MODEL_DIR) not in sys.path:
 import behaviour  # noqa: E402
 
 _CANCEL_CHECK_SECONDS = 0.02
+_PUBLISH_SECONDS = 0.05
 _SIGNALS = ("finish_reason", "cumulative_logprob", "num_output_tokens")
 _INPUT_NAMES = (
     "text_input", "stream", "sampling_parameters", "exclude_input_in_output",
@@ -76,6 +85,60 @@ def _response(text: str, signals: dict[str, Any] | None = None) -> Any:
     return pb_utils.InferenceResponse(output_tensors=out)
 
 
+_ENGINE_SERIES = {
+    "running": ("vllm:num_requests_running", "Number of requests currently running."),
+    "waiting": ("vllm:num_requests_waiting", "Number of requests waiting to be processed."),
+    "prompt_tokens": ("vllm:prompt_tokens_total", "Number of prefill tokens processed."),
+    "generation_tokens": ("vllm:generation_tokens_total", "Number of generation tokens processed."),
+}  # fmt: skip
+_ENGINE_GAUGES = ("running", "waiting")
+
+
+class _EngineMetrics:
+    """The vLLM backend's ``vllm:`` series for one model version (``REPORT_CUSTOM_METRICS``).
+
+    The worker threads count in Python (``add``); one publisher thread hands the counts to
+    Triton every ``_PUBLISH_SECONDS``, as the vLLM backend's own logger thread does
+    (calling the metrics from the generating threads at once crashed the stub, signal 11).
+    """
+
+    def __init__(self, model: str, version: str, stopping: threading.Event) -> None:
+        labels = {"model": model, "version": version}
+        self._families: list[Any] = []  # a family dropped is a family unregistered
+        self._metrics: dict[str, Any] = {}
+        for key, (name, description) in _ENGINE_SERIES.items():
+            gauge = key in _ENGINE_GAUGES
+            kind = pb_utils.MetricFamily.GAUGE if gauge else pb_utils.MetricFamily.COUNTER
+            family = pb_utils.MetricFamily(name=name, description=description, kind=kind)
+            self._families.append(family)
+            self._metrics[key] = family.Metric(labels=labels)
+        self._counts = dict.fromkeys(_ENGINE_SERIES, 0)
+        self._published = dict.fromkeys(_ENGINE_SERIES, 0)
+        self._lock = threading.Lock()
+        self._stopping = stopping
+        self._thread = threading.Thread(target=self._publish, name="sim-llm-metrics", daemon=True)
+        self._thread.start()
+
+    def add(self, key: str, amount: int) -> None:
+        with self._lock:
+            self._counts[key] += amount
+
+    def _publish(self) -> None:
+        while not self._stopping.wait(_PUBLISH_SECONDS):
+            with self._lock:
+                counts = dict(self._counts)
+            for key, value in counts.items():
+                if value != self._published[key]:
+                    if key in _ENGINE_GAUGES:
+                        self._metrics[key].set(value)
+                    else:
+                        self._metrics[key].increment(value - self._published[key])
+                    self._published[key] = value
+
+    def stop(self) -> None:
+        self._thread.join()
+
+
 def _error(message: str, code: Any) -> Any:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
@@ -103,6 +166,12 @@ class TritonPythonModel:
             max_workers=self._max_concurrency, thread_name_prefix="sim-llm"
         )
         self._stopping = threading.Event()
+        self._engine_queue = _param(config, "queue", "triton") == "engine"
+        self._metrics: _EngineMetrics | None = None
+        if _param(config, "REPORT_CUSTOM_METRICS", "false") == "true":  # as the vLLM backend
+            self._metrics = _EngineMetrics(
+                args["model_name"], args["model_version"], self._stopping
+            )
         pb_utils.Logger.log_info(
             f"{args['model_name']} (simulator) ready: {len(self._sim.catalog.problems)} known "
             f"problems, {self._token_latency_ms} ms/token, "
@@ -111,9 +180,15 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
+            if self._engine_queue:  # the pool's max_concurrency workers take them in turn
+                self._add("waiting", 1)
+                self._pool.submit(self._run_queued, request)
+                continue
             acquired = False
+            self._add("waiting", 1)
             while not acquired and not self._stopping.is_set():
                 acquired = self._slots.acquire(timeout=0.5)
+            self._add("waiting", -1)
             if not acquired:
                 request.get_response_sender().send(
                     _error("model is shutting down", pb_utils.TritonError.UNAVAILABLE),
@@ -123,8 +198,18 @@ class TritonPythonModel:
             self._pool.submit(self._run, request)
         return None
 
+    def _add(self, series: str, amount: int) -> None:
+        if self._metrics is not None:
+            self._metrics.add(series, amount)
+
+    def _run_queued(self, request: Any) -> None:
+        self._add("waiting", -1)
+        self._slots.acquire()  # free: as many slots as the pool has workers
+        self._run(request)
+
     def _run(self, request: Any) -> None:
         sender = request.get_response_sender()
+        self._add("running", 1)
         try:
             self._generate(request, sender)
         except behaviour.SimLLMError as exc:
@@ -139,6 +224,7 @@ class TritonPythonModel:
                 flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
             )
         finally:
+            self._add("running", -1)
             self._slots.release()
 
     def _generate(self, request: Any, sender: Any) -> None:
@@ -156,6 +242,7 @@ class TritonPythonModel:
             _text(raw) if raw is not None else request.parameters(), ignore=_INPUT_NAMES
         )
         completion = self._sim.complete(prompt, params)
+        self._add("prompt_tokens", len(prompt.split()))
         wanted = [name for name in _SIGNALS if bool(_input(request, f"return_{name}") or False)]
 
         def signals(sent_before: int, sent: int) -> dict[str, Any]:
@@ -198,6 +285,7 @@ class TritonPythonModel:
                 ready = sent + 1 if stream else len(tokens)
             if not stream:
                 if ready >= len(tokens):
+                    self._add("generation_tokens", len(tokens))
                     text = (prompt if prepend else "") + completion.text
                     sender.send(_response(text, signals(0, len(tokens))), flags=final)
                     return
@@ -205,6 +293,7 @@ class TritonPythonModel:
             upto = min(len(tokens), max(sent + 1, ready))
             chunk = "".join(tokens[sent:upto])
             before, sent = sent, upto
+            self._add("generation_tokens", sent - before)
             sender.send(
                 _response(chunk, signals(before, sent)), flags=final if sent == len(tokens) else 0
             )
@@ -212,3 +301,5 @@ class TritonPythonModel:
     def finalize(self) -> None:
         self._stopping.set()
         self._pool.shutdown(wait=True)
+        if self._metrics is not None:
+            self._metrics.stop()
