@@ -39,6 +39,9 @@ Calibration, all from ``shared/data``:
   ``i * (REASONING_LOGPROB_PER_TOKEN + log(confidence) / n)``: a constant per-token cost
   of reasoning (an assumption, not from the data) plus the answer's log-confidence spread
   evenly over the trace, so a running per-token mean already carries the signal.
+- **revisions** (simulated, not calibrated): a prompt that carries a previous attempt and
+  asks to review it (``REVISION_CUE``, the router's ``revise`` strategy) is the original
+  problem answered with its logit accuracy raised by ``REVISION_LOGIT_GAIN``.
 - **forced answers** (budget forcing; simulated, not calibrated): a prompt that ends with an
   answer cue (``Final answer:``) after a partial trace gets a short ``\boxed{}`` answer,
   the whole trace's with a probability that grows with how far the trace had got
@@ -529,6 +532,20 @@ an assumption, not calibrated from data (an answer forced at half the trace keep
 of the whole trace's)."""
 
 
+REVISION_CUE = "\n\nA previous attempt at this problem:\n"
+"""What a revision prompt inserts after the original prompt (the router's ``revise``)."""
+REVISION_LOGIT_GAIN = 1.0
+"""Added to a problem's logit accuracy when the prompt asks to revise a previous attempt.
+An assumption that makes revision worth testing, not a measurement: no data here has
+revisions, and intrinsic self-correction often gains little on real models."""
+
+
+def split_revision_prompt(prompt: str) -> str | None:
+    """The original prompt of a revision prompt (``REVISION_CUE``); else None."""
+    head, cue, _ = prompt.partition(REVISION_CUE)
+    return head if cue and "review the attempt above" in prompt.lower() else None
+
+
 @dataclass(frozen=True)
 class ForcedPrompt:
     """A prompt that continues a partial trace of this simulator with an answer cue."""
@@ -875,7 +892,11 @@ class SimModel:
         forced = split_forced_prompt(prompt)
         if forced is not None:
             return self.forced_answer(forced, prompt, seed)
-        profile = self.profile_prompt(prompt)
+        original = split_revision_prompt(prompt)
+        profile = self.profile_prompt(prompt if original is None else original)
+        if original is not None:
+            revised = _sigmoid(_logit(profile.accuracy) + REVISION_LOGIT_GAIN)
+            profile = dataclasses.replace(profile, accuracy=revised)
         rng = _rng("sample", normalize_text(prompt), seed)
         draw = draw_sample(profile, rng)
         completion = render_completion(draw, profile, params, rng)
