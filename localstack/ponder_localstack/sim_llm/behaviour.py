@@ -41,7 +41,9 @@ Calibration, all from ``shared/data``:
   evenly over the trace, so a running per-token mean already carries the signal.
 - **revisions** (simulated, not calibrated): a prompt that carries a previous attempt and
   asks to review it (``REVISION_CUE``, the router's ``revise`` strategy) is the original
-  problem answered with its logit accuracy raised by ``REVISION_LOGIT_GAIN``.
+  problem, answered right with probability ``REVISION_KEEP_RIGHT`` (or the next, if
+  higher) when the attempt was right, else with its logit accuracy raised by
+  ``REVISION_LOGIT_GAIN``.
 - **forced answers** (budget forcing; simulated, not calibrated): a prompt that ends with an
   answer cue (``Final answer:``) after a partial trace gets a short ``\boxed{}`` answer,
   the whole trace's with a probability that grows with how far the trace had got
@@ -535,15 +537,29 @@ of the whole trace's)."""
 REVISION_CUE = "\n\nA previous attempt at this problem:\n"
 """What a revision prompt inserts after the original prompt (the router's ``revise``)."""
 REVISION_LOGIT_GAIN = 1.0
-"""Added to a problem's logit accuracy when the prompt asks to revise a previous attempt.
-An assumption that makes revision worth testing, not a measurement: no data here has
-revisions, and intrinsic self-correction often gains little on real models."""
+"""Added to a problem's logit accuracy when a revision prompt's attempt was wrong.
+REVISION_KEEP_RIGHT and this are assumptions that make revision worth testing, not
+measurements: no data here has revisions, and intrinsic self-correction often gains
+little on real models."""
+REVISION_KEEP_RIGHT = 0.9
+"""Least probability that a revision keeps a right attempt's answer."""
 
 
-def split_revision_prompt(prompt: str) -> str | None:
-    """The original prompt of a revision prompt (``REVISION_CUE``); else None."""
-    head, cue, _ = prompt.partition(REVISION_CUE)
-    return head if cue and "review the attempt above" in prompt.lower() else None
+@dataclass(frozen=True)
+class RevisionPrompt:
+    """A prompt that asks to revise a previous attempt at ``original``."""
+
+    original: str
+    attempt: str
+
+
+def split_revision_prompt(prompt: str) -> RevisionPrompt | None:
+    """The original prompt and the attempt of a revision prompt (``REVISION_CUE``)."""
+    head, cue, rest = prompt.partition(REVISION_CUE)
+    attempt, _, request = rest.rpartition("\n\n")
+    if not cue or "review the attempt above" not in request.lower():
+        return None
+    return RevisionPrompt(head, attempt)
 
 
 @dataclass(frozen=True)
@@ -892,10 +908,12 @@ class SimModel:
         forced = split_forced_prompt(prompt)
         if forced is not None:
             return self.forced_answer(forced, prompt, seed)
-        original = split_revision_prompt(prompt)
-        profile = self.profile_prompt(prompt if original is None else original)
-        if original is not None:
+        revision = split_revision_prompt(prompt)
+        profile = self.profile_prompt(prompt if revision is None else revision.original)
+        if revision is not None:
             revised = _sigmoid(_logit(profile.accuracy) + REVISION_LOGIT_GAIN)
+            if f"\\boxed{{{profile.reference}}}" in revision.attempt:
+                revised = max(revised, REVISION_KEEP_RIGHT)
             profile = dataclasses.replace(profile, accuracy=revised)
         rng = _rng("sample", normalize_text(prompt), seed)
         draw = draw_sample(profile, rng)
