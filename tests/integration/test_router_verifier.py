@@ -163,6 +163,37 @@ async def test_an_informative_reward_model_makes_best_of_n_beat_one_sample_and_t
     assert accuracy(best, hard_problems) > accuracy(vote, hard_problems)
 
 
+async def test_a_score_threshold_stops_best_of_n_at_the_first_sample_the_reward_model_accepts(
+    triton: TritonServer, start_router_process: StartRouterProcess,
+    hard_problems: list[dict[str, Any]], small_model: SimModel,
+) -> None:
+    threshold, most = 3.0, 8  # a right answer scores 3.0 or more about half the time
+    tier = {"name": "all", "maxDifficulty": 1.0, "maxTokens": MAX_TOKENS, "maxSamples": most,
+            "initialSamples": 1, "strategy": "best-of-n"}  # fmt: skip
+    router = start_router_process(router_config(
+        triton, "small", "sim-small", budgets={"tiers": [tier]},
+        stopping={"kind": "none", "scoreThreshold": threshold}))  # fmt: skip
+    verifier_calls = model_requests(triton, RM_MODEL)
+    got = await reports(router, hard_problems)
+
+    reward_model = SimRewardModel(lambda prompt: small_model.profile_prompt(prompt).reference)
+    drawn = 0
+    for report, problem in zip(got, hard_problems, strict=True):
+        samples, scores = [], []
+        while len(samples) < most and not (scores and scores[-1] >= threshold):
+            samples.append(small_model.complete(problem["problem"], sample_params(len(samples))))
+            scores.append(reward_model.score(problem["problem"] + "\n\n" + samples[-1].text))
+        assert report["samples"]["launched"] == len(samples)
+        verified = scores[-1] >= threshold
+        assert report["stop_reason"] == ("verified" if verified else "budget-exhausted")
+        chosen = max(range(len(samples)), key=lambda i: (scores[i], -i))
+        assert report["answer"] == samples[chosen].answer
+        drawn += len(samples)
+    # Each sample was scored as it finished, once; most requests stopped well short.
+    assert model_requests(triton, RM_MODEL) - verifier_calls == drawn
+    assert drawn < most * len(hard_problems) / 2
+
+
 # -- sequential revision -----------------------------------------------------------------
 
 
