@@ -251,3 +251,38 @@ async def test_a_request_too_hard_for_the_small_model_is_answered_by_the_larger_
     assert model_requests(triton, "sim-small") - small_before == SAMPLES * len(problems)
     assert all(r["answered_by"] == "small" and r.get("escalated_from") is None for r in kept)
     assert accuracy(escalated, problems) > accuracy(kept, problems)
+
+
+async def test_a_contested_first_wave_on_the_small_model_escalates_and_an_agreeing_one_does_not(
+    triton: TritonServer, start_router_process: StartRouterProcess,
+    hard_problems: list[dict[str, Any]], small_model: SimModel,
+) -> None:
+    large = start_router_process(router_config(triton, "large", "sim-large"))
+    envelope = {"name": "hard", "maxDifficulty": 1.0, "maxTokens": MAX_TOKENS, "maxSamples": 8,
+                "initialSamples": SAMPLES, "strategy": "vote", "escalateTo": "large",
+                "stopOnFirstWaveAgreement": True}  # fmt: skip
+    small = start_router_process(router_config(
+        triton, "small", "sim-small", budgets={"tiers": [envelope]},
+        stopping={}, escalation={"large": large.url}))  # the default rule stops agreement
+    alone = start_router_process(router_config(triton, "alone", "sim-small"))
+
+    large_before = model_requests(triton, "sim-large")
+    got = await reports(small, hard_problems)  # no hint: the samples are the evidence
+    contested = 0
+    for report, problem in zip(got, hard_problems, strict=True):
+        first_wave = [small_model.complete(problem["problem"], sample_params(i)).answer
+                      for i in range(SAMPLES)]  # fmt: skip
+        agreed = all(a is not None and answers_equal(a, first_wave[0]) for a in first_wave)
+        if agreed:
+            assert report["answered_by"] == "small"
+            assert report["stop_reason"] == "first-wave-agreed"
+            assert report["answer"] == first_wave[0]
+        else:
+            assert report["answered_by"] == "large"
+            assert report["escalated_from"] == "small"
+            contested += 1
+    assert 0 < contested < len(hard_problems)
+    assert model_requests(triton, "sim-large") - large_before == SAMPLES * contested
+    # The larger model answers what the small one disputes better than the small one would.
+    assert accuracy(got, hard_problems) > accuracy(await reports(alone, hard_problems),
+                                                   hard_problems)  # fmt: skip
