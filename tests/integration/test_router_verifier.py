@@ -7,9 +7,10 @@ right from wrong as the real Qwen reward model's do. Every sample is fixed by it
 and seed and every score by its text, so each expectation below is recomputed in this
 process from the same pure modules (``sim_llm.behaviour``, ``sim_rm.scoring``): the
 checks are exact, can fail, and are not flaky. What a user sees: best-of-n answers with
-the best-scored sample and so beats one sample and the vote; sequential revision sends
-each attempt back to the model; a request its tier marks too hard for the small model is
-answered by the larger service's router, and says so.
+the best-scored sample (and so beats one sample and the vote), or with the first one
+the reward model accepts; sequential revision sends each attempt back to the model and
+gains; a tier that escalates sends its requests to the larger service's router, at once
+or, as an envelope, only when the small model's first wave disagrees, and says so.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ async def test_revise_sends_each_attempt_back_and_answers_with_the_last_revision
 # -- escalation to a larger service ------------------------------------------------------
 
 
-async def test_a_request_too_hard_for_the_small_model_is_answered_by_the_larger_service(
+async def test_a_tier_that_escalates_sends_its_requests_to_the_larger_service_at_once(
     triton: TritonServer, start_router_process: StartRouterProcess,
     hard_problems: list[dict[str, Any]],
 ) -> None:
