@@ -41,9 +41,8 @@ Calibration, all from ``shared/data``:
   evenly over the trace, so a running per-token mean already carries the signal.
 - **revisions** (simulated, not calibrated): a prompt that carries a previous attempt and
   asks to review it (``REVISION_CUE``, the router's ``revise`` strategy) is the original
-  problem, answered right with probability ``REVISION_KEEP_RIGHT`` (or the next, if
-  higher) when the attempt was right, else with its logit accuracy raised by
-  ``REVISION_LOGIT_GAIN``.
+  problem with its logit accuracy raised by ``REVISION_LOGIT_GAIN``, and at least
+  ``REVISION_KEEP_RIGHT`` when the attempt was right.
 - **forced answers** (budget forcing; simulated, not calibrated): a prompt that ends with an
   answer cue (``Final answer:``) after a partial trace gets a short ``\boxed{}`` answer,
   the whole trace's with a probability that grows with how far the trace had got
