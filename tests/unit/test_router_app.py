@@ -283,13 +283,18 @@ async def test_an_escalating_envelope_escalates_only_a_contested_first_wave() ->
             agreed = (await client.post("/v1/chat/completions", json=chat())).json()
             asked_here = len(small_fleet.records)
             contested = (await client.post("/v1/chat/completions", json=contested_chat)).json()
+            asked_in_all, big_before_stream = len(small_fleet.records), len(big_fleet.records)
+            streamed = await client.post("/v1/chat/completions", json=chat(stream=True))
+    assert streamed.status_code == 200
+    assert len(small_fleet.records) == asked_in_all  # a stream is sent on at once
     assert agreed["ponder"]["answered_by"] == "small"
     assert agreed["ponder"]["stop_reason"] == "first-wave-agreed"
     assert asked_here == 3
     assert contested["ponder"]["answered_by"] == "big"
     assert contested["ponder"]["escalated_from"] == "small"
     assert len(small_fleet.records) - asked_here <= 3  # stopped within its first wave
-    assert {r.prompt for r in big_fleet.records} == {small_fleet.records[-1].prompt}
+    assert {r.prompt for r in big_fleet.records[:big_before_stream]} == {"Name a number."}
+    assert big_fleet.records[-1].prompt == "What is 6*7?"
 
 
 async def test_a_reloaded_config_moves_requests_to_the_new_endpoints() -> None:
