@@ -43,7 +43,7 @@ from ponder_localstack.paths import MissingComponentError
 from ponder_localstack.proc import Process, StartupError, free_port, http_ok
 from ponder_localstack.prometheus import Prometheus, file_discovery_job
 from ponder_localstack.runner import PodRunner
-from ponder_localstack.triton import SimModelOptions
+from ponder_localstack.triton import SimModelOptions, SimRewardModelOptions
 from ponder_tools.data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -274,7 +274,7 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     for name, seconds in cluster.startup_seconds.items():
         say(f"   {name:<24} healthy in {seconds:5.1f} s")
     runner = PodRunner(cluster, state / "pods", models=(
-        SimModelOptions(token_latency_ms=8.0, max_concurrency=6),)).start()
+        SimModelOptions(token_latency_ms=8.0, max_concurrency=6), SimRewardModelOptions())).start()
     stack.callback(runner.stop)
     operator_metrics = free_port()
     prometheus = Prometheus(

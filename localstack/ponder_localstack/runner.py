@@ -7,7 +7,8 @@ KWOK is told to leave pods labelled ``ponder.dev/component`` in (triton, router)
 
 - gives it its own loopback address (``127.64.1.N``; the API server accepts loopback
   addresses in pod status, only Endpoints and EndpointSlices refuse them);
-- starts the real server bound to that address: ``tritonserver`` with the stand-in model on
+- starts the real server bound to that address: ``tritonserver`` with the stand-in model
+  (and the stand-in reward model, ``ponder-sim-rm``, a best-of-n tier's verifier) on
   the pod's ports 8000/8001/8002, or ``ponder-router`` on 8080 with the configuration from
   the pod's ConfigMap (re-read when it changes) and the cluster's kubeconfig for discovery;
 - reports the pod ``Running`` with that ``podIP`` at once, and ``Ready`` only when the
@@ -38,7 +39,12 @@ from kubernetes import client, config
 
 from ponder_localstack.cluster import Cluster
 from ponder_localstack.proc import Process, http_ok
-from ponder_localstack.triton import SimModelOptions, TritonServer
+from ponder_localstack.triton import (
+    ModelOptions,
+    SimModelOptions,
+    SimRewardModelOptions,
+    TritonServer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,7 @@ class PodRunner:
 
     cluster: Cluster
     state_dir: Path
-    models: Sequence[SimModelOptions] = (SimModelOptions(),)
+    models: Sequence[ModelOptions] = (SimModelOptions(), SimRewardModelOptions())
     poll_seconds: float = 0.5
     running: dict[str, _Running] = field(default_factory=dict)  # by pod uid
     _next_ip: int = 1

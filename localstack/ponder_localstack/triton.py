@@ -1,12 +1,13 @@
 """Triton Inference Server (CPU) on loopback, serving the stand-in LLM.
 
 Role: build a model repository from the ``sim_llm`` template — one or more simulated
-models, a simulator standing in for a GPU LLM, each with its own parameters — start the
+models, a simulator standing in for a GPU LLM, each with its own parameters — and, where
+asked, the ``sim_rm`` template (a simulated reward model, the router's verifier); start the
 ``tritonserver`` binary from the nvidia-pytriton wheel on free loopback ports, wait until
 the server and every model are ready, and stop it. Neighbours: ``paths`` (where
 ``hack/setup.sh triton`` put the binary and the python-backend interpreter), ``proc``
-(the child process and its log), ``sim_llm`` (the model template); the pytest fixtures in
-``tests/fixtures_triton.py`` and the demo use it.
+(the child process and its log), ``sim_llm`` and ``sim_rm`` (the model templates); the
+pytest fixtures in ``tests/fixtures_triton.py`` and the demo use it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from types import TracebackType
 from ponder_localstack.paths import triton_python_dir, tritonserver_dir
 from ponder_localstack.proc import LOOPBACK, Process, StartupError, free_port, http_ok
 from ponder_localstack.sim_llm import MODEL_NAME, TEMPLATE_DIR
+from ponder_localstack.sim_rm import MODEL_NAME as RM_MODEL_NAME
+from ponder_localstack.sim_rm import TEMPLATE_DIR as RM_TEMPLATE_DIR
 from ponder_tools.data import shared_data_dir
 
 logger = logging.getLogger(__name__)
@@ -69,7 +72,24 @@ class SimModelOptions:
         }
 
 
-def render_model_config(template: str, options: SimModelOptions) -> str:
+@dataclass(frozen=True)
+class SimRewardModelOptions:
+    """The simulated reward model (``sim_rm``) in the repository: a verifier to score
+    the simulated LLM's samples."""
+
+    name: str = RM_MODEL_NAME
+    instance_count: int = 1
+    data_dir: Path | None = None
+    """None: ``ponder_tools.data.shared_data_dir()``."""
+
+    def parameters(self) -> dict[str, str]:
+        return {"data_dir": str(self.data_dir or shared_data_dir())}
+
+
+ModelOptions = SimModelOptions | SimRewardModelOptions
+
+
+def render_model_config(template: str, options: ModelOptions) -> str:
     """The template's ``config.pbtxt`` with the model's name, instances and parameters."""
     text, found = re.subn(r'^name: "[^"]*"', f'name: "{options.name}"', template, flags=re.M)
     if found != 1:
@@ -79,7 +99,7 @@ def render_model_config(template: str, options: SimModelOptions) -> str:
     )
     if found != 1:
         raise ValueError("model config template has no instance_group count")
-    if not options.additional_outputs:
+    if isinstance(options, SimModelOptions) and not options.additional_outputs:
         text, found = re.subn(_ADDITIONAL_OUTPUT_LINE, "", text, flags=re.M)
         if found != 6:
             raise ValueError("model config template lacks the additional outputs' lines")
@@ -93,20 +113,34 @@ def render_model_config(template: str, options: SimModelOptions) -> str:
     return text
 
 
-def build_model_repository(directory: Path, models: Sequence[SimModelOptions]) -> Path:
+def _template_files(options: ModelOptions) -> tuple[Path, dict[str, Path]]:
+    """The model's config template and its files (path in the model folder: source)."""
+    if isinstance(options, SimRewardModelOptions):
+        return RM_TEMPLATE_DIR / "config.pbtxt", {
+            "behaviour.py": TEMPLATE_DIR / "behaviour.py",
+            "scoring.py": RM_TEMPLATE_DIR / "scoring.py",
+            "1/reward_model.py": RM_TEMPLATE_DIR / "1" / "reward_model.py",
+        }
+    return TEMPLATE_DIR / "config.pbtxt", {
+        "behaviour.py": TEMPLATE_DIR / "behaviour.py",
+        "1/model.py": TEMPLATE_DIR / "1" / "model.py",
+    }
+
+
+def build_model_repository(directory: Path, models: Sequence[ModelOptions]) -> Path:
     """Write one model folder per entry of ``models`` under ``directory``; return it."""
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique: {names}")
-    template = (TEMPLATE_DIR / "config.pbtxt").read_text()
     directory.mkdir(parents=True, exist_ok=True)
     for options in models:
         model_dir = directory / options.name
         shutil.rmtree(model_dir, ignore_errors=True)
         (model_dir / "1").mkdir(parents=True)
-        (model_dir / "config.pbtxt").write_text(render_model_config(template, options))
-        shutil.copy2(TEMPLATE_DIR / "behaviour.py", model_dir / "behaviour.py")
-        shutil.copy2(TEMPLATE_DIR / "1" / "model.py", model_dir / "1" / "model.py")
+        template, files = _template_files(options)
+        (model_dir / "config.pbtxt").write_text(render_model_config(template.read_text(), options))
+        for target, source in files.items():
+            shutil.copy2(source, model_dir / target)
     return directory
 
 
@@ -119,7 +153,7 @@ class TritonServer:
     """
 
     workdir: Path
-    models: Sequence[SimModelOptions] = (SimModelOptions(),)
+    models: Sequence[ModelOptions] = (SimModelOptions(),)
     startup_timeout_seconds: float = 180.0
     exit_timeout_seconds: int = 5
     log_verbose: int = 0

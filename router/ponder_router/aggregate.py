@@ -313,10 +313,10 @@ def plan_next_wave(
     in_flight = max(samples_done - state.samples, 0)
     if budget.strategy is Strategy.BEST_OF_N:
         return remaining if rule.score_threshold is None else 0 if in_flight else 1
+    if budget.strategy is not Strategy.VOTE:  # revise: each sample revises the one before
+        return 0 if in_flight else 1
     if rule.kind is StopRuleKind.NEVER:
         return remaining
-    if budget.strategy is not Strategy.VOTE:
-        return 0 if in_flight else 1
     if _first_wave_may_agree(budget, samples_done, state):
         return 0
     if rule.kind is StopRuleKind.WINDOW:

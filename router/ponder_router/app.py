@@ -6,7 +6,8 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (JSON or SSE),
 ``GET /readyz``, ``GET /metrics``. A handler validates (``api``), authenticates and plans
 the budget (``admission``, ``executor``), forwards an escalated tier to another service's
 router (``escalation``), or admits the request and runs it (``executor``), then renders
-OpenAI's response shape.
+OpenAI's response shape. An escalating tier with first-wave agreement runs its first wave
+here and forwards only when that is contested (a streamed request is forwarded at once).
 
 Handlers are module-level functions; what they share (config, executor, endpoint pool,
 escalator, metrics, usage, config watcher) is the ``Router`` that ``create_app`` puts on
@@ -76,7 +77,7 @@ from .config_watch import ConfigWatcher
 from .endpoints import BackendFactory, EndpointPool, PodWatcher
 from .errors import PonderRouterError
 from .escalation import ESCALATED_HEADER, Escalator
-from .executor import Executor, RequestRun, RequestSpec
+from .executor import EscalationNeededError, Executor, RequestRun, RequestSpec
 from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
 from .settings import RouterConfig
 from .triton import TritonBackend
@@ -293,8 +294,10 @@ async def _complete(request: Request, kind: type[AnyRequest]) -> Response:
         run = router.executor.plan(_spec(parsed, router.tenant(request, parsed.user),
                                          router.config))  # fmt: skip
         if run.budget.escalate_to is not None and ESCALATED_HEADER not in request.headers:
-            outcome = "escalated"
-            return await _escalate(request, run, body)
+            if parsed.stream or not run.escalates_on_evidence:
+                outcome = "escalated"
+                return await _escalate(request, run, body)
+            run.escalate_when_contested = True  # its first wave runs here first
         await run.admit()
         if parsed.stream:
             outcome = "streaming"
@@ -304,6 +307,9 @@ async def _complete(request: Request, kind: type[AnyRequest]) -> Response:
         with _cancel_on_disconnect(request) as gone:
             try:
                 result = await run.execute()
+            except EscalationNeededError:
+                outcome = "escalated"
+                return await _escalate(request, run, body)
             except asyncio.CancelledError:
                 if not gone():
                     raise

@@ -20,7 +20,10 @@ the config's ``budgets.estimator`` unless an estimator was given, and assigns a 
    it scores its samples at the end. At the deadline it answers from the samples
    finished so far, or fails with 504 when there are none. A sample cut off at its
    ``max_tokens`` is continued on the same replica with the answer cue (``forcing``):
-   its answer is a forced vote, not an abstention.
+   its answer is a forced vote, not an abstention. A run that ``escalate_when_contested``
+   (set by ``app`` for an escalating tier with first-wave agreement) stops at the first
+   sample its plan finds ``contested`` and raises ``EscalationNeededError``: an agreeing
+   first wave answers here, a contested one goes to the larger service.
 
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
 arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
@@ -65,6 +68,11 @@ _REVISE_SUFFIX = (
     "\n\nA previous attempt at this problem:\n{previous}\n\nReview the attempt above, "
     "correct any mistake, and give the final answer in \\boxed{{}}."
 )
+
+
+class EscalationNeededError(Exception):
+    """A run that escalates when contested saw disagreement: the larger service answers.
+    Not a failure; ``app`` forwards the request (``escalation``)."""
 
 
 class EventSink(Protocol):
@@ -166,10 +174,18 @@ class RequestRun:
         self.queued = False
         self.admitted = False
         self.escalated_tokens = 0
+        self.escalate_when_contested = False
         self.extract = config.answers.extractor_function()
         self.plan = RequestPlan.for_request(
             budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None,
             equality=config.answers.equality)
+
+    @property
+    def escalates_on_evidence(self) -> bool:
+        """An escalating tier whose first wave may agree: that wave runs here first."""
+        budget = self.budget
+        return (budget.escalate_to is not None and budget.stop_on_first_wave_agreement
+                and budget.strategy is Strategy.VOTE and budget.wave_size >= 2)  # fmt: skip
 
     @property
     def budget_tokens(self) -> int:
@@ -430,6 +446,8 @@ class RequestRun:
                     if self._finish_sample(sample):
                         await self._score(sample)
                     plan.decide()
+                    if self.escalate_when_contested and plan.contested:
+                        raise EscalationNeededError(self.budget.escalate_to)
                     if sink is not None:
                         sink.progress(self._progress())
                     if plan.stopped:

@@ -135,6 +135,13 @@ class RequestPlan:
     def stopped(self) -> bool:
         return self.decision.stop
 
+    @property
+    def contested(self) -> bool:
+        """Running, and a finished sample disagrees with the leader or abstained: the
+        evidence an escalating envelope acts on. Checked after every sample of a tier with
+        first-wave agreement, it first holds within the first wave (an agreeing one stops)."""
+        return not self.stopped and self.state.leader_votes < self.state.samples
+
     def launch(self, count: int | None = None) -> range:
         """The indices of the samples to launch now: the next wave (``plan_next_wave``),
         or ``count`` of them (the sequential baselines); none once stopped. A sample's

@@ -301,6 +301,8 @@ def test_the_next_wave_follows_the_tiers_own_threshold(threshold: float | None,
         (budget(Strategy.BEST_OF_N, max_samples=8), 4, ["1"] * 4, BETA, 4),
         (budget(Strategy.REVISE, wave_size=1), 1, ["1"], BETA, 1),
         (budget(Strategy.REVISE, wave_size=1), 2, ["1"], BETA, 0),
+        (budget(Strategy.REVISE, wave_size=1), 1, ["1"], NEVER, 1),  # never two at once
+        (budget(Strategy.REVISE, wave_size=1), 2, ["1"], NEVER, 0),
     ],
 )
 def test_the_next_wave_is_just_large_enough_to_let_the_rule_fire(

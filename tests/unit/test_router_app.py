@@ -264,6 +264,39 @@ async def test_an_escalating_tier_is_answered_by_the_larger_service() -> None:
     assert len(fleet.records) == 1
 
 
+async def test_an_escalating_envelope_escalates_only_a_contested_first_wave() -> None:
+    big_fleet = FakeFleet(constant(Script(answer="big")))
+    big = create_app(config(service="big", model_name="big-model"),
+                     backend_factory=big_fleet.factory)  # fmt: skip
+    tiers = {"tiers": [{"name": "hard", "maxDifficulty": 1.0, "maxTokens": 200, "maxSamples": 8,
+                        "initialSamples": 3, "strategy": "vote", "escalateTo": "big",
+                        "stopOnFirstWaveAgreement": True}]}  # fmt: skip
+    # "What is 6*7?" gets one answer from every sample; any other prompt one per seed.
+    small_fleet = FakeFleet(lambda prompt, params: Script(
+        answer="42" if "6*7" in prompt else str(params.seed)))  # fmt: skip
+    contested_chat = chat(messages=[{"role": "user", "content": "Name a number."}])
+    async with serve(big):
+        small = create_app(config(budgets=tiers, escalation={"big": "http://big"}),
+                           backend_factory=small_fleet.factory,
+                           escalator=Escalator(transport=httpx.ASGITransport(app=big)))
+        async with serve(small) as client:
+            agreed = (await client.post("/v1/chat/completions", json=chat())).json()
+            asked_here = len(small_fleet.records)
+            contested = (await client.post("/v1/chat/completions", json=contested_chat)).json()
+            asked_in_all, big_before_stream = len(small_fleet.records), len(big_fleet.records)
+            streamed = await client.post("/v1/chat/completions", json=chat(stream=True))
+    assert streamed.status_code == 200
+    assert len(small_fleet.records) == asked_in_all  # a stream is sent on at once
+    assert agreed["ponder"]["answered_by"] == "small"
+    assert agreed["ponder"]["stop_reason"] == "first-wave-agreed"
+    assert asked_here == 3
+    assert contested["ponder"]["answered_by"] == "big"
+    assert contested["ponder"]["escalated_from"] == "small"
+    assert len(small_fleet.records) - asked_here <= 3  # stopped within its first wave
+    assert {r.prompt for r in big_fleet.records[:big_before_stream]} == {"Name a number."}
+    assert big_fleet.records[-1].prompt == "What is 6*7?"
+
+
 async def test_a_reloaded_config_moves_requests_to_the_new_endpoints() -> None:
     async with router(budgets=SINGLE) as (client, fleet, r):
         await r.apply_config(config(endpoints=("b:1",), model_name="renamed", budgets=SINGLE))

@@ -39,6 +39,10 @@ Calibration, all from ``shared/data``:
   ``i * (REASONING_LOGPROB_PER_TOKEN + log(confidence) / n)``: a constant per-token cost
   of reasoning (an assumption, not from the data) plus the answer's log-confidence spread
   evenly over the trace, so a running per-token mean already carries the signal.
+- **revisions** (simulated, not calibrated): a prompt that carries a previous attempt and
+  asks to review it (``REVISION_CUE``, the router's ``revise`` strategy) is the original
+  problem with its logit accuracy raised by ``REVISION_LOGIT_GAIN``, and at least
+  ``REVISION_KEEP_RIGHT`` when the attempt was right.
 - **forced answers** (budget forcing; simulated, not calibrated): a prompt that ends with an
   answer cue (``Final answer:``) after a partial trace gets a short ``\boxed{}`` answer,
   the whole trace's with a probability that grows with how far the trace had got
@@ -529,6 +533,34 @@ an assumption, not calibrated from data (an answer forced at half the trace keep
 of the whole trace's)."""
 
 
+REVISION_CUE = "\n\nA previous attempt at this problem:\n"
+"""What a revision prompt inserts after the original prompt (the router's ``revise``)."""
+REVISION_LOGIT_GAIN = 1.0
+"""Added to a problem's logit accuracy when a revision prompt's attempt was wrong.
+REVISION_KEEP_RIGHT and this are assumptions that make revision worth testing, not
+measurements: no data here has revisions, and intrinsic self-correction often gains
+little on real models."""
+REVISION_KEEP_RIGHT = 0.9
+"""Least probability that a revision keeps a right attempt's answer."""
+
+
+@dataclass(frozen=True)
+class RevisionPrompt:
+    """A prompt that asks to revise a previous attempt at ``original``."""
+
+    original: str
+    attempt: str
+
+
+def split_revision_prompt(prompt: str) -> RevisionPrompt | None:
+    """The original prompt and the attempt of a revision prompt (``REVISION_CUE``)."""
+    head, cue, rest = prompt.partition(REVISION_CUE)
+    attempt, _, request = rest.rpartition("\n\n")
+    if not cue or "review the attempt above" not in request.lower():
+        return None
+    return RevisionPrompt(head, attempt)
+
+
 @dataclass(frozen=True)
 class ForcedPrompt:
     """A prompt that continues a partial trace of this simulator with an answer cue."""
@@ -875,7 +907,13 @@ class SimModel:
         forced = split_forced_prompt(prompt)
         if forced is not None:
             return self.forced_answer(forced, prompt, seed)
-        profile = self.profile_prompt(prompt)
+        revision = split_revision_prompt(prompt)
+        profile = self.profile_prompt(prompt if revision is None else revision.original)
+        if revision is not None:
+            revised = _sigmoid(_logit(profile.accuracy) + REVISION_LOGIT_GAIN)
+            if f"\\boxed{{{profile.reference}}}" in revision.attempt:
+                revised = max(revised, REVISION_KEEP_RIGHT)
+            profile = dataclasses.replace(profile, accuracy=revised)
         rng = _rng("sample", normalize_text(prompt), seed)
         draw = draw_sample(profile, rng)
         completion = render_completion(draw, profile, params, rng)
