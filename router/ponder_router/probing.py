@@ -9,7 +9,8 @@ there): the sample's prompt, its text so far and the answer cue, for at most
 per sample; a probe that fails reads as no answer (it breaks the agreement). A probe
 counts as running work on its replica while it runs; ``close`` cancels a running one on
 Triton (a probe never outlives its sample, so never its request) and returns the tokens
-all its probes generated, which count as the sample's.
+its finished probes generated, which count as the sample's (a probe cut short is not
+counted: the server does not say how far it got).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SampleProber:
         """The cue and the settled probe's text: the sample's answer, once settled."""
         self._task: asyncio.Task[None] | None = None
         self._stream: SampleStream | None = None
+        self._closed = False
 
     @property
     def settled(self) -> bool:
@@ -86,16 +88,19 @@ class SampleProber:
             self._stream = None
             self._task = None
             self.pool.release(self.endpoint, expected)
-            counted = stream.signals.output_tokens
-            tokens = counted if counted is not None else chunk_tokens("".join(chunks))
-            self.tokens += tokens
-            self.metrics.probe_tokens.inc(tokens)
+            if not self._closed:  # a probe cut short by its sample's end is not counted
+                counted = stream.signals.output_tokens
+                tokens = counted if counted is not None else chunk_tokens("".join(chunks))
+                self.tokens += tokens
+                self.metrics.probe_tokens.inc(tokens)
         reading = ProbeReading(answer, probe_confidence(stream.signals.cumulative_logprob))
-        if self.state.record(reading) is not None and self.answer_text is None:
+        if self.state.record(reading) is not None and not self._closed:
             self.answer_text = self.cue + "".join(chunks)
 
     def close(self) -> int:
-        """Cancel a running probe (on Triton too); the tokens all probes generated."""
+        """Cancel a running probe (on Triton too); the tokens all finished probes
+        generated."""
+        self._closed = True
         if self._stream is not None:
             self._stream.cancel()
         if self._task is not None:
