@@ -211,3 +211,12 @@ def test_a_regex_answers_section_reaches_the_router_config() -> None:
     config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
     assert config.answers == spec.answers
     assert config.answers.extractor_function()("A: 05/01/2021") == "05/01/2021"
+
+
+def test_a_probes_section_reaches_the_router_config() -> None:
+    probes = {"enabled": True, "intervalTokens": 128, "agreement": 2, "confidenceFloor": 0.6,
+              "maxTokens": 8}
+    spec = ReasoningServiceSpec.model_validate({"model": MODEL, "budgets": {"probes": probes}})
+    config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
+    assert config.probes == spec.budgets.probes == ProbeConfig.model_validate(probes)
+    assert not ReasoningServiceSpec.model_validate({"model": MODEL}).budgets.probes.enabled
