@@ -156,6 +156,37 @@ async def test_a_sample_whose_probes_never_settle_is_still_forced_at_its_cap() -
     assert len({r.address for r in fleet.records}) == 1
 
 
+async def test_a_streamed_sample_that_settles_streams_the_cue_and_the_probed_answer() -> None:
+    fleet = FakeFleet(probed_by(lambda words: "7"))
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
+                                probes=probes()))  # fmt: skip
+    tokens: list[str] = []
+
+    class Sink:
+        def token(self, text: str) -> None:
+            tokens.append(text)
+
+        def progress(self, report: dict[str, object]) -> None:
+            raise AssertionError("a single sample streams its tokens")
+
+    result = await run(ex, spec(EASY, streaming=True), Sink())
+    assert result.report.samples.probed == 1
+    assert "".join(tokens) == result.text
+    assert tokens[-1] == CUE + "\nThe answer is \\boxed{7}."
+
+
+async def test_a_failed_probe_reads_as_no_answer_and_the_sample_goes_on() -> None:
+    fleet = FakeFleet(probed_by(lambda words: "7", probe=Script(fail_after=0)))
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
+                                probes=probes()))  # fmt: skip
+    result = await run(ex, spec(EASY))
+    (sample,), sent = split(fleet.records)
+    assert sent
+    assert all(p.failed for p in sent)
+    assert sample.finished
+    assert (result.report.answer, result.report.samples.probed) == ("9", 0)
+
+
 # -- replica affinity ---------------------------------------------------------------------
 
 
