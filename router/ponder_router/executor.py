@@ -21,9 +21,10 @@ the config's ``budgets.estimator`` unless an estimator was given, and assigns a 
    finished so far, or fails with 504 when there are none. A sample cut off at its
    ``max_tokens`` is continued on the same replica with the answer cue (``forcing``):
    its answer is a forced vote, not an abstention. With ``probes`` enabled a sample is
-  streamed and probed every ``interval_tokens`` (``probing``); once its probes agree it
-  is cancelled and votes with the probed answer. A request's samples (and their probes
-  and forced answers) run on its home replica until it is saturated (``affinity``).
+   streamed and probed every ``interval_tokens`` (``probing``); once its probes agree
+   it is cancelled and votes with the probed answer. A request's samples (and their
+   probes and forced answers) run on its home replica until it is saturated
+   (``affinity``).
 
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
 arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
