@@ -374,7 +374,9 @@ class RequestRun:
         sample.probed_text = answer_text
         sample.chunks.append(answer_text)
         sample.finish_reason = "stop"  # stopped on an answer: neither capped nor truncated
-        self.executor.metrics.probe_exits.inc()
+        metrics = self.executor.metrics
+        metrics.probe_exits.inc()
+        metrics.probe_unspent_tokens.inc(max(self.budget.max_tokens_per_sample - sample.tokens, 0))
         if forward is not None:
             forward.token(answer_text)
 

@@ -76,6 +76,7 @@ async def test_probes_fire_every_interval_and_agreeing_probes_stop_the_sample() 
     assert ex.metrics.probe_exits._value.get() == 1
     assert ex.metrics.probes._value.get() == 2
     assert ex.metrics.probe_tokens._value.get() == 6
+    assert ex.metrics.probe_unspent_tokens._value.get() == 1024 - len(sample.chunks)
 
 
 async def test_probes_that_change_their_answer_let_the_sample_finish() -> None:
