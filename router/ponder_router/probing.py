@@ -71,10 +71,10 @@ class SampleProber:
 
     async def _probe(self, text: str) -> None:
         expected = float(self.params.max_tokens)
-        self.endpoint.start(expected)
         stream = self._stream = self.endpoint.backend.stream_sample(
             self.prompt + text + self.cue, self.params, timeout_seconds=self.timeout_seconds,
             stream=False)
+        self.endpoint.start(expected)
         chunks: list[str] = []
         answer: str | None = None
         try:
