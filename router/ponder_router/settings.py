@@ -9,7 +9,8 @@ invalid new file never replaces a valid running one. ``ProcessSettings`` holds t
 applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
 ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping``, ``spec.answers`` and
 ``spec.router.admission``, and ``ForcingConfig`` and ``ProbeConfig`` its
-``spec.budgets.forcing`` and ``spec.budgets.probes`` (the
+``spec.budgets.forcing`` and ``spec.budgets.probes``, and ``AffinityConfig`` its
+``spec.router.affinity`` (the
 operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
 ``tests/unit/test_config_contract.py``.

@@ -29,6 +29,7 @@ from ponder_operator.api.spec import (
     StoppingSpec,
 )
 from ponder_operator.render import Owner, render_router_config
+from ponder_router.affinity import AffinityConfig
 from ponder_router.aggregate import StopRule
 from ponder_router.budgets import (
     BudgetPolicy,
@@ -220,3 +221,12 @@ def test_a_probes_section_reaches_the_router_config() -> None:
     config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
     assert config.probes == spec.budgets.probes == ProbeConfig.model_validate(probes)
     assert not ReasoningServiceSpec.model_validate({"model": MODEL}).budgets.probes.enabled
+
+
+def test_a_router_affinity_section_reaches_the_router_config() -> None:
+    affinity = {"enabled": False, "maxSamplesPerReplica": 8}
+    spec = ReasoningServiceSpec.model_validate({"model": MODEL, "router": {"affinity": affinity}})
+    config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
+    assert RouterSpec.model_fields["affinity"].annotation is AffinityConfig
+    assert RouterConfig.model_fields["affinity"].annotation is AffinityConfig
+    assert config.affinity == AffinityConfig.model_validate(affinity)

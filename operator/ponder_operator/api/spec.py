@@ -17,7 +17,8 @@ The sections the router reads are the router's own models where it has one:
 ``ponder_router.settings.AdmissionConfig`` and ``spec.model.chat`` is
 ``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template) and
 ``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig`` and
-``spec.budgets.probes`` is ``ponder_router.probes.ProbeConfig``, copied into
+``spec.budgets.probes`` is ``ponder_router.probes.ProbeConfig`` and ``spec.router.affinity``
+is ``ponder_router.affinity.AffinityConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
 ``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
@@ -46,6 +47,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ponder_operator.errors import SpecError
+from ponder_router.affinity import AffinityConfig
 from ponder_router.aggregate import StopRule
 from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
@@ -723,6 +725,10 @@ class RouterSpec(ApiModel):
                                        description="Router container resources.")
     admission: AdmissionConfig = Field(default=AdmissionConfig(),
                                        description="Admission control.")
+    affinity: AffinityConfig = Field(
+        default=AffinityConfig(),
+        description="Replica affinity: a request's samples, probes and forced answers on "
+                    "one Triton replica (its prefix cache) until it is saturated.")
     api_keys_secret: Str | None = _optional_name(
         "Secret whose values are the accepted API keys (key name = tenant); no "
         "authentication if unset.")
