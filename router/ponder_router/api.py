@@ -355,6 +355,7 @@ class SampleCounts(BaseModel):
     failed: int = 0
     truncated: int = 0  # completed, but cut off at max_tokens (finish_reason length): no vote
     forced: int = 0  # cut off at max_tokens, then answered at the cue (budget forcing): a vote
+    probed: int = 0  # stopped once its probes agreed (probe exits): votes with the probed answer
 
 
 class VoteCount(BaseModel):

@@ -3,7 +3,8 @@
 Role: between ``executor`` (which asks for an endpoint per sample) and ``triton`` (one
 ``SampleBackend`` per replica). ``EndpointPool`` holds the current replicas, picks the one
 with the least outstanding work (expected tokens of the samples running there, ties
-round-robin), marks a replica that failed as down for a few seconds (it is then picked
+round-robin; a request's samples stay on its home replica until it is saturated:
+``affinity``), marks a replica that failed as down for a few seconds (it is then picked
 only if nothing else is up), and lets requests wait for a first replica when there is
 none (scale from zero). Replicas come from a static list or from ``PodWatcher``, which
 watches Pods through the Kubernetes API — label selector, ``status.podIP``, the Ready
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .affinity import ReplicaLoad, choose_replica
 from .errors import UpstreamError
 from .settings import DiscoveryConfig
 from .triton import SampleBackend
@@ -103,17 +105,27 @@ class EndpointPool:
         logger.info("triton endpoints: %d", len(self._endpoints),
                     extra={"endpoints": self.addresses})  # fmt: skip
 
-    def pick(self, exclude: frozenset[str] = frozenset()) -> Endpoint | None:
-        """The replica with the least outstanding work; down ones only if no other is up."""
+    def pick(self, exclude: frozenset[str] = frozenset(), *, home: str | None = None,
+             max_running: int | None = None) -> Endpoint | None:  # fmt: skip
+        """The replica with the least outstanding work; down ones only if no other is up.
+        With ``home``, that replica while it is up and runs fewer than ``max_running``
+        (``affinity.choose_replica``)."""
         candidates = [e for a, e in self._endpoints.items() if a not in exclude]
         if not candidates:
             return None
         now = self.clock()
-        up = [e for e in candidates if e.down_until <= now] or candidates
-        self._turn += 1
-        start = self._turn % len(up)
-        rotated = up[start:] + up[:start]
-        return min(rotated, key=lambda e: (e.outstanding_tokens, e.running))
+        loads = [ReplicaLoad(e.address, e.running, e.outstanding_tokens, e.down_until <= now)
+                 for e in candidates]  # fmt: skip
+        turn = self._turn + 1
+        chosen = choose_replica(loads, home=home, max_running=max_running, turn=turn)
+        if chosen != home:  # ties take turns among the picks that were free to choose
+            self._turn = turn
+        return self._endpoints[chosen] if chosen is not None else None
+
+    def usable(self, address: str) -> bool:
+        """Whether ``address`` is in the pool and not marked down."""
+        endpoint = self._endpoints.get(address)
+        return endpoint is not None and endpoint.down_until <= self.clock()
 
     def mark_down(self, endpoint: Endpoint) -> None:
         endpoint.down_until = self.clock() + self.down_seconds

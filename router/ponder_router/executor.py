@@ -20,10 +20,14 @@ the config's ``budgets.estimator`` unless an estimator was given, and assigns a 
    it scores its samples at the end. At the deadline it answers from the samples
    finished so far, or fails with 504 when there are none. A sample cut off at its
    ``max_tokens`` is continued on the same replica with the answer cue (``forcing``):
-   its answer is a forced vote, not an abstention. A run that ``escalate_when_contested``
-   (set by ``app`` for an escalating tier with first-wave agreement) stops at the first
-   sample its plan finds ``contested`` and raises ``EscalationNeededError``: an agreeing
-   first wave answers here, a contested one goes to the larger service.
+   its answer is a forced vote, not an abstention. With ``probes`` enabled a sample is
+   streamed and probed every ``interval_tokens`` (``probing``); once its probes agree
+   it is cancelled and votes with the probed answer. A request's samples (and their
+   probes and forced answers) run on its home replica until it is saturated
+   (``affinity``). A run that ``escalate_when_contested`` (set by ``app`` for an
+   escalating tier with first-wave agreement) stops at the first sample its plan finds
+   ``contested`` and raises ``EscalationNeededError``: an agreeing first wave answers
+   here, a contested one goes to the larger service.
 
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
 arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
@@ -59,6 +63,7 @@ from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import DeadlineExceededError, UpstreamError
 from .metrics import RouterMetrics
 from .plan import FailureAction, Outcome, RequestPlan
+from .probing import SampleProber
 from .settings import RouterConfig, VerifierConfig
 from .triton import EndpointUnavailableError, SampleParams, SampleStream, SampleTimeoutError
 
@@ -116,11 +121,17 @@ class Sample:
     finish_reason: str | None = None  # the model server's, when it sends one
     cumulative_logprob: float | None = None
     forced_text: str | None = None  # the answer cue and its continuation (budget forcing)
+    probed_text: str | None = None  # the cue and the settled probe's text (probe exits)
 
     @property
     def forced(self) -> bool:
         """Cut off at ``max_tokens``, then continued at the answer cue: a vote."""
         return self.forced_text is not None
+
+    @property
+    def probed(self) -> bool:
+        """Stopped once its probes agreed: votes with the probed answer."""
+        return self.probed_text is not None
 
     @property
     def truncated(self) -> bool:
@@ -175,6 +186,7 @@ class RequestRun:
         self.admitted = False
         self.escalated_tokens = 0
         self.escalate_when_contested = False
+        self.home: str | None = None  # the replica this request's samples run on (affinity)
         self.extract = config.answers.extractor_function()
         self.plan = RequestPlan.for_request(
             budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None,
@@ -259,13 +271,14 @@ class RequestRun:
         forward = sink if self.budget.max_samples == 1 else None
         tried: set[str] = set()
         for attempt in (1, 2):  # a failed sample is retried once, on another replica if any
-            endpoint = ex.pool.pick(frozenset(tried)) or ex.pool.pick()
+            endpoint = self._pick(frozenset(tried)) or self._pick(frozenset())
             if endpoint is None:
                 raise NoEndpointError("no inference replica is available",
                                       retry_after_seconds=5)  # fmt: skip
             tried.add(endpoint.address)
             try:
-                await self._stream_on(endpoint, sample, prompt, params, expected, forward)
+                await self._stream_on(endpoint, sample, prompt, params, expected, forward,
+                                      probe=self.config.probes.enabled)  # fmt: skip
             except UpstreamError as exc:
                 ex.metrics.upstream_failures.inc()
                 if isinstance(exc, EndpointUnavailableError):
@@ -283,6 +296,17 @@ class RequestRun:
                 await self._force(endpoint, sample, prompt, params, forward)
             break
         return sample
+
+    def _pick(self, exclude: frozenset[str]) -> Endpoint | None:
+        """A replica for a sample: the request's home while it has room (``affinity``)."""
+        pool, affinity = self.executor.pool, self.config.affinity
+        if not affinity.enabled:
+            return pool.pick(exclude)
+        endpoint = pool.pick(exclude, home=self.home,
+                             max_running=affinity.max_samples_per_replica)  # fmt: skip
+        if endpoint is not None and (self.home is None or not pool.usable(self.home)):
+            self.home = endpoint.address
+        return endpoint
 
     async def _force(self, endpoint: Endpoint, sample: Sample, prompt: str,
                      params: SampleParams, forward: EventSink | None) -> None:  # fmt: skip
@@ -310,7 +334,7 @@ class RequestRun:
 
     async def _stream_on(self, endpoint: Endpoint, sample: Sample, prompt: str,
                          params: SampleParams, expected: float,
-                         forward: EventSink | None) -> None:  # fmt: skip
+                         forward: EventSink | None, *, probe: bool = False) -> None:  # fmt: skip
         ex = self.executor
         self._set_queued(False)
         timeout = max(min(self.config.admission.sample_timeout_seconds,
@@ -319,9 +343,10 @@ class RequestRun:
         ex.inflight_samples += 1
         stream: SampleStream | None = None
         done = False
+        prober = self._prober(endpoint, prompt, params, timeout) if probe else None
         try:
-            stream = endpoint.backend.stream_sample(prompt, params, timeout_seconds=timeout,
-                                                    stream=forward is not None)  # fmt: skip
+            stream = endpoint.backend.stream_sample(
+                prompt, params, timeout_seconds=timeout, stream=forward is not None or probe)
             async for chunk in stream:
                 if not chunk:
                     continue
@@ -332,6 +357,11 @@ class RequestRun:
                 sample.chunks.append(chunk)
                 if forward is not None:
                     forward.token(chunk)
+                if prober is not None and prober.observe(lambda: sample.text, sample.tokens):
+                    break  # settled: the finally cancels the rest of the sample on Triton
+            if prober is not None and prober.answer_text is not None:
+                self._settle(sample, prober.answer_text, forward)
+                return
             done = True
             self._count_tokens(sample, stream, "")
             sample.finish_reason = stream.signals.finish_reason
@@ -339,8 +369,32 @@ class RequestRun:
         finally:
             if stream is not None and not done:
                 stream.cancel()  # a failure, a stop or a client gone: Triton stops the sample
+            if prober is not None:  # its probes end with it; their tokens are the sample's
+                probe_tokens = prober.close()
+                sample.tokens += probe_tokens
+                self.running_tokens += probe_tokens
             ex.inflight_samples -= 1
             ex.pool.release(endpoint, expected)
+
+    def _prober(self, endpoint: Endpoint, prompt: str, params: SampleParams,
+                timeout_seconds: float) -> SampleProber:  # fmt: skip
+        config = self.config
+        return SampleProber(pool=self.executor.pool, endpoint=endpoint, prompt=prompt,
+                            params=params, cue=config.forcing.cue_text(config.chat),
+                            config=config.probes, equality=config.answers.equality,
+                            extract=self.extract, timeout_seconds=timeout_seconds,
+                            metrics=self.executor.metrics)  # fmt: skip
+
+    def _settle(self, sample: Sample, answer_text: str, forward: EventSink | None) -> None:
+        """The sample's probes agreed: the settled probe's answer ends its text."""
+        sample.probed_text = answer_text
+        sample.chunks.append(answer_text)
+        sample.finish_reason = "stop"  # stopped on an answer: neither capped nor truncated
+        metrics = self.executor.metrics
+        metrics.probe_exits.inc()
+        metrics.probe_unspent_tokens.inc(max(self.budget.max_tokens_per_sample - sample.tokens, 0))
+        if forward is not None:
+            forward.token(answer_text)
 
     def _count_tokens(self, sample: Sample, stream: SampleStream, chunk: str) -> None:
         """The sample's tokens: the server's count (``num_output_tokens``) when it sends
@@ -388,6 +442,8 @@ class RequestRun:
         if sample.forced_text is not None:
             text = sample.forced_text
             self.executor.metrics.forced_answers.inc()
+        if sample.probed_text is not None:
+            text = sample.probed_text
         self.finished_samples += 1
         if sample.truncated:
             self.executor.metrics.truncated_samples.inc()
@@ -395,7 +451,7 @@ class RequestRun:
         score_now = self.plan.finish(sample.index, extracted, sample.tokens,
                                      truncated=sample.truncated,
                                      cumulative_logprob=sample.cumulative_logprob,
-                                     forced=sample.forced)  # fmt: skip
+                                     forced=sample.forced, probed=sample.probed)  # fmt: skip
         sample.answer = self.plan.finished[-1].answer  # the plan's: a truncation abstains
         return score_now
 

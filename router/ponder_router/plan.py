@@ -30,7 +30,8 @@ The life of a request::
 
 Rules it applies beyond ``aggregate``: a truncated sample (cut off at ``max_tokens``)
 abstains whatever its text says and is counted in the report's ``samples.truncated`` (one
-whose answer was forced at the cap votes, counted in ``samples.forced``); a
+whose answer was forced at the cap votes, counted in ``samples.forced``, and so does one
+stopped once its probes agreed, counted in ``samples.probed``); a
 failed sample is replaced (it does not count as launched) while fewer than half the
 budget's samples have failed; past that the request stops with what it has
 (``upstream-failures``), or fails when it has nothing. A ``best-of-n`` request scores
@@ -89,6 +90,8 @@ class FinishedSample:
     """The model server's log-probability of the sample's text, when it sends one."""
     forced: bool = False
     """Cut off at ``max_tokens``, then answered at the answer cue (budget forcing): a vote."""
+    probed: bool = False
+    """Stopped once its probes agreed (probe exits); it votes with the probed answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +163,15 @@ class RequestPlan:
         return self.launched - len(self.finished)
 
     def finish(self, index: int, answer: str | None, tokens: int, *, truncated: bool = False,
-               cumulative_logprob: float | None = None, forced: bool = False) -> bool:  # fmt: skip
+               cumulative_logprob: float | None = None, forced: bool = False,
+               probed: bool = False) -> bool:  # fmt: skip
         """A sample finished with ``answer`` (``None``: it abstains; a ``truncated`` one
-        always abstains; a ``forced`` one votes). True when the verifier should score it
-        now (then ``record_score`` or ``verifier_unavailable``)."""
+        always abstains; a ``forced`` or ``probed`` one votes). True when the verifier
+        should score it now (then ``record_score`` or ``verifier_unavailable``)."""
         if truncated:
             answer = None
         self.finished.append(FinishedSample(index, answer, tokens, truncated, cumulative_logprob,
-                                            forced))  # fmt: skip
+                                            forced, probed))  # fmt: skip
         self.state = self.state.add(answer, self.equality)
         return self.scores_as_they_finish and not self.verifier_failed and answer is not None
 
@@ -250,6 +254,11 @@ class RequestPlan:
         return sum(s.forced for s in self.finished)
 
     @property
+    def probed(self) -> int:
+        """Finished samples stopped once their probes agreed."""
+        return sum(s.probed for s in self.finished)
+
+    @property
     def stopped_early(self) -> bool:
         return (self.decision.reason in EARLY_REASONS
                 and self.state.samples < self.budget.max_samples)  # fmt: skip
@@ -273,7 +282,7 @@ class RequestPlan:
             samples=SampleCounts(launched=self.launched + self.failed,
                                  completed=len(self.finished), cancelled=self.running,
                                  failed=self.failed, truncated=self.truncated,
-                                 forced=self.forced),
+                                 forced=self.forced, probed=self.probed),
             tokens_used=tokens_used, stopped_early=self.stopped_early,
             stop_reason=self.stop_reason,
             votes=[VoteCount(answer=self._display(key), votes=n) for key, n in state.counts],

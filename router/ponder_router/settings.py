@@ -8,7 +8,9 @@ invalid new file never replaces a valid running one. ``ProcessSettings`` holds t
 ``budgets`` and ``aggregate`` own the ``budgets`` and ``stopping`` sections; ``app``
 applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
 ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping``, ``spec.answers`` and
-``spec.router.admission``, and ``ForcingConfig`` its ``spec.budgets.forcing`` (the
+``spec.router.admission``, and ``ForcingConfig`` and ``ProbeConfig`` its
+``spec.budgets.forcing`` and ``spec.budgets.probes``, and ``AffinityConfig`` its
+``spec.router.affinity`` (the
 operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
 ``tests/unit/test_config_contract.py``.
@@ -31,6 +33,8 @@ Shape (YAML or JSON)::
     verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
                                                     # verifierModel overrides the model
     forcing: {enabled: true, cue: "\n{think_end}\n\nFinal answer:", answerTokens: 32}
+    probes: {enabled: false, intervalTokens: 256, agreement: 3, maxTokens: 16}
+    affinity: {enabled: true, maxSamplesPerReplica: 64}   # a request's samples on one replica
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """
@@ -47,12 +51,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from .affinity import AffinityConfig
 from .aggregate import StopRule
 from .answers import AnswerFormat
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .chat import ChatFormat
 from .errors import PolicyError
 from .forcing import ForcingConfig
+from .probes import ProbeConfig
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
@@ -160,6 +166,10 @@ class RouterConfig(BaseModel):
                              description="the model's chat template and thinking markers")
     forcing: ForcingConfig = Field(default_factory=ForcingConfig,
                                    description="answer at the cap (budget forcing)")
+    probes: ProbeConfig = Field(default_factory=ProbeConfig,
+                                description="stop a sample once its answer has settled")
+    affinity: AffinityConfig = Field(default_factory=AffinityConfig,
+                                     description="a request's samples on one replica")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

@@ -7,11 +7,13 @@ model (a one-slot model serves the next request at once), how failures map, and 
 vLLM backend's additional outputs (``finish_reason``, ``cumulative_logprob``,
 ``num_output_tokens``) come back when the model declares them, where a sample cut off at
 ``max_tokens`` is counted truncated and casts no vote, while a model without them is
-served as before.
+served as before; and that probe exits stop a settled sample on Triton and keep a
+request's samples and probes on one replica until it is saturated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +24,7 @@ import pytest
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferInput
 
-from fixtures_triton import StartTriton
+from fixtures_triton import StartTriton, triton_counter
 from ponder_localstack.proc import free_port
 from ponder_localstack.sim_llm import MODEL_NAME
 from ponder_localstack.sim_llm.behaviour import SamplingParams as SimSamplingParams
@@ -292,3 +294,110 @@ async def test_a_sample_cut_off_at_max_tokens_is_forced_to_answer_and_votes(
     assert sum(v.votes for v in report.votes) == SAMPLES
     assert ex.metrics.forced_answers._value.get() == len(cut)
     assert ex.metrics.truncated_samples._value.get() == 0
+
+
+# -- probe exits and replica affinity ---------------------------------------------------
+
+
+class CountingBackend(TritonBackend):
+    """A Triton backend that records the prompt of every stream it opens."""
+
+    def __init__(self, address: str, model: str, opened: list[tuple[str, str]]) -> None:
+        super().__init__(address, model)
+        self.opened = opened
+
+    def stream_sample(self, prompt: str, params: SampleParams, *, timeout_seconds: float,
+                      stream: bool = True) -> Any:  # fmt: skip
+        self.opened.append((self.address, prompt))
+        return super().stream_sample(prompt, params, timeout_seconds=timeout_seconds,
+                                     stream=stream)  # fmt: skip
+
+
+def probing_executor(addresses: tuple[str, ...], samples: int, *, interval_tokens: int,
+                     agreement: int, opened: list[tuple[str, str]],
+                     affinity: dict[str, Any] | None = None) -> Executor:  # fmt: skip
+    """A router executor whose one tier runs ``samples`` samples that never stop early
+    but for their probes."""
+    tier = Tier(name="all", max_difficulty=1.0, max_tokens=4096, max_samples=samples,
+                initial_samples=samples,
+                strategy=Strategy.VOTE if samples > 1 else Strategy.SINGLE)  # fmt: skip
+    config = RouterConfig.model_validate({
+        "service": "svc", "model_name": "m", "triton_model": MODEL_NAME,
+        "endpoints": addresses, "budgets": BudgetPolicy(tiers=(tier,)),
+        "stopping": StopRule(kind=StopRuleKind.NEVER), "chat": {"preset": "deepseek-r1"},
+        "probes": {"enabled": True, "intervalTokens": interval_tokens, "agreement": agreement},
+        "affinity": affinity or {},
+    })  # fmt: skip
+    pool = EndpointPool(lambda a: CountingBackend(a, MODEL_NAME, opened))
+    pool.update(config.endpoints)
+    return Executor(config, pool, Admission(config.admission), RouterMetrics("svc"))
+
+
+CUE = "\n</think>\n\nFinal answer:"
+
+
+async def test_a_settled_sample_is_stopped_on_triton_and_votes_with_its_probe(
+    start_triton: StartTriton,
+) -> None:
+    full = sim_lengths(1)[0]
+    server = start_triton(SimModelOptions(token_latency_ms=40, max_concurrency=2))
+    opened: list[tuple[str, str]] = []
+    # Agreement 1: the first probe settles the sample, a quarter into its trace.
+    ex = probing_executor((server.grpc_url,), 1, interval_tokens=max(full // 4, 1),
+                          agreement=1, opened=opened)  # fmt: skip
+    run, result = await run_request(ex)
+    (sample,) = run.samples
+    assert sample.probed
+    assert (result.report.samples.probed, result.report.samples.forced) == (1, 0)
+    assert f"{CUE} \\boxed{{" in sample.text  # the stand-in answered the probe's cue
+    assert sample.tokens < full  # stopped well before its end, its probe included
+    assert ex.metrics.probe_exits._value.get() == 1
+    probes = [prompt for _, prompt in opened if prompt.endswith(CUE)]
+    assert len(probes) == 1
+    assert probes[0].startswith(PROBLEM)
+    # The sample and its probe left both of the model's slots free: two more run at once
+    # (the sample had seconds of tokens left).
+    backend = TritonBackend(server.grpc_url, MODEL_NAME)
+    try:
+        started = time.monotonic()
+        followers = await asyncio.gather(*(collect(backend, SampleParams(max_tokens=2, seed=s))
+                                           for s in (7, 8)))  # fmt: skip
+        waited = time.monotonic() - started
+    finally:
+        await backend.close()
+    assert [len(f) for f in followers] == [2, 2]
+    assert waited < 1.0, f"the next samples waited {waited:.2f} s"
+
+
+async def test_a_requests_samples_and_probes_hit_one_replica_until_it_is_saturated(
+    start_triton: StartTriton,
+) -> None:
+    servers = [start_triton(SimModelOptions(token_latency_ms=2, max_concurrency=16))
+               for _ in range(2)]  # fmt: skip
+    addresses = tuple(s.grpc_url for s in servers)
+    full = min(sim_lengths(SAMPLES))
+
+    def served() -> list[float]:
+        return [triton_counter(s, "nv_inference_request_success") for s in servers]
+
+    before = served()
+    opened: list[tuple[str, str]] = []
+    ex = probing_executor(addresses, SAMPLES, interval_tokens=max(full // 4, 1),
+                          agreement=2, opened=opened)  # fmt: skip
+    await run_request(ex)
+    assert any(prompt.endswith(CUE) for _, prompt in opened)  # probes were sent
+    assert len({address for address, _ in opened}) == 1
+    # Triton's own counts agree: one replica served the request, the other nothing.
+    await asyncio.sleep(0.3)
+    delta = [after - was for after, was in zip(served(), before, strict=True)]
+    assert sorted(delta)[0] == 0
+    assert sorted(delta)[1] >= SAMPLES
+
+    # A home replica with room for 4 samples: the request spills to the other one.
+    opened.clear()
+    ex = probing_executor(addresses, SAMPLES, interval_tokens=max(full // 4, 1),
+                          agreement=2, opened=opened,
+                          affinity={"maxSamplesPerReplica": 4})  # fmt: skip
+    await run_request(ex)
+    samples = [address for address, prompt in opened if not prompt.endswith(CUE)]
+    assert {samples.count(a) for a in addresses} == {SAMPLES // 2}

@@ -29,6 +29,7 @@ from ponder_operator.api.spec import (
     StoppingSpec,
 )
 from ponder_operator.render import Owner, render_router_config
+from ponder_router.affinity import AffinityConfig
 from ponder_router.aggregate import StopRule
 from ponder_router.budgets import (
     BudgetPolicy,
@@ -40,6 +41,7 @@ from ponder_router.budgets import (
 )
 from ponder_router.difficulty import EstimatorWeights
 from ponder_router.forcing import ForcingConfig
+from ponder_router.probes import ProbeConfig
 from ponder_router.settings import AdmissionConfig, RouterConfig, load_config
 
 OWNER = Owner(name="math", namespace="ml", uid="uid-1")
@@ -51,6 +53,7 @@ BUDGETS_FIELDS = {
     "effort": "effortTiers",
     "stopping": "stopping (RouterConfig, the same model)",
     "forcing": "forcing (RouterConfig, the same model)",
+    "probes": "probes (RouterConfig, the same model)",
     "shrinkUnderLoad": "shrinkOrder",
     "estimator": "estimator",
 }
@@ -124,7 +127,8 @@ def test_the_crd_estimator_agrees_with_the_routers_weights() -> None:
 
 def test_every_crd_budgets_field_has_its_place_in_the_router_config() -> None:
     router = _fields(BudgetPolicy).keys() | {"stopping (RouterConfig, the same model)",
-                                             "forcing (RouterConfig, the same model)"}
+                                             "forcing (RouterConfig, the same model)",
+                                             "probes (RouterConfig, the same model)"}
 
     assert _fields(BudgetsSpec).keys() == BUDGETS_FIELDS.keys()
     assert set(BUDGETS_FIELDS.values()) <= router
@@ -153,6 +157,8 @@ def test_stopping_and_admission_are_the_routers_own_models() -> None:
     assert RouterConfig.model_fields["admission"].annotation is AdmissionConfig
     assert BudgetsSpec.model_fields["forcing"].annotation is ForcingConfig
     assert RouterConfig.model_fields["forcing"].annotation is ForcingConfig
+    assert BudgetsSpec.model_fields["probes"].annotation is ProbeConfig
+    assert RouterConfig.model_fields["probes"].annotation is ProbeConfig
 
 
 @pytest.mark.parametrize("rule", ["beta", "window", "margin", "none"])
@@ -206,3 +212,21 @@ def test_a_regex_answers_section_reaches_the_router_config() -> None:
     config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
     assert config.answers == spec.answers
     assert config.answers.extractor_function()("A: 05/01/2021") == "05/01/2021"
+
+
+def test_a_probes_section_reaches_the_router_config() -> None:
+    probes = {"enabled": True, "intervalTokens": 128, "agreement": 2, "confidenceFloor": 0.6,
+              "maxTokens": 8}
+    spec = ReasoningServiceSpec.model_validate({"model": MODEL, "budgets": {"probes": probes}})
+    config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
+    assert config.probes == spec.budgets.probes == ProbeConfig.model_validate(probes)
+    assert not ReasoningServiceSpec.model_validate({"model": MODEL}).budgets.probes.enabled
+
+
+def test_a_router_affinity_section_reaches_the_router_config() -> None:
+    affinity = {"enabled": False, "maxSamplesPerReplica": 8}
+    spec = ReasoningServiceSpec.model_validate({"model": MODEL, "router": {"affinity": affinity}})
+    config = RouterConfig.model_validate(render_router_config(OWNER, spec, replicas=1))
+    assert RouterSpec.model_fields["affinity"].annotation is AffinityConfig
+    assert RouterConfig.model_fields["affinity"].annotation is AffinityConfig
+    assert config.affinity == AffinityConfig.model_validate(affinity)

@@ -50,6 +50,20 @@ async def test_a_replica_marked_down_is_skipped_until_it_is_the_only_choice() ->
     assert {endpoints.pick().address for _ in range(4)} == {"a:1", "b:1"}  # type: ignore[union-attr]
 
 
+async def test_a_home_replica_is_picked_until_it_runs_its_limit_then_the_least_loaded() -> None:
+    endpoints, _ = pool("a:1", "b:1", "c:1")
+    for _ in range(2):
+        home = endpoints.pick(home="a:1", max_running=2)
+        assert home is not None
+        assert home.address == "a:1"
+        home.start(100.0)
+    spill = endpoints.pick(home="a:1", max_running=2)
+    assert spill is not None
+    assert spill.address in {"b:1", "c:1"}
+    assert endpoints.usable("a:1")
+    assert not endpoints.usable("z:1")
+
+
 async def test_a_replica_that_leaves_is_closed_once_its_samples_end() -> None:
     endpoints, fleet = pool("a:1", "b:1")
     leaving = endpoints.pick(frozenset({"b:1"}))

@@ -16,7 +16,9 @@ The sections the router reads are the router's own models where it has one:
 ``ponder_router.answers.AnswerFormat``, ``spec.router.admission`` is
 ``ponder_router.settings.AdmissionConfig`` and ``spec.model.chat`` is
 ``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template) and
-``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig``, copied into
+``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig`` and
+``spec.budgets.probes`` is ``ponder_router.probes.ProbeConfig`` and ``spec.router.affinity``
+is ``ponder_router.affinity.AffinityConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
 ``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
@@ -45,12 +47,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ponder_operator.errors import SpecError
+from ponder_router.affinity import AffinityConfig
 from ponder_router.aggregate import StopRule
 from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.chat import ChatFormat, ThinkingDelimiters
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.forcing import ForcingConfig
+from ponder_router.probes import ProbeConfig
 from ponder_router.settings import AdmissionConfig
 
 # Scalars are strict, as the API server is: "3" is not an integer, "yes" is not a boolean.
@@ -535,6 +539,8 @@ StoppingSpec = StopRule
 """When to stop drawing samples: the router's own model (``rule`` on the wire)."""
 ForcingSpec = ForcingConfig
 """Answer at the cap (budget forcing): the router's own model."""
+ProbeSpec = ProbeConfig
+"""Stop when the answer has settled (probe exits): the router's own model."""
 
 
 _DEFAULT_FLOORS = {step.resource.value: step.floor for step in DEFAULT_POLICY.shrink_order}
@@ -643,6 +649,11 @@ class BudgetsSpec(ApiModel):
         default=ForcingConfig(),
         description="Answer at the cap: a sample cut off at its tier's maxTokens is "
                     "continued with an answer cue and votes with that answer.")
+    probes: ProbeConfig = Field(
+        default=ProbeConfig(),
+        description="Stop when the answer has settled: a streaming sample is probed with "
+                    "the forcing cue every intervalTokens and stops once agreement "
+                    "consecutive probes give the same answer, which is its vote.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(
@@ -714,6 +725,10 @@ class RouterSpec(ApiModel):
                                        description="Router container resources.")
     admission: AdmissionConfig = Field(default=AdmissionConfig(),
                                        description="Admission control.")
+    affinity: AffinityConfig = Field(
+        default=AffinityConfig(),
+        description="Replica affinity: a request's samples, probes and forced answers on "
+                    "one Triton replica (its prefix cache) until it is saturated.")
     api_keys_secret: Str | None = _optional_name(
         "Secret whose values are the accepted API keys (key name = tenant); no "
         "authentication if unset.")

@@ -1,0 +1,127 @@
+"""Probe exits: a long sample stops once its answer has settled.
+
+Role: ``ProbeConfig`` is the router config's ``probes`` section and the ReasoningService
+CRD's ``spec.budgets.probes`` (the operator's API imports it, so the descriptions are what
+``kubectl explain`` shows and the bounds are the API server's). While a sample streams,
+the ``executor`` (through ``probing``) forks a short probe every ``interval_tokens`` of its
+reasoning: the prompt, the reasoning so far and the answer cue (``forcing``), for at most
+``max_tokens``, on the sample's replica. ``ProbeState`` is the pure decision: it keeps the
+readings of one sample's probes and says when the last ``agreement`` of them give the same
+answer (each at least ``confidence_floor`` sure where the server sent a confidence). Then
+the sample is cancelled and the settled probe's answer is its vote, counted as probed
+(Dynasor's certaindex idea, as a policy knob). Neighbours: ``answers`` (when two answers
+are the same), ``forcing`` (the cue), ``probing`` (the I/O). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .answers import EqualityMode, answer_key
+
+
+class ProbeConfig(BaseModel):
+    """Stop when the answer has settled: how often a streaming sample is probed and when
+    its probes agree enough to end it."""
+
+    # Also the ReasoningService CRD's spec.budgets.probes (the operator's API imports it).
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    enabled: bool = Field(
+        default=False,
+        description="Probe long samples while they stream and stop one once its probes "
+                    "agree; its vote is the probed answer. Probes use the forcing cue.",
+    )  # fmt: skip
+    interval_tokens: int = Field(
+        default=256, ge=1, le=1_000_000,
+        description="Reasoning tokens between two probes of one sample.",
+    )  # fmt: skip
+    agreement: int = Field(
+        default=3, ge=1, le=64,
+        description="Consecutive probes that must give the same answer to stop the sample.",
+    )  # fmt: skip
+    confidence_floor: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="Least probability of a probe's answer (from the server's "
+                    "cumulative_logprob of the probe) for it to count towards agreement; "
+                    "ignored when the server sends none. Unset: any probe counts.",
+    )  # fmt: skip
+    max_tokens: int = Field(
+        default=16, ge=1, le=1024,
+        description="Tokens one probe may generate after the answer cue.",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReading:
+    """What one probe said: its answer (None: none found, or the probe failed) and the
+    probability the server gave its text (None: not sent)."""
+
+    answer: str | None
+    confidence: float | None = None
+
+
+def probe_confidence(cumulative_logprob: float | None) -> float | None:
+    """The probability of a probe's text from its cumulative log-probability."""
+    if cumulative_logprob is None or math.isnan(cumulative_logprob):
+        return None
+    return math.exp(min(cumulative_logprob, 0.0))
+
+
+def compute_settled_answer(readings: Sequence[ProbeReading], *, agreement: int,
+                           confidence_floor: float | None = None,
+                           equality: EqualityMode = "numeric") -> str | None:  # fmt: skip
+    """The answer the last ``agreement`` readings all give (the latest's spelling), each
+    with an answer and, where it has a confidence, at least ``confidence_floor``; else None."""
+    if agreement < 1 or len(readings) < agreement:
+        return None
+    last = readings[-agreement:]
+    keys = set()
+    for reading in last:
+        if reading.answer is None:
+            return None
+        if (confidence_floor is not None and reading.confidence is not None
+                and reading.confidence < confidence_floor):  # fmt: skip
+            return None
+        keys.add(answer_key(reading.answer, equality))
+    return last[-1].answer if len(keys) == 1 else None
+
+
+@dataclass
+class ProbeState:
+    """One sample's probes: when the next is due and whether the answer has settled."""
+
+    config: ProbeConfig
+    equality: EqualityMode = "numeric"
+    readings: list[ProbeReading] = field(default_factory=list)
+    next_at_tokens: int = 0
+    settled: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.next_at_tokens == 0:
+            self.next_at_tokens = self.config.interval_tokens
+
+    def due(self, tokens: int) -> bool:
+        """Whether a sample at ``tokens`` reasoning tokens should be probed now."""
+        return self.settled is None and tokens >= self.next_at_tokens
+
+    def fired(self, tokens: int) -> None:
+        """A probe was sent at ``tokens``: the next is due ``interval_tokens`` later."""
+        self.next_at_tokens = tokens + self.config.interval_tokens
+
+    def record(self, reading: ProbeReading) -> str | None:
+        """A probe's reading, in the order they were sent; the settled answer, if any."""
+        self.readings.append(reading)
+        if self.settled is None:
+            self.settled = compute_settled_answer(
+                self.readings, agreement=self.config.agreement,
+                confidence_floor=self.config.confidence_floor, equality=self.equality)
+        return self.settled

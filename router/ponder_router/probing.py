@@ -1,0 +1,108 @@
+"""Forks the probes of one streaming sample and says when its answer has settled.
+
+Role: the I/O half of probe exits, between ``executor`` (which streams the sample, feeds
+its progress to ``SampleProber.observe`` after each chunk and stops the sample once that
+says it settled) and ``probes`` (the pure rule: when a probe is due, when the answers
+agree). A probe is one short request on the sample's own replica (its prefix is cached
+there): the sample's prompt, its text so far and the answer cue, for at most
+``ProbeConfig.max_tokens``, with the sample's seed, fetched whole. One probe runs at a time
+per sample; a probe that fails reads as no answer (it breaks the agreement). A probe
+counts as running work on its replica while it runs; ``close`` cancels a running one on
+Triton (a probe never outlives its sample, so never its request) and returns the tokens
+its finished probes generated, which count as the sample's (a probe cut short is not
+counted: the server does not say how far it got).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from .answers import EqualityMode
+from .api import chunk_tokens
+from .endpoints import Endpoint, EndpointPool
+from .errors import UpstreamError
+from .metrics import RouterMetrics
+from .probes import ProbeConfig, ProbeReading, ProbeState, probe_confidence
+from .triton import SampleParams, SampleStream
+
+logger = logging.getLogger(__name__)
+
+
+class SampleProber:
+    """The probes of one sample on ``endpoint`` (see the module docstring)."""
+
+    def __init__(self, *, pool: EndpointPool, endpoint: Endpoint, prompt: str,
+                 params: SampleParams, cue: str, config: ProbeConfig, equality: EqualityMode,
+                 extract: Callable[[str], str | None], timeout_seconds: float,
+                 metrics: RouterMetrics) -> None:  # fmt: skip
+        self.pool = pool
+        self.endpoint = endpoint
+        self.prompt = prompt
+        self.params = replace(params, max_tokens=config.max_tokens)
+        self.cue = cue
+        self.state = ProbeState(config, equality)
+        self.extract = extract
+        self.timeout_seconds = timeout_seconds
+        self.metrics = metrics
+        self.tokens = 0
+        self.sent = 0
+        self.answer_text: str | None = None
+        """The cue and the settled probe's text: the sample's answer, once settled."""
+        self._task: asyncio.Task[None] | None = None
+        self._stream: SampleStream | None = None
+        self._closed = False
+
+    @property
+    def settled(self) -> bool:
+        return self.answer_text is not None
+
+    def observe(self, text: Callable[[], str], tokens: int) -> bool:
+        """The sample reached ``tokens`` with ``text()`` so far: fork a probe when one is
+        due and none is running. Whether the sample's answer has settled."""
+        if self.answer_text is None and self._task is None and self.state.due(tokens):
+            self.state.fired(tokens)
+            self.sent += 1
+            self.metrics.probes.inc()
+            self._task = asyncio.get_running_loop().create_task(self._probe(text()))
+        return self.answer_text is not None
+
+    async def _probe(self, text: str) -> None:
+        expected = float(self.params.max_tokens)
+        stream = self._stream = self.endpoint.backend.stream_sample(
+            self.prompt + text + self.cue, self.params, timeout_seconds=self.timeout_seconds,
+            stream=False)
+        self.endpoint.start(expected)
+        chunks: list[str] = []
+        answer: str | None = None
+        try:
+            async for chunk in stream:
+                chunks.append(chunk)
+            answer = self.extract(self.cue + "".join(chunks))
+        except UpstreamError as exc:
+            logger.info("a probe failed, it reads as no answer: %s", exc)
+        finally:
+            stream.cancel()  # a no-op once it ended; else Triton stops it
+            self._stream = None
+            self._task = None
+            self.pool.release(self.endpoint, expected)
+            if not self._closed:  # a probe cut short by its sample's end is not counted
+                counted = stream.signals.output_tokens
+                tokens = counted if counted is not None else chunk_tokens("".join(chunks))
+                self.tokens += tokens
+                self.metrics.probe_tokens.inc(tokens)
+        reading = ProbeReading(answer, probe_confidence(stream.signals.cumulative_logprob))
+        if self.state.record(reading) is not None and not self._closed:
+            self.answer_text = self.cue + "".join(chunks)
+
+    def close(self) -> int:
+        """Cancel a running probe (on Triton too); the tokens all finished probes
+        generated."""
+        self._closed = True
+        if self._stream is not None:
+            self._stream.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        return self.tokens
