@@ -37,6 +37,7 @@ from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.answers import EqualityMode, ExtractorName
 from ponder_router.budgets import BudgetPolicy
 from ponder_router.errors import PolicyError
+from ponder_router.forcing import ForcingConfig
 
 from .calibrate import (
     DEFAULT_THRESHOLDS,
@@ -222,6 +223,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--stop-window", type=int, default=5)
     parser.add_argument("--stop-margin", type=int, default=3,
                         help="the lead the margin rule needs (--stop-rule margin)")
+    parser.add_argument("--no-forcing", action="store_true",
+                        help="a sample cut at its tier's cap abstains (spec.budgets.forcing "
+                             "off); by default it votes with its answer at the cap where the "
+                             "data hold trajectories")  # fmt: skip
     parser.set_defaults(run=run_evaluate)
 
 
@@ -246,7 +251,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             }  # fmt: skip
             config = SuiteConfig(orderings=args.orderings or 50, seed=args.seed,
                                  stop_rule=_stop_rule(args),
-                                 price_per_token=args.price_per_token)  # fmt: skip
+                                 price_per_token=args.price_per_token,
+                                 forcing=ForcingConfig(enabled=not args.no_forcing))  # fmt: skip
             suite = run_suite(dataset, policies, config, escalations=escalations,
                               include_default=not args.no_default_policy)  # fmt: skip
     except _BAD_INPUT as exc:
@@ -261,6 +267,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         stem = f"evaluate_{dataset.name}"
         settings = {"orderings": config.orderings, "seed": config.seed,
                     "stop_rule": config.stop_rule.model_dump(mode="json"),
+                    "forcing": config.forcing.model_dump(mode="json"),
                     "source": dataset.source, "skipped_problems": dataset.skipped,
                     "abstentions": dataset.abstentions,
                     "issues": [str(i) for i in dataset.issues[:100]]}  # fmt: skip
