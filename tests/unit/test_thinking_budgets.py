@@ -15,6 +15,7 @@ from ponder_tools.evaluation.dataset import parse_lines
 from ponder_tools.evaluation.thinking import (
     ThinkingSample,
     choose_cap,
+    format_thinking,
     from_problem,
     from_trace,
     run_cap,
@@ -22,6 +23,7 @@ from ponder_tools.evaluation.thinking import (
     run_full,
     run_probe_exit,
     summarise,
+    thinking_report,
 )
 from ponder_tools.evaluation.trajectories import GEMMA_TRAJECTORIES, load_gemma_traces
 
@@ -104,3 +106,15 @@ def test_on_the_gemma_traces_agreeing_three_times_saves_half_the_tokens_within_t
     assert probe.saved >= 0.5
     assert abs(probe.delta) <= 2 * probe.paired_se
     assert probe.mean_probe_tokens < 0.05 * (probe.saved * 8713)
+
+
+def test_the_evaluate_report_puts_each_tier_cap_cut_off_and_forced_beside_probe_exits() -> None:
+    results = thinking_report([TRACE], caps=[500, 500, 2000], probe_tokens=8)
+    names = [r.name for r in results]
+    assert names[:5] == ["full traces", "cap 500, cut off", "cap 500, forced",
+                         "cap 2000, cut off", "cap 2000, forced"]  # fmt: skip
+    assert names[-3:] == ["probe exit, agree 2", "probe exit, agree 3", "probe exit, agree 4"]
+    by = {r.name: r for r in results}
+    assert (by["cap 500, cut off"].accuracy, by["cap 500, forced"].accuracy) == (0.0, 1.0)
+    assert by["full traces"].accuracy == 0.0  # overthought: wrong at its end
+    assert "probe exit, agree 3" in format_thinking(results, "title")

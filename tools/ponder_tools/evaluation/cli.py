@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.answers import EqualityMode, ExtractorName
-from ponder_router.budgets import BudgetPolicy
+from ponder_router.budgets import BudgetPolicy, default_policy
 from ponder_router.errors import PolicyError
 from ponder_router.forcing import ForcingConfig
 
@@ -63,6 +63,7 @@ from .dataset import (
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
+from .thinking import ThinkingResult, format_thinking, from_problem, thinking_report
 from .trajectories import GEMMA_CAVEAT, convert_gemma_thinking
 
 BUILTINS = ("qwen25math-100x8", "gemma4-12b-thinking", "standin-math500")
@@ -261,6 +262,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_table(suite))
     print()
     print(format_comparisons(compare_policies(suite)))
+    named = [NamedPolicy("ponder-default", default_policy())] if not args.no_default_policy \
+        else []  # fmt: skip
+    thinking = _thinking(dataset, [*named, *policies], config)
     print(f"\nreplayed {suite.problems} problems x {config.orderings} orders in "
           f"{suite.elapsed_seconds:.2f} s ({time.perf_counter() - started:.2f} s in all)")
     if args.out is not None:
@@ -271,13 +275,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     "source": dataset.source, "skipped_problems": dataset.skipped,
                     "abstentions": dataset.abstentions,
                     "issues": [str(i) for i in dataset.issues[:100]]}  # fmt: skip
-        _write_json(suite_document(suite, {"settings": settings}), args.out / f"{stem}.json")
+        document = suite_document(suite, {"settings": settings})
+        if thinking:
+            document["thinking"] = [r.as_dict() for r in thinking]
+        _write_json(document, args.out / f"{stem}.json")
         if plot_suite(suite, args.out / f"{stem}.png"):
             print(f"wrote {args.out / stem}.json and .png")
         else:
             print(f"wrote {args.out / stem}.json (no plot: matplotlib is not installed; "
                   "pip install 'ponder[tools]')")
     return 0
+
+
+def _thinking(dataset: Dataset, policies: list[NamedPolicy],
+              config: SuiteConfig) -> list[ThinkingResult]:  # fmt: skip
+    """Where the data hold trajectories, print and return the thinking-budget replay at
+    the policies' tier caps (``thinking.thinking_report``)."""
+    traced = [s for p in dataset.problems for s in from_problem(p)]
+    if not traced:
+        return []
+    caps = [t.max_tokens for named in policies for t in named.policy.tiers]
+    results = thinking_report(traced, caps, answer_tokens=config.forcing.answer_tokens)
+    print()
+    print(format_thinking(results, f"thinking budgets, per trajectory ({len(traced)} samples; "
+                                   "caps from the policies' tiers):"))  # fmt: skip
+    return results
 
 
 # -- calibrate ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -259,3 +260,39 @@ def choose_cap(samples: Sequence[ThinkingSample], *, tolerance: float = 0.005,
     else:
         cap, acc, tokens = max(scored, key=lambda c: (c[1] / c[2], -c[0]))
     return ThinkingCap(cap, acc, full_acc, tokens, full_tokens, objective)
+
+
+# -- the evaluate report ------------------------------------------------------------------
+
+PROBE_AGREEMENTS = (2, 3, 4)
+
+
+def thinking_report(samples: Sequence[ThinkingSample], caps: Sequence[int], *,
+                    answer_tokens: int = 32, probe_tokens: int = 8,
+                    tolerance: float = 0.005) -> list[ThinkingResult]:  # fmt: skip
+    """Per trace, side by side: the full traces; each of ``caps`` (a policy's tiers) cut
+    off (abstains) and forced; the cap ``choose_cap`` picks on these samples (in-sample);
+    and probe exits at each agreement of ``PROBE_AGREEMENTS``."""
+    rules: dict[str, Rule] = {"full traces": run_full}
+    for cap in sorted(set(caps)):
+        rules[f"cap {cap}, cut off"] = partial(run_cap, cap_tokens=cap, forcing=False)
+        rules[f"cap {cap}, forced"] = partial(run_cap, cap_tokens=cap, forcing=True,
+                                              answer_tokens=answer_tokens)  # fmt: skip
+    chosen = choose_cap(samples, tolerance=tolerance, answer_tokens=answer_tokens).cap_tokens
+    rules[f"calibrated cap {chosen}, forced (in-sample)"] = partial(
+        run_cap, cap_tokens=chosen, forcing=True, answer_tokens=answer_tokens)
+    for agree in PROBE_AGREEMENTS:
+        rules[f"probe exit, agree {agree}"] = partial(run_probe_exit, agree=agree,
+                                                      probe_tokens=probe_tokens)  # fmt: skip
+    return summarise(samples, rules)
+
+
+def format_thinking(results: Sequence[ThinkingResult], title: str) -> str:
+    """``results`` as a table (accuracy per sample and of the vote, tokens per sample)."""
+    lines = [title, f"{'rule':44s} {'acc %':>6s} {'vote %':>6s} {'tokens':>7s} {'saved':>6s} "
+                    f"{'delta':>6s} {'± se':>5s}"]  # fmt: skip
+    for r in results:
+        lines.append(f"{r.name:44s} {r.accuracy * 100:6.2f} {r.vote_accuracy * 100:6.2f} "
+                     f"{r.mean_tokens:7.0f} {r.saved:6.1%} {r.delta * 100:+6.2f} "
+                     f"{r.paired_se * 100:5.2f}")  # fmt: skip
+    return "\n".join(lines)
