@@ -10,7 +10,7 @@ each probed for its answer at every tenth of its tokens; read in place from
 - the same caps with budget forcing (the answer at the cap, cap + 32 answer tokens);
 - forcing at 25/50/75 % of each trace's own length (an oracle: the issue's yardstick);
 - probe exits, agreeing k = 2, 3, 4 times at the data's probe points (8 tokens a probe),
-  without and with a confidence floor (0.8, 0.9) on the latest probe;
+  without and with a confidence floor (0.8, 0.9) on each agreeing probe (as ``ProbeConfig``);
 - the thinking budget ``ponder calibrate`` picks (smallest cap with forcing within half
   a point of the full traces), chosen on one half of the questions and scored on the
   other (2-fold cross-fitting);

@@ -51,7 +51,8 @@ def test_past_its_cap_a_trace_abstains_without_forcing_and_answers_there_with_it
     (1, 0.0, "C", 200, 1),  # the first probe (the 0-token checkpoint is never probed)
     (2, 0.0, "B", 600, 3),  # B at 400 and 600
     (3, 0.0, "B", 800, 4),
-    (2, 0.96, "B", 800, 4),  # B agrees at 600 but only 0.95 sure there
+    (2, 0.9, "B", 800, 4),  # B agrees at 400 and 600, but is only 0.6 sure at 400
+    (2, 0.96, "D", 1000, 4),  # never twice 0.96 sure: runs to its end
     (4, 0.0, "D", 1000, 4),  # never settles: runs to its end, every probe paid
 ])  # fmt: skip
 def test_a_probe_exit_stops_once_consecutive_probes_agree(

@@ -123,9 +123,10 @@ def run_probe_exit(sample: ThinkingSample, agree: int, *, confidence_floor: floa
         raise ValueError("agree must be at least 1")
     probes = [p for p in sample.points[:-1] if p[0] > 0]  # the last point is the end
     for i in range(agree - 1, len(probes)):
-        window = [answer for _, answer, _ in probes[i - agree + 1: i + 1]]
-        settled = window[0] is not None and len(set(window)) == 1
-        if settled and probes[i][2] >= confidence_floor:
+        window = probes[i - agree + 1: i + 1]
+        answers = {answer for _, answer, _ in window}
+        sure = all(confidence >= confidence_floor for _, _, confidence in window)
+        if sure and None not in answers and len(answers) == 1:
             return SampleRun(probes[i][1], probes[i][0], (i + 1) * probe_tokens)
     return SampleRun(sample.final, sample.tokens, len(probes) * probe_tokens)
 
