@@ -12,8 +12,9 @@ each probed for its answer at every tenth of its tokens; read in place from
 - probe exits, agreeing k = 2, 3, 4 times at the data's probe points (8 tokens a probe),
   without and with a confidence floor (0.8, 0.9) on each agreeing probe (as ``ProbeConfig``);
 - the thinking budget ``ponder calibrate`` picks (smallest cap with forcing within half
-  a point of the full traces), chosen on one half of the questions and scored on the
-  other (2-fold cross-fitting);
+  a point of the full traces) and the probe setting it picks (fewest tokens within half a
+  point), each chosen on one half of the questions and scored on the other (2-fold
+  cross-fitting: the fixed settings above are chosen in-sample by whoever reads the table);
 
 and the router's default policy replayed over the 10 traces a question (``ponder
 evaluate``), forcing off versus on. Accuracy is per trace (each question weighs the
@@ -47,6 +48,7 @@ from ponder_tools.evaluation.thinking import (
     ThinkingResult,
     ThinkingSample,
     choose_cap,
+    choose_probe,
     from_trace,
     run_cap,
     run_fraction,
@@ -102,6 +104,23 @@ def calibrated_rule(samples: list[ThinkingSample]) -> tuple[Rule, list[int]]:
     caps = [choose_cap([s for s in samples if fold[s.question_id] != f],
                        tolerance=TOLERANCE).cap_tokens for f in (0, 1)]  # fmt: skip
     return (lambda s: run_cap(s, caps[fold[s.question_id]], forcing=True)), caps
+
+
+def calibrated_probe(samples: list[ThinkingSample]) -> tuple[Rule, list[dict[str, object]]]:
+    """The probe setting (agreement, confidence floor) chosen on one half of the questions
+    (``thinking.choose_probe``), applied to the other."""
+    fold = {s.question_id: int(hashlib.sha256(s.question_id.encode()).hexdigest(), 16) % 2
+            for s in samples}  # fmt: skip
+    chosen = [choose_probe([s for s in samples if fold[s.question_id] != f], tolerance=TOLERANCE,
+                           probe_tokens=PROBE_TOKENS) for f in (0, 1)]  # fmt: skip
+
+    def rule(s: ThinkingSample) -> Any:
+        c = chosen[fold[s.question_id]]
+        return run_probe_exit(s, c.agreement, confidence_floor=c.confidence_floor,
+                              probe_tokens=PROBE_TOKENS)  # fmt: skip
+
+    return rule, [{"agreement": c.agreement, "confidence_floor": c.confidence_floor}
+                  for c in chosen]  # fmt: skip
 
 
 def ponder_default(forcing: bool) -> dict[str, Any]:
@@ -164,7 +183,8 @@ def plot(results: list[ThinkingResult], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(8, 5))
     styles = {"full": ("k*", "full traces"), "truncated": ("rx", "hard cap (abstains)"),
               "forced": ("bo", "cap with forcing"), "oracle": ("c^", "share of trace (oracle)"),
-              "probe": ("gs", "probe exit"), "calibrated": ("mD", "calibrated cap")}  # fmt: skip
+              "probe": ("gs", "probe exit"), "calibrated": ("mD", "calibrated cap"),
+              "calibrated-probe": ("yP", "probe exit, calibrated")}  # fmt: skip
     for family, (style, label) in styles.items():
         points = [r for r in results if r.params.get("family") == family]
         if points:
@@ -193,6 +213,10 @@ def main() -> int:
     rules["calibrated cap, forced (2-fold)"] = calibrated
     params["calibrated cap, forced (2-fold)"] = {"family": "calibrated", "fold_caps": caps,
                                                  "tolerance": TOLERANCE}  # fmt: skip
+    probe, settings = calibrated_probe(samples)
+    rules["probe exit, calibrated (2-fold)"] = probe
+    params["probe exit, calibrated (2-fold)"] = {"family": "calibrated-probe",
+                                                 "fold_settings": settings}  # fmt: skip
     results = summarise(samples, rules, params)
     print(f"Note: {GEMMA_CAVEAT}.")
     print(f"{len(samples)} traces, mean {np.mean([s.tokens for s in samples]):.0f} tokens\n")

@@ -15,6 +15,7 @@ from ponder_tools.evaluation.dataset import parse_lines
 from ponder_tools.evaluation.thinking import (
     ThinkingSample,
     choose_cap,
+    choose_probe,
     format_thinking,
     from_problem,
     from_trace,
@@ -119,3 +120,14 @@ def test_the_evaluate_report_puts_each_tier_cap_cut_off_and_forced_beside_probe_
     assert (by["cap 500, cut off"].accuracy, by["cap 500, forced"].accuracy) == (0.0, 1.0)
     assert by["full traces"].accuracy == 0.0  # overthought: wrong at its end
     assert "probe exit, agree 3" in format_thinking(results, "title")
+
+
+def test_the_probe_setting_chosen_is_the_cheapest_that_keeps_the_full_traces_accuracy() -> None:
+    # TRACE overthinks (right at 400-800 tokens, wrong at its end): any setting keeps its 0 %.
+    steady = ThinkingSample("s", 1000, "B", ((0, "A", 0.2), (100, "B", 0.4), (200, "B", 0.95),
+                                             (300, "B", 0.97), (1000, "B", 0.99)))  # fmt: skip
+    chosen = choose_probe([steady], agreements=(1, 2, 3), floors=(0.0, 0.9), probe_tokens=8)
+    assert (chosen.agreement, chosen.confidence_floor) == (1, 0.0)  # B at 100 tokens, right
+    assert chosen.mean_tokens == 108
+    wary = choose_probe([steady, TRACE], agreements=(1, 2), floors=(0.0, 0.9), tolerance=0.0)
+    assert wary.accuracy >= wary.full_accuracy

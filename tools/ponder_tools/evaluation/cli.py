@@ -63,7 +63,13 @@ from .dataset import (
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
-from .thinking import ThinkingResult, format_thinking, from_problem, thinking_report
+from .thinking import (
+    ThinkingResult,
+    calibrate_thinking,
+    format_thinking,
+    from_problem,
+    thinking_report,
+)
 from .trajectories import GEMMA_CAVEAT, convert_gemma_thinking
 
 BUILTINS = ("qwen25math-100x8", "gemma4-12b-thinking", "standin-math500")
@@ -373,6 +379,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         weights = compare_estimators(table, train).shipped
         solution = solve(table, train, config, weights)
         report = solution_report(table, train, solution, config)
+        thinking = _calibrate_thinking(models[0].dataset, train_ids, solution.policy, config)
+        if thinking:
+            report["thinking"] = thinking
         held_out = run_suite(
             models[0].dataset.subset(test_ids, name=f"{models[0].dataset.name}-test"),
             [NamedPolicy("ponder-calibrated", solution.policy)],
@@ -389,6 +398,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     report["held_out"] = suite_document(held_out)
     report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     _print_calibration(report, held_out, policy_doc, solution.rule)
+    if thinking:
+        _print_thinking(thinking, [t["maxTokens"] for t in policy_doc["tiers"]], config)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "policy.yaml").write_text(yaml.safe_dump(policy_doc, sort_keys=False),
@@ -401,6 +412,32 @@ def run_calibrate(args: argparse.Namespace) -> int:
     else:
         print(yaml.safe_dump(policy_doc, sort_keys=False))
     return 0
+
+
+def _calibrate_thinking(dataset: Dataset, train_ids: set[str], policy: BudgetPolicy,
+                        config: CalibrationConfig) -> dict[str, Any] | None:  # fmt: skip
+    """Where the data hold trajectories: the probe setting chosen on the train split and
+    the tier caps and it replayed on the test split (``thinking.calibrate_thinking``)."""
+    train = [s for p in dataset.problems if p.problem_id in train_ids for s in from_problem(p)]
+    test = [s for p in dataset.problems if p.problem_id not in train_ids
+            for s in from_problem(p)]  # fmt: skip
+    if not train:
+        return None
+    return calibrate_thinking(train, test, [t.max_tokens for t in policy.tiers],
+                              tolerance=config.thinking_tolerance)  # fmt: skip
+
+
+def _print_thinking(thinking: dict[str, Any], caps: list[int],
+                    config: CalibrationConfig) -> None:  # fmt: skip
+    probe = thinking["probe_chosen_on_train"]
+    print(f"\nthinking budgets from trajectories: tier caps {caps} (smallest with forced "
+          f"answers within {config.thinking_tolerance:.1%} of the full traces on train); "
+          f"probe exit chosen on train: agreement {probe['agreement']}, confidence floor "
+          f"{probe['confidence_floor']:g}. On the test split, per sample:")  # fmt: skip
+    for row in thinking["test"]:
+        print(f"  {row['name']:32s} {100 * row['accuracy']:6.2f}% ({100 * row['delta']:+.2f} "
+              f"± {100 * row['paired_se']:.2f} vs full traces), {row['mean_tokens']:.0f} "
+              f"tokens ({row['tokens_saved']:.0%} saved)")  # fmt: skip
 
 
 def _print_calibration(report: dict[str, Any], held_out: Any, policy: dict[str, Any],

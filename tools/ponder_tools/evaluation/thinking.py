@@ -263,6 +263,72 @@ def choose_cap(samples: Sequence[ThinkingSample], *, tolerance: float = 0.005,
     return ThinkingCap(cap, acc, full_acc, tokens, full_tokens, objective)
 
 
+# -- probe settings -----------------------------------------------------------------------
+
+AGREEMENTS = (1, 2, 3, 4, 5)
+CONFIDENCE_FLOORS = (0.0, 0.5, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class ProbeChoice:
+    """The probe setting chosen on some samples (``agreement``, ``confidence_floor``)."""
+
+    agreement: int
+    confidence_floor: float
+    accuracy: float
+    full_accuracy: float
+    mean_tokens: float
+    full_mean_tokens: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"agreement": self.agreement, "confidence_floor": self.confidence_floor,
+                "accuracy": round(self.accuracy, 5), "full_accuracy": round(self.full_accuracy, 5),
+                "mean_tokens": round(self.mean_tokens, 1),
+                "full_mean_tokens": round(self.full_mean_tokens, 1)}  # fmt: skip
+
+
+def choose_probe(samples: Sequence[ThinkingSample], *, tolerance: float = 0.005,
+                 agreements: Sequence[int] = AGREEMENTS,
+                 floors: Sequence[float] = CONFIDENCE_FLOORS,
+                 probe_tokens: int = 8) -> ProbeChoice:  # fmt: skip
+    """The probe-exit setting with the fewest tokens (probes included) whose per-sample
+    accuracy is within ``tolerance`` of the full traces'; the most accurate when none is."""
+    if not samples:
+        raise ValueError("no samples with trajectories")
+    full = [run_full(s) for s in samples]
+    full_acc = float(np.mean([r.answer == s.reference for r, s in zip(full, samples, strict=True)]))
+    full_tokens = float(np.mean([r.tokens for r in full]))
+    tried = []
+    for agree in agreements:
+        for floor in floors:
+            runs = [run_probe_exit(s, agree, confidence_floor=floor, probe_tokens=probe_tokens)
+                    for s in samples]  # fmt: skip
+            acc = float(np.mean([r.answer is not None and r.answer == s.reference
+                                 for r, s in zip(runs, samples, strict=True)]))  # fmt: skip
+            tokens = float(np.mean([r.tokens for r in runs]))
+            tried.append(ProbeChoice(agree, floor, acc, full_acc, tokens, full_tokens))
+    within = [c for c in tried if c.accuracy >= full_acc - tolerance]
+    if within:
+        return min(within, key=lambda c: (c.mean_tokens, c.agreement))
+    return max(tried, key=lambda c: (c.accuracy, -c.mean_tokens))
+
+
+def calibrate_thinking(train: Sequence[ThinkingSample], test: Sequence[ThinkingSample],
+                       caps: Sequence[int], *, tolerance: float = 0.005,
+                       answer_tokens: int = 32) -> dict[str, object]:  # fmt: skip
+    """``ponder calibrate``'s thinking section: the probe setting chosen on ``train`` and,
+    on ``test``, it and each tier cap (forced) against the full traces."""
+    probe = choose_probe(train, tolerance=tolerance)
+    rules: dict[str, Rule] = {
+        f"cap {cap}, forced": partial(run_cap, cap_tokens=cap, forcing=True,
+                                      answer_tokens=answer_tokens)
+        for cap in sorted(set(caps))}  # fmt: skip
+    rules["probe exit (chosen on train)"] = partial(
+        run_probe_exit, agree=probe.agreement, confidence_floor=probe.confidence_floor)
+    return {"probe_chosen_on_train": probe.as_dict(), "tolerance": tolerance,
+            "test": [r.as_dict() for r in summarise(test, rules)] if test else []}  # fmt: skip
+
+
 # -- the evaluate report ------------------------------------------------------------------
 
 PROBE_AGREEMENTS = (2, 3, 4)
