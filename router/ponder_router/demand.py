@@ -21,15 +21,18 @@ against 7,032), so long-running samples are if anything under-counted.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from .budgets import Budget, DemandModel, expected_request_tokens
 
 _SOLVER_STEPS = 60
 
 
+@lru_cache(maxsize=1024)
 def untruncated_mean_tokens(fill_ratio: float, cap_tokens: int) -> float:
     """The mean ``m`` of the exponential length whose mean capped at ``cap_tokens`` is
-    ``fill_ratio`` of it (``inf`` for a ratio of 1: every sample reaches its cap)."""
+    ``fill_ratio`` of it (``inf`` for a ratio of 1: every sample reaches its cap). Cached:
+    the gauge asks for every live request on every scrape and every new request's load."""
     if not 0.0 < fill_ratio <= 1.0 or cap_tokens < 1:
         raise ValueError("fill_ratio must be in (0, 1] and cap_tokens at least 1")
     if fill_ratio >= 1.0:
