@@ -16,7 +16,11 @@ each probed for its answer at every tenth of its tokens; read in place from
   point), each chosen on one half of the questions and scored on the other (2-fold
   cross-fitting: the fixed settings above are chosen in-sample by whoever reads the table);
 
-and the router's default policy replayed over the 10 traces a question (``ponder
+Dynasor's certaindex at its published settings (a probe every few dozen tokens) cannot be
+replayed here: the data hold one probe point per tenth of a trace, so the agreement rule
+above is certaindex's consistency criterion at those points, not its probe interval.
+
+And the router's default policy replayed over the 10 traces a question (``ponder
 evaluate``), forcing off versus on. Accuracy is per trace (each question weighs the
 same), with the majority vote over a question's 10 traces beside it; tokens are thinking
 tokens per trace, probes included. Questions were chosen in three equal cohorts, so
