@@ -54,6 +54,8 @@ class SimModelOptions:
     skill_logit_offset: float = 0.0
     spread_logit: float | None = None
     """None: the spread calibrated from the data."""
+    reasoning_mode: bool = False
+    """R1-length traces whose answer converges and honours a cue mid-stream (simulated)."""
     data_dir: Path | None = None
     """None: ``ponder_tools.data.shared_data_dir()``."""
     additional_outputs: bool = True
@@ -68,6 +70,7 @@ class SimModelOptions:
             "length_scale": repr(float(self.length_scale)),
             "skill_logit_offset": repr(float(self.skill_logit_offset)),
             "spread_logit": "" if self.spread_logit is None else repr(float(self.spread_logit)),
+            "reasoning_mode": "true" if self.reasoning_mode else "false",
             "data_dir": str(self.data_dir or shared_data_dir()),
         }
 

@@ -11,6 +11,8 @@ autoscaler simulator:
 - ``answers``    — final-answer extractors by name and LaTeX answer normalisation;
 - ``budgets``    — the budget policy: tier, tokens, samples, strategy, load shrink,
   expected demand (``assign_budget``, ``expected_request_tokens``);
+- ``demand``     — what a request's running and waiting samples are still expected to
+  write under the thinking-budget rules (``expected_remaining_tokens``);
 - ``aggregate``  — tallies, majority / weighted / best-of-N, adaptive stopping and wave
   planning (``should_stop``, ``plan_next_wave``).
 

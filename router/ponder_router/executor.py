@@ -58,6 +58,7 @@ from .budgets import (
     assign_budget,
     expected_request_tokens,
 )
+from .demand import expected_remaining_tokens
 from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import DeadlineExceededError, UpstreamError
@@ -208,10 +209,11 @@ class RequestRun:
 
     def demand_tokens(self) -> float:
         """Expected tokens this request still generates (its share of the demand gauge)."""
-        model = self.config.budgets.demand_model
-        expected = expected_request_tokens(self.budget, model,
-                                           samples_finished=self.finished_samples)  # fmt: skip
-        return max(expected - self.running_tokens, 0.0)
+        forcing = self.config.forcing
+        return expected_remaining_tokens(
+            self.budget, self.config.budgets.demand_model, samples_finished=self.finished_samples,
+            running_samples=self.plan.running, running_tokens=self.running_tokens,
+            answer_tokens=forcing.answer_tokens if forcing.enabled else 0)
 
     # -- admission ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ executor's live state, so they can never drift:
   for a slot, or held because no Triton replica exists yet);
 - ``ponder_router_inflight_samples{service}``: samples running on Triton;
 - ``ponder_router_demand_tokens{service}``: expected tokens still to generate for queued
-  and running requests, each weighted by its budget (``expected_request_tokens``).
+  and running requests, each weighted by its budget (``demand.expected_remaining_tokens``).
 
 Per request: histograms of tokens and samples by ``tier``, end-to-end duration and time
 to first token (the first output the router receives from Triton: a token of a streamed

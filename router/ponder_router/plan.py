@@ -310,6 +310,20 @@ class RecordedSample:
     score: float | None = None
     truncated: bool = False
     cumulative_logprob: float | None = None
+    checkpoints: tuple[tuple[int, str | None], ...] = ()
+    """Its trajectory, ``(prefix_tokens, answer)`` in trace order (empty: none recorded)."""
+
+    def cut_at(self, cap: int, forcing_tokens: int | None) -> RecordedSample:
+        """This sample under a ``cap``: itself when within it; else truncated, or, with
+        budget forcing (``forcing_tokens``, the answer allowance) and a trajectory, a vote
+        for its last checkpoint's answer within the cap (the first when none is)."""
+        if self.tokens <= cap:
+            return self
+        if forcing_tokens is None or not self.checkpoints:
+            return RecordedSample(None, cap, self.score, truncated=True)
+        reached = [answer for tokens, answer in self.checkpoints if tokens <= cap]
+        answer = reached[-1] if reached else self.checkpoints[0][1]
+        return RecordedSample(answer, cap + forcing_tokens, self.score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,11 +340,14 @@ class RecordedOutcome:
 
 def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
                    verifier_model: str | None = None,
-                   waves: bool = True) -> RecordedOutcome:  # fmt: skip
+                   waves: bool = True,
+                   forcing_tokens: int | None = None) -> RecordedOutcome:  # fmt: skip
     """Drive ``plan`` with ``samples`` as if they finished in this order.
 
     Sample ``i`` of the request is ``samples[i]``. A sample longer than the budget's
-    ``max_tokens_per_sample`` is cut off there: truncated, it abstains. ``waves=False`` launches one
+    ``max_tokens_per_sample`` is cut off there: truncated, it abstains, unless
+    ``forcing_tokens`` is given and it has checkpoints (``RecordedSample.cut_at``: budget
+    forcing, answering at the cap). ``waves=False`` launches one
     sample at a time (the papers' sequential baselines). Tokens: the finished samples' in
     full, and each sample cancelled at the stop as far as it got, taken as the smaller of
     its length and the stopping sample's. The verifier is the data's scores: it scores
@@ -338,8 +355,7 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     best-of-n (``verifier_model`` names it in the aggregation; None when no scores).
     """
     cap = plan.budget.max_tokens_per_sample
-    cut = [RecordedSample(None, cap, s.score, truncated=True) if s.tokens > cap
-           else s for s in samples]  # fmt: skip
+    cut = [s.cut_at(cap, forcing_tokens) for s in samples]
     scored = plan.budget.strategy is Strategy.BEST_OF_N and verifier_model is not None
     calls = 0
     done = 0

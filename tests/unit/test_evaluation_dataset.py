@@ -12,6 +12,7 @@ import pytest
 
 from components import require_data
 from ponder_localstack.standin import generate_standin
+from ponder_router.answers import answer_key
 from ponder_tools.data import shared_data_dir
 from ponder_tools.evaluation import dataset as dataset_module
 from ponder_tools.evaluation.dataset import (
@@ -259,3 +260,31 @@ def test_the_gemma_converter_gives_ten_traces_a_question_with_confidences(
     trace = traces[0]
     assert trace.at_tokens(trace.tokens) == trace.final
     assert trace.at_tokens(0) == trace.checkpoints[0]
+    # its checkpoints travel with the rows: the answer at a cap is the trace's own
+    first = dataset.problems[0]
+    assert first.checkpoints is not None
+    forced = trace.at_tokens(trace.tokens // 2).answer
+    assert first.answer_at(0, trace.tokens // 2) == answer_key(forced, "text")
+
+
+def test_checkpoints_are_read_in_trace_order_with_answers_keyed() -> None:
+    line = json.dumps({"id": "g1", "question": "Which?", "reference": "B", "answers": ["B"],
+                       "checkpoints": [[[0, "a"], [50, None], [100, " B "]]]})  # fmt: skip
+    problem = parse_lines([line], mode="text").problems[0]
+    assert problem.checkpoints == (((0, "a"), (50, None), (100, "b")),)
+    assert [problem.answer_at(0, cap) for cap in (0, 49, 50, 99, 100, 10**6)] == [
+        "a", "a", None, None, "b", "b"]
+
+
+@pytest.mark.parametrize("checkpoints", [
+    [[[0, "A"]], [[0, "B"]]],  # two lists for one sample
+    [[]],  # an empty trajectory
+    [[[50, "A"], [10, "B"]]],  # out of order
+    [[[-1, "A"]]],  # negative tokens
+    [[["10", "A"]]],  # tokens not an integer
+])  # fmt: skip
+def test_bad_checkpoints_skip_the_problem_and_say_why(checkpoints: object) -> None:
+    line = json.dumps({"id": "g1", "question": "Which?", "reference": "B", "answers": ["B"],
+                       "checkpoints": checkpoints})  # fmt: skip
+    with pytest.raises(DatasetError, match="checkpoints"):
+        parse_lines([line], mode="text", strict=True)

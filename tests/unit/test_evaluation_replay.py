@@ -15,6 +15,7 @@ from ponder_router.aggregate import (
     majority_vote,
 )
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
+from ponder_router.forcing import ForcingConfig
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_tools.evaluation.dataset import Dataset, parse_lines
 from ponder_tools.evaluation.replay import (
@@ -324,3 +325,24 @@ def test_each_baseline_point_is_judged_along_the_ponder_curve(
     if fewer == "never":
         assert row["ponder_top"]["policy"] == "p3"
         assert row["ponder_top"]["gap_points"] == pytest.approx(1.0)
+
+
+def test_with_forcing_a_sample_past_its_cap_votes_with_its_answer_there_at_cap_plus_allowance(
+) -> None:  # fmt: skip
+    line = json.dumps({"id": "f", "question": "Which?", "reference": "B", "answers": ["C", "C"],
+                       "tokens": [1000, 1000],
+                       "checkpoints": [[[0, "A"], [400, "B"], [1000, "C"]]] * 2})  # fmt: skip
+    rs = build_replay_set(parse_lines([line], mode="text"), orderings=1)
+    budget = Budget(tier="t", strategy=Strategy.VOTE, max_tokens_per_sample=500, max_samples=2,
+                    wave_size=2, expected_tokens=0.0)  # fmt: skip
+    index = np.zeros(1, dtype=np.int64)
+    rule = StopRule(kind=StopRuleKind.NEVER)
+    cut = replay_adaptive(rs, [budget], index, rule, name="cut", family="x")
+    forced = replay_adaptive(rs, [budget], index, rule, name="forced", family="x",
+                             forcing=ForcingConfig(answer_tokens=20))  # fmt: skip
+    off = replay_adaptive(rs, [budget], index, rule, name="off", family="x",
+                          forcing=ForcingConfig(enabled=False))  # fmt: skip
+    assert cut.correct.tolist() == off.correct.tolist() == [False]  # both abstain at 500
+    assert cut.tokens.tolist() == [1000.0]
+    assert forced.correct.tolist() == [True]  # "B", written by 400 tokens
+    assert forced.tokens.tolist() == [2 * (500 + 20)]

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from components import require_data
 from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
+from ponder_router.forcing import ForcingConfig
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_tools.data import shared_data_dir
 from ponder_tools.evaluation.dataset import (
@@ -30,6 +31,7 @@ from ponder_tools.evaluation.dataset import (
 )
 from ponder_tools.evaluation.replay import ReplaySet, build_replay_set, replay_adaptive
 from ponder_tools.evaluation.suite import ponder_budgets
+from ponder_tools.evaluation.trajectories import GEMMA_TRAJECTORIES, convert_gemma_thinking
 
 RULES = [
     StopRule(), StopRule(threshold=0.6), StopRule(kind=StopRuleKind.WINDOW, window=3),
@@ -50,8 +52,19 @@ MIXED = BudgetPolicy(tiers=(  # a vote, a verified best-of-n and a revision chai
 Row = tuple[int, int, float, float, bool]
 
 
+def recorded_checkpoints(rs: ReplaySet, row: int,
+                         column: int) -> tuple[tuple[int, str | None], ...]:  # fmt: skip
+    """The trajectory of the sample at ``row, column`` as ``RecordedSample`` holds it."""
+    if rs.trajectory is None or not rs.trajectory.present[row, column]:
+        return ()
+    points = zip(rs.trajectory.tokens[row, column].tolist(),
+                 rs.trajectory.keys[row, column].tolist(), strict=True)  # fmt: skip
+    return tuple((int(t), None if k < 0 else str(k)) for t, k in points if np.isfinite(t))
+
+
 def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
-                  rule: StopRule, waves: bool) -> list[Row]:  # fmt: skip
+                  rule: StopRule, waves: bool,
+                  forcing_tokens: int | None = None) -> list[Row]:  # fmt: skip
     """(launched, finished, tokens, verifier calls, correct) per row, from RequestPlan."""
     out = []
     scored = rs.scores is not None
@@ -60,14 +73,15 @@ def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
         budget = budgets[int(index[problem])]
         count = int(rs.counts[problem])
         samples = [RecordedSample(None if k < 0 else str(k), int(t),
-                                  float(s) if scored else None)
-                   for k, t, s in zip(rs.keys[row, :count].tolist(),
-                                      rs.tokens[row, :count].tolist(),
-                                      (rs.scores[row, :count].tolist() if rs.scores is not None
-                                       else [0.0] * count), strict=True)]  # fmt: skip
+                                  float(s) if scored else None,
+                                  checkpoints=recorded_checkpoints(rs, row, j))
+                   for j, (k, t, s) in enumerate(zip(
+                       rs.keys[row, :count].tolist(), rs.tokens[row, :count].tolist(),
+                       (rs.scores[row, :count].tolist() if rs.scores is not None
+                        else [0.0] * count), strict=True))]  # fmt: skip
         plan = RequestPlan.for_request(budget, rule, can_score=scored, equality="exact")
         got = replay_request(plan, samples, verifier_model="data" if scored else None,
-                             waves=waves)  # fmt: skip
+                             waves=waves, forcing_tokens=forcing_tokens)  # fmt: skip
         right = got.answer is not None and got.answer == str(rs.correct[problem])
         out.append((got.launched, got.completed, float(got.tokens),
                     float(got.verifier_calls), right))
@@ -75,27 +89,42 @@ def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
 
 
 def assert_replay_equals_plan(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
-                              rule: StopRule, waves: bool) -> None:  # fmt: skip
-    fast = replay_adaptive(rs, budgets, index, rule, name="x", family="x", waves=waves)
+                              rule: StopRule, waves: bool,
+                              forcing: ForcingConfig | None = None) -> None:  # fmt: skip
+    fast = replay_adaptive(rs, budgets, index, rule, name="x", family="x", waves=waves,
+                           forcing=forcing)  # fmt: skip
     calls = fast.verifier_calls if fast.verifier_calls is not None else np.zeros(rs.rows)
     got = list(zip(fast.samples.astype(int).tolist(), fast.completed.astype(int).tolist(),
                    fast.tokens.tolist(), calls.tolist(), fast.correct.tolist(),
                    strict=True))  # fmt: skip
-    assert got == plan_outcomes(rs, budgets, index, rule, waves)
+    forcing_tokens = forcing.answer_tokens if forcing is not None else None
+    assert got == plan_outcomes(rs, budgets, index, rule, waves, forcing_tokens)
 
 
 @st.composite
-def datasets(draw: st.DrawFn) -> Dataset:
-    """A few problems with 2 to 10 samples over a few answers, some abstaining."""
+def trajectory(draw: st.DrawFn, tokens: int) -> list[list[object]]:
+    """Checkpoints in trace order up to ``tokens``, each answering 1 to 4 or nothing."""
+    marks = sorted(draw(st.lists(st.integers(0, tokens), min_size=1, max_size=5)))
+    return [[t, draw(st.sampled_from(["1", "2", "3", "4", None]))] for t in marks]
+
+
+@st.composite
+def datasets(draw: st.DrawFn, trajectories: bool = False) -> Dataset:
+    """A few problems with 2 to 10 samples over a few answers, some abstaining (and, with
+    ``trajectories``, some problems with each sample's checkpoints)."""
     rows = []
     for i in range(draw(st.integers(1, 6))):
         count = draw(st.integers(2, 10))
         answers = draw(st.lists(st.sampled_from(["1", "2", "3", None]), min_size=count,
                                 max_size=count))  # fmt: skip
-        rows.append({
+        extra: dict[str, object] = {}
+        tokens = draw(st.lists(st.integers(1, 600), min_size=count, max_size=count))
+        if trajectories and draw(st.booleans()):
+            extra["checkpoints"] = [draw(trajectory(t)) for t in tokens]
+        rows.append({**extra,
             "id": f"p{i}", "question": f"Problem {i}: what is x?", "reference": "1",
             "samples": [f"\\boxed{{{a}}}" if a else "no answer" for a in answers],
-            "tokens": draw(st.lists(st.integers(1, 600), min_size=count, max_size=count)),
+            "tokens": tokens,
             "scores": draw(st.lists(st.sampled_from([0.1, 0.3, 0.5, 0.8, 0.9]),
                                     min_size=count, max_size=count)),
         })  # fmt: skip
@@ -117,6 +146,29 @@ def test_the_fast_replay_equals_request_plan_on_generated_data(
     for policy, scores in ((one, None), (MIXED, spread)):
         budgets, index = ponder_budgets(dataset.problems, policy, scores=scores)
         assert_replay_equals_plan(rs, budgets, index, rule, waves)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dataset=datasets(trajectories=True), rule=st.sampled_from(RULES), waves=st.booleans(),
+       seed=st.integers(0, 1000), answer_tokens=st.integers(1, 64))  # fmt: skip
+def test_the_fast_replay_of_budget_forcing_equals_request_plan_on_generated_trajectories(
+    dataset: Dataset, rule: StopRule, waves: bool, seed: int, answer_tokens: int
+) -> None:
+    rs = build_replay_set(dataset, orderings=3, seed=seed)
+    spread = [(0.1, 0.5, 0.9)[(i + seed) % 3] for i in range(len(dataset.problems))]
+    forcing = ForcingConfig(answer_tokens=answer_tokens)
+    budgets, index = ponder_budgets(dataset.problems, MIXED, scores=spread)
+    assert_replay_equals_plan(rs, budgets, index, rule, waves, forcing)
+
+
+def test_the_fast_replay_of_budget_forcing_equals_request_plan_on_the_gemma_traces() -> None:
+    require_data(shared_data_dir() / GEMMA_TRAJECTORIES)
+    dataset = parse_lines([json.dumps(r) for r in convert_gemma_thinking()], mode="text",
+                          name="gemma")  # fmt: skip
+    rs = build_replay_set(dataset, orderings=2, seed=3)
+    for policy in (default_policy(), MIXED):
+        budgets, index = ponder_budgets(dataset.problems, policy)
+        assert_replay_equals_plan(rs, budgets, index, StopRule(), True, ForcingConfig())
 
 
 def real_datasets() -> list[tuple[str, Dataset]]:

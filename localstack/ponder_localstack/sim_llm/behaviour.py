@@ -47,6 +47,16 @@ Calibration, all from ``shared/data``:
   answer cue (``Final answer:``) after a partial trace gets a short ``\boxed{}`` answer,
   the whole trace's with a probability that grows with how far the trace had got
   (``FORCED_ANSWER_EXPONENT``), else a wrong one.
+- **reasoning mode** (``SimSettings.reasoning_mode``; a simulation, calibrated): a sample's
+  length is drawn from the whole-day DeepSeek-R1 output-length distribution
+  (``traces/servegen_deepseek_r1_length_pmf_allday.csv``) times ``length_scale``, and its
+  intermediate answer converges over the trace: each sample settles on its final answer
+  at a point drawn so that the share of samples already on their final answer at each
+  tenth of the trace is the share of Gemma-4-12B traces whose answer there equals their
+  final one (``samples/gemma4_12b_thinking_trajectories.csv``; the data's cohorts
+  over-represent overthinking). Before it settles, the answer at each tenth is another
+  of the problem's answers, drawn afresh per tenth. An answer cue mid-stream answers
+  with the converged-so-far answer at that point (``ReasoningCalibration``).
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -607,6 +618,9 @@ class SimSettings:
     """Added to every problem's logit accuracy: below 0 a weaker model, above 0 stronger."""
     spread_logit: float | None = None
     """Per-problem spread of logit accuracy; None uses the calibrated one."""
+    reasoning_mode: bool = False
+    """Lengths from DeepSeek-R1's distribution and answers that converge over the trace
+    (``ReasoningCalibration``; a simulation)."""
 
 
 @dataclass(frozen=True)
@@ -630,6 +644,8 @@ class SampleDraw:
     answer: str
     correct: bool
     reasoning_tokens: int
+    settle_fraction: float = 0.0
+    """Reasoning mode: the share of the trace after which it answers ``answer``."""
 
 
 def _wrong_answer(profile: ProblemProfile, rng: random.Random) -> str:
@@ -798,7 +814,10 @@ class SimModel:
         calibration: Calibration,
         settings: SimSettings | None = None,
         confidence: ConfidenceCalibration | None = None,
+        reasoning: ReasoningCalibration | None = None,
     ) -> None:
+        self.reasoning = reasoning
+        """None: lengths and forced answers as without reasoning mode."""
         self.catalog = catalog
         self.calibration = calibration
         self.confidence = confidence
@@ -824,6 +843,7 @@ class SimModel:
             load_calibration(data_dir),
             settings,
             load_confidence_calibration(data_dir),
+            load_reasoning_calibration(data_dir) if settings and settings.reasoning_mode else None,
         )
 
     def expected_level_accuracy(self, level: int) -> float:
@@ -915,7 +935,7 @@ class SimModel:
                 revised = max(revised, REVISION_KEEP_RIGHT)
             profile = dataclasses.replace(profile, accuracy=revised)
         rng = _rng("sample", normalize_text(prompt), seed)
-        draw = draw_sample(profile, rng)
+        draw = self.draw(profile, rng)
         completion = render_completion(draw, profile, params, rng)
         if self.confidence is None:
             return completion
@@ -928,12 +948,18 @@ class SimModel:
     def forced_answer(self, forced: ForcedPrompt, prompt: str, seed: object) -> Completion:
         """The answer at the cue: the whole trace's (the sample this seed draws for the
         original prompt) with a probability that grows with how far the trace had got
-        (``FORCED_ANSWER_EXPONENT``), else a wrong one. A simulation."""
+        (``FORCED_ANSWER_EXPONENT``), else a wrong one; in reasoning mode the answer the
+        trace had converged to at that point (``converged_answer``). A simulation."""
         profile = self.profile_prompt(forced.original)
-        draw = draw_sample(profile, _rng("sample", normalize_text(forced.original), seed))
+        draw = self.draw(profile, _rng("sample", normalize_text(forced.original), seed))
         fraction = min(1.0, forced.trace_tokens / draw.reasoning_tokens)
         rng = _rng("forced", normalize_text(prompt), seed)
-        if rng.random() < fraction**FORCED_ANSWER_EXPONENT:
+        if self.reasoning is not None:
+            tenth = _rng("unsettled", normalize_text(forced.original), seed,
+                         int(fraction * TENTHS))  # fmt: skip
+            answer = converged_answer(draw, profile, fraction, tenth)
+            correct = answer == profile.reference
+        elif rng.random() < fraction**FORCED_ANSWER_EXPONENT:
             answer, correct = draw.answer, draw.correct
         else:
             answer, correct = _wrong_answer(profile, rng), False
@@ -943,3 +969,108 @@ class SimModel:
             tokens=(f" \\boxed{{{answer}}}.",), finish_reason="stop", answer=answer,
             correct=correct, problem_id=profile.problem_id, level=profile.level,
         )
+
+    def draw(self, profile: ProblemProfile, rng: random.Random) -> SampleDraw:
+        """One sample's answer and length (``draw_sample``); in reasoning mode its length
+        from DeepSeek-R1's distribution and the point where it settles."""
+        draw = draw_sample(profile, rng)
+        if self.reasoning is None:
+            return draw
+        length = self.reasoning.length_tokens(rng.random()) * self.settings.length_scale
+        return dataclasses.replace(
+            draw, reasoning_tokens=max(MIN_REASONING_TOKENS, round(length)),
+            settle_fraction=self.reasoning.settle_fraction(rng.random()),
+        )  # fmt: skip
+
+
+# --- reasoning mode (a simulation, calibrated from real trajectories) ------------------
+
+LENGTH_PMF_FILE = "traces/servegen_deepseek_r1_length_pmf_allday.csv"
+TENTHS = 10
+
+
+@dataclass(frozen=True)
+class ReasoningCalibration:
+    """How a reasoning trace converges, and how long it is (see the module docstring)."""
+
+    settled_share: tuple[float, ...]
+    """At each tenth 0..10 of the trace, the share of samples already on their final
+    answer (the data's share, made non-decreasing; 1.0 at the end)."""
+    observed_share: tuple[float, ...]
+    """The data's share itself (an earlier answer can equal the final one by chance)."""
+    length_cdf: tuple[tuple[float, float], ...]
+    """``(tokens, cumulative probability)`` at the bins' upper edges, from (0, 0)."""
+
+    def settle_fraction(self, u: float) -> float:
+        """The point (share of the trace) where a sample at quantile ``u`` settles: the
+        inverse of the piecewise-linear settled share."""
+        share = self.settled_share
+        if u <= share[0]:
+            return 0.0
+        for i in range(1, len(share)):
+            if u <= share[i]:
+                step = share[i] - share[i - 1]
+                within = (u - share[i - 1]) / step if step > 0 else 1.0
+                return (i - 1 + within) / TENTHS
+        return 1.0
+
+    def length_tokens(self, u: float) -> float:
+        """Output tokens at quantile ``u`` of DeepSeek-R1's lengths (linear in a bin)."""
+        points = self.length_cdf
+        for (t0, c0), (t1, c1) in itertools.pairwise(points):
+            if u <= c1:
+                return t0 + (t1 - t0) * ((u - c0) / (c1 - c0) if c1 > c0 else 1.0)
+        return points[-1][0]
+
+
+def converged_answer(draw: SampleDraw, profile: ProblemProfile, fraction: float,
+                     rng: random.Random) -> str:  # fmt: skip
+    """The answer at ``fraction`` of the trace: the final one once settled, else another
+    of the problem's answers (``rng`` is fixed per tenth of the trace)."""
+    if fraction >= 1.0 or fraction >= draw.settle_fraction:
+        return draw.answer
+    for _ in range(8):
+        answer = profile.reference if rng.random() < profile.accuracy \
+            else _wrong_answer(profile, rng)  # fmt: skip
+        if answer != draw.answer:
+            return answer
+    return _scatter_answer(draw.answer, rng)
+
+
+def compute_reasoning_calibration(trajectory_rows: Iterable[Mapping[str, str]],
+                                  length_rows: Iterable[Mapping[str, str]],
+                                  ) -> ReasoningCalibration:  # fmt: skip
+    """The settled share per tenth from trajectory rows (``decile``, ``prediction``,
+    ``final_prediction``) and the length CDF from the PMF rows of ``output_tokens``."""
+    same: dict[int, list[bool]] = {}
+    for r in trajectory_rows:
+        same.setdefault(int(r["decile"]) // 10, []).append(
+            r["prediction"] == r["final_prediction"])
+    if sorted(same) != list(range(TENTHS + 1)):
+        raise ValueError("the trajectories need a checkpoint at every tenth")
+    observed = tuple(statistics.fmean(same[i]) for i in range(TENTHS + 1))
+    settled: list[float] = []
+    for value in observed[:-1]:
+        settled.append(max(value, settled[-1]) if settled else value)
+    cdf = [(0.0, 0.0)]
+    for r in length_rows:
+        if r["field"] == "output_tokens":
+            cdf.append((float(r["bin_hi"]), cdf[-1][1] + float(r["prob"])))
+    if len(cdf) < 2 or cdf[-1][1] <= 0:
+        raise ValueError("no output_tokens distribution")
+    total = cdf[-1][1]
+    return ReasoningCalibration(
+        settled_share=(*settled, 1.0), observed_share=observed,
+        length_cdf=tuple((t, c / total) for t, c in cdf),
+    )  # fmt: skip
+
+
+def load_reasoning_calibration(data_dir: Path) -> ReasoningCalibration:
+    """Read the Gemma trajectories and DeepSeek-R1's lengths from ``data_dir``."""
+    try:
+        return compute_reasoning_calibration(_read_csv(data_dir / CONFIDENCE_FILE),
+                                             _read_csv(data_dir / LENGTH_PMF_FILE))  # fmt: skip
+    except (OSError, KeyError, ValueError) as exc:
+        raise CalibrationDataError(
+            f"cannot read the reasoning-mode data under {data_dir} (set PONDER_DATA_DIR): "
+            f"{exc!r}") from exc

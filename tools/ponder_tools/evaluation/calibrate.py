@@ -48,7 +48,9 @@ larger model's, for a cascade) it
    needs least compute (or, on a budget, gives most accuracy);
 6. turns the chosen points into a ``BudgetPolicy`` (``solve``): tiers, ``escalateTo``
    where the large model is the cheaper way to the accuracy wanted, ``maxTokens`` from
-   the bin's token lengths, and the demand model measured by replaying the policy.
+   the bin's token lengths (with trajectories, the smallest cap whose forced answers keep
+   the full traces' accuracy within ``thinking_tolerance``: ``thinking.choose_cap``), and
+   the demand model measured by replaying the policy.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ from ponder_router.difficulty import (
     fit_logistic,
     score_features,
 )
+from ponder_router.forcing import ForcingConfig
 
 from .allocate import (
     AllocationStep,
@@ -103,6 +106,7 @@ from .replay import (
 )
 from .stats import EmptyBinError, auroc, shrunk_bin_means, shrunk_bin_stats, spearman
 from .suite import AC_THRESHOLDS, ponder_budgets
+from .thinking import choose_cap, from_problem
 
 CostUnit = Literal["samples", "tokens", "cost"]
 UNCAPPED_TOKENS = 1 << 30
@@ -157,6 +161,9 @@ class CalibrationConfig:
     window: int = 5
     token_quantile: float = 1.0
     default_max_tokens: int = 4096
+    thinking_tolerance: float = 0.005
+    """With trajectories, a tier's maxTokens is the smallest cap whose forced-answer accuracy
+    is within this of the full traces' (``thinking.choose_cap``)."""
     verifier_model: str | None = None
     sample_grid: tuple[int, ...] = DEFAULT_GRID
     selection_se: float = 2.0
@@ -573,8 +580,15 @@ def bin_allocation(binning: Binning, values: FloatArray, candidates: Sequence[Ca
 # -- the policy ---------------------------------------------------------------------------
 
 
-def token_cap(problems: Sequence[EvalProblem], quantile: float, default: int) -> int:
-    """A tier's ``maxTokens``: the ``quantile`` of its samples' tokens, rounded up."""
+def token_cap(problems: Sequence[EvalProblem], quantile: float, default: int,
+              thinking_tolerance: float | None = None) -> int:  # fmt: skip
+    """A tier's ``maxTokens``: the ``quantile`` of its samples' tokens, rounded up; where
+    every problem carries trajectories and ``thinking_tolerance`` is given, the thinking
+    budget ``thinking.choose_cap`` picks (answers forced at the cap)."""
+    traced = [s for p in problems for s in from_problem(p)]
+    if thinking_tolerance is not None and problems and len(traced) == sum(
+            p.sample_count for p in problems):  # fmt: skip
+        return choose_cap(traced, tolerance=thinking_tolerance).cap_tokens
     tokens = [t for p in problems if p.tokens is not None for t in p.tokens]
     if not tokens:
         return default
@@ -629,7 +643,7 @@ def measure_demand(table: CandidateTable, train: BoolArray, policy: BudgetPolicy
     rs = build_replay_set(table.models[0].dataset, orderings=table.orderings, seed=table.seed,
                           problems=served)  # fmt: skip
     outcome = replay_adaptive(rs, budgets, index[local], rule, name="demand", family="ponder",
-                              cache=cache)  # fmt: skip
+                              cache=cache, forcing=ForcingConfig())  # fmt: skip
     b_row = np.repeat(index[local], rs.orderings)
     caps = np.array([b.max_tokens_per_sample for b in budgets], float)[b_row]
     fill = float((outcome.tokens / outcome.samples / caps).mean()) if rs.has_tokens else 0.6
@@ -697,7 +711,8 @@ def solve(table: CandidateTable, train: BoolArray, config: CalibrationConfig,
     for b, c in enumerate(chosen):
         in_bin = [table.problems[c.model][p] for p in range(len(table.ids))
                   if train[p] and predicted_result.bins[p] == b]  # fmt: skip
-        caps.append(token_cap(in_bin, config.token_quantile, config.default_max_tokens))
+        caps.append(token_cap(in_bin, config.token_quantile, config.default_max_tokens,
+                              config.thinking_tolerance))  # fmt: skip
     policy = build_policy(predicted, chosen, table.models, caps, config.verifier_model)
     demand = measure_demand(table, train, policy, rule, cache)
     policy = policy.model_copy(update={"demand_model": demand, "estimator": weights})

@@ -35,8 +35,9 @@ from pydantic import ValidationError
 
 from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.answers import EqualityMode, ExtractorName
-from ponder_router.budgets import BudgetPolicy
+from ponder_router.budgets import BudgetPolicy, default_policy
 from ponder_router.errors import PolicyError
+from ponder_router.forcing import ForcingConfig
 
 from .calibrate import (
     DEFAULT_THRESHOLDS,
@@ -62,6 +63,13 @@ from .dataset import (
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
+from .thinking import (
+    ThinkingResult,
+    calibrate_thinking,
+    format_thinking,
+    from_problem,
+    thinking_report,
+)
 from .trajectories import GEMMA_CAVEAT, convert_gemma_thinking
 
 BUILTINS = ("qwen25math-100x8", "gemma4-12b-thinking", "standin-math500")
@@ -222,6 +230,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--stop-window", type=int, default=5)
     parser.add_argument("--stop-margin", type=int, default=3,
                         help="the lead the margin rule needs (--stop-rule margin)")
+    parser.add_argument("--no-forcing", action="store_true",
+                        help="a sample cut at its tier's cap abstains (spec.budgets.forcing "
+                             "off); by default it votes with its answer at the cap where the "
+                             "data hold trajectories")  # fmt: skip
     parser.set_defaults(run=run_evaluate)
 
 
@@ -246,7 +258,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             }  # fmt: skip
             config = SuiteConfig(orderings=args.orderings or 50, seed=args.seed,
                                  stop_rule=_stop_rule(args),
-                                 price_per_token=args.price_per_token)  # fmt: skip
+                                 price_per_token=args.price_per_token,
+                                 forcing=ForcingConfig(enabled=not args.no_forcing))  # fmt: skip
             suite = run_suite(dataset, policies, config, escalations=escalations,
                               include_default=not args.no_default_policy)  # fmt: skip
     except _BAD_INPUT as exc:
@@ -255,22 +268,44 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_table(suite))
     print()
     print(format_comparisons(compare_policies(suite)))
+    named = [NamedPolicy("ponder-default", default_policy())] if not args.no_default_policy \
+        else []  # fmt: skip
+    thinking = _thinking(dataset, [*named, *policies], config)
     print(f"\nreplayed {suite.problems} problems x {config.orderings} orders in "
           f"{suite.elapsed_seconds:.2f} s ({time.perf_counter() - started:.2f} s in all)")
     if args.out is not None:
         stem = f"evaluate_{dataset.name}"
         settings = {"orderings": config.orderings, "seed": config.seed,
                     "stop_rule": config.stop_rule.model_dump(mode="json"),
+                    "forcing": config.forcing.model_dump(mode="json"),
                     "source": dataset.source, "skipped_problems": dataset.skipped,
                     "abstentions": dataset.abstentions,
                     "issues": [str(i) for i in dataset.issues[:100]]}  # fmt: skip
-        _write_json(suite_document(suite, {"settings": settings}), args.out / f"{stem}.json")
+        document = suite_document(suite, {"settings": settings})
+        if thinking:
+            document["thinking"] = [r.as_dict() for r in thinking]
+        _write_json(document, args.out / f"{stem}.json")
         if plot_suite(suite, args.out / f"{stem}.png"):
             print(f"wrote {args.out / stem}.json and .png")
         else:
             print(f"wrote {args.out / stem}.json (no plot: matplotlib is not installed; "
                   "pip install 'ponder[tools]')")
     return 0
+
+
+def _thinking(dataset: Dataset, policies: list[NamedPolicy],
+              config: SuiteConfig) -> list[ThinkingResult]:  # fmt: skip
+    """Where the data hold trajectories, print and return the thinking-budget replay at
+    the policies' tier caps (``thinking.thinking_report``)."""
+    traced = [s for p in dataset.problems for s in from_problem(p)]
+    if not traced:
+        return []
+    caps = [t.max_tokens for named in policies for t in named.policy.tiers]
+    results = thinking_report(traced, caps, answer_tokens=config.forcing.answer_tokens)
+    print()
+    print(format_thinking(results, f"thinking budgets, per trajectory ({len(traced)} samples; "
+                                   "caps from the policies' tiers):"))  # fmt: skip
+    return results
 
 
 # -- calibrate ----------------------------------------------------------------------------
@@ -344,6 +379,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         weights = compare_estimators(table, train).shipped
         solution = solve(table, train, config, weights)
         report = solution_report(table, train, solution, config)
+        thinking = _calibrate_thinking(models[0].dataset, train_ids, solution.policy, config)
+        if thinking:
+            report["thinking"] = thinking
         held_out = run_suite(
             models[0].dataset.subset(test_ids, name=f"{models[0].dataset.name}-test"),
             [NamedPolicy("ponder-calibrated", solution.policy)],
@@ -360,6 +398,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     report["held_out"] = suite_document(held_out)
     report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     _print_calibration(report, held_out, policy_doc, solution.rule)
+    if thinking:
+        _print_thinking(thinking, [t["maxTokens"] for t in policy_doc["tiers"]], config)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "policy.yaml").write_text(yaml.safe_dump(policy_doc, sort_keys=False),
@@ -372,6 +412,32 @@ def run_calibrate(args: argparse.Namespace) -> int:
     else:
         print(yaml.safe_dump(policy_doc, sort_keys=False))
     return 0
+
+
+def _calibrate_thinking(dataset: Dataset, train_ids: set[str], policy: BudgetPolicy,
+                        config: CalibrationConfig) -> dict[str, Any] | None:  # fmt: skip
+    """Where the data hold trajectories: the probe setting chosen on the train split and
+    the tier caps and it replayed on the test split (``thinking.calibrate_thinking``)."""
+    train = [s for p in dataset.problems if p.problem_id in train_ids for s in from_problem(p)]
+    test = [s for p in dataset.problems if p.problem_id not in train_ids
+            for s in from_problem(p)]  # fmt: skip
+    if not train:
+        return None
+    return calibrate_thinking(train, test, [t.max_tokens for t in policy.tiers],
+                              tolerance=config.thinking_tolerance)  # fmt: skip
+
+
+def _print_thinking(thinking: dict[str, Any], caps: list[int],
+                    config: CalibrationConfig) -> None:  # fmt: skip
+    probe = thinking["probe_chosen_on_train"]
+    print(f"\nthinking budgets from trajectories: tier caps {caps} (smallest with forced "
+          f"answers within {config.thinking_tolerance:.1%} of the full traces on train); "
+          f"probe exit chosen on train: agreement {probe['agreement']}, confidence floor "
+          f"{probe['confidence_floor']:g}. On the test split, per sample:")  # fmt: skip
+    for row in thinking["test"]:
+        print(f"  {row['name']:32s} {100 * row['accuracy']:6.2f}% ({100 * row['delta']:+.2f} "
+              f"± {100 * row['paired_se']:.2f} vs full traces), {row['mean_tokens']:.0f} "
+              f"tokens ({row['tokens_saved']:.0%} saved)")  # fmt: skip
 
 
 def _print_calibration(report: dict[str, Any], held_out: Any, policy: dict[str, Any],

@@ -4,7 +4,8 @@ Role: the input side of ``replay`` and ``calibrate``. One JSON object per line::
 
     {"id": str, "question": str, "reference": str, "samples": [str, ...],
      "scores": [float, ...]?, "tokens": [int, ...]?, "confidences": [float, ...]?,
-     "answers": [str | null, ...]?, "level": int?}
+     "answers": [str | null, ...]?, "level": int?,
+     "checkpoints": [[[int, str | null], ...], ...]?}
 
 Each sample is a completion (or any text the router's extractor reads, such as
 ``\\boxed{42}``); the router's own extractor (a named one, or ``regex`` with a ``pattern``,
@@ -13,6 +14,10 @@ keys it once, here, so replays compare integers. ``answers`` holds answers alrea
 extracted (``null`` abstains); with it, ``samples`` may be left out. ``confidences`` is the
 model's own confidence in each sample, a probability in [0, 1] (for a live service, the
 geometric-mean token probability the router reads from ``cumulative_logprob``).
+``checkpoints`` is each sample's trajectory, when the data have one: ``[prefix_tokens,
+answer]`` pairs in trace order, the answer the model gives when stopped after that many
+tokens (pre-extracted, ``null`` for none); the replay of budget forcing reads the answer
+at a cap from it.
 A sample with no extractable answer is kept as an abstention (it costs budget and casts
 no vote, as in the router) and reported. ``load_dataset`` reports every other problem
 with its line number: malformed JSON, missing or mistyped fields, empty sample lists,
@@ -31,6 +36,7 @@ the repository.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -90,10 +96,21 @@ class EvalProblem:
     """Each sample's confidence, a probability in [0, 1] (``None``: the data has none)."""
     level: int | None = None
     line: int = 0
+    checkpoints: tuple[tuple[tuple[int, str | None], ...], ...] | None = None
+    """Each sample's trajectory: ``(prefix_tokens, answer key)`` in trace order."""
 
     @property
     def sample_count(self) -> int:
         return len(self.answer_keys)
+
+    def answer_at(self, sample: int, cap_tokens: float) -> str | None:
+        """The answer key ``sample`` gives when forced at ``cap_tokens``: its last checkpoint
+        within the cap (the first when the cap is below all); ``ValueError`` without one."""
+        if self.checkpoints is None:
+            raise ValueError(f"problem {self.problem_id} has no trajectories")
+        points = self.checkpoints[sample]
+        reached = [key for tokens, key in points if tokens <= cap_tokens]
+        return reached[-1] if reached else points[0][1]
 
     @property
     def pass_at_1(self) -> float:
@@ -233,6 +250,7 @@ class _Parser:
                 keys.append(None)
             else:
                 keys.append(answer_key(answer, self.mode))
+        checkpoints = _checkpoints(row, len(texts), pid, self.mode)
         problem_id: str = row["id"]
         self.seen.add(problem_id)
         return EvalProblem(
@@ -240,6 +258,7 @@ class _Parser:
             reference_key=answer_key(row["reference"], self.mode), answer_keys=tuple(keys),
             tokens=None if tokens is None else tuple(int(t) for t in tokens),
             scores=scores, confidences=confidences, level=level, line=line_no,
+            checkpoints=checkpoints,
         )  # fmt: skip
 
 
@@ -259,6 +278,32 @@ def _numbers(row: Mapping[str, Any], name: str, count: int, pid: str | None, *,
     if len(values) != count:
         raise _Skip(f"field {name!r} has {len(values)} entries for {count} samples", pid)
     return tuple(float(v) for v in values)
+
+
+Trajectory = tuple[tuple[int, str | None], ...]
+"""One sample's checkpoints: ``(prefix_tokens, answer key)`` in trace order."""
+
+
+def _checkpoints(row: Mapping[str, Any], count: int, pid: str | None,
+                 mode: EqualityMode) -> tuple[Trajectory, ...] | None:  # fmt: skip
+    """The optional ``checkpoints`` field, answers keyed (None when absent); ``_Skip`` when
+    invalid: per sample a non-empty list of ``[tokens, answer]`` in trace order."""
+    values = row.get("checkpoints")
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != count:
+        raise _Skip(f"field 'checkpoints' must hold one list per sample ({count})", pid)
+    out = []
+    for points in values:
+        ok = isinstance(points, list) and bool(points) and all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int)
+            and not isinstance(p[0], bool) and p[0] >= 0 and (p[1] is None or isinstance(p[1], str))
+            for p in points)  # fmt: skip
+        if not ok or any(a[0] > b[0] for a, b in itertools.pairwise(points)):
+            raise _Skip("field 'checkpoints' must list [tokens, answer] pairs in trace order", pid)
+        out.append(tuple((int(t), None if a is None or not a.strip() else answer_key(a, mode))
+                         for t, a in points))  # fmt: skip
+    return tuple(out)
 
 
 def parse_lines(

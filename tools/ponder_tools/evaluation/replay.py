@@ -31,7 +31,10 @@ a prefix that produced the state. ``audit`` checks the array state against ``agg
 Accounting: *samples* counts samples launched (a cancelled sample is charged in full);
 *tokens* counts finished samples' tokens plus, for each cancelled one, what it wrote
 before the stop, taken as min(its tokens, the stopping sample's tokens); a sample longer
-than its budget's ``max_tokens_per_sample`` is cut off there and abstains. *Verifier
+than its budget's ``max_tokens_per_sample`` is cut off there and abstains, unless budget
+forcing is on (``forcing``) and the data hold the sample's trajectory: then it votes with
+its answer at the cap (its last checkpoint within it, ``EvalProblem.answer_at``) and costs
+the cap plus the forcing answer allowance, as the router's executor does. *Verifier
 calls* count the samples a verifier scores (compute too): for ``best-of-n`` by score,
 every finished sample with an answer, as the router scores them.
 """
@@ -56,6 +59,7 @@ from ponder_router.aggregate import (
     tally,
 )
 from ponder_router.budgets import Budget, Strategy
+from ponder_router.forcing import ForcingConfig
 
 from .dataset import Dataset, EvalProblem
 
@@ -84,6 +88,22 @@ class PrefixState:
 
 
 @dataclass(frozen=True)
+class TrajectoryArrays:
+    """Each sample's checkpoints, ``[rows, width, points]`` in each row's finishing order."""
+
+    tokens: FloatArray  # prefix tokens of each checkpoint (inf past a sample's last)
+    keys: IntArray  # the answer id at each checkpoint; -1 abstains
+    present: BoolArray  # [rows, width]: the sample has a trajectory
+
+    def at_cap(self, caps: FloatArray) -> IntArray:
+        """``[rows, width]`` answer ids forced at each row's cap (``EvalProblem.answer_at``)."""
+        reached = (self.tokens <= caps[:, None, None]).sum(axis=2)
+        last = np.maximum(reached - 1, 0)
+        picked: IntArray = np.take_along_axis(self.keys, last[..., None], axis=2)[..., 0]
+        return picked
+
+
+@dataclass(frozen=True)
 class ReplaySet:
     """A dataset as arrays, ``orderings`` rows per problem (row = problem x orderings + r)."""
 
@@ -97,6 +117,7 @@ class ReplaySet:
     price: FloatArray  # [P] cost per token of the model that wrote each problem's samples
     has_tokens: bool
     state: PrefixState
+    trajectory: TrajectoryArrays | None = None  # None: no problem has trajectories
 
     @property
     def problems(self) -> int:
@@ -136,10 +157,19 @@ def build_replay_set(
     has_scores = all(p.scores is not None for p in chosen)
     tok = np.zeros((len(chosen), width))
     sco = np.zeros((len(chosen), width))
+    points = max((len(c) for p in chosen for c in p.checkpoints or ()), default=0)
+    cp_tok = np.full((len(chosen), width, max(points, 1)), np.inf)
+    cp_key = np.full((len(chosen), width, max(points, 1)), ABSTAIN, dtype=np.int64)
+    cp_has = np.zeros((len(chosen), width), dtype=np.bool_)
     for i, p in enumerate(chosen):
         ids: dict[str, int] = {}
         row = [ABSTAIN if k is None else ids.setdefault(k, len(ids)) for k in p.answer_keys]
         base[i, : len(row)] = row
+        for j, trace in enumerate(p.checkpoints or ()):
+            cp_has[i, j] = True
+            cp_tok[i, j, : len(trace)] = [t for t, _ in trace]
+            cp_key[i, j, : len(trace)] = [ABSTAIN if k is None else ids.setdefault(k, len(ids))
+                                          for _, k in trace]  # fmt: skip
         correct[i] = ids.get(p.reference_key, -1)
         if has_tokens and p.tokens is not None:
             tok[i, : len(row)] = p.tokens
@@ -155,10 +185,14 @@ def build_replay_set(
     tokens = tok[source, order]
     scores = sco[source, order] if has_scores else None
     prices = np.broadcast_to(np.asarray(price, dtype=np.float64), (len(chosen),)).copy()
+    trajectory = None
+    if points:
+        trajectory = TrajectoryArrays(tokens=cp_tok[source, order], keys=cp_key[source, order],
+                                      present=cp_has[source, order])  # fmt: skip
     return ReplaySet(
         problem_ids=tuple(p.problem_id for p in chosen), orderings=orderings, counts=counts,
         keys=keys, correct=correct, tokens=tokens, scores=scores, price=prices,
-        has_tokens=has_tokens, state=compute_prefix_state(keys, scores),
+        has_tokens=has_tokens, state=compute_prefix_state(keys, scores), trajectory=trajectory,
     )  # fmt: skip
 
 
@@ -377,8 +411,11 @@ class DecisionCache:
         return out[inverse.reshape(-1)]
 
 
-def _truncate(rs: ReplaySet, caps: FloatArray) -> tuple[IntArray, FloatArray, PrefixState]:
-    """Keys, tokens and state with each sample cut at its row's token cap."""
+def _truncate(
+    rs: ReplaySet, caps: FloatArray, forcing: ForcingConfig | None
+) -> tuple[IntArray, FloatArray, PrefixState]:
+    """Keys, tokens and state with each sample cut at its row's token cap (answering
+    there when ``forcing`` is on and the sample has a trajectory)."""
     if not rs.has_tokens:
         return rs.keys, rs.tokens, rs.state
     cut = rs.tokens > caps[:, None]
@@ -386,6 +423,10 @@ def _truncate(rs: ReplaySet, caps: FloatArray) -> tuple[IntArray, FloatArray, Pr
         return rs.keys, rs.tokens, rs.state
     keys = np.where(cut & (rs.keys >= 0), ABSTAIN, rs.keys)
     tokens = np.minimum(rs.tokens, caps[:, None])
+    if forcing is not None and forcing.enabled and rs.trajectory is not None:
+        forced = cut & rs.trajectory.present
+        keys = np.where(forced, rs.trajectory.at_cap(caps), keys)
+        tokens = np.where(forced, caps[:, None] + forcing.answer_tokens, tokens)
     return keys, tokens, compute_prefix_state(keys, rs.scores)
 
 
@@ -400,6 +441,7 @@ def replay_adaptive(
     waves: bool = True,
     cache: DecisionCache | None = None,
     params: dict[str, object] | None = None,
+    forcing: ForcingConfig | None = None,
 ) -> Outcome:
     """Replay with ``budgets[budget_of_problem[p]]`` per problem (see the module docstring).
 
@@ -412,7 +454,7 @@ def replay_adaptive(
     if (np.array([b.max_samples for b in budgets])[b_row] > rs.counts[rows_problem]).any():
         raise ReplayError("a budget asks for more samples than a problem has")
     caps = np.array([b.max_tokens_per_sample for b in budgets], dtype=np.float64)[b_row]
-    keys, tokens, state = _truncate(rs, caps)
+    keys, tokens, state = _truncate(rs, caps, forcing)
     window = max(rule.window, 2)
     uses_streak = rule.kind is StopRuleKind.WINDOW or any(
         b.strategy is Strategy.REVISE for b in budgets)  # fmt: skip

@@ -16,7 +16,8 @@ the samples the data hold for it (the router's client sample cap). ``run_suite``
   on the same footing as Adaptive-Consistency: one sample at a time, up to all of a
   problem's samples, no tiers;
 - Ponder: the default policy and each given ``BudgetPolicy``, in waves, stopping by the
-  service's rule; a tier that escalates replays the other model's samples for its
+  service's rule, with budget forcing where the data hold trajectories (``forcing``); a
+  tier that escalates replays the other model's samples for its
   problems (matched by id) at that model's price per token.
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.budgets import Budget, BudgetPolicy, LoadState, assign_budget, default_policy
 from ponder_router.difficulty import DifficultyEstimate, DifficultyEstimator
+from ponder_router.forcing import ForcingConfig
 
 from .dataset import Dataset, EvalProblem
 from .replay import (
@@ -79,6 +81,9 @@ class SuiteConfig:
     esc_windows: tuple[int, ...] = ESC_WINDOWS
     margins: tuple[int, ...] = MARGINS
     audit_checks: int = 200
+    forcing: ForcingConfig = field(default_factory=ForcingConfig)
+    """Budget forcing for Ponder's policies (on, as the router's default): a sample cut at
+    its tier's cap votes with its answer there where the data hold its trajectory."""
 
 
 @dataclass
@@ -145,7 +150,8 @@ def replay_ponder(
     targets = {b.escalate_to for b in budgets if b.escalate_to is not None}
     if not targets:
         outcome = replay_adaptive(rs, budgets, index, config.stop_rule, name=named.name,
-                                  family="ponder", cache=cache, params=params)  # fmt: skip
+                                  family="ponder", cache=cache, params=params,
+                                  forcing=config.forcing)  # fmt: skip
         return summarise(outcome, rs)
     escalations = escalations or {}
     missing = sorted(targets - set(escalations))
@@ -179,7 +185,7 @@ def replay_ponder(
     params["escalated_problems"] = int(sum(b.escalate_to is not None for b in capped))
     outcome = replay_adaptive(mixed, list(distinct), merged_index, config.stop_rule,
                               name=named.name, family="ponder", cache=cache,
-                              params=params)  # fmt: skip
+                              params=params, forcing=config.forcing)  # fmt: skip
     return summarise(outcome, mixed)
 
 

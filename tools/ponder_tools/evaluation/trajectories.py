@@ -12,8 +12,9 @@ cohorts (right at the end, wrong throughout, right at some point but wrong at th
 overthinking is over-represented compared with a random sample of questions.
 
 ``convert_gemma_thinking`` also writes the traces as ``ponder evaluate`` rows (the answer
-and confidence at the end of each trace, pre-extracted), so the vote over 10 traces replays
-like any other per-sample set.
+and confidence at the end of each trace, pre-extracted, and each trace's checkpoints), so
+the vote over 10 traces replays like any other per-sample set, and a sample cut at its
+tier's cap votes with its answer there (the replay of budget forcing).
 """
 
 from __future__ import annotations
@@ -126,4 +127,6 @@ def convert_gemma_thinking(root: Path | None = None) -> Iterator[dict[str, Any]]
             "answers": [t.final.answer for t in traces],
             "confidences": [round(t.final.confidence, 6) for t in traces],
             "tokens": [t.tokens for t in traces],
+            "checkpoints": [[[c.prefix_tokens, c.answer] for c in t.checkpoints]
+                            for t in traces],
         }  # fmt: skip

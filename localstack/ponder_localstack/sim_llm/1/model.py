@@ -153,6 +153,7 @@ class TritonPythonModel:
             length_scale=float(_param(config, "length_scale", "0.0625")),
             skill_logit_offset=float(_param(config, "skill_logit_offset", "0")),
             spread_logit=float(spread) if spread else None,
+            reasoning_mode=_param(config, "reasoning_mode", "false").lower() == "true",
         )
         # Set by ponder_localstack.triton (SimModelOptions); this interpreter has no ponder_tools.
         data_dir = _param(config, "data_dir", os.environ.get("PONDER_DATA_DIR", ""))
