@@ -8,7 +8,8 @@ invalid new file never replaces a valid running one. ``ProcessSettings`` holds t
 ``budgets`` and ``aggregate`` own the ``budgets`` and ``stopping`` sections; ``app``
 applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
 ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping``, ``spec.answers`` and
-``spec.router.admission``, and ``ForcingConfig`` its ``spec.budgets.forcing`` (the
+``spec.router.admission``, ``ForcingConfig`` its ``spec.budgets.forcing`` and
+``ConfidenceConfig`` its ``spec.budgets.confidence`` (the
 operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
 ``tests/unit/test_config_contract.py``.
@@ -31,6 +32,8 @@ Shape (YAML or JSON)::
     verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
                                                     # verifierModel overrides the model
     forcing: {enabled: true, cue: "\n{think_end}\n\nFinal answer:", answerTokens: 32}
+    confidence: {weighting: false, cancel: false, percentile: 10, window: 1000,
+                 minWindow: 100, minTokens: 256}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """
@@ -51,6 +54,7 @@ from .aggregate import StopRule
 from .answers import AnswerFormat
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .chat import ChatFormat
+from .confidence import ConfidenceConfig
 from .errors import PolicyError
 from .forcing import ForcingConfig
 
@@ -160,6 +164,8 @@ class RouterConfig(BaseModel):
                              description="the model's chat template and thinking markers")
     forcing: ForcingConfig = Field(default_factory=ForcingConfig,
                                    description="answer at the cap (budget forcing)")
+    confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig,
+                                         description="per-sample confidence: weights, cancels")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

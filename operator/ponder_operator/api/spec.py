@@ -16,7 +16,8 @@ The sections the router reads are the router's own models where it has one:
 ``ponder_router.answers.AnswerFormat``, ``spec.router.admission`` is
 ``ponder_router.settings.AdmissionConfig`` and ``spec.model.chat`` is
 ``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template) and
-``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig``, copied into
+``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig`` and
+``spec.budgets.confidence`` is ``ponder_router.confidence.ConfidenceConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
 ``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
@@ -49,6 +50,7 @@ from ponder_router.aggregate import StopRule
 from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.chat import ChatFormat, ThinkingDelimiters
+from ponder_router.confidence import ConfidenceConfig
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.forcing import ForcingConfig
 from ponder_router.settings import AdmissionConfig
@@ -643,6 +645,10 @@ class BudgetsSpec(ApiModel):
         default=ForcingConfig(),
         description="Answer at the cap: a sample cut off at its tier's maxTokens is "
                     "continued with an answer cue and votes with that answer.")
+    confidence: ConfidenceConfig = Field(
+        default=ConfidenceConfig(),
+        description="Per-sample confidence: confidence-weighted votes and stop rules, and "
+                    "cancellation of samples whose running confidence is low.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(
