@@ -197,6 +197,13 @@ class RequestPlan:
         return self.decision
 
     @property
+    def may_cancel(self) -> bool:
+        """The confidence gate may cancel a running sample: it is on and the request already
+        holds a vote (so a question on which every sample is unconfident still answers)."""
+        return (self.confidence is not None and self.confidence.config.cancel
+                and self.state.votes > 0)  # fmt: skip
+
+    @property
     def weighted(self) -> bool:
         """Votes are weighted by confidence (``ConfidenceConfig.weighting``)."""
         return self.confidence is not None and self.confidence.config.weighting
@@ -353,15 +360,14 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     its length and the stopping sample's. The verifier is the data's scores: it scores
     every finished sample with an answer when the data carry scores and the plan is
     best-of-n (``verifier_model`` names it in the aggregation; None when no scores).
-    With the plan's confidence gate cancelling, a sample is cut at its first running
-    point past ``min_tokens`` below the gate's threshold as it stands when the sample
-    finishes (``_gated``): it abstains and costs the tokens to that point.
+    With the plan's confidence gate cancelling (``may_cancel``: once the request holds a
+    vote), a sample is cut at its first running point past ``min_tokens`` below the
+    gate's threshold as it stands when the sample finishes (``_gated``): it abstains and
+    costs the tokens to that point.
     """
     cap = plan.budget.max_tokens_per_sample
     cut = [RecordedSample(None, cap, s.score, truncated=True) if s.tokens > cap
            else s for s in samples]  # fmt: skip
-    gate = plan.confidence if plan.confidence is not None and plan.confidence.config.cancel \
-        else None  # fmt: skip
     scored = plan.budget.strategy is Strategy.BEST_OF_N and verifier_model is not None
     calls = 0
     done = 0
@@ -371,8 +377,8 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
         launched_upto = max(launched_upto, wave.stop)
         if done >= len(cut) or done >= launched_upto:
             raise ValueError("the plan ran out of samples before its stopping rule fired")
-        if gate is not None:
-            cut[done] = _gated(gate, cut[done])
+        if plan.may_cancel and plan.confidence is not None:
+            cut[done] = _gated(plan.confidence, cut[done])
         sample = cut[done]
         if plan.finish(done, sample.answer, sample.tokens, truncated=sample.truncated,
                        cumulative_logprob=sample.cumulative_logprob,

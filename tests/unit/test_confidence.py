@@ -261,3 +261,14 @@ def test_a_replay_without_a_gate_is_todays_replay() -> None:
     off = replay_request(RequestPlan(budget(2, 2), StopRule(),
                                      confidence=ConfidenceGate(ConfidenceConfig())), samples)
     assert plain == off
+
+
+def test_the_gate_never_cancels_a_requests_first_vote() -> None:
+    plan = RequestPlan(budget(max_samples=2, wave_size=2), StopRule(kind=StopRuleKind.NEVER),
+                       confidence=warm_gate(CANCEL, TENTHS))  # fmt: skip
+    assert not plan.may_cancel
+    outcome = replay_request(plan, [RecordedSample("9", 1000, confidence=0.02),
+                                    RecordedSample("4", 1000, confidence=0.02)])  # fmt: skip
+    assert plan.may_cancel
+    assert outcome.answer == "9"
+    assert outcome.tokens == 1000 + CANCEL.min_tokens
