@@ -164,10 +164,10 @@ def print_table(doc: dict[str, Any]) -> None:
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415  (optional: the plot only)
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     sets = list(dict.fromkeys(r["dataset"] for r in doc["rows"]))
     fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5))
@@ -190,7 +190,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orderings", type=int, default=8)
+    parser.add_argument("--orderings", type=int, default=4)
     parser.add_argument("--percentile", type=float, default=ConfidenceConfig().percentile)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--name", default="confidence")

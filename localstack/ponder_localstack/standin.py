@@ -33,7 +33,8 @@ def generate_standin(
     ``\\boxed{answer}``, correct with the problem's calibrated accuracy; ``tokens`` counts
     its tokens, ``confidences`` its geometric-mean token probability (what the router reads
     live from the simulated ``cumulative_logprob``: ``ponder_router.confidence``). A
-    negative ``skill_logit_offset`` makes a weaker model (a smaller one in a cascade). Unreadable calibration data raises ``CalibrationDataError`` (a ``ValueError``).
+    negative ``skill_logit_offset`` makes a weaker model (a smaller one in a cascade).
+    Unreadable calibration data raises ``CalibrationDataError`` (a ``ValueError``).
     """
     model = SimModel.load(root, SimSettings(skill_logit_offset=skill_logit_offset))
     problems: Sequence[Any] = model.catalog.problems[:problem_limit]

@@ -20,9 +20,19 @@ and each reducing to today's behaviour when off or when a sample carries no conf
   the ``percentile``-th percentile of the same window, learned from the service's own
   traffic, with no warm-up batch per request; a running sample whose running confidence
   is below it after ``minTokens`` tokens is cancelled and abstains. Until the window
-  holds ``minWindow`` confidences nothing is cancelled. A cancelled sample's running
+  holds ``minWindow`` confidences nothing is cancelled, nor while the request holds no
+  vote yet (its first vote always counts). A cancelled sample's running
   confidence enters the window too: were only survivors kept, the percentile would
   climb with every cancellation.
+
+Defaults (``bench/bench_confidence.py``): both knobs off, so a service behaves as before
+until it opts in. ``percentile`` 60: with the first-vote guard, Adaptive-Consistency with
+both knobs on saved 37 %, 42 % and 49 % of tokens at unchanged accuracy (within a paired
+standard error) on the stand-in, Qwen (reward score as the proxy) and the Gemma traces;
+45 saved 32 to 38 % and cost Gemma 1.6 points, 80 launched twice the samples on the
+stand-in for a few points more. A cancelled sample never removes a request's only vote
+(``RequestPlan.may_cancel``): without that guard a question on which every sample is
+unconfident had no answer left, and percentile 60 cost Qwen 20 points.
 
 ``ConfidenceGate`` is the service's state (a bounded window, no I/O, no clock); the
 executor owns one, the offline replay one per replayed stream of requests.
@@ -78,7 +88,7 @@ class ConfidenceConfig(BaseModel):
                     "percentile of recent samples' (it abstains); streams every sample.",
     )  # fmt: skip
     percentile: float = Field(
-        default=10.0, gt=0.0, lt=100.0,
+        default=60.0, gt=0.0, lt=100.0,
         description="Percentile of recent samples' confidences below which a running "
                     "sample is cancelled.",
     )  # fmt: skip
