@@ -22,6 +22,14 @@ the config's ``budgets.estimator`` unless an estimator was given, and assigns a 
    ``max_tokens`` is continued on the same replica with the answer cue (``forcing``):
    its answer is a forced vote, not an abstention.
 
+Confidence (``confidence``, the config's ``confidence``): the executor owns the service's
+``ConfidenceGate`` and hands it to every request's plan, which weighs votes by confidence
+and feeds the gate each finished sample's confidence (``exp(cumulative_logprob /
+tokens)``). With cancellation on, every sample streams from Triton response by response,
+and after each response a sample whose running confidence the gate refuses (once the
+request holds a vote) is cancelled on Triton: it abstains, counted in the report's
+``samples.low_confidence`` and ``ponder_router_low_confidence_cancels_total``.
+
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
 arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
 streams a progress event as each sample finishes, then the chosen sample's text. Only a
@@ -51,6 +59,7 @@ from .budgets import (
     assign_budget,
     expected_request_tokens,
 )
+from .confidence import ConfidenceGate, sample_confidence
 from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import DeadlineExceededError, UpstreamError
@@ -108,6 +117,7 @@ class Sample:
     finish_reason: str | None = None  # the model server's, when it sends one
     cumulative_logprob: float | None = None
     forced_text: str | None = None  # the answer cue and its continuation (budget forcing)
+    low_confidence: bool = False  # cancelled for low running confidence: abstains
 
     @property
     def forced(self) -> bool:
@@ -130,6 +140,11 @@ class Sample:
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+    @property
+    def confidence(self) -> float | None:
+        """The geometric-mean token probability (None: the server sent no logprob)."""
+        return sample_confidence(self.cumulative_logprob, self.tokens)
 
 
 def override_strategy(budget: Budget, strategy: Strategy | None, config: RouterConfig) -> Budget:
@@ -170,6 +185,8 @@ class RequestRun:
         self.plan = RequestPlan.for_request(
             budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None,
             equality=config.answers.equality)
+        if config.confidence.enabled:
+            self.plan.confidence = executor.confidence_gate(config)
 
     @property
     def budget_tokens(self) -> int:
@@ -263,7 +280,8 @@ class RequestRun:
                 self.running_tokens -= sample.tokens
                 sample.tokens = 0
                 continue
-            if self.config.forcing.enabled and sample.capped(params.max_tokens):
+            if (self.config.forcing.enabled and not sample.low_confidence
+                    and sample.capped(params.max_tokens)):  # fmt: skip
                 await self._force(endpoint, sample, prompt, params, forward)
             break
         return sample
@@ -281,7 +299,7 @@ class RequestRun:
             forward.token(cue)
         try:
             await self._stream_on(endpoint, tail, prompt + sample.text + cue, answer_params,
-                                  float(forcing.answer_tokens), forward)  # fmt: skip
+                                  float(forcing.answer_tokens), forward, gated=False)  # fmt: skip
         except UpstreamError as exc:
             self.executor.metrics.upstream_failures.inc()
             self.running_tokens -= tail.tokens
@@ -294,7 +312,7 @@ class RequestRun:
 
     async def _stream_on(self, endpoint: Endpoint, sample: Sample, prompt: str,
                          params: SampleParams, expected: float,
-                         forward: EventSink | None) -> None:  # fmt: skip
+                         forward: EventSink | None, *, gated: bool = True) -> None:  # fmt: skip
         ex = self.executor
         self._set_queued(False)
         timeout = max(min(self.config.admission.sample_timeout_seconds,
@@ -303,9 +321,12 @@ class RequestRun:
         ex.inflight_samples += 1
         stream: SampleStream | None = None
         done = False
+        gate = self.plan.confidence if gated and self.plan.confidence is not None \
+            and self.plan.confidence.config.cancel else None  # fmt: skip
         try:
-            stream = endpoint.backend.stream_sample(prompt, params, timeout_seconds=timeout,
-                                                    stream=forward is not None)  # fmt: skip
+            stream = endpoint.backend.stream_sample(
+                prompt, params, timeout_seconds=timeout,
+                stream=forward is not None or gate is not None)  # fmt: skip
             async for chunk in stream:
                 if not chunk:
                     continue
@@ -316,6 +337,8 @@ class RequestRun:
                 sample.chunks.append(chunk)
                 if forward is not None:
                     forward.token(chunk)
+                if gate is not None and self._unconfident(gate, sample, stream):
+                    return  # the finally cancels it on Triton
             done = True
             self._count_tokens(sample, stream, "")
             sample.finish_reason = stream.signals.finish_reason
@@ -325,6 +348,15 @@ class RequestRun:
                 stream.cancel()  # a failure, a stop or a client gone: Triton stops the sample
             ex.inflight_samples -= 1
             ex.pool.release(endpoint, expected)
+
+    def _unconfident(self, gate: ConfidenceGate, sample: Sample, stream: SampleStream) -> bool:
+        """The gate refuses the running sample (the plan allows a cancel): mark it."""
+        running = sample_confidence(stream.signals.cumulative_logprob, sample.tokens)
+        if not self.plan.may_cancel or not gate.should_cancel(running, sample.tokens):
+            return False
+        sample.low_confidence = True
+        sample.cumulative_logprob = stream.signals.cumulative_logprob
+        return True
 
     def _count_tokens(self, sample: Sample, stream: SampleStream, chunk: str) -> None:
         """The sample's tokens: the server's count (``num_output_tokens``) when it sends
@@ -375,11 +407,14 @@ class RequestRun:
         self.finished_samples += 1
         if sample.truncated:
             self.executor.metrics.truncated_samples.inc()
+        if sample.low_confidence:
+            self.executor.metrics.low_confidence_cancels.inc()
         extracted = self.extract(text)
         score_now = self.plan.finish(sample.index, extracted, sample.tokens,
                                      truncated=sample.truncated,
                                      cumulative_logprob=sample.cumulative_logprob,
-                                     forced=sample.forced)  # fmt: skip
+                                     forced=sample.forced, confidence=sample.confidence,
+                                     low_confidence=sample.low_confidence)  # fmt: skip
         sample.answer = self.plan.finished[-1].answer  # the plan's: a truncation abstains
         return score_now
 
@@ -507,6 +542,7 @@ class Executor:
     queued: int = 0
     inflight_samples: int = 0
     _random: random.Random = field(default_factory=random.Random)
+    _gate: ConfidenceGate | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind_live_state(lambda: self.queued, lambda: self.inflight_samples,
@@ -514,6 +550,15 @@ class Executor:
 
     def demand_tokens(self) -> float:
         return sum(run.demand_tokens() for run in list(self.live))
+
+    def confidence_gate(self, config: RouterConfig) -> ConfidenceGate:
+        """The service's confidence gate under ``config``: its window survives a config
+        change that keeps the window's size."""
+        knobs = config.confidence
+        if self._gate is None or self._gate.config.window != knobs.window:
+            self._gate = ConfidenceGate(knobs)
+        self._gate.config = knobs
+        return self._gate
 
     def base_seed(self, spec: RequestSpec) -> int:
         return spec.seed if spec.seed is not None else self._random.getrandbits(31)

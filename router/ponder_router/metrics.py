@@ -19,7 +19,8 @@ sample, or the first whole sample of a request whose samples are fetched whole);
 counters of requests by ``tier`` and ``outcome``, early stops,
 rejections by ``reason``, upstream failures, truncated samples (the model server said
 ``finish_reason: length``: cut off at ``max_tokens``, so not a vote), forced answers (such a
-sample continued with the answer cue, whose answer is a vote), and tokens
+sample continued with the answer cue, whose answer is a vote), samples cancelled for low
+running confidence (``confidence``), and tokens
 budgeted vs used by ``tier``
 (``ponder_router_budget_tokens_total`` is the budget assigned, max tokens x max samples;
 ``ponder_router_used_tokens_total`` what was generated; the cost report derives the
@@ -90,6 +91,12 @@ class RouterMetrics:
             "ponder_router_forced_answers_total",
             "Samples cut off at their max_tokens that answered at the answer cue "
             "(budget forcing); each is a vote.",
+            registry=r,
+        )  # fmt: skip
+        self.low_confidence_cancels = Counter(
+            "ponder_router_low_confidence_cancels_total",
+            "Samples cancelled while running because their confidence fell below the "
+            "service's learned threshold; none is a vote.",
             registry=r,
         )  # fmt: skip
         self.requests = Counter("ponder_router_requests_total", "Requests by tier and outcome.",
