@@ -52,8 +52,10 @@ from ponder_router.budgets import Budget, default_policy
 from ponder_router.confidence import ConfidenceConfig
 from ponder_tools.data import shared_data_dir
 from ponder_tools.evaluation.confidence_replay import (
-    ConfidenceResult,
-    replay_confidence,
+    VARIANTS,
+    ReplayedPolicy,
+    compare_confidence,
+    format_confidence_table,
     running_from_traces,
 )
 from ponder_tools.evaluation.dataset import Dataset, convert_qwen25math, load_dataset, write_jsonl
@@ -65,7 +67,6 @@ from ponder_tools.evaluation.trajectories import (
 )
 
 TARGET_SAVING = 0.30
-VARIANTS = ("off", "weighted", "cancel", "both")
 
 
 def qwen_rows() -> Iterator[dict[str, Any]]:
@@ -86,47 +87,32 @@ def load_sets(folder: Path) -> list[tuple[Dataset, dict[str, Any] | None]]:
     return [(standin, None), (qwen, None), (gemma, running)]  # fmt: skip
 
 
-def policies(dataset: Dataset) -> list[tuple[str, list[Budget], StopRule, bool]]:
-    """(name, per-problem budgets, rule, waves) for each policy."""
+def policies(dataset: Dataset) -> list[ReplayedPolicy]:
+    """Adaptive-Consistency and the margin rule (one sample at a time, up to every sample)
+    and Ponder's default policy (its tiers and waves)."""
     flat = [Budget(tier="all", strategy="vote", max_tokens_per_sample=1 << 30,
                    max_samples=p.sample_count, wave_size=1, expected_tokens=0.0)
             for p in dataset.problems]  # fmt: skip
     distinct, index = ponder_budgets(dataset.problems, default_policy())
     tiers = [distinct[i] for i in index.tolist()]
-    return [("adaptive-consistency@0.95", flat, StopRule(), False),
-            ("margin@3", flat, StopRule(kind=StopRuleKind.MARGIN, margin=3), False),
-            ("ponder-default", tiers, StopRule(), True)]  # fmt: skip
+    return [ReplayedPolicy("adaptive-consistency@0.95", flat, StopRule(), waves=False),
+            ReplayedPolicy("margin@3", flat, StopRule(kind=StopRuleKind.MARGIN, margin=3),
+                           waves=False),
+            ReplayedPolicy("ponder-default", tiers, StopRule())]  # fmt: skip
 
 
-def config_for(variant: str, dataset: Dataset, percentile: float) -> ConfidenceConfig | None:
-    if variant == "off":
-        return None
+def base_config(dataset: Dataset, percentile: float) -> ConfidenceConfig:
+    """The knobs' defaults, with ``minTokens`` a tenth of the set's median sample length."""
     tokens = [t for p in dataset.problems for t in (p.tokens or ())]
-    min_tokens = max(int(np.median(tokens) / 10), 1)
-    return ConfidenceConfig(weighting=variant in ("weighted", "both"),
-                            cancel=variant in ("cancel", "both"), percentile=percentile,
-                            window=1000, min_window=100, min_tokens=min_tokens)  # fmt: skip
+    return ConfidenceConfig(percentile=percentile,
+                            min_tokens=max(int(np.median(tokens) / 10), 1))
 
 
 def run(folder: Path, orderings: int, percentile: float) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for dataset, running in load_sets(folder):
-        for name, budgets, rule, waves in policies(dataset):
-            base: ConfidenceResult | None = None
-            for variant in VARIANTS:
-                result = replay_confidence(
-                    dataset, budgets, rule, config_for(variant, dataset, percentile),
-                    name=f"{name}/{variant}", orderings=orderings, waves=waves,
-                    running=running)  # fmt: skip
-                base = base or result
-                paired = np.array(result.problem_accuracy) - np.array(base.problem_accuracy)
-                se = float(paired.std(ddof=1) / math.sqrt(len(paired)))
-                rows.append({"dataset": dataset.name, "policy": name, "variant": variant,
-                             **result.as_dict(),
-                             "accuracy_change": round(result.accuracy - base.accuracy, 6),
-                             "accuracy_change_se": round(se, 6),
-                             "tokens_saved": round(1 - result.mean_tokens / base.mean_tokens, 4),
-                             })  # fmt: skip
+        rows += compare_confidence(dataset, policies(dataset), base_config(dataset, percentile),
+                                   orderings=orderings, running=running)  # fmt: skip
     return {"orderings": orderings, "percentile": percentile, "rows": rows,
             "verdict": verdict(rows)}  # fmt: skip
 
@@ -152,14 +138,7 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(doc: dict[str, Any]) -> None:
-    print(f"{'dataset':44} {'policy':26} {'variant':9} {'acc %':>7} {'d acc':>12} "
-          f"{'samples':>8} {'tokens':>9} {'saved %':>8} {'cancels':>8}")
-    for r in doc["rows"]:
-        change = f"{100 * r['accuracy_change']:+.2f}±{100 * r['accuracy_change_se']:.2f}"
-        print(f"{r['dataset']:44} {r['policy']:26} {r['variant']:9} "
-              f"{100 * r['accuracy']:7.2f} {change:>12} {r['mean_samples']:8.2f} "
-              f"{r['mean_tokens']:9.0f} {100 * r['tokens_saved']:8.1f} "
-              f"{r['mean_low_confidence_cancels']:8.2f}")
+    print(format_confidence_table(doc["rows"]))
     print("verdict:", json.dumps(doc["verdict"], indent=1))
 
 

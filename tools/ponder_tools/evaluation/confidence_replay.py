@@ -30,11 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ponder_router.aggregate import StopRule
-from ponder_router.budgets import Budget
+from ponder_router.budgets import Budget, BudgetPolicy
 from ponder_router.confidence import ConfidenceConfig, ConfidenceGate
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 
 from .dataset import Dataset, EvalProblem
+from .suite import ponder_budgets
 from .trajectories import Trace
 
 Running = tuple[tuple[int, float], ...]
@@ -127,3 +128,101 @@ def replay_confidence(
         low_confidence=float(cancels.mean()), seconds=time.perf_counter() - started,
         problem_accuracy=tuple(accuracy.tolist()),
     )  # fmt: skip
+
+
+# -- side by side -------------------------------------------------------------------------
+
+VARIANTS = ("off", "weighted", "cancel", "both")
+"""Each policy without confidence, with weighted votes, with cancellation, with both."""
+
+
+@dataclass(frozen=True)
+class ReplayedPolicy:
+    """A policy to compare with and without confidence: per-problem budgets and a rule."""
+
+    name: str
+    budgets: Sequence[Budget]
+    rule: StopRule
+    waves: bool = True
+
+
+def variant_config(variant: str, base: ConfidenceConfig) -> ConfidenceConfig | None:
+    """``base`` with the knobs ``variant`` names on (None: ``off``)."""
+    if variant == "off":
+        return None
+    return base.model_copy(update={"weighting": variant in ("weighted", "both"),
+                                   "cancel": variant in ("cancel", "both")})  # fmt: skip
+
+
+def compare_confidence(
+    dataset: Dataset,
+    policies: Sequence[ReplayedPolicy],
+    base: ConfidenceConfig,
+    *,
+    orderings: int = 10,
+    seed: int = 0,
+    running: Mapping[str, Sequence[Running]] | None = None,
+) -> list[dict[str, object]]:
+    """Every policy in every ``VARIANTS``, with its accuracy change against the same policy
+    off (paired over problems, with its standard error) and the share of tokens saved."""
+    rows: list[dict[str, object]] = []
+    for policy in policies:
+        base_result: ConfidenceResult | None = None
+        for variant in VARIANTS:
+            result = replay_confidence(
+                dataset, policy.budgets, policy.rule, variant_config(variant, base),
+                name=f"{policy.name}/{variant}", orderings=orderings, seed=seed,
+                waves=policy.waves, running=running)  # fmt: skip
+            off = base_result or result
+            base_result = off
+            paired = np.array(result.problem_accuracy) - np.array(off.problem_accuracy)
+            se = float(paired.std(ddof=1) / math.sqrt(len(paired))) if len(paired) > 1 else 0.0
+            saved = 1 - result.mean_tokens / off.mean_tokens if off.mean_tokens else 0.0
+            rows.append({"dataset": dataset.name, "policy": policy.name, "variant": variant,
+                         **result.as_dict(),
+                         "accuracy_change": round(result.accuracy - off.accuracy, 6),
+                         "accuracy_change_se": round(se, 6),
+                         "tokens_saved": round(saved, 4)})  # fmt: skip
+    return rows
+
+
+def format_confidence_table(rows: Sequence[Mapping[str, object]]) -> str:
+    """The rows as a text table: accuracy, its change (± paired SE), mean samples, mean
+    tokens, tokens saved against the same policy off, low-confidence cancels a request."""
+    lines = [f"{'dataset':30} {'policy':26} {'variant':9} {'acc %':>7} {'d acc':>12} "
+             f"{'samples':>8} {'tokens':>9} {'saved %':>8} {'cancels':>8}"]
+    for r in rows:
+        acc, change, se = (float(str(r[k])) for k in ("accuracy", "accuracy_change",
+                                                      "accuracy_change_se"))
+        lines.append(
+            f"{str(r['dataset'])[:30]:30} {r['policy']!s:26} {r['variant']!s:9} "
+            f"{100 * acc:7.2f} {f'{100 * change:+.2f}±{100 * se:.2f}':>12} "
+            f"{float(str(r['mean_samples'])):8.2f} {float(str(r['mean_tokens'])):9.0f} "
+            f"{100 * float(str(r['tokens_saved'])):8.1f} "
+            f"{float(str(r['mean_low_confidence_cancels'])):8.2f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def evaluate_confidence(
+    dataset: Dataset,
+    policies: Sequence[tuple[str, BudgetPolicy]],
+    rule: StopRule,
+    base: ConfidenceConfig,
+    *,
+    orderings: int,
+    seed: int = 0,
+    running: Mapping[str, Sequence[Running]] | None = None,
+) -> list[dict[str, object]]:
+    """``ponder evaluate --confidence``: Adaptive-Consistency (``rule``'s beta threshold,
+    one sample at a time) and each named Ponder policy under ``rule``, side by side in
+    every ``VARIANTS`` (``compare_confidence``)."""
+    flat = [Budget(tier="all", strategy="vote", max_tokens_per_sample=1 << 30,
+                   max_samples=p.sample_count, wave_size=1, expected_tokens=0.0)
+            for p in dataset.problems]  # fmt: skip
+    replayed = [ReplayedPolicy(f"adaptive-consistency@{rule.threshold:g}", flat,
+                               StopRule(threshold=rule.threshold), waves=False)]  # fmt: skip
+    for name, policy in policies:
+        distinct, index = ponder_budgets(dataset.problems, policy)
+        replayed.append(ReplayedPolicy(name, [distinct[i] for i in index.tolist()], rule))
+    return compare_confidence(dataset, replayed, base, orderings=orderings, seed=seed,
+                              running=running)  # fmt: skip
