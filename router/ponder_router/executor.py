@@ -118,6 +118,7 @@ class Sample:
     cumulative_logprob: float | None = None
     forced_text: str | None = None  # the answer cue and its continuation (budget forcing)
     low_confidence: bool = False  # cancelled for low running confidence: abstains
+    logprob_tokens: int = 0  # the tokens ``cumulative_logprob`` covers (not a forced tail)
 
     @property
     def forced(self) -> bool:
@@ -144,7 +145,7 @@ class Sample:
     @property
     def confidence(self) -> float | None:
         """The geometric-mean token probability (None: the server sent no logprob)."""
-        return sample_confidence(self.cumulative_logprob, self.tokens)
+        return sample_confidence(self.cumulative_logprob, self.logprob_tokens)
 
 
 def override_strategy(budget: Budget, strategy: Strategy | None, config: RouterConfig) -> Budget:
@@ -343,6 +344,7 @@ class RequestRun:
             self._count_tokens(sample, stream, "")
             sample.finish_reason = stream.signals.finish_reason
             sample.cumulative_logprob = stream.signals.cumulative_logprob
+            sample.logprob_tokens = sample.tokens
         finally:
             if stream is not None and not done:
                 stream.cancel()  # a failure, a stop or a client gone: Triton stops the sample
@@ -356,6 +358,7 @@ class RequestRun:
             return False
         sample.low_confidence = True
         sample.cumulative_logprob = stream.signals.cumulative_logprob
+        sample.logprob_tokens = sample.tokens
         return True
 
     def _count_tokens(self, sample: Sample, stream: SampleStream, chunk: str) -> None:

@@ -272,3 +272,25 @@ def test_the_gate_never_cancels_a_requests_first_vote() -> None:
     assert plan.may_cancel
     assert outcome.answer == "9"
     assert outcome.tokens == 1000 + CANCEL.min_tokens
+
+
+recorded_samples = st.lists(
+    st.builds(RecordedSample, st.sampled_from(["1", "2", "3", None]), st.integers(1, 500),
+              confidence=st.one_of(st.none(), st.floats(0, 1))),
+    min_size=16, max_size=16)  # fmt: skip
+
+
+@given(recorded_samples, st.sampled_from(RULES), st.integers(1, 4), st.booleans(),
+       st.sampled_from([ConfidenceConfig(), WEIGH, CANCEL,
+                        WEIGH.model_copy(update={"cancel": True})]))  # fmt: skip
+def test_a_gate_that_is_off_or_not_yet_warm_changes_nothing(
+    samples: list[RecordedSample], rule: StopRule, wave: int, first_wave: bool,
+    knobs: ConfidenceConfig,
+) -> None:
+    plan_budget = budget(16, wave, first_wave=first_wave, max_tokens=400)
+    cold = ConfidenceGate(knobs.model_copy(update={"min_window": 50}))
+
+    plain = replay_request(RequestPlan(plan_budget, rule), samples)
+    gated = replay_request(RequestPlan(plan_budget, rule, confidence=cold), samples)
+
+    assert gated == plain
