@@ -39,7 +39,11 @@ can score; otherwise the threshold is dropped (nothing could reach it) and the s
 are scored at the end. The answer is the vote's leader; the last sample's for
 ``revise``; for ``best-of-n`` the best-scored sample with an answer (ties: the earlier),
 or the leader when no verifier is configured, there is nothing to score, or the verifier
-failed.
+failed. With the service's ``confidence.ConfidenceGate`` (``confidence``), each finished
+sample's confidence weighs its vote when weighting is on (the stop rule and the leader
+then read the weighted tally, ``confidence.should_stop_weighted``) and joins the gate's
+window; a sample the executor cancelled for low confidence abstains (``samples.
+low_confidence``), and ``may_cancel`` holds off cancelling until the request has a vote.
 """
 
 from __future__ import annotations
