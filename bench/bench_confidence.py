@@ -25,6 +25,12 @@ takes its final confidence as its running one from the first token (the stand-in
 construction; for Qwen an assumption). ``minTokens`` is a tenth of the data set's median
 sample length (the gate's knob is in tokens; the sets' lengths differ a hundredfold).
 
+Tokens are generated tokens only: cancellation launches more samples (each cancelled one
+abstains and counts against the budget), and each extra sample also costs its prompt's
+prefill, which this table does not count. "Equal accuracy" is not worse than the same
+policy off by more than 0.5 points or one paired standard error (Qwen's 100 problems give
+a standard error near 1.5 points, so it is a loose test there).
+
 Prints the table (accuracy, mean samples, mean tokens, tokens saved against the same
 policy off) and the verdict on the target (>= 30 % fewer tokens at equal accuracy, on at
 least two of the three), writes ``bench/results/confidence.json`` and
