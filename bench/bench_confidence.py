@@ -175,7 +175,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orderings", type=int, default=4)
+    parser.add_argument("--orderings", type=int, default=10)
     parser.add_argument("--percentile", type=float, default=ConfidenceConfig().percentile)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--name", default="confidence")
