@@ -27,12 +27,13 @@ and each reducing to today's behaviour when off or when a sample carries no conf
 
 Defaults (``bench/bench_confidence.py``): both knobs off, so a service behaves as before
 until it opts in. ``percentile`` 60: with the first-vote guard, Adaptive-Consistency with
-both knobs on saved 37 %, 42 % and 49 % of tokens at unchanged accuracy (within a paired
+both knobs on saved 36 %, 41 % and 50 % of tokens at unchanged accuracy (within a paired
 standard error) on the stand-in, Qwen (reward score as the proxy) and the Gemma traces;
-45 saved 32 to 38 % and cost Gemma 1.6 points, 80 launched twice the samples on the
-stand-in for a few points more. A cancelled sample never removes a request's only vote
-(``RequestPlan.may_cancel``): without that guard a question on which every sample is
-unconfident had no answer left, and percentile 60 cost Qwen 20 points.
+in a sweep (3 orderings) 45 saved 32 to 38 % and cost Gemma 1.6 points, 80 launched
+half as many samples again on the stand-in for a few points more. A cancelled sample
+never removes a request's only vote (``RequestPlan.may_cancel``): without that guard a
+question on which every sample is unconfident had no answer left, and percentile 60 cost
+Qwen 20 points.
 
 ``ConfidenceGate`` is the service's state (a bounded window, no I/O, no clock); the
 executor owns one, the offline replay one per replayed stream of requests.
