@@ -294,3 +294,17 @@ def test_a_gate_that_is_off_or_not_yet_warm_changes_nothing(
     gated = replay_request(RequestPlan(plan_budget, rule, confidence=cold), samples)
 
     assert gated == plain
+
+
+@given(recorded_samples, st.sampled_from(RULES), st.integers(1, 4), st.booleans())
+def test_weighting_without_any_confidence_is_todays_plan(
+    samples: list[RecordedSample], rule: StopRule, wave: int, first_wave: bool,
+) -> None:
+    plan_budget = budget(16, wave, first_wave=first_wave, max_tokens=400)
+    blind = [RecordedSample(s.answer, s.tokens) for s in samples]
+    warm = warm_gate(WEIGH.model_copy(update={"cancel": True}), TENTHS)
+
+    plain = replay_request(RequestPlan(plan_budget, rule), blind)
+    weighted = replay_request(RequestPlan(plan_budget, rule, confidence=warm), blind)
+
+    assert weighted == plain
