@@ -10,6 +10,7 @@ Rows have the shape ``ponder_tools.evaluation.dataset`` loads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ def generate_standin(
     ``root`` is the shared data folder. Each sample is what the simulated model writes for
     the problem with sampling seed ``seed * 1_000_003 + i``: reasoning text ending in
     ``\\boxed{answer}``, correct with the problem's calibrated accuracy; ``tokens`` counts
-    its tokens. A negative ``skill_logit_offset`` makes a weaker model (a smaller one in a
-    cascade). Unreadable calibration data raises ``CalibrationDataError`` (a ``ValueError``).
+    its tokens, ``confidences`` its geometric-mean token probability (what the router reads
+    live from the simulated ``cumulative_logprob``: ``ponder_router.confidence``). A
+    negative ``skill_logit_offset`` makes a weaker model (a smaller one in a cascade).
+    Unreadable calibration data raises ``CalibrationDataError`` (a ``ValueError``).
     """
     model = SimModel.load(root, SimSettings(skill_logit_offset=skill_logit_offset))
     problems: Sequence[Any] = model.catalog.problems[:problem_limit]
@@ -47,5 +50,6 @@ def generate_standin(
             "reference": problem.answer,
             "samples": [c.text for c in completions],
             "tokens": [len(c.tokens) for c in completions],
+            "confidences": [round(math.exp(c.logprob_per_token), 9) for c in completions],
             "level": problem.level,
         }

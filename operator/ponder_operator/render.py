@@ -428,9 +428,9 @@ def render_router_config(
 ) -> dict[str, Any]:
     """The router's configuration (camelCase JSON), as ``ponder_router.settings`` reads it.
 
-    ``stopping``, ``forcing``, ``probes``, ``answers``, ``admission``, ``affinity`` and
-    ``chat`` are the router's own models in the spec, dumped as they are; the tiers, effort
-    mapping and load shrink are translated to ``BudgetPolicy``'s shape
+    ``stopping``, ``forcing``, ``probes``, ``confidence``, ``answers``, ``admission``,
+    ``affinity`` and ``chat`` are the router's own models in the spec, dumped as they are;
+    the tiers, effort mapping and load shrink are translated to ``BudgetPolicy``'s shape
     (``tests/unit/test_config_contract.py`` holds the two together).
     """
     budgets = spec.budgets
@@ -462,6 +462,7 @@ def render_router_config(
         "stopping": budgets.stopping.model_dump(mode="json", by_alias=True),
         "forcing": budgets.forcing.model_dump(mode="json", by_alias=True),
         "probes": budgets.probes.model_dump(mode="json", by_alias=True),
+        "confidence": budgets.confidence.model_dump(mode="json", by_alias=True),
         "answers": spec.answers.model_dump(mode="json", by_alias=True, exclude_none=True),
         "admission": spec.router.admission.model_dump(mode="json", by_alias=True),
         "affinity": spec.router.affinity.model_dump(mode="json", by_alias=True),

@@ -356,6 +356,7 @@ class SampleCounts(BaseModel):
     truncated: int = 0  # completed, but cut off at max_tokens (finish_reason length): no vote
     forced: int = 0  # cut off at max_tokens, then answered at the cue (budget forcing): a vote
     probed: int = 0  # stopped once its probes agreed (probe exits): votes with the probed answer
+    low_confidence: int = 0  # cancelled while running for low confidence: no vote
 
 
 class VoteCount(BaseModel):

@@ -29,6 +29,14 @@ the config's ``budgets.estimator`` unless an estimator was given, and assigns a 
    ``contested`` and raises ``EscalationNeededError``: an agreeing first wave answers
    here, a contested one goes to the larger service.
 
+Confidence (``confidence``, the config's ``confidence``): the executor owns the service's
+``ConfidenceGate`` and hands it to every request's plan, which weighs votes by confidence
+and feeds the gate each finished sample's confidence (``exp(cumulative_logprob /
+tokens)``). With cancellation on, every sample streams from Triton response by response,
+and after each response a sample whose running confidence the gate refuses (once the
+request holds a vote) is cancelled on Triton: it abstains, counted in the report's
+``samples.low_confidence`` and ``ponder_router_low_confidence_cancels_total``.
+
 Streaming (``EventSink``): a single-sample budget streams that sample's tokens as they
 arrive; a multi-sample budget cannot know upfront which sample will be the answer, so it
 streams a progress event as each sample finishes, then the chosen sample's text. Only a
@@ -58,6 +66,7 @@ from .budgets import (
     assign_budget,
     expected_request_tokens,
 )
+from .confidence import ConfidenceGate, sample_confidence
 from .demand import expected_remaining_tokens
 from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
@@ -123,6 +132,8 @@ class Sample:
     cumulative_logprob: float | None = None
     forced_text: str | None = None  # the answer cue and its continuation (budget forcing)
     probed_text: str | None = None  # the cue and the settled probe's text (probe exits)
+    low_confidence: bool = False  # cancelled for low running confidence: abstains
+    logprob_tokens: int = 0  # the tokens ``cumulative_logprob`` covers (not a forced tail)
 
     @property
     def forced(self) -> bool:
@@ -150,6 +161,11 @@ class Sample:
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+    @property
+    def confidence(self) -> float | None:
+        """The geometric-mean token probability (None: the server sent no logprob)."""
+        return sample_confidence(self.cumulative_logprob, self.logprob_tokens)
 
 
 def override_strategy(budget: Budget, strategy: Strategy | None, config: RouterConfig) -> Budget:
@@ -192,6 +208,8 @@ class RequestRun:
         self.plan = RequestPlan.for_request(
             budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None,
             equality=config.answers.equality)
+        if config.confidence.enabled:
+            self.plan.confidence = executor.confidence_gate(config)
 
     @property
     def escalates_on_evidence(self) -> bool:
@@ -294,7 +312,8 @@ class RequestRun:
                 self.running_tokens -= sample.tokens
                 sample.tokens = 0
                 continue
-            if self.config.forcing.enabled and sample.capped(params.max_tokens):
+            if (self.config.forcing.enabled and not sample.low_confidence
+                    and sample.capped(params.max_tokens)):  # fmt: skip
                 await self._force(endpoint, sample, prompt, params, forward)
             break
         return sample
@@ -323,7 +342,7 @@ class RequestRun:
             forward.token(cue)
         try:
             await self._stream_on(endpoint, tail, prompt + sample.text + cue, answer_params,
-                                  float(forcing.answer_tokens), forward)  # fmt: skip
+                                  float(forcing.answer_tokens), forward, gated=False)  # fmt: skip
         except UpstreamError as exc:
             self.executor.metrics.upstream_failures.inc()
             self.running_tokens -= tail.tokens
@@ -336,7 +355,8 @@ class RequestRun:
 
     async def _stream_on(self, endpoint: Endpoint, sample: Sample, prompt: str,
                          params: SampleParams, expected: float,
-                         forward: EventSink | None, *, probe: bool = False) -> None:  # fmt: skip
+                         forward: EventSink | None, *, probe: bool = False,
+                         gated: bool = True) -> None:  # fmt: skip
         ex = self.executor
         self._set_queued(False)
         timeout = max(min(self.config.admission.sample_timeout_seconds,
@@ -346,9 +366,12 @@ class RequestRun:
         stream: SampleStream | None = None
         done = False
         prober = self._prober(endpoint, prompt, params, timeout) if probe else None
+        gate = self.plan.confidence if gated and self.plan.confidence is not None \
+            and self.plan.confidence.config.cancel else None  # fmt: skip
         try:
             stream = endpoint.backend.stream_sample(
-                prompt, params, timeout_seconds=timeout, stream=forward is not None or probe)
+                prompt, params, timeout_seconds=timeout,
+                stream=forward is not None or probe or gate is not None)  # fmt: skip
             async for chunk in stream:
                 if not chunk:
                     continue
@@ -359,6 +382,8 @@ class RequestRun:
                 sample.chunks.append(chunk)
                 if forward is not None:
                     forward.token(chunk)
+                if gate is not None and self._unconfident(gate, sample, stream):
+                    return  # the finally cancels it on Triton
                 if prober is not None and prober.observe(lambda: sample.text, sample.tokens):
                     break  # settled: the finally cancels the rest of the sample on Triton
             if prober is not None and prober.answer_text is not None:
@@ -368,6 +393,7 @@ class RequestRun:
             self._count_tokens(sample, stream, "")
             sample.finish_reason = stream.signals.finish_reason
             sample.cumulative_logprob = stream.signals.cumulative_logprob
+            sample.logprob_tokens = sample.tokens
         finally:
             if stream is not None and not done:
                 stream.cancel()  # a failure, a stop or a client gone: Triton stops the sample
@@ -397,6 +423,16 @@ class RequestRun:
         metrics.probe_unspent_tokens.inc(max(self.budget.max_tokens_per_sample - sample.tokens, 0))
         if forward is not None:
             forward.token(answer_text)
+
+    def _unconfident(self, gate: ConfidenceGate, sample: Sample, stream: SampleStream) -> bool:
+        """The gate refuses the running sample (the plan allows a cancel): mark it."""
+        running = sample_confidence(stream.signals.cumulative_logprob, sample.tokens)
+        if not self.plan.may_cancel or not gate.should_cancel(running, sample.tokens):
+            return False
+        sample.low_confidence = True
+        sample.cumulative_logprob = stream.signals.cumulative_logprob
+        sample.logprob_tokens = sample.tokens
+        return True
 
     def _count_tokens(self, sample: Sample, stream: SampleStream, chunk: str) -> None:
         """The sample's tokens: the server's count (``num_output_tokens``) when it sends
@@ -449,11 +485,15 @@ class RequestRun:
         self.finished_samples += 1
         if sample.truncated:
             self.executor.metrics.truncated_samples.inc()
+        if sample.low_confidence:
+            self.executor.metrics.low_confidence_cancels.inc()
         extracted = self.extract(text)
         score_now = self.plan.finish(sample.index, extracted, sample.tokens,
                                      truncated=sample.truncated,
                                      cumulative_logprob=sample.cumulative_logprob,
-                                     forced=sample.forced, probed=sample.probed)  # fmt: skip
+                                     forced=sample.forced, probed=sample.probed,
+                                     confidence=sample.confidence,
+                                     low_confidence=sample.low_confidence)  # fmt: skip
         sample.answer = self.plan.finished[-1].answer  # the plan's: a truncation abstains
         return score_now
 
@@ -583,6 +623,7 @@ class Executor:
     queued: int = 0
     inflight_samples: int = 0
     _random: random.Random = field(default_factory=random.Random)
+    _gate: ConfidenceGate | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind_live_state(lambda: self.queued, lambda: self.inflight_samples,
@@ -590,6 +631,15 @@ class Executor:
 
     def demand_tokens(self) -> float:
         return sum(run.demand_tokens() for run in list(self.live))
+
+    def confidence_gate(self, config: RouterConfig) -> ConfidenceGate:
+        """The service's confidence gate under ``config``: its window survives a config
+        change that keeps the window's size."""
+        knobs = config.confidence
+        if self._gate is None or self._gate.config.window != knobs.window:
+            self._gate = ConfidenceGate(knobs)
+        self._gate.config = knobs
+        return self._gate
 
     def base_seed(self, spec: RequestSpec) -> int:
         return spec.seed if spec.seed is not None else self._random.getrandbits(31)

@@ -22,7 +22,7 @@ rejections by ``reason``, upstream failures, truncated samples (the model server
 sample continued with the answer cue, whose answer is a vote), probes sent, samples stopped
 because their probes agreed (``ponder_router_probe_exits_total``), the tokens probes
 generated and the tokens stopped samples left of their cap (an upper bound on the saving),
-and tokens
+samples cancelled for low running confidence (``confidence``), and tokens
 budgeted vs used by ``tier``
 (``ponder_router_budget_tokens_total`` is the budget assigned, max tokens x max samples;
 ``ponder_router_used_tokens_total`` what was generated; the cost report derives the
@@ -108,6 +108,12 @@ class RouterMetrics:
             "ponder_router_probe_unspent_tokens_total",
             "Tokens of their max_tokens that samples stopped by probe exits left unspent "
             "(an upper bound on the tokens probe exits saved).",
+            registry=r,
+        )  # fmt: skip
+        self.low_confidence_cancels = Counter(
+            "ponder_router_low_confidence_cancels_total",
+            "Samples cancelled while running because their confidence fell below the "
+            "service's learned threshold; none is a vote.",
             registry=r,
         )  # fmt: skip
         self.requests = Counter("ponder_router_requests_total", "Requests by tier and outcome.",

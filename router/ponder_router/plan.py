@@ -40,7 +40,11 @@ can score; otherwise the threshold is dropped (nothing could reach it) and the s
 are scored at the end. The answer is the vote's leader; the last sample's for
 ``revise``; for ``best-of-n`` the best-scored sample with an answer (ties: the earlier),
 or the leader when no verifier is configured, there is nothing to score, or the verifier
-failed.
+failed. With the service's ``confidence.ConfidenceGate`` (``confidence``), each finished
+sample's confidence weighs its vote when weighting is on (the stop rule and the leader
+then read the weighted tally, ``confidence.should_stop_weighted``) and joins the gate's
+window; a sample the executor cancelled for low confidence abstains (``samples.
+low_confidence``), and ``may_cancel`` holds off cancelling until the request has a vote.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from .aggregate import StopDecision, StopReason, StopRule, Tally, plan_next_wave
 from .answers import EqualityMode
 from .api import BudgetReport, PonderReport, SampleCounts, VoteCount
 from .budgets import Budget, Strategy
+from .confidence import ConfidenceGate, should_stop_weighted, weighted_leader
 
 EARLY_REASONS = frozenset({
     StopReason.DECIDED, StopReason.CONFIDENT, StopReason.WINDOW_AGREED, StopReason.AHEAD,
@@ -92,6 +97,10 @@ class FinishedSample:
     """Cut off at ``max_tokens``, then answered at the answer cue (budget forcing): a vote."""
     probed: bool = False
     """Stopped once its probes agreed (probe exits); it votes with the probed answer."""
+    confidence: float | None = None
+    """The sample's confidence (a probability; ``confidence.sample_confidence`` live)."""
+    low_confidence: bool = False
+    """Cancelled while running for low confidence (``confidence.ConfidenceGate``): abstains."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,8 @@ class RequestPlan:
     verifier_failed: bool = False
     decision: StopDecision = field(default=StopDecision(stop=False, reason=StopReason.CONTINUE))
     outcome: Outcome = Outcome.OK
+    confidence: ConfidenceGate | None = None  # the service's; None: confidence unused
+    weights: list[float] = field(default_factory=list)  # each finished sample's vote weight
 
     def __post_init__(self) -> None:
         if not self.scores_as_they_finish and self.rule.score_threshold is not None:
@@ -164,15 +175,22 @@ class RequestPlan:
 
     def finish(self, index: int, answer: str | None, tokens: int, *, truncated: bool = False,
                cumulative_logprob: float | None = None, forced: bool = False,
-               probed: bool = False) -> bool:  # fmt: skip
-        """A sample finished with ``answer`` (``None``: it abstains; a ``truncated`` one
-        always abstains; a ``forced`` or ``probed`` one votes). True when the verifier
-        should score it now (then ``record_score`` or ``verifier_unavailable``)."""
-        if truncated:
+               probed: bool = False, confidence: float | None = None,
+               low_confidence: bool = False) -> bool:  # fmt: skip
+        """A sample finished with ``answer`` (``None``: it abstains; a ``truncated`` or
+        ``low_confidence`` one always abstains; a ``forced`` or ``probed`` one votes) and
+        ``confidence`` (a probability; its vote's weight when the gate weighs votes). True
+        when the verifier should score it now (then ``record_score`` or
+        ``verifier_unavailable``)."""
+        if truncated or low_confidence:
             answer = None
         self.finished.append(FinishedSample(index, answer, tokens, truncated, cumulative_logprob,
-                                            forced, probed))  # fmt: skip
+                                            forced, probed, confidence,
+                                            low_confidence))  # fmt: skip
         self.state = self.state.add(answer, self.equality)
+        if self.confidence is not None:
+            self.weights.append(self.confidence.weight(confidence))
+            self.confidence.observe(confidence)
         return self.scores_as_they_finish and not self.verifier_failed and answer is not None
 
     def record_score(self, index: int, score: float) -> None:
@@ -188,8 +206,24 @@ class RequestPlan:
     def decide(self) -> StopDecision:
         """Whether to stop after the samples finished so far (``aggregate.should_stop``)."""
         best = max(self.scores.values(), default=None)
-        self.decision = should_stop(self.state, self.rule, self.budget, best_score=best)
+        if self.weighted:
+            self.decision = should_stop_weighted(self.state, self.weights, self.rule,
+                                                 self.budget, best_score=best)  # fmt: skip
+        else:
+            self.decision = should_stop(self.state, self.rule, self.budget, best_score=best)
         return self.decision
+
+    @property
+    def may_cancel(self) -> bool:
+        """The confidence gate may cancel a running sample: it is on and the request already
+        holds a vote (so a question on which every sample is unconfident still answers)."""
+        return (self.confidence is not None and self.confidence.config.cancel
+                and self.state.votes > 0)  # fmt: skip
+
+    @property
+    def weighted(self) -> bool:
+        """Votes are weighted by confidence (``ConfidenceConfig.weighting``)."""
+        return self.confidence is not None and self.confidence.config.weighting
 
     def fail(self, index: int) -> FailureAction:
         """A sample failed (after the executor's own retry)."""
@@ -216,9 +250,10 @@ class RequestPlan:
         return [s for s in self.finished if s.answer is not None and s.index not in self.scores]
 
     def _leader_position(self) -> int:
-        if self.state.leader is None:
+        leader = weighted_leader(self.state, self.weights) if self.weighted else self.state.leader
+        if leader is None:
             return 0
-        position = self.state.first_index(self.state.leader)
+        position = self.state.first_index(leader)
         return position if position is not None else 0
 
     def choose(self, verifier_model: str | None, *, verifier_reachable: bool = True) -> Choice:
@@ -259,6 +294,11 @@ class RequestPlan:
         return sum(s.probed for s in self.finished)
 
     @property
+    def low_confidence(self) -> int:
+        """Samples cancelled while running for low confidence."""
+        return sum(s.low_confidence for s in self.finished)
+
+    @property
     def stopped_early(self) -> bool:
         return (self.decision.reason in EARLY_REASONS
                 and self.state.samples < self.budget.max_samples)  # fmt: skip
@@ -282,7 +322,8 @@ class RequestPlan:
             samples=SampleCounts(launched=self.launched + self.failed,
                                  completed=len(self.finished), cancelled=self.running,
                                  failed=self.failed, truncated=self.truncated,
-                                 forced=self.forced, probed=self.probed),
+                                 forced=self.forced, probed=self.probed,
+                                 low_confidence=self.low_confidence),
             tokens_used=tokens_used, stopped_early=self.stopped_early,
             stop_reason=self.stop_reason,
             votes=[VoteCount(answer=self._display(key), votes=n) for key, n in state.counts],
@@ -310,6 +351,12 @@ class RecordedSample:
     score: float | None = None
     truncated: bool = False
     cumulative_logprob: float | None = None
+    confidence: float | None = None
+    running: tuple[tuple[int, float], ...] = ()
+    """(tokens written, running confidence) at points along the sample before its end, in
+    order: where a confidence gate may cancel it. Empty: only ``confidence`` is known,
+    and the replay takes it as the running confidence from the first token on."""
+    low_confidence: bool = False
     checkpoints: tuple[tuple[int, str | None], ...] = ()
     """Its trajectory, ``(prefix_tokens, answer)`` in trace order (empty: none recorded)."""
 
@@ -353,6 +400,10 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     its length and the stopping sample's. The verifier is the data's scores: it scores
     every finished sample with an answer when the data carry scores and the plan is
     best-of-n (``verifier_model`` names it in the aggregation; None when no scores).
+    With the plan's confidence gate cancelling (``may_cancel``: once the request holds a
+    vote), a sample is cut at its first running point past ``min_tokens`` below the
+    gate's threshold as it stands when the sample finishes (``_gated``): it abstains and
+    costs the tokens to that point.
     """
     cap = plan.budget.max_tokens_per_sample
     cut = [s.cut_at(cap, forcing_tokens) for s in samples]
@@ -365,9 +416,13 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
         launched_upto = max(launched_upto, wave.stop)
         if done >= len(cut) or done >= launched_upto:
             raise ValueError("the plan ran out of samples before its stopping rule fired")
+        if plan.may_cancel and plan.confidence is not None:
+            cut[done] = _gated(plan.confidence, cut[done])
         sample = cut[done]
         if plan.finish(done, sample.answer, sample.tokens, truncated=sample.truncated,
-                       cumulative_logprob=sample.cumulative_logprob):  # fmt: skip
+                       cumulative_logprob=sample.cumulative_logprob,
+                       confidence=sample.confidence,
+                       low_confidence=sample.low_confidence):  # fmt: skip
             plan.record_score(done, _score(sample))
             calls += 1
         done += 1
@@ -389,3 +444,16 @@ def _score(sample: RecordedSample) -> float:
     if sample.score is None:
         raise ValueError("a best-of-n replay with a verifier needs every sample's score")
     return sample.score
+
+
+def _gated(gate: ConfidenceGate, sample: RecordedSample) -> RecordedSample:
+    """``sample``, or where ``gate`` cancels it: at its first running point (or, with none
+    recorded, at ``min_tokens`` with its final confidence) that the gate refuses."""
+    if sample.truncated or sample.confidence is None:
+        return sample
+    points = sample.running or ((gate.config.min_tokens, sample.confidence),)
+    for tokens, running in points:
+        if tokens < sample.tokens and gate.should_cancel(running, tokens):
+            return RecordedSample(None, tokens, sample.score, confidence=running,
+                                  low_confidence=True)  # fmt: skip
+    return sample

@@ -8,9 +8,9 @@ invalid new file never replaces a valid running one. ``ProcessSettings`` holds t
 ``budgets`` and ``aggregate`` own the ``budgets`` and ``stopping`` sections; ``app``
 applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
 ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping``, ``spec.answers`` and
-``spec.router.admission``, and ``ForcingConfig`` and ``ProbeConfig`` its
-``spec.budgets.forcing`` and ``spec.budgets.probes``, and ``AffinityConfig`` its
-``spec.router.affinity`` (the
+``spec.router.admission``, and ``ForcingConfig``, ``ProbeConfig`` and ``ConfidenceConfig``
+its ``spec.budgets.forcing``, ``spec.budgets.probes`` and ``spec.budgets.confidence``, and
+``AffinityConfig`` its ``spec.router.affinity`` (the
 operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
 ``tests/unit/test_config_contract.py``.
@@ -35,6 +35,8 @@ Shape (YAML or JSON)::
     forcing: {enabled: true, cue: "\n{think_end}\n\nFinal answer:", answerTokens: 32}
     probes: {enabled: false, intervalTokens: 256, agreement: 3, maxTokens: 16}
     affinity: {enabled: true, maxSamplesPerReplica: 64}   # a request's samples on one replica
+    confidence: {weighting: false, cancel: false, percentile: 10, window: 1000,
+                 minWindow: 100, minTokens: 256}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """
@@ -56,6 +58,7 @@ from .aggregate import StopRule
 from .answers import AnswerFormat
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .chat import ChatFormat
+from .confidence import ConfidenceConfig
 from .errors import PolicyError
 from .forcing import ForcingConfig
 from .probes import ProbeConfig
@@ -170,6 +173,8 @@ class RouterConfig(BaseModel):
                                 description="stop a sample once its answer has settled")
     affinity: AffinityConfig = Field(default_factory=AffinityConfig,
                                      description="a request's samples on one replica")
+    confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig,
+                                         description="per-sample confidence: weights, cancels")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

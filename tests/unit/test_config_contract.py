@@ -39,6 +39,7 @@ from ponder_router.budgets import (
     Tier,
     default_policy,
 )
+from ponder_router.confidence import ConfidenceConfig
 from ponder_router.difficulty import EstimatorWeights
 from ponder_router.forcing import ForcingConfig
 from ponder_router.probes import ProbeConfig
@@ -54,6 +55,7 @@ BUDGETS_FIELDS = {
     "stopping": "stopping (RouterConfig, the same model)",
     "forcing": "forcing (RouterConfig, the same model)",
     "probes": "probes (RouterConfig, the same model)",
+    "confidence": "confidence (RouterConfig, the same model)",
     "shrinkUnderLoad": "shrinkOrder",
     "estimator": "estimator",
 }
@@ -128,7 +130,8 @@ def test_the_crd_estimator_agrees_with_the_routers_weights() -> None:
 def test_every_crd_budgets_field_has_its_place_in_the_router_config() -> None:
     router = _fields(BudgetPolicy).keys() | {"stopping (RouterConfig, the same model)",
                                              "forcing (RouterConfig, the same model)",
-                                             "probes (RouterConfig, the same model)"}
+                                             "probes (RouterConfig, the same model)",
+                                             "confidence (RouterConfig, the same model)"}
 
     assert _fields(BudgetsSpec).keys() == BUDGETS_FIELDS.keys()
     assert set(BUDGETS_FIELDS.values()) <= router
@@ -159,6 +162,8 @@ def test_stopping_and_admission_are_the_routers_own_models() -> None:
     assert RouterConfig.model_fields["forcing"].annotation is ForcingConfig
     assert BudgetsSpec.model_fields["probes"].annotation is ProbeConfig
     assert RouterConfig.model_fields["probes"].annotation is ProbeConfig
+    assert BudgetsSpec.model_fields["confidence"].annotation is ConfidenceConfig
+    assert RouterConfig.model_fields["confidence"].annotation is ConfidenceConfig
 
 
 @pytest.mark.parametrize("rule", ["beta", "window", "margin", "none"])
@@ -169,6 +174,17 @@ def test_every_stopping_rule_the_crd_documents_reaches_the_router(rule: str) -> 
     config = RouterConfig.model_validate(render_router_config(OWNER, spec))
 
     assert config.stopping.kind.value == rule
+
+
+def test_the_confidence_knobs_reach_the_router_as_written() -> None:
+    knobs = {"weighting": True, "cancel": True, "percentile": 25.0, "window": 50,
+             "minWindow": 20, "minTokens": 64}
+    spec = ReasoningServiceSpec.model_validate({"model": MODEL,
+                                                "budgets": {"confidence": knobs}})
+
+    config = RouterConfig.model_validate(render_router_config(OWNER, spec))
+
+    assert config.confidence == ConfidenceConfig.model_validate(knobs)
 
 
 def test_a_spec_at_every_crd_bound_renders_a_config_the_router_loads() -> None:

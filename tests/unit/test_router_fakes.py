@@ -4,7 +4,8 @@
 ``token_seconds`` each and ends with ``The answer is \\boxed{X}.``, where the script
 (a function of prompt and seed) picks X, the length, or a failure, and what the replica
 says about the sample besides its text (``finish_reason``, ``cumulative_logprob``,
-``output_tokens``: the vLLM backend's additional outputs; None: not sent); a sample asked for
+``output_tokens``: the vLLM backend's additional outputs; None: not sent; with
+``logprob_per_token`` a running ``cumulative_logprob`` with every response); a sample asked for
 without streaming arrives in one piece at its end, as from Triton's LLM backends. It records every
 started, finished and cancelled sample, so tests can assert on what Triton would see.
 """
@@ -34,6 +35,7 @@ class Script:
     finish_reason: str | None = None
     cumulative_logprob: float | None = None
     output_tokens: int | None = None
+    logprob_per_token: float | None = None  # sends a running cumulative_logprob per response
 
 
 ScriptFn = Callable[[str, SampleParams], Script]
@@ -84,11 +86,15 @@ class FakeStream:
                 await asyncio.sleep(0)
             self.record.chunks.append(word)
             pending.append(word)
+            if script.logprob_per_token is not None:
+                self.signals.cumulative_logprob = (i + 1) * script.logprob_per_token
             if self.record.streamed:  # one response per token, else one for the sample
                 yield pending.pop()
         self.record.finished = True
-        self.signals = SampleSignals(script.finish_reason, script.cumulative_logprob,
-                                     script.output_tokens)  # fmt: skip
+        logprob = script.cumulative_logprob
+        if logprob is None:
+            logprob = self.signals.cumulative_logprob
+        self.signals = SampleSignals(script.finish_reason, logprob, script.output_tokens)
         if pending:
             yield "".join(pending)
 

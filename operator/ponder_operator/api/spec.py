@@ -17,7 +17,8 @@ The sections the router reads are the router's own models where it has one:
 ``ponder_router.settings.AdmissionConfig`` and ``spec.model.chat`` is
 ``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template) and
 ``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig`` and
-``spec.budgets.probes`` is ``ponder_router.probes.ProbeConfig`` and ``spec.router.affinity``
+``spec.budgets.probes`` is ``ponder_router.probes.ProbeConfig``, ``spec.budgets.confidence``
+is ``ponder_router.confidence.ConfidenceConfig`` and ``spec.router.affinity``
 is ``ponder_router.affinity.AffinityConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
@@ -52,6 +53,7 @@ from ponder_router.aggregate import StopRule
 from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.chat import ChatFormat, ThinkingDelimiters
+from ponder_router.confidence import ConfidenceConfig
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.forcing import ForcingConfig
 from ponder_router.probes import ProbeConfig
@@ -654,6 +656,10 @@ class BudgetsSpec(ApiModel):
         description="Stop when the answer has settled: a streaming sample is probed with "
                     "the forcing cue every intervalTokens and stops once agreement "
                     "consecutive probes give the same answer, which is its vote.")
+    confidence: ConfidenceConfig = Field(
+        default=ConfidenceConfig(),
+        description="Per-sample confidence: confidence-weighted votes and stop rules, and "
+                    "cancellation of samples whose running confidence is low.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(

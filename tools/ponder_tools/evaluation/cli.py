@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.answers import EqualityMode, ExtractorName
 from ponder_router.budgets import BudgetPolicy, default_policy
+from ponder_router.confidence import ConfidenceConfig
 from ponder_router.errors import PolicyError
 from ponder_router.forcing import ForcingConfig
 
@@ -52,6 +53,7 @@ from .calibrate import (
     split_ids,
 )
 from .calibration_report import solution_report
+from .confidence_replay import evaluate_confidence, format_confidence_table, running_from_traces
 from .dataset import (
     Dataset,
     DatasetError,
@@ -70,7 +72,7 @@ from .thinking import (
     from_problem,
     thinking_report,
 )
-from .trajectories import GEMMA_CAVEAT, convert_gemma_thinking
+from .trajectories import GEMMA_CAVEAT, by_question, convert_gemma_thinking, load_gemma_traces
 
 BUILTINS = ("qwen25math-100x8", "gemma4-12b-thinking", "standin-math500")
 _BAD_INPUT = (DatasetError, CalibrationError, ReplayError, PolicyError, ValidationError,
@@ -234,6 +236,15 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
                         help="a sample cut at its tier's cap abstains (spec.budgets.forcing "
                              "off); by default it votes with its answer at the cap where the "
                              "data hold trajectories")  # fmt: skip
+    knobs = ConfidenceConfig()
+    parser.add_argument("--confidence", action="store_true",
+                        help="also replay Adaptive-Consistency and each Ponder policy with "
+                             "confidence-weighted votes, low-confidence cancellation and both, "
+                             "side by side (the data need per-sample confidences)")
+    parser.add_argument("--confidence-percentile", type=float, default=knobs.percentile)
+    parser.add_argument("--confidence-min-tokens", type=int, default=knobs.min_tokens)
+    parser.add_argument("--confidence-orderings", type=int, default=5,
+                        help="orders per problem of the confidence replay (default: 5)")
     parser.set_defaults(run=run_evaluate)
 
 
@@ -262,6 +273,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  forcing=ForcingConfig(enabled=not args.no_forcing))  # fmt: skip
             suite = run_suite(dataset, policies, config, escalations=escalations,
                               include_default=not args.no_default_policy)  # fmt: skip
+            confidence = _confidence(args, dataset, policies, config.stop_rule)
     except _BAD_INPUT as exc:
         print(f"ponder evaluate: {exc}", file=sys.stderr)
         return 2
@@ -273,6 +285,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     thinking = _thinking(dataset, [*named, *policies], config)
     print(f"\nreplayed {suite.problems} problems x {config.orderings} orders in "
           f"{suite.elapsed_seconds:.2f} s ({time.perf_counter() - started:.2f} s in all)")
+    if confidence:
+        print()
+        print(format_confidence_table(confidence))
+        if args.out is not None:
+            _write_json({"rows": confidence}, args.out / f"confidence_{dataset.name}.json")
     if args.out is not None:
         stem = f"evaluate_{dataset.name}"
         settings = {"orderings": config.orderings, "seed": config.seed,
@@ -306,6 +323,23 @@ def _thinking(dataset: Dataset, policies: list[NamedPolicy],
     print(format_thinking(results, f"thinking budgets, per trajectory ({len(traced)} samples; "
                                    "caps from the policies' tiers):"))  # fmt: skip
     return results
+def _confidence(args: argparse.Namespace, dataset: Dataset, policies: list[NamedPolicy],
+                rule: StopRule) -> list[dict[str, object]]:  # fmt: skip
+    """``--confidence``: the confidence policies side by side (``confidence_replay``);
+    running confidences from the Gemma traces for that built-in."""
+    if not args.confidence:
+        return []
+    if not dataset.has_confidences:
+        raise PolicyError("--confidence needs per-sample confidences in the data "
+                          "(the JSONL field 'confidences')")  # fmt: skip
+    named = [] if args.no_default_policy else [("ponder-default", default_policy())]
+    named += [(p.name, p.policy) for p in policies]
+    base = ConfidenceConfig(percentile=args.confidence_percentile,
+                            min_tokens=args.confidence_min_tokens)
+    running = (running_from_traces(by_question(load_gemma_traces()))
+               if args.builtin == "gemma4-12b-thinking" else None)  # fmt: skip
+    return evaluate_confidence(dataset, named, rule, base, orderings=args.confidence_orderings,
+                               seed=args.seed, running=running)  # fmt: skip
 
 
 # -- calibrate ----------------------------------------------------------------------------
