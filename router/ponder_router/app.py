@@ -78,6 +78,8 @@ from .errors import PonderRouterError
 from .escalation import ESCALATED_HEADER, Escalator
 from .executor import Executor, RequestRun, RequestSpec
 from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
+from .prior_model import LearnedPrior
+from .prior_store import load_prior, save_prior
 from .settings import RouterConfig
 from .triton import TritonBackend
 from .usage import UsageLedger
@@ -121,6 +123,8 @@ class Router:
         self.metrics = RouterMetrics(config.service)
         self.executor = Executor(config, self.pool, Admission(config.admission), self.metrics,
                                  clock=clock)  # fmt: skip
+        if config.prior.enabled:
+            self.executor.prior = load_prior(config.prior, config.prior.state_path)
         self.escalator = escalator or Escalator()
         self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
         self.usage = UsageLedger(time.time())
@@ -154,20 +158,50 @@ class Router:
         self._start_endpoints(self.config)
         if self.config_watcher is not None:
             self._tasks.append(asyncio.create_task(self.config_watcher.run()))
+        self._tasks.append(asyncio.create_task(self._save_prior_periodically()))
 
     async def stop(self) -> None:
         self.draining = True
         for task in self._tasks:
             task.cancel()
+        self.save_prior()
         if self.watcher is not None:
             self.watcher.stop()
         await self.pool.close()
         await self.escalator.close()
 
+    def save_prior(self) -> None:
+        """Save the prompt prior's state where the config says, if it has a prior and a path
+        (a failed write is logged: the router serves on without it)."""
+        prior, path = self.executor.prior, self.config.prior.state_path
+        if prior is None or path is None:
+            return
+        try:
+            save_prior(prior, path)
+        except OSError as exc:
+            logger.warning("cannot save the prompt prior to %s: %s", path, exc)
+
+    async def _save_prior_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.prior.save_interval_seconds)
+            self.save_prior()
+
+    def _apply_prior(self, config: RouterConfig) -> None:
+        """A new config's prior section: keep what was learned unless the layout changed."""
+        current: LearnedPrior | None = self.executor.prior
+        if not config.prior.enabled:
+            self.executor.prior = None
+        elif current is None:
+            self.executor.prior = load_prior(config.prior, config.prior.state_path)
+        else:
+            self.executor.prior = current.reconfigure(config.prior)
+
     async def apply_config(self, config: RouterConfig) -> None:
-        """Switch to a new valid config; endpoints and keys follow it."""
+        """Switch to a new valid config; endpoints, keys and the prior follow it."""
         old = self.config
         self.executor.update(config)
+        if config.prior != old.prior:
+            self._apply_prior(config)
         if config.api_keys_file != old.api_keys_file:
             self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
         if config.triton_model != old.triton_model:

@@ -56,6 +56,8 @@ from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import DeadlineExceededError, UpstreamError
 from .metrics import RouterMetrics
 from .plan import FailureAction, Outcome, RequestPlan
+from .prior import observe_plan
+from .prior_model import LearnedPrior
 from .settings import RouterConfig, VerifierConfig
 from .triton import EndpointUnavailableError, SampleParams, SampleStream, SampleTimeoutError
 
@@ -166,6 +168,7 @@ class RequestRun:
         self.queued = False
         self.admitted = False
         self.escalated_tokens = 0
+        self.extra_sample_ratio: float | None = None  # the prior's, once warm
         self.extract = config.answers.extractor_function()
         self.plan = RequestPlan.for_request(
             budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None,
@@ -182,7 +185,8 @@ class RequestRun:
         """Expected tokens this request still generates (its share of the demand gauge)."""
         model = self.config.budgets.demand_model
         expected = expected_request_tokens(self.budget, model,
-                                           samples_finished=self.finished_samples)  # fmt: skip
+                                           samples_finished=self.finished_samples,
+                                           extra_sample_ratio=self.extra_sample_ratio)  # fmt: skip
         return max(expected - self.running_tokens, 0.0)
 
     # -- admission ---------------------------------------------------------------------
@@ -339,9 +343,11 @@ class RequestRun:
     async def execute(self, sink: EventSink | None = None) -> RequestResult:
         """Run the samples and aggregate (see the module docstring); always ``finish``es."""
         try:
-            return await self._execute(sink)
+            result = await self._execute(sink)
         finally:
             self.finish()
+        self.executor.learn(self)
+        return result
 
     async def _execute_single(self, sink: EventSink | None) -> RequestResult:
         """One sample, awaited in place: the common case needs no task and no waves."""
@@ -502,6 +508,7 @@ class Executor:
     admission: Admission
     metrics: RouterMetrics
     estimator: DifficultyEstimator | None = None  # None: the config's (budgets.estimator)
+    prior: LearnedPrior | None = None  # learned from finished requests (``prior``)
     clock: Callable[[], float] = time.monotonic
     live: set[RequestRun] = field(default_factory=set)
     queued: int = 0
@@ -532,8 +539,11 @@ class Executor:
     def plan(self, spec: RequestSpec) -> RequestRun:
         """Estimate, assign the budget (``PolicyError`` for impossible caps), make the run."""
         config = self.config
+        prior = self.prior if self.prior is not None and self.prior.warm else None
         if spec.difficulty_hint is not None:
             estimate = DifficultyEstimate(score=spec.difficulty_hint)
+        elif prior is not None:
+            estimate = prior.estimate(spec.problem)
         else:
             estimator = self.estimator or config.budgets.feature_estimator()
             estimate = estimator.estimate(spec.problem)
@@ -541,7 +551,18 @@ class Executor:
                                requested_max_tokens=spec.max_tokens,
                                requested_max_samples=spec.max_samples)  # fmt: skip
         budget = override_strategy(budget, spec.strategy, config)
-        return RequestRun(self, spec, estimate, budget, config)
+        run = RequestRun(self, spec, estimate, budget, config)
+        if prior is not None:
+            run.extra_sample_ratio = prior.expected_extra_ratio(estimate.score)
+        return run
+
+    def learn(self, run: RequestRun) -> None:
+        """Teach the prior what a finished request's samples showed (text hashed, dropped)."""
+        if self.prior is None or run.plan.outcome is not Outcome.OK:
+            return
+        observation = observe_plan(run.plan)
+        if observation is not None:
+            self.prior.learn(run.spec.problem, observation)
 
     async def score(self, run: RequestRun, verifier: VerifierConfig, sample: Sample) -> float:
         """The verifier's score of one sample (``UpstreamError`` when none can answer)."""

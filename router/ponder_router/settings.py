@@ -11,7 +11,8 @@ applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
 ``spec.router.admission``, and ``ForcingConfig`` its ``spec.budgets.forcing`` (the
 operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
-``tests/unit/test_config_contract.py``.
+``tests/unit/test_config_contract.py``. ``prior.PriorConfig`` is ``spec.budgets.prior``;
+the router's ``prior`` section adds the state file's path, which the operator sets.
 
 Shape (YAML or JSON)::
 
@@ -31,6 +32,8 @@ Shape (YAML or JSON)::
     verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
                                                     # verifierModel overrides the model
     forcing: {enabled: true, cue: "\n{think_end}\n\nFinal answer:", answerTokens: 32}
+    prior: {enabled: true, nFeatures: 131072, warmRequests: 200, learningRate: 0.05,
+            saveIntervalSeconds: 60, statePath: /var/lib/ponder/prior.npz}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """
@@ -53,6 +56,7 @@ from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .chat import ChatFormat
 from .errors import PolicyError
 from .forcing import ForcingConfig
+from .prior import RouterPriorConfig
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
@@ -160,6 +164,8 @@ class RouterConfig(BaseModel):
                              description="the model's chat template and thinking markers")
     forcing: ForcingConfig = Field(default_factory=ForcingConfig,
                                    description="answer at the cap (budget forcing)")
+    prior: RouterPriorConfig = Field(default_factory=RouterPriorConfig,
+                                     description="the prompt prior learned from traffic")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

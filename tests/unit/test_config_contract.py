@@ -40,6 +40,7 @@ from ponder_router.budgets import (
 )
 from ponder_router.difficulty import EstimatorWeights
 from ponder_router.forcing import ForcingConfig
+from ponder_router.prior import PriorConfig
 from ponder_router.settings import AdmissionConfig, RouterConfig, load_config
 
 OWNER = Owner(name="math", namespace="ml", uid="uid-1")
@@ -51,6 +52,7 @@ BUDGETS_FIELDS = {
     "effort": "effortTiers",
     "stopping": "stopping (RouterConfig, the same model)",
     "forcing": "forcing (RouterConfig, the same model)",
+    "prior": "prior (RouterConfig, the same model plus its state path)",
     "shrinkUnderLoad": "shrinkOrder",
     "estimator": "estimator",
 }
@@ -124,7 +126,9 @@ def test_the_crd_estimator_agrees_with_the_routers_weights() -> None:
 
 def test_every_crd_budgets_field_has_its_place_in_the_router_config() -> None:
     router = _fields(BudgetPolicy).keys() | {"stopping (RouterConfig, the same model)",
-                                             "forcing (RouterConfig, the same model)"}
+                                             "forcing (RouterConfig, the same model)",
+                                             "prior (RouterConfig, the same model plus its "
+                                             "state path)"}
 
     assert _fields(BudgetsSpec).keys() == BUDGETS_FIELDS.keys()
     assert set(BUDGETS_FIELDS.values()) <= router
@@ -153,6 +157,8 @@ def test_stopping_and_admission_are_the_routers_own_models() -> None:
     assert RouterConfig.model_fields["admission"].annotation is AdmissionConfig
     assert BudgetsSpec.model_fields["forcing"].annotation is ForcingConfig
     assert RouterConfig.model_fields["forcing"].annotation is ForcingConfig
+    assert BudgetsSpec.model_fields["prior"].annotation is PriorConfig
+    assert issubclass(RouterConfig.model_fields["prior"].annotation, PriorConfig)
 
 
 @pytest.mark.parametrize("rule", ["beta", "window", "margin", "none"])

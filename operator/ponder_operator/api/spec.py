@@ -16,7 +16,8 @@ The sections the router reads are the router's own models where it has one:
 ``ponder_router.answers.AnswerFormat``, ``spec.router.admission`` is
 ``ponder_router.settings.AdmissionConfig`` and ``spec.model.chat`` is
 ``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template) and
-``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig``, copied into
+``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig`` and
+``spec.budgets.prior`` is ``ponder_router.prior.PriorConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
 ``default_policy()`` and ``tests/unit/test_config_contract.py`` holds their names, bounds
@@ -51,6 +52,7 @@ from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.chat import ChatFormat, ThinkingDelimiters
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.forcing import ForcingConfig
+from ponder_router.prior import PriorConfig
 from ponder_router.settings import AdmissionConfig
 
 # Scalars are strict, as the API server is: "3" is not an integer, "yes" is not a boolean.
@@ -643,6 +645,10 @@ class BudgetsSpec(ApiModel):
         default=ForcingConfig(),
         description="Answer at the cap: a sample cut off at its tier's maxTokens is "
                     "continued with an answer cue and votes with that answer.")
+    prior: PriorConfig = Field(
+        default=PriorConfig(),
+        description="A prompt prior each router replica learns from its finished requests "
+                    "(hashed n-grams, never the text), kept in the pod's state volume.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(
