@@ -59,6 +59,7 @@ from .dataset import (
     load_dataset,
     write_jsonl,
 )
+from .prior_fit import warm_start_prior
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
@@ -317,6 +318,12 @@ def add_calibrate_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
                              "full-compute answer a candidate's accuracy is discounted by "
                              "when candidates compete (default: 2; 0 takes train means "
                              "as they are)")
+    parser.add_argument("--prior-out", type=Path, default=None,
+                        help="also fit the router's prompt prior on the serving model's "
+                             "problems (their free labels, replayed under the default "
+                             "policy) and write its state file here (.npz; the router's "
+                             "prior.statePath warm-starts from it); the report gains its "
+                             "cross-fitted AUROC")
     parser.set_defaults(run=run_calibrate)
 
 
@@ -358,8 +365,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
     spec = budgets_spec(solution.policy, solution.rule, config.verifier_model)
     policy_doc = solution.policy.model_dump(by_alias=True, mode="json", exclude_none=True)
     report["held_out"] = suite_document(held_out)
+    if args.prior_out is not None:
+        report["prior"] = warm_start_prior(models[0].dataset, args.prior_out, seed=args.seed)
     report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     _print_calibration(report, held_out, policy_doc, solution.rule)
+    if "prior" in report:
+        prior, quality = report["prior"], report["prior"]["crossfit"]["auroc_first_wrong"]
+        print(f"prompt prior: learned from {prior['requests_learned']} requests, wrote "
+              f"{prior['state_file']}; cross-fitted AUROC(first sample wrong) = "
+              f"{_fmt(quality['learned_prior'])} (fixed estimator "
+              f"{_fmt(quality['fixed_estimator'])})")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "policy.yaml").write_text(yaml.safe_dump(policy_doc, sort_keys=False),
