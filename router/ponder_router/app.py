@@ -125,6 +125,7 @@ class Router:
                                  clock=clock)  # fmt: skip
         if config.prior.enabled:
             self.executor.prior = load_prior(config.prior, config.prior.state_path)
+        self.metrics.bind_prior(lambda: self.executor.prior.seen if self.executor.prior else 0)
         self.escalator = escalator or Escalator()
         self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
         self.usage = UsageLedger(time.time())

@@ -75,11 +75,13 @@ async def test_the_prior_learns_from_traffic_and_survives_a_router_restart(
     assert restarted.seen == prior.seen
     async with serve(second) as client:
         hard, easy = await difficulty(client, HARD_TOPIC), await difficulty(client, "apple")
+        metrics = (await client.get("/metrics")).text
 
     assert (hard[0], easy[0]) == (learned[HARD_TOPIC], learned["apple"])
     assert hard[0] > easy[0]
     assert hard[1] != easy[1]  # the learned score moved the tier
     assert cold[0] != hard[0]  # cold, the fixed estimator scored it
+    assert f'ponder_router_prior_requests_learned{{service="small"}} {prior.seen}.0' in metrics
 
 
 async def test_a_router_without_a_state_path_learns_but_saves_nothing(
