@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from ponder_router.app import create_app
+from ponder_router.executor import RequestSpec
+from ponder_router.prior import Observation
 from ponder_router.prior_model import LEARN_BATCH
 from ponder_router.triton import SampleParams
 from test_router_app import config, serve
@@ -125,3 +127,22 @@ async def test_a_reloaded_config_keeps_the_learned_prior_unless_its_size_changes
         assert router.executor.prior.seen == 0
         await router.apply_config(config(**prior_config(state, enabled=False)))
         assert router.executor.prior is None
+
+
+def test_a_warm_prior_sets_the_demand_a_planned_request_adds(tmp_path: Path) -> None:
+    app = create_app(config(**prior_config(tmp_path / "p.npz", warmRequests=LEARN_BATCH)),
+                     backend_factory=FakeFleet(script).factory)  # fmt: skip
+    executor = app.state.router.executor
+    spec = RequestSpec(request_id="r", prompt="apple pie", problem="apple pie",
+                       prompt_tokens=2, tenant="t")  # fmt: skip
+    cold = executor.plan(spec)
+    assert executor.prior is not None
+    for i in range(LEARN_BATCH):
+        executor.prior.learn(f"apple {i}", Observation(0.0, 0.0))  # every one stopped at once
+    warm = executor.plan(spec)
+    tokens = config().budgets.demand_model.token_fill_ratio * warm.budget.max_tokens_per_sample
+
+    assert cold.extra_sample_ratio is None
+    assert warm.extra_sample_ratio == 0.0
+    assert warm.demand_tokens() == warm.budget.wave_size * tokens
+    assert cold.demand_tokens() > cold.budget.wave_size * tokens  # the fixed ratio's extra
