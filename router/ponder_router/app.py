@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -78,11 +78,12 @@ from .errors import PonderRouterError
 from .escalation import ESCALATED_HEADER, Escalator
 from .executor import Executor, RequestRun, RequestSpec
 from .metrics import CONTENT_TYPE_LATEST, RouterMetrics
-from .prior_model import LearnedPrior
-from .prior_store import load_prior, save_prior
 from .settings import RouterConfig
 from .triton import TritonBackend
 from .usage import UsageLedger
+
+if TYPE_CHECKING:
+    from .prior_model import LearnedPrior
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class Router:
         self.executor = Executor(config, self.pool, Admission(config.admission), self.metrics,
                                  clock=clock)  # fmt: skip
         if config.prior.enabled:
-            self.executor.prior = load_prior(config.prior, config.prior.state_path)
+            self.executor.prior = _load_prior(config)
         self.metrics.bind_prior(lambda: self.executor.prior.seen if self.executor.prior else 0)
         self.escalator = escalator or Escalator()
         self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
@@ -177,6 +178,8 @@ class Router:
         prior, path = self.executor.prior, self.config.prior.state_path
         if prior is None or path is None:
             return
+        from .prior_store import save_prior
+
         try:
             save_prior(prior, path)
         except OSError as exc:
@@ -193,7 +196,7 @@ class Router:
         if not config.prior.enabled:
             self.executor.prior = None
         elif current is None:
-            self.executor.prior = load_prior(config.prior, config.prior.state_path)
+            self.executor.prior = _load_prior(config)
         else:
             self.executor.prior = current.reconfigure(config.prior)
 
@@ -233,6 +236,14 @@ class Router:
                                      budget_tokens=run.budget_tokens)  # fmt: skip
         self.usage.record(run.spec.tenant, outcome, samples=len(run.samples),
                           prompt_tokens=run.spec.prompt_tokens, completion_tokens=used)
+
+
+def _load_prior(config: RouterConfig) -> LearnedPrior:
+    """The config's prompt prior, from its state file when usable. Imported here: only a
+    router with the prior enabled loads scikit-learn (about 85 MB resident)."""
+    from .prior_store import load_prior
+
+    return load_prior(config.prior, config.prior.state_path)
 
 
 def _router(request: Request) -> Router:

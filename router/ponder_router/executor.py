@@ -40,7 +40,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .admission import Admission
 from .api import RequestResult, chunk_tokens
@@ -57,9 +57,11 @@ from .errors import DeadlineExceededError, UpstreamError
 from .metrics import RouterMetrics
 from .plan import FailureAction, Outcome, RequestPlan
 from .prior import observe_plan
-from .prior_model import LearnedPrior
 from .settings import RouterConfig, VerifierConfig
 from .triton import EndpointUnavailableError, SampleParams, SampleStream, SampleTimeoutError
+
+if TYPE_CHECKING:  # scikit-learn is imported only where a prior is enabled (``app``)
+    from .prior_model import LearnedPrior
 
 logger = logging.getLogger(__name__)
 
