@@ -175,20 +175,24 @@ class Router:
     def save_prior(self) -> None:
         """Save the prompt prior's state where the config says, if it has a prior and a path
         (a failed write is logged: the router serves on without it)."""
+        snapshot = self._prior_snapshot()
+        if snapshot is not None:
+            _write_prior(*snapshot)
+
+    def _prior_snapshot(self) -> tuple[dict[str, Any], str] | None:
         prior, path = self.executor.prior, self.config.prior.state_path
         if prior is None or path is None:
-            return
-        from .prior_store import save_prior
-
-        try:
-            save_prior(prior, path)
-        except OSError as exc:
-            logger.warning("cannot save the prompt prior to %s: %s", path, exc)
+            return None
+        return prior.state(), path
 
     async def _save_prior_periodically(self) -> None:
+        """Every ``saveIntervalSeconds``: a copy of the state taken here, compressed and
+        written in a thread (a large prior takes a while, and requests keep learning)."""
         while True:
             await asyncio.sleep(self.config.prior.save_interval_seconds)
-            self.save_prior()
+            snapshot = self._prior_snapshot()
+            if snapshot is not None:
+                await asyncio.to_thread(_write_prior, *snapshot)
 
     def _apply_prior(self, config: RouterConfig) -> None:
         """A new config's prior section: keep what was learned unless the layout changed."""
@@ -244,6 +248,15 @@ def _load_prior(config: RouterConfig) -> LearnedPrior:
     from .prior_store import load_prior
 
     return load_prior(config.prior, config.prior.state_path)
+
+
+def _write_prior(arrays: dict[str, Any], path: str) -> None:
+    from .prior_store import write_state
+
+    try:
+        write_state(arrays, path)
+    except OSError as exc:
+        logger.warning("cannot save the prompt prior to %s: %s", path, exc)
 
 
 def _router(request: Request) -> Router:

@@ -130,17 +130,17 @@ class LearnedPrior:
     # -- state ---------------------------------------------------------------------------
 
     def state(self) -> dict[str, np.ndarray[Any, Any]]:
-        """The arrays that make this prior: weights, counts and the layout's hash."""
+        """Copies of the arrays that make this prior: weights, counts, the layout's hash."""
         self.flush()
         trained = getattr(self._model, "coef_", None) is not None
         return {
             "layout": np.array(self.layout),
-            "coef": self._model.coef_ if trained else np.zeros(0),
-            "intercept": self._model.intercept_ if trained else np.zeros(1),
+            "coef": self._model.coef_.copy() if trained else np.zeros(0),
+            "intercept": self._model.intercept_.copy() if trained else np.zeros(1),
             "steps": np.array(self._model.t_ if trained else 1.0),
             "seen": np.array(self.seen),
-            "extra_sums": self.extra_sums,
-            "extra_counts": self.extra_counts,
+            "extra_sums": self.extra_sums.copy(),
+            "extra_counts": self.extra_counts.copy(),
         }
 
     def restore(self, arrays: dict[str, np.ndarray[Any, Any]]) -> None:

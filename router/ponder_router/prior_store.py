@@ -26,13 +26,17 @@ logger = logging.getLogger(__name__)
 
 
 def save_prior(prior: LearnedPrior, path: str | Path) -> None:
-    """Write ``prior``'s state to ``path`` atomically (a temporary file, then a rename)."""
+    """Write ``prior``'s state to ``path`` atomically (``write_state``)."""
+    write_state(prior.state(), path)
+
+
+def write_state(arrays: dict[str, Any], path: str | Path) -> None:
+    """Write a prior's ``state()`` arrays to ``path``: a temporary file, then a rename."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".prior-", suffix=".npz")
     try:
         with os.fdopen(handle, "wb") as stream:
-            arrays: dict[str, Any] = prior.state()  # numpy's stub types **kwds as bool
             np.savez_compressed(stream, **arrays)
         os.replace(temporary, target)
     except BaseException:

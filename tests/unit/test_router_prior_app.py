@@ -8,6 +8,7 @@ others a unanimous one.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import pytest
 
 from ponder_router.app import create_app
 from ponder_router.executor import RequestSpec
-from ponder_router.prior import Observation
+from ponder_router.prior import Observation, PriorConfig
 from ponder_router.prior_model import LEARN_BATCH
+from ponder_router.prior_store import load_prior
 from ponder_router.triton import SampleParams
 from test_router_app import config, serve
 from test_router_fakes import FakeFleet, Script
@@ -146,3 +148,20 @@ def test_a_warm_prior_sets_the_demand_a_planned_request_adds(tmp_path: Path) -> 
     assert warm.extra_sample_ratio == 0.0
     assert warm.demand_tokens() == warm.budget.wave_size * tokens
     assert cold.demand_tokens() > cold.budget.wave_size * tokens  # the fixed ratio's extra
+
+
+async def test_a_running_router_saves_its_prior_every_save_interval(tmp_path: Path) -> None:
+    state = tmp_path / "prior.npz"
+    app = create_app(config(**prior_config(state, saveIntervalSeconds=1)),
+                     backend_factory=FakeFleet(script).factory)  # fmt: skip
+    async with serve(app) as client:
+        for i in range(LEARN_BATCH):
+            await client.post("/v1/chat/completions", json=ask("apple", i))
+        saved = 0
+        for _ in range(80):  # the first save is due 1 s after start, the next 1 s later
+            await asyncio.sleep(0.05)
+            if state.exists():
+                saved = load_prior(PriorConfig(n_features=4096), state).seen
+                if saved == LEARN_BATCH:
+                    break
+        assert saved == LEARN_BATCH  # saved while running, not only at shutdown
