@@ -10,7 +10,8 @@ online, one pass, from one fold's requests in a random traffic order and scores 
 fold's prompts. Reported for "the first sample is wrong": the learned prior's AUROC, the
 fixed estimator's on the same requests, and the free label's own (it reads the request's
 samples, so it is an in-flight signal, not a prompt prior: the ceiling of what the prior
-is taught). Writes ``bench/results/prior.json``.
+is taught); and the Spearman correlation of the learned score with the held-out requests'
+free labels (does the prior learn its own target?). Writes ``bench/results/prior.json``.
 
     .venv/bin/python bench/bench_prior.py [--seeds 3] [--out bench/results]
 """
@@ -64,10 +65,13 @@ def main() -> int:
         for dataset in datasets(Path(tmp)):
             runs = [crossfit_prior(dataset, config, seed=seed) for seed in range(args.seeds)]
             mean = {s: _mean([r["auroc_first_wrong"][s] for r in runs]) for s in SIGNALS}
-            results["sets"][dataset.name] = {"runs": runs, "mean_auroc_first_wrong": mean}
+            rho = _mean([r["spearman_learned_vs_free_label"] for r in runs])
+            results["sets"][dataset.name] = {"runs": runs, "mean_auroc_first_wrong": mean,
+                                             "mean_spearman_learned_vs_free_label": rho}
             print(f"{dataset.name:40s} {runs[0]['problems']:5d} problems, first sample "
                   f"wrong {100 * (runs[0]['first_wrong_rate'] or 0):5.1f}%  AUROC: "
-                  + "  ".join(f"{s} {_fmt(mean[s])}" for s in SIGNALS))  # fmt: skip
+                  + "  ".join(f"{s} {_fmt(mean[s])}" for s in SIGNALS)
+                  + f"  | Spearman(learned, held-out label) {_fmt(rho)}")  # fmt: skip
     results["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prior.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -32,7 +32,7 @@ from ponder_router.prior_store import save_prior
 
 from .crossfit import fold_of
 from .dataset import Dataset, EvalProblem
-from .stats import auroc
+from .stats import auroc, spearman
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,8 @@ def crossfit_prior(dataset: Dataset, config: PriorConfig | None = None, *, folds
                    seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """AUROC for "the first sample is wrong" of the prior trained online on the other
     folds' free labels (pooled over folds), beside the fixed estimator's on the same
-    requests and the free label's own (the request's finished samples: not prompt-only)."""
+    requests and the free label's own (the request's finished samples: not prompt-only);
+    and how well the prior predicts its own target, held out (Spearman with the label)."""
     requests = replay_requests(dataset, seed=seed)
     fold = fold_of(tuple(p.problem_id for p in dataset.problems), folds, seed)
     learned = np.zeros(len(requests))
@@ -120,6 +121,7 @@ def crossfit_prior(dataset: Dataset, config: PriorConfig | None = None, *, folds
             "free_label_in_flight": _round(auroc(labels, wrong)),
         },
         "mean_free_label": round(float(labels.mean()), 4) if len(labels) else None,
+        "spearman_learned_vs_free_label": _round(spearman(learned, labels)),
     }
 
 
