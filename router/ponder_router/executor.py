@@ -2,9 +2,10 @@
 
 Role: the adapter that strings the pure policy together with the I/O. For each request
 ``Executor.plan`` estimates difficulty (or takes the client's hint), with the weights of
-the config's ``budgets.estimator`` unless an estimator was given, and assigns a budget
-(``budgets.assign_budget``, load-aware when the pool is at its replica ceiling), and a
-``RequestRun`` then
+the config's ``budgets.estimator`` unless an estimator was given, or, once it is warm, with
+the prompt prior (``prior_model``) that every finished vote request teaches; assigns a
+budget (``budgets.assign_budget``, load-aware when the pool is at its replica ceiling),
+and a ``RequestRun`` then
 
 1. ``admit``: takes an admission slot (``admission``) and, when no Triton replica exists
    yet (scale from zero), holds until one appears or the deadline passes (503);
@@ -542,6 +543,8 @@ class Executor:
         """Estimate, assign the budget (``PolicyError`` for impossible caps), make the run."""
         config = self.config
         prior = self.prior if self.prior is not None and self.prior.warm else None
+        if spec.difficulty_hint is not None or self.estimator is not None:
+            prior = None  # the client's hint, or an estimator given on purpose, wins
         if spec.difficulty_hint is not None:
             estimate = DifficultyEstimate(score=spec.difficulty_hint)
         elif prior is not None:

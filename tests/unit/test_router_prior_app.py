@@ -9,6 +9,7 @@ others a unanimous one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,9 @@ def test_a_warm_prior_sets_the_demand_a_planned_request_adds(tmp_path: Path) -> 
     assert warm.extra_sample_ratio == 0.0
     assert warm.demand_tokens() == warm.budget.wave_size * tokens
     assert cold.demand_tokens() > cold.budget.wave_size * tokens  # the fixed ratio's extra
+    hinted = executor.plan(dataclasses.replace(spec, difficulty_hint=0.9))
+    assert hinted.estimate.score == 0.9  # the client's hint wins over the prior
+    assert hinted.extra_sample_ratio is None
 
 
 async def test_a_running_router_saves_its_prior_every_save_interval(tmp_path: Path) -> None:
