@@ -65,9 +65,9 @@ def test_calibrate_writes_a_prior_state_the_router_loads(tmp_path: Path) -> None
     state = tmp_path / "state" / "prior.npz"
 
     assert ponder(["calibrate", "--data", str(data), "--orderings", "3", "--out", str(out),
-                   "--prior-out", str(state)]) == 0  # fmt: skip
+                   "--prior-out", str(state), "--prior-features", "4096"]) == 0  # fmt: skip
     report = json.loads((out / "calibration.json").read_text())
-    prior = load_prior(PriorConfig(), state)
+    prior = load_prior(PriorConfig(n_features=4096), state)
 
     assert prior.seen == report["prior"]["requests_learned"] == 120
     assert report["prior"]["crossfit"]["auroc_first_wrong"]["learned_prior"] is not None

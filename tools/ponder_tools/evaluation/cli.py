@@ -37,6 +37,7 @@ from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.answers import EqualityMode, ExtractorName
 from ponder_router.budgets import BudgetPolicy
 from ponder_router.errors import PolicyError
+from ponder_router.prior import PriorConfig
 
 from .calibrate import (
     DEFAULT_THRESHOLDS,
@@ -324,12 +325,16 @@ def add_calibrate_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
                              "policy) and write its state file here (.npz; the router's "
                              "prior.statePath warm-starts from it); the report gains its "
                              "cross-fitted AUROC")
+    parser.add_argument("--prior-features", type=int, default=PriorConfig().n_features,
+                        help="the prior's hashed features; must match the service's "
+                             "spec.budgets.prior.nFeatures (default: its default)")
     parser.set_defaults(run=run_calibrate)
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
     """Calibrate as ``args`` describe; 0 on success, 2 on bad input."""
     try:
+        prior_config = PriorConfig(n_features=args.prior_features)
         with _workdir(args.out) as workdir:
             models = [ModelData("serving", _load(args, workdir), args.price_per_token)]
             if args.large_data is not None or args.large_builtin is not None:
@@ -366,7 +371,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     policy_doc = solution.policy.model_dump(by_alias=True, mode="json", exclude_none=True)
     report["held_out"] = suite_document(held_out)
     if args.prior_out is not None:
-        report["prior"] = warm_start_prior(models[0].dataset, args.prior_out, seed=args.seed)
+        report["prior"] = warm_start_prior(models[0].dataset, args.prior_out, prior_config,
+                                           seed=args.seed)  # fmt: skip
     report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     _print_calibration(report, held_out, policy_doc, solution.rule)
     if "prior" in report:
