@@ -37,6 +37,9 @@ TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT = 8000, 8001, 8002
 ROUTER_PORT = 8080
 ROUTER_CONFIG_KEY = "router.json"
 ROUTER_CONFIG_DIR = "/etc/ponder"
+ROUTER_STATE_DIR = "/var/lib/ponder"
+"""The router's writable state (the prompt prior): an emptyDir, so it survives a container
+restart in its pod, not the pod's replacement (each replica learns its own traffic)."""
 MODEL_MOUNT = "/models"
 NONROOT_UID = 65532
 TRITON_UID = 1000  # the tritonserver image's own non-root user
@@ -428,9 +431,10 @@ def render_router_config(
 ) -> dict[str, Any]:
     """The router's configuration (camelCase JSON), as ``ponder_router.settings`` reads it.
 
-    ``stopping``, ``forcing``, ``probes``, ``confidence``, ``answers``, ``admission``,
-    ``affinity`` and ``chat`` are the router's own models in the spec, dumped as they are;
-    the tiers, effort mapping and load shrink are translated to ``BudgetPolicy``'s shape
+    ``stopping``, ``forcing``, ``probes``, ``confidence``, ``prior`` (with its state path),
+    ``answers``, ``admission``, ``affinity`` and ``chat`` are the router's own models in
+    the spec, dumped as they are; the tiers, effort mapping and load shrink are
+    translated to ``BudgetPolicy``'s shape
     (``tests/unit/test_config_contract.py`` holds the two together).
     """
     budgets = spec.budgets
@@ -463,6 +467,8 @@ def render_router_config(
         "forcing": budgets.forcing.model_dump(mode="json", by_alias=True),
         "probes": budgets.probes.model_dump(mode="json", by_alias=True),
         "confidence": budgets.confidence.model_dump(mode="json", by_alias=True),
+        "prior": {**budgets.prior.model_dump(mode="json", by_alias=True),
+                  "statePath": f"{ROUTER_STATE_DIR}/prior.npz"},
         "answers": spec.answers.model_dump(mode="json", by_alias=True, exclude_none=True),
         "admission": spec.router.admission.model_dump(mode="json", by_alias=True),
         "affinity": spec.router.affinity.model_dump(mode="json", by_alias=True),
@@ -511,10 +517,12 @@ def render_router_deployment(
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": router_name(owner)}},
         {"name": "tmp", "emptyDir": {}},
+        {"name": "state", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": ROUTER_CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "state", "mountPath": ROUTER_STATE_DIR},
     ]
     if spec.router.api_keys_secret:
         volumes.append({"name": "keys", "secret": {"secretName": spec.router.api_keys_secret}})

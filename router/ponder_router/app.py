@@ -42,7 +42,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -83,6 +83,9 @@ from .settings import RouterConfig
 from .triton import TritonBackend
 from .usage import UsageLedger
 
+if TYPE_CHECKING:
+    from .prior_model import LearnedPrior
+
 logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
@@ -122,6 +125,9 @@ class Router:
         self.metrics = RouterMetrics(config.service)
         self.executor = Executor(config, self.pool, Admission(config.admission), self.metrics,
                                  clock=clock)  # fmt: skip
+        if config.prior.enabled:
+            self.executor.prior = _load_prior(config)
+        self.metrics.bind_prior(lambda: self.executor.prior.seen if self.executor.prior else 0)
         self.escalator = escalator or Escalator()
         self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
         self.usage = UsageLedger(time.time())
@@ -155,20 +161,56 @@ class Router:
         self._start_endpoints(self.config)
         if self.config_watcher is not None:
             self._tasks.append(asyncio.create_task(self.config_watcher.run()))
+        self._tasks.append(asyncio.create_task(self._save_prior_periodically()))
 
     async def stop(self) -> None:
         self.draining = True
         for task in self._tasks:
             task.cancel()
+        self.save_prior()
         if self.watcher is not None:
             self.watcher.stop()
         await self.pool.close()
         await self.escalator.close()
 
+    def save_prior(self) -> None:
+        """Save the prompt prior's state where the config says, if it has a prior and a path
+        (a failed write is logged: the router serves on without it)."""
+        snapshot = self._prior_snapshot()
+        if snapshot is not None:
+            _write_prior(*snapshot)
+
+    def _prior_snapshot(self) -> tuple[dict[str, Any], str] | None:
+        prior, path = self.executor.prior, self.config.prior.state_path
+        if prior is None or path is None:
+            return None
+        return prior.state(), path
+
+    async def _save_prior_periodically(self) -> None:
+        """Every ``saveIntervalSeconds``: a copy of the state taken here, compressed and
+        written in a thread (a large prior takes a while, and requests keep learning)."""
+        while True:
+            await asyncio.sleep(self.config.prior.save_interval_seconds)
+            snapshot = self._prior_snapshot()
+            if snapshot is not None:
+                await asyncio.to_thread(_write_prior, *snapshot)
+
+    def _apply_prior(self, config: RouterConfig) -> None:
+        """A new config's prior section: keep what was learned unless the layout changed."""
+        current: LearnedPrior | None = self.executor.prior
+        if not config.prior.enabled:
+            self.executor.prior = None
+        elif current is None:
+            self.executor.prior = _load_prior(config)
+        else:
+            self.executor.prior = current.reconfigure(config.prior)
+
     async def apply_config(self, config: RouterConfig) -> None:
-        """Switch to a new valid config; endpoints and keys follow it."""
+        """Switch to a new valid config; endpoints, keys and the prior follow it."""
         old = self.config
         self.executor.update(config)
+        if config.prior != old.prior:
+            self._apply_prior(config)
         if config.api_keys_file != old.api_keys_file:
             self.api_keys = ApiKeys(config.api_keys_file) if config.api_keys_file else None
         if config.triton_model != old.triton_model:
@@ -199,6 +241,23 @@ class Router:
                                      budget_tokens=run.budget_tokens)  # fmt: skip
         self.usage.record(run.spec.tenant, outcome, samples=len(run.samples),
                           prompt_tokens=run.spec.prompt_tokens, completion_tokens=used)
+
+
+def _load_prior(config: RouterConfig) -> LearnedPrior:
+    """The config's prompt prior, from its state file when usable. Imported here: only a
+    router with the prior enabled loads scikit-learn (about 85 MB resident)."""
+    from .prior_store import load_prior
+
+    return load_prior(config.prior, config.prior.state_path)
+
+
+def _write_prior(arrays: dict[str, Any], path: str) -> None:
+    from .prior_store import write_state
+
+    try:
+        write_state(arrays, path)
+    except OSError as exc:
+        logger.warning("cannot save the prompt prior to %s: %s", path, exc)
 
 
 def _router(request: Request) -> Router:

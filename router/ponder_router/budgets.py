@@ -348,7 +348,8 @@ def assign_budget(
 
 
 def expected_request_tokens(
-    budget: Budget, model: DemandModel | None = None, *, samples_finished: int = 0
+    budget: Budget, model: DemandModel | None = None, *, samples_finished: int = 0,
+    extra_sample_ratio: float | None = None,
 ) -> float:
     """Expected tokens a request with ``budget`` still generates after ``samples_finished``.
 
@@ -356,14 +357,16 @@ def expected_request_tokens(
     fills ``token_fill_ratio`` of ``max_tokens_per_sample``; ``single`` and ``best-of-n``
     run every sample they may, ``vote`` and ``revise`` run their first wave plus
     ``extra_sample_ratio`` of the rest. This weights each queued request by its budget in
-    ``ponder_router_demand_tokens`` and in the autoscaler simulator.
+    ``ponder_router_demand_tokens`` and in the autoscaler simulator. ``extra_sample_ratio``
+    replaces the model's (the learned prior's estimate for this request, when it has one).
     """
     model = model or DemandModel()
     if budget.strategy in (Strategy.SINGLE, Strategy.BEST_OF_N):
         samples = float(budget.max_samples)
     else:
         extra = budget.max_samples - budget.wave_size
-        samples = budget.wave_size + model.extra_sample_ratio * extra
+        ratio = model.extra_sample_ratio if extra_sample_ratio is None else extra_sample_ratio
+        samples = budget.wave_size + ratio * extra
     remaining = max(samples - samples_finished, 0.0)
     return remaining * model.token_fill_ratio * budget.max_tokens_per_sample
 

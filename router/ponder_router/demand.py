@@ -63,15 +63,18 @@ def expected_remaining_sample_tokens(
 
 def expected_remaining_tokens(budget: Budget, model: DemandModel, *, samples_finished: int,
                               running_samples: int, running_tokens: float,
-                              answer_tokens: int = 0) -> float:  # fmt: skip
+                              answer_tokens: int = 0,
+                              extra_sample_ratio: float | None = None) -> float:  # fmt: skip
     """Tokens a request still generates: its samples not started yet
-    (``expected_request_tokens``, each reaching the cap, and spending ``answer_tokens``
-    more, with the model's chance) and its ``running_samples``, which have written
-    ``running_tokens`` between them (taken as an equal share each)."""
+    (``expected_request_tokens``, with ``extra_sample_ratio`` where the learned prior gives
+    one, each reaching the cap, and spending ``answer_tokens`` more, with the model's
+    chance) and its ``running_samples``, which have written ``running_tokens`` between them
+    (taken as an equal share each)."""
     cap = budget.max_tokens_per_sample
     mean = untruncated_mean_tokens(model.token_fill_ratio, cap)
     started = samples_finished + running_samples
-    waiting = expected_request_tokens(budget, model, samples_finished=started)
+    waiting = expected_request_tokens(budget, model, samples_finished=started,
+                                      extra_sample_ratio=extra_sample_ratio)  # fmt: skip
     waiting_samples = waiting / (model.token_fill_ratio * cap)
     reaches_cap = 1.0 if math.isinf(mean) else math.exp(-cap / mean)
     total = waiting + waiting_samples * answer_tokens * reaches_cap

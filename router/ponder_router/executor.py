@@ -2,9 +2,10 @@
 
 Role: the adapter that strings the pure policy together with the I/O. For each request
 ``Executor.plan`` estimates difficulty (or takes the client's hint), with the weights of
-the config's ``budgets.estimator`` unless an estimator was given, and assigns a budget
-(``budgets.assign_budget``, load-aware when the pool is at its replica ceiling), and a
-``RequestRun`` then
+the config's ``budgets.estimator`` unless an estimator was given, or, once it is warm, with
+the prompt prior (``prior_model``) that every finished vote request teaches; assigns a
+budget (``budgets.assign_budget``, load-aware when the pool is at its replica ceiling),
+and a ``RequestRun`` then
 
 1. ``admit``: takes an admission slot (``admission``) and, when no Triton replica exists
    yet (scale from zero), holds until one appears or the deadline passes (503);
@@ -55,7 +56,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .admission import Admission
 from .api import RequestResult, chunk_tokens
@@ -73,9 +74,13 @@ from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import DeadlineExceededError, UpstreamError
 from .metrics import RouterMetrics
 from .plan import FailureAction, Outcome, RequestPlan
+from .prior import observe_plan
 from .probing import SampleProber
 from .settings import RouterConfig, VerifierConfig
 from .triton import EndpointUnavailableError, SampleParams, SampleStream, SampleTimeoutError
+
+if TYPE_CHECKING:  # scikit-learn is imported only where a prior is enabled (``app``)
+    from .prior_model import LearnedPrior
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +209,7 @@ class RequestRun:
         self.escalated_tokens = 0
         self.escalate_when_contested = False
         self.home: str | None = None  # the replica this request's samples run on (affinity)
+        self.extra_sample_ratio: float | None = None  # the prior's, once warm
         self.extract = config.answers.extractor_function()
         self.plan = RequestPlan.for_request(
             budget, config.stopping, can_score=config.verifier_for(budget.tier) is not None,
@@ -231,7 +237,8 @@ class RequestRun:
         return expected_remaining_tokens(
             self.budget, self.config.budgets.demand_model, samples_finished=self.finished_samples,
             running_samples=self.plan.running, running_tokens=self.running_tokens,
-            answer_tokens=forcing.answer_tokens if forcing.enabled else 0)
+            answer_tokens=forcing.answer_tokens if forcing.enabled else 0,
+            extra_sample_ratio=self.extra_sample_ratio)
 
     # -- admission ---------------------------------------------------------------------
 
@@ -447,9 +454,11 @@ class RequestRun:
     async def execute(self, sink: EventSink | None = None) -> RequestResult:
         """Run the samples and aggregate (see the module docstring); always ``finish``es."""
         try:
-            return await self._execute(sink)
+            result = await self._execute(sink)
         finally:
             self.finish()
+        self.executor.learn(self)
+        return result
 
     async def _execute_single(self, sink: EventSink | None) -> RequestResult:
         """One sample, awaited in place: the common case needs no task and no waves."""
@@ -618,6 +627,7 @@ class Executor:
     admission: Admission
     metrics: RouterMetrics
     estimator: DifficultyEstimator | None = None  # None: the config's (budgets.estimator)
+    prior: LearnedPrior | None = None  # learned from finished requests (``prior``)
     clock: Callable[[], float] = time.monotonic
     live: set[RequestRun] = field(default_factory=set)
     queued: int = 0
@@ -658,8 +668,13 @@ class Executor:
     def plan(self, spec: RequestSpec) -> RequestRun:
         """Estimate, assign the budget (``PolicyError`` for impossible caps), make the run."""
         config = self.config
+        prior = self.prior if self.prior is not None and self.prior.warm else None
+        if spec.difficulty_hint is not None or self.estimator is not None:
+            prior = None  # the client's hint, or an estimator given on purpose, wins
         if spec.difficulty_hint is not None:
             estimate = DifficultyEstimate(score=spec.difficulty_hint)
+        elif prior is not None:
+            estimate = prior.estimate(spec.problem)
         else:
             estimator = self.estimator or config.budgets.feature_estimator()
             estimate = estimator.estimate(spec.problem)
@@ -667,7 +682,18 @@ class Executor:
                                requested_max_tokens=spec.max_tokens,
                                requested_max_samples=spec.max_samples)  # fmt: skip
         budget = override_strategy(budget, spec.strategy, config)
-        return RequestRun(self, spec, estimate, budget, config)
+        run = RequestRun(self, spec, estimate, budget, config)
+        if prior is not None:
+            run.extra_sample_ratio = prior.expected_extra_ratio(estimate.score)
+        return run
+
+    def learn(self, run: RequestRun) -> None:
+        """Teach the prior what a finished request's samples showed (text hashed, dropped)."""
+        if self.prior is None or run.plan.outcome is not Outcome.OK:
+            return
+        observation = observe_plan(run.plan)
+        if observation is not None:
+            self.prior.learn(run.spec.problem, observation)
 
     async def score(self, run: RequestRun, verifier: VerifierConfig, sample: Sample) -> float:
         """The verifier's score of one sample (``UpstreamError`` when none can answer)."""

@@ -59,6 +59,12 @@ class RouterMetrics:
             "Expected tokens still to generate for queued and in-flight requests.",
             ["service"], registry=r,
         )  # fmt: skip
+        self.prior_requests_learned = Gauge(
+            "ponder_router_prior_requests_learned",
+            "Requests the prompt prior has learned from (saved state included); it takes "
+            "over from the fixed estimator at spec.budgets.prior.warmRequests.",
+            ["service"], registry=r,
+        )  # fmt: skip
         self.request_tokens = Histogram(
             "ponder_router_request_tokens", "Generated tokens per request, all samples.",
             ["tier"], buckets=_TOKEN_BUCKETS, registry=r,
@@ -137,6 +143,10 @@ class RouterMetrics:
         self.queue_depth.labels(self.service).set_function(queue_depth)
         self.inflight_samples.labels(self.service).set_function(inflight_samples)
         self.demand_tokens.labels(self.service).set_function(demand_tokens)
+
+    def bind_prior(self, requests_learned: Callable[[], float]) -> None:
+        """The prior's gauge reads the router's prior at scrape time."""
+        self.prior_requests_learned.labels(self.service).set_function(requests_learned)
 
     def observe_request(
         self, *, tier: str, outcome: str, tokens: int, samples: int, budget_tokens: int

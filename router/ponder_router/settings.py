@@ -13,7 +13,8 @@ its ``spec.budgets.forcing``, ``spec.budgets.probes`` and ``spec.budgets.confide
 ``AffinityConfig`` its ``spec.router.affinity`` (the
 operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
-``tests/unit/test_config_contract.py``.
+``tests/unit/test_config_contract.py``. ``prior.PriorConfig`` is ``spec.budgets.prior``;
+the router's ``prior`` section adds the state file's path, which the operator sets.
 
 Shape (YAML or JSON)::
 
@@ -37,6 +38,8 @@ Shape (YAML or JSON)::
     affinity: {enabled: true, maxSamplesPerReplica: 64}   # a request's samples on one replica
     confidence: {weighting: false, cancel: false, percentile: 10, window: 1000,
                  minWindow: 100, minTokens: 256}
+    prior: {enabled: true, nFeatures: 131072, warmRequests: 200, learningRate: 0.05,
+            saveIntervalSeconds: 60, statePath: /var/lib/ponder/prior.npz}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """
@@ -61,6 +64,7 @@ from .chat import ChatFormat
 from .confidence import ConfidenceConfig
 from .errors import PolicyError
 from .forcing import ForcingConfig
+from .prior import RouterPriorConfig
 from .probes import ProbeConfig
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -175,6 +179,8 @@ class RouterConfig(BaseModel):
                                      description="a request's samples on one replica")
     confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig,
                                          description="per-sample confidence: weights, cancels")
+    prior: RouterPriorConfig = Field(default_factory=RouterPriorConfig,
+                                     description="the prompt prior learned from traffic")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

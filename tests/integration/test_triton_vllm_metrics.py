@@ -59,7 +59,15 @@ async def test_the_stand_in_reports_the_vllm_engines_queue_running_requests_and_
             peak_waiting = max(peak_waiting, now["vllm:num_requests_waiting"][1])
             await asyncio.sleep(0.05)
         results = await asyncio.gather(*tasks)
+    # The model publishes its counts every 50 ms: wait for the publish after the last request.
+    settle = time.monotonic() + 5
     after = vllm_series(triton_server)
+    while (after["vllm:num_requests_running"][1] or after["vllm:num_requests_waiting"][1]
+           or after["vllm:generation_tokens_total"][1]
+           - before["vllm:generation_tokens_total"][1] < REQUESTS * TOKENS) \
+            and time.monotonic() < settle:  # fmt: skip
+        await asyncio.sleep(0.05)
+        after = await asyncio.to_thread(vllm_series, triton_server)
 
     assert all(r.error is None for r in results)
     assert peak_running == TEST_MAX_CONCURRENCY

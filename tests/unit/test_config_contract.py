@@ -42,6 +42,7 @@ from ponder_router.budgets import (
 from ponder_router.confidence import ConfidenceConfig
 from ponder_router.difficulty import EstimatorWeights
 from ponder_router.forcing import ForcingConfig
+from ponder_router.prior import PriorConfig
 from ponder_router.probes import ProbeConfig
 from ponder_router.settings import AdmissionConfig, RouterConfig, load_config
 
@@ -56,6 +57,7 @@ BUDGETS_FIELDS = {
     "forcing": "forcing (RouterConfig, the same model)",
     "probes": "probes (RouterConfig, the same model)",
     "confidence": "confidence (RouterConfig, the same model)",
+    "prior": "prior (RouterConfig, the same model plus its state path)",
     "shrinkUnderLoad": "shrinkOrder",
     "estimator": "estimator",
 }
@@ -131,7 +133,9 @@ def test_every_crd_budgets_field_has_its_place_in_the_router_config() -> None:
     router = _fields(BudgetPolicy).keys() | {"stopping (RouterConfig, the same model)",
                                              "forcing (RouterConfig, the same model)",
                                              "probes (RouterConfig, the same model)",
-                                             "confidence (RouterConfig, the same model)"}
+                                             "confidence (RouterConfig, the same model)",
+                                             "prior (RouterConfig, the same model plus its "
+                                             "state path)"}
 
     assert _fields(BudgetsSpec).keys() == BUDGETS_FIELDS.keys()
     assert set(BUDGETS_FIELDS.values()) <= router
@@ -164,6 +168,8 @@ def test_stopping_and_admission_are_the_routers_own_models() -> None:
     assert RouterConfig.model_fields["probes"].annotation is ProbeConfig
     assert BudgetsSpec.model_fields["confidence"].annotation is ConfidenceConfig
     assert RouterConfig.model_fields["confidence"].annotation is ConfidenceConfig
+    assert BudgetsSpec.model_fields["prior"].annotation is PriorConfig
+    assert issubclass(RouterConfig.model_fields["prior"].annotation, PriorConfig)
 
 
 @pytest.mark.parametrize("rule", ["beta", "window", "margin", "none"])

@@ -10,7 +10,12 @@ import yaml
 
 from ponder_operator.api.spec import parse_spec
 from ponder_operator.reconcile import Capacity, initial_replicas, render_children
-from ponder_operator.render import Owner, RenderOptions, render_router_config
+from ponder_operator.render import (
+    Owner,
+    RenderOptions,
+    render_router_config,
+    render_router_deployment,
+)
 from ponder_router.aggregate import StopRuleKind
 from ponder_router.settings import RouterConfig
 
@@ -109,6 +114,23 @@ def test_estimator_weights_reach_the_router_and_score_its_prompts() -> None:
     unset = parse_spec({"model": {"name": "m", "repository": {"configMap": {"name": "c"}}}})
     assert RouterConfig.model_validate(render_router_config(OWNER, unset)).budgets.estimator \
         is None  # fmt: skip
+
+
+def test_the_prior_reaches_the_router_with_a_state_file_in_its_writable_volume() -> None:
+    spec = parse_spec({
+        "model": {"name": "m", "repository": {"configMap": {"name": "models"}}},
+        "budgets": {"prior": {"warmRequests": 50, "learningRate": 0.1}},
+    })  # fmt: skip
+    prior = RouterConfig.model_validate(render_router_config(OWNER, spec)).prior
+    deployment = render_router_deployment(OWNER, spec, RenderOptions())
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    assert (prior.warm_requests, prior.learning_rate) == (50, 0.1)
+    assert prior.state_path is not None
+    assert prior.state_path.startswith(mounts["state"] + "/")
+    assert "emptyDir" in volumes["state"]
 
 
 @pytest.mark.parametrize("spec", example_specs())

@@ -18,7 +18,8 @@ The sections the router reads are the router's own models where it has one:
 ``ponder_router.chat.ChatFormat`` (whose validator compiles the chat template) and
 ``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig`` and
 ``spec.budgets.probes`` is ``ponder_router.probes.ProbeConfig``, ``spec.budgets.confidence``
-is ``ponder_router.confidence.ConfidenceConfig`` and ``spec.router.affinity``
+is ``ponder_router.confidence.ConfidenceConfig``, ``spec.budgets.prior`` is
+``ponder_router.prior.PriorConfig`` and ``spec.router.affinity``
 is ``ponder_router.affinity.AffinityConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
@@ -56,6 +57,7 @@ from ponder_router.chat import ChatFormat, ThinkingDelimiters
 from ponder_router.confidence import ConfidenceConfig
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.forcing import ForcingConfig
+from ponder_router.prior import PriorConfig
 from ponder_router.probes import ProbeConfig
 from ponder_router.settings import AdmissionConfig
 
@@ -660,6 +662,10 @@ class BudgetsSpec(ApiModel):
         default=ConfidenceConfig(),
         description="Per-sample confidence: confidence-weighted votes and stop rules, and "
                     "cancellation of samples whose running confidence is low.")
+    prior: PriorConfig = Field(
+        default=PriorConfig(),
+        description="A prompt prior each router replica learns from its finished requests "
+                    "(hashed n-grams, never the text), kept in the pod's state volume.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(

@@ -39,6 +39,7 @@ from ponder_router.budgets import BudgetPolicy, default_policy
 from ponder_router.confidence import ConfidenceConfig
 from ponder_router.errors import PolicyError
 from ponder_router.forcing import ForcingConfig
+from ponder_router.prior import PriorConfig
 
 from .calibrate import (
     DEFAULT_THRESHOLDS,
@@ -62,6 +63,7 @@ from .dataset import (
     load_dataset,
     write_jsonl,
 )
+from .prior_fit import warm_start_prior
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
@@ -386,12 +388,22 @@ def add_calibrate_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
                              "full-compute answer a candidate's accuracy is discounted by "
                              "when candidates compete (default: 2; 0 takes train means "
                              "as they are)")
+    parser.add_argument("--prior-out", type=Path, default=None,
+                        help="also fit the router's prompt prior on the serving model's "
+                             "problems (their free labels, replayed under the default "
+                             "policy) and write its state file here (.npz; the router's "
+                             "prior.statePath warm-starts from it); the report gains its "
+                             "cross-fitted AUROC")
+    parser.add_argument("--prior-features", type=int, default=PriorConfig().n_features,
+                        help="the prior's hashed features; must match the service's "
+                             "spec.budgets.prior.nFeatures (default: its default)")
     parser.set_defaults(run=run_calibrate)
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
     """Calibrate as ``args`` describe; 0 on success, 2 on bad input."""
     try:
+        prior_config = PriorConfig(n_features=args.prior_features)
         with _workdir(args.out) as workdir:
             models = [ModelData("serving", _load(args, workdir), args.price_per_token)]
             if args.large_data is not None or args.large_builtin is not None:
@@ -430,10 +442,19 @@ def run_calibrate(args: argparse.Namespace) -> int:
     spec = budgets_spec(solution.policy, solution.rule, config.verifier_model)
     policy_doc = solution.policy.model_dump(by_alias=True, mode="json", exclude_none=True)
     report["held_out"] = suite_document(held_out)
+    if args.prior_out is not None:
+        report["prior"] = warm_start_prior(models[0].dataset, args.prior_out, prior_config,
+                                           seed=args.seed)  # fmt: skip
     report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     _print_calibration(report, held_out, policy_doc, solution.rule)
     if thinking:
         _print_thinking(thinking, [t["maxTokens"] for t in policy_doc["tiers"]], config)
+    if "prior" in report:
+        prior, quality = report["prior"], report["prior"]["crossfit"]["auroc_first_wrong"]
+        print(f"prompt prior: learned from {prior['requests_learned']} requests, wrote "
+              f"{prior['state_file']}; cross-fitted AUROC(first sample wrong) = "
+              f"{_fmt(quality['learned_prior'])} (fixed estimator "
+              f"{_fmt(quality['fixed_estimator'])})")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "policy.yaml").write_text(yaml.safe_dump(policy_doc, sort_keys=False),
