@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from ponder_router.app import create_app
+from ponder_router.budgets import Budget
+from ponder_router.demand import expected_remaining_tokens
 from ponder_router.executor import RequestSpec
 from ponder_router.prior import Observation, PriorConfig
 from ponder_router.prior_model import LEARN_BATCH
@@ -143,12 +145,18 @@ def test_a_warm_prior_sets_the_demand_a_planned_request_adds(tmp_path: Path) -> 
     for i in range(LEARN_BATCH):
         executor.prior.learn(f"apple {i}", Observation(0.0, 0.0))  # every one stopped at once
     warm = executor.plan(spec)
-    tokens = config().budgets.demand_model.token_fill_ratio * warm.budget.max_tokens_per_sample
+    settings = config()
+
+    def first_wave_only(budget: Budget) -> float:  # the demand with no sample past the first wave
+        return expected_remaining_tokens(
+            budget, settings.budgets.demand_model, samples_finished=0, running_samples=0,
+            running_tokens=0.0, answer_tokens=settings.forcing.answer_tokens,
+            extra_sample_ratio=0.0)  # fmt: skip
 
     assert cold.extra_sample_ratio is None
     assert warm.extra_sample_ratio == 0.0
-    assert warm.demand_tokens() == warm.budget.wave_size * tokens
-    assert cold.demand_tokens() > cold.budget.wave_size * tokens  # the fixed ratio's extra
+    assert warm.demand_tokens() == pytest.approx(first_wave_only(warm.budget))
+    assert cold.demand_tokens() > first_wave_only(cold.budget)  # the fixed ratio's extra
     hinted = executor.plan(dataclasses.replace(spec, difficulty_hint=0.9))
     assert hinted.estimate.score == 0.9  # the client's hint wins over the prior
     assert hinted.extra_sample_ratio is None
