@@ -306,6 +306,7 @@ class RecordedOutcome:
     tokens: int
     verifier_calls: int
     stop_reason: str
+    waves: int = 0  # launches that started at least one sample: sequential rounds
 
 
 def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
@@ -320,6 +321,8 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     its length and the stopping sample's. The verifier is the data's scores: it scores
     every finished sample with an answer when the data carry scores and the plan is
     best-of-n (``verifier_model`` names it in the aggregation; None when no scores).
+    Waves: the launches that started at least one sample (sequential rounds, the latency
+    cost): one per sample when ``waves=False``.
     """
     cap = plan.budget.max_tokens_per_sample
     cut = [RecordedSample(None, cap, s.score, truncated=True) if s.tokens > cap
@@ -328,9 +331,11 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     calls = 0
     done = 0
     launched_upto = 0
+    rounds = 0
     while not plan.stopped:
         wave = plan.launch() if waves else plan.launch(1 if plan.running == 0 else 0)
         launched_upto = max(launched_upto, wave.stop)
+        rounds += len(wave) > 0
         if done >= len(cut) or done >= launched_upto:
             raise ValueError("the plan ran out of samples before its stopping rule fired")
         sample = cut[done]
@@ -350,7 +355,8 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
         min(s.tokens, stopper) for s in cut[done:launched_upto])
     return RecordedOutcome(launched=launched_upto, completed=done,
                            answer=plan.finished[choice.position].answer, tokens=tokens,
-                           verifier_calls=calls, stop_reason=plan.stop_reason)  # fmt: skip
+                           verifier_calls=calls, stop_reason=plan.stop_reason,
+                           waves=rounds)  # fmt: skip
 
 
 def _score(sample: RecordedSample) -> float:

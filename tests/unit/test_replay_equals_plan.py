@@ -3,8 +3,8 @@
 ``replay_adaptive`` is a fast path over arrays; the live router decides with
 ``RequestPlan``. These tests drive a ``RequestPlan`` per request and order through
 ``plan.replay_request`` and require the same samples launched, samples finished, tokens,
-verifier calls and answer, on generated data sets and on every real per-sample set in
-the shared data that the evaluator reads.
+verifier calls, waves and answer, on generated data sets and on every real per-sample set
+in the shared data that the evaluator reads.
 """
 
 from __future__ import annotations
@@ -47,12 +47,13 @@ MIXED = BudgetPolicy(tiers=(  # a vote, a verified best-of-n and a revision chai
 ))  # fmt: skip
 
 
-Row = tuple[int, int, float, float, bool]
+Row = tuple[int, int, float, float, bool, int]
 
 
 def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
                   rule: StopRule, waves: bool) -> list[Row]:  # fmt: skip
-    """(launched, finished, tokens, verifier calls, correct) per row, from RequestPlan."""
+    """(launched, finished, tokens, verifier calls, correct, waves) per row, from
+    RequestPlan."""
     out = []
     scored = rs.scores is not None
     for row in range(rs.rows):
@@ -70,7 +71,7 @@ def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
                              waves=waves)  # fmt: skip
         right = got.answer is not None and got.answer == str(rs.correct[problem])
         out.append((got.launched, got.completed, float(got.tokens),
-                    float(got.verifier_calls), right))
+                    float(got.verifier_calls), right, got.waves))
     return out
 
 
@@ -78,9 +79,10 @@ def assert_replay_equals_plan(rs: ReplaySet, budgets: Sequence[Budget], index: n
                               rule: StopRule, waves: bool) -> None:  # fmt: skip
     fast = replay_adaptive(rs, budgets, index, rule, name="x", family="x", waves=waves)
     calls = fast.verifier_calls if fast.verifier_calls is not None else np.zeros(rs.rows)
+    assert fast.waves is not None
     got = list(zip(fast.samples.astype(int).tolist(), fast.completed.astype(int).tolist(),
                    fast.tokens.tolist(), calls.tolist(), fast.correct.tolist(),
-                   strict=True))  # fmt: skip
+                   fast.waves.astype(int).tolist(), strict=True))  # fmt: skip
     assert got == plan_outcomes(rs, budgets, index, rule, waves)
 
 
