@@ -61,6 +61,7 @@ from .dataset import (
 )
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
+from .signals import SignalConfig, SignalReport, difficulty_signals, format_signals, load_prior
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
 from .trajectories import GEMMA_CAVEAT, convert_gemma_thinking
 
@@ -204,8 +205,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         "evaluate", help="replay sampled answers through the router's budget policy offline",
         description="Replay every problem's samples in many random orders through the "
                     "router's estimator, budgets, aggregation and stopping; report accuracy "
-                    "against mean samples and tokens for maj@N, best-of-N, "
-                    "Adaptive-Consistency, ESC and Ponder's policies.")  # fmt: skip
+                    "against mean samples, waves and tokens for maj@N, best-of-N, "
+                    "Adaptive-Consistency, ESC and Ponder's policies, and the cross-fitted "
+                    "AUROC of each difficulty signal for 'the first sample is wrong'.")  # fmt: skip
     _add_data_options(parser)
     _add_common(parser)
     parser.add_argument("--policy", action="append", default=[], metavar="[NAME=]FILE",
@@ -222,6 +224,17 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--stop-window", type=int, default=5)
     parser.add_argument("--stop-margin", type=int, default=3,
                         help="the lead the margin rule needs (--stop-rule margin)")
+    parser.add_argument("--no-signals", action="store_true",
+                        help="leave out the cross-fitted AUROC of the difficulty signals")
+    parser.add_argument("--signal-orderings", type=int, default=20,
+                        help="random sample orders per problem for the signals (default: 20)")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="cross-fitting folds for the signals (default: 5)")
+    parser.add_argument("--prior", action="append", default=[], metavar="NAME=MODULE:ATTR",
+                        help="a prompt prior to score beside the built-in ones: a callable "
+                             "that takes training problems and returns a prompt -> score "
+                             "callable (higher: harder), fitted on the other folds "
+                             "(repeatable)")
     parser.set_defaults(run=run_evaluate)
 
 
@@ -249,12 +262,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  price_per_token=args.price_per_token)  # fmt: skip
             suite = run_suite(dataset, policies, config, escalations=escalations,
                               include_default=not args.no_default_policy)  # fmt: skip
+            signals: SignalReport | None = None
+            if not args.no_signals:
+                priors = {name: load_prior(spec)
+                          for name, spec in _pairs(args.prior, "--prior").items()}
+                signals = difficulty_signals(
+                    dataset, SignalConfig(orderings=args.signal_orderings, seed=args.seed,
+                                          folds=args.folds), priors=priors)  # fmt: skip
     except _BAD_INPUT as exc:
         print(f"ponder evaluate: {exc}", file=sys.stderr)
         return 2
     print(format_table(suite))
     print()
     print(format_comparisons(compare_policies(suite)))
+    if signals is not None:
+        print()
+        print(format_signals(signals))
     print(f"\nreplayed {suite.problems} problems x {config.orderings} orders in "
           f"{suite.elapsed_seconds:.2f} s ({time.perf_counter() - started:.2f} s in all)")
     if args.out is not None:
@@ -264,7 +287,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     "source": dataset.source, "skipped_problems": dataset.skipped,
                     "abstentions": dataset.abstentions,
                     "issues": [str(i) for i in dataset.issues[:100]]}  # fmt: skip
-        _write_json(suite_document(suite, {"settings": settings}), args.out / f"{stem}.json")
+        extra: dict[str, Any] = {"settings": settings}
+        if signals is not None:
+            extra["difficulty_signals"] = signals.as_dict()
+        _write_json(suite_document(suite, extra), args.out / f"{stem}.json")
         if plot_suite(suite, args.out / f"{stem}.png"):
             print(f"wrote {args.out / stem}.json and .png")
         else:
