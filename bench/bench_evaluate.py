@@ -79,6 +79,7 @@ from ponder_tools.evaluation.report import (
 )
 from ponder_tools.evaluation.signals import (
     COMBINED,
+    LEARNED_PRIOR,
     POLICY_WAVE,
     ROUTER_PRIOR,
     TRAFFIC_PRIOR,
@@ -106,8 +107,8 @@ DATASETS = ("llama2-13b-gsm8k-pot", "gpt4-gsm8k-cot", "qwen25math-100x8",
 REAL_FILES = {"llama2-13b-gsm8k-pot": "samples/mot_llama2_13b_gsm8k_pot_400x48.jsonl",
               "gpt4-gsm8k-cot": "samples/mot_gpt4_gsm8k_cot_1319x6.jsonl"}  # fmt: skip
 SIMULATED = ("standin-math500",)
-SUMMARY_SIGNALS = (ROUTER_PRIOR, TRAFFIC_PRIOR, "disagreement", "unconfidence", "length",
-                   "low score", COMBINED)  # fmt: skip
+SUMMARY_SIGNALS = (ROUTER_PRIOR, TRAFFIC_PRIOR, LEARNED_PRIOR, "disagreement",
+                   "unconfidence", "length", "low score", COMBINED)  # fmt: skip
 
 
 def load_source(name: str, folder: Path, **standin: float) -> tuple[Dataset, float]:
@@ -406,7 +407,8 @@ def _point(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_summary(table: dict[str, Any]) -> None:
-    short = {ROUTER_PRIOR: "prior", TRAFFIC_PRIOR: "text", "disagreement": "agree",
+    short = {ROUTER_PRIOR: "prior", TRAFFIC_PRIOR: "text", LEARNED_PRIOR: "learn",
+             "disagreement": "agree",
              "unconfidence": "conf", "length": "len", "low score": "score",
              COMBINED: "comb"}  # fmt: skip
     head = (f"{'set':<22} {'NxN':>8} {'maj@1':>6} {'maj@N':>6} {'default':>7} {'gap':>6} "
@@ -430,7 +432,9 @@ def print_summary(table: dict[str, Any]) -> None:
           f"[{'met' if target['met'] else 'MISSED'}]")
     print("gap: maj@N_max minus the default policy, points; prior: the router's prompt "
           "estimator; text: hashed n-gram prior learned (cross-fitted) from the other "
-          "problems' vote margins, no references; agree/conf/len/score: the first wave's "
+          "problems' vote margins, no references; learn: the router's own prompt prior "
+          "trained online on the other problems' replayed requests (where the checkout "
+          "has it); agree/conf/len/score: the first wave's "
           "disagreement, unconfidence, length, low verifier score; comb: all of them, "
           "cross-fitted logistic model")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+import types
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +17,9 @@ from ponder_tools.evaluation.dataset import Dataset, EvalProblem, parse_lines
 from ponder_tools.evaluation.signals import (
     COMBINED,
     IN_FLIGHT_ONLY,
+    LEARNED_PRIOR,
     POLICY_WAVE,
+    PRIOR_FIT_MODULE,
     REFERENCE_PRIOR,
     PromptScorer,
     SignalConfig,
@@ -115,3 +119,34 @@ def test_ponder_evaluate_reports_waves_and_signal_aurocs(tmp_path: Path,
     document = json.loads((tmp_path / "out" / "evaluate_split.json").read_text())
     assert all(r["mean_waves"] >= 1.0 for r in document["results"])
     assert document["difficulty_signals"]["auroc"]["disagreement"][POLICY_WAVE] == 1.0
+
+
+def test_the_routers_learned_prior_is_scored_where_the_checkout_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trained_on: list[int] = []
+
+    class Prior:
+        def __init__(self, hard: set[str]) -> None:
+            self.hard = hard
+
+        def predict(self, prompt: str) -> float:
+            return 1.0 if prompt.startswith("tricky") else 0.0
+
+    def replay_requests(dataset: Dataset, *, seed: int = 0) -> list[str]:
+        return [p.question for p in dataset.problems]
+
+    def fit_prior(requests: list[str], *, seed: int = 0) -> Prior:
+        trained_on.append(len(requests))
+        return Prior(set(requests))
+
+    module = types.ModuleType(PRIOR_FIT_MODULE)
+    module.replay_requests = replay_requests  # type: ignore[attr-defined]
+    module.fit_prior = fit_prior  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, PRIOR_FIT_MODULE, module)
+    report = difficulty_signals(split_dataset(50), SignalConfig(orderings=2))
+    assert report.auroc[LEARNED_PRIOR][POLICY_WAVE] == 1.0
+    assert trained_on == [40] * 5  # each fold's prior learned from the other four folds
+    monkeypatch.setitem(sys.modules, PRIOR_FIT_MODULE, None)  # not in this checkout
+    assert LEARNED_PRIOR not in difficulty_signals(split_dataset(50),
+                                                   SignalConfig(orderings=2)).auroc

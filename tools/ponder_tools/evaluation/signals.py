@@ -14,6 +14,9 @@ wrong). The signals, each oriented so that higher means harder:
   (1 - the leader's share);
 - ``text prior (references)``: the same model fitted on each problem's error rate
   (1 - pass@1), which needs references: a ceiling for what a text prior learns;
+- ``learned prior (router)``: the router's own prompt prior, trained online on the
+  other folds' replayed requests' free labels (``router_prior_fit``), where the checkout
+  has ``prior_fit``;
 - any prompt prior given through ``priors`` (a ``PriorFit``: training problems in, a
   prompt -> score callable out), fitted on the other folds;
 - in flight, from the *first wave* (the first k samples of the row): ``disagreement``
@@ -21,9 +24,10 @@ wrong). The signals, each oriented so that higher means harder:
   (1 - the mean confidence, where the data carry confidences), ``length`` (the mean
   tokens, where the data carry tokens), ``low score`` (minus the mean verifier score,
   where the data carry scores);
-- ``combined``: a logistic model over the router's prior, the traffic text prior, the
-  hook priors and the first-wave signals, cross-fitted; ``in flight only`` the same over
-  the first-wave signals alone.
+- ``combined``: a logistic model over the router's fixed prior, the traffic text prior,
+  the hook priors and the first-wave signals, cross-fitted (the router's learned prior
+  is reported alone: replaying every request for each nested fit costs too much);
+  ``in flight only`` the same over the first-wave signals alone.
 
 k is the default policy's first wave for the problem's tier (2, 3 or 4 by the router's
 prior), or a fixed 2, 3 or 4 (a problem with fewer samples uses all of them).
@@ -91,6 +95,7 @@ class SignalConfig:
     seed: int = 0
     folds: int = 5
     fixed_waves: tuple[int, ...] = FIXED_WAVES
+    router_prior: bool = True  # the router's learned prior, where the checkout has it
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,31 @@ def fixed_prior(scorer: PromptScorer) -> PriorFit:
 
     def fit(_problems: Sequence[EvalProblem]) -> PromptScorer:
         return scorer
+
+    return fit
+
+
+LEARNED_PRIOR = "learned prior (router)"
+PRIOR_FIT_MODULE = "ponder_tools.evaluation.prior_fit"
+
+
+def router_prior_fit(seed: int = 0) -> PriorFit | None:
+    """The router's own prompt prior learned from traffic (``prior_fit``: each training
+    problem replayed as one request, the prior trained online on the free labels the
+    finished requests give, no references), as a ``PriorFit``; None where this checkout
+    has no such module."""
+    try:
+        module = importlib.import_module(PRIOR_FIT_MODULE)
+    except ImportError:
+        return None
+    replay, train = getattr(module, "replay_requests", None), getattr(module, "fit_prior", None)
+    if replay is None or train is None:
+        return None
+
+    def fit(problems: Sequence[EvalProblem]) -> PromptScorer:
+        prior = train(replay(Dataset("train", tuple(problems)), seed=seed), seed=seed)
+        predict: PromptScorer = prior.predict
+        return predict
 
     return fit
 
@@ -348,11 +378,14 @@ def difficulty_signals(
     fits: dict[str, PriorFit] = {TRAFFIC_PRIOR: TextPrior(contested_share, config.seed),
                                  REFERENCE_PRIOR: TextPrior(error_rate, config.seed),
                                  **(priors or {})}  # fmt: skip
+    learned_prior = router_prior_fit(config.seed) if config.router_prior else None
+    if learned_prior is not None:
+        fits[LEARNED_PRIOR] = learned_prior
     prompt = {ROUTER_PRIOR: router[rows.problem]}
     for name, fit in fits.items():
         prompt[name] = out_of_fold(fit, problems, fold)[rows.problem]
     # The combined model's fitted priors, out of fold on each training part too (nested).
-    learned = [TRAFFIC_PRIOR, *(priors or {})]
+    learned = [TRAFFIC_PRIOR, *(priors or {})]  # the router's prior: alone (six times cheaper)
     nested = {f: {name: _nested(fits[name], problems, fold, f, config) for name in learned}
               for f in range(config.folds)}  # fmt: skip
 
@@ -383,7 +416,8 @@ def difficulty_signals(
         next_sample=next_sample, next_sample_rows=int(has_next.sum()),
         combined_inputs=inputs,
         settings={"orderings": config.orderings, "seed": config.seed,
-                  "folds": config.folds, "hook_priors": sorted(priors or {})},
+                  "folds": config.folds, "hook_priors": sorted(priors or {}),
+                  "router_prior": learned_prior is not None},
     )  # fmt: skip
 
 
