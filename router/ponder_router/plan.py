@@ -306,7 +306,8 @@ class RecordedOutcome:
     tokens: int
     verifier_calls: int
     stop_reason: str
-    waves: int = 0  # launches that started at least one sample: sequential rounds
+    waves: int = 0  # launches that started a sample: sequential rounds (one a sample if
+    # replay_request runs with waves=False), the latency cost
 
 
 def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
@@ -321,8 +322,6 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     its length and the stopping sample's. The verifier is the data's scores: it scores
     every finished sample with an answer when the data carry scores and the plan is
     best-of-n (``verifier_model`` names it in the aggregation; None when no scores).
-    Waves: the launches that started at least one sample (sequential rounds, the latency
-    cost): one per sample when ``waves=False``.
     """
     cap = plan.budget.max_tokens_per_sample
     cut = [RecordedSample(None, cap, s.score, truncated=True) if s.tokens > cap

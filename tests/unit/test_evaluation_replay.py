@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 
@@ -24,12 +23,11 @@ from ponder_tools.evaluation.replay import (
     ReplaySet,
     audit,
     build_replay_set,
-    compute_prefix_state,
     replay_adaptive,
     replay_fixed,
     summarise,
 )
-from ponder_tools.evaluation.report import compare_along_curve, suite_document
+from ponder_tools.evaluation.report import compare_along_curve
 from ponder_tools.evaluation.suite import (
     NamedPolicy,
     SuiteConfig,
@@ -326,35 +324,3 @@ def test_each_baseline_point_is_judged_along_the_ponder_curve(
     if fewer == "never":
         assert row["ponder_top"]["policy"] == "p3"
         assert row["ponder_top"]["gap_points"] == pytest.approx(1.0)
-
-
-def test_fixed_policies_take_one_wave_and_sequential_baselines_one_per_sample() -> None:
-    suite = run_suite(random_dataset(), config=SuiteConfig(orderings=4, seed=5))
-    for result in suite.results:
-        assert result.mean_waves is not None
-        if result.family in ("majority", "best-of-n"):
-            assert result.mean_waves == 1.0
-        elif result.family in ("adaptive-consistency", "esc", "margin"):
-            assert result.mean_waves == pytest.approx(result.mean_completed)
-        else:  # Ponder launches in waves: at least one, never more than its samples
-            assert 1.0 <= result.mean_waves < result.mean_samples
-    assert all(r["mean_waves"] is not None for r in suite_document(suite)["results"])
-
-
-@pytest.mark.parametrize(("answers", "waves"), [
-    (["7", "7", "3", "3", "3", "3"], 1),  # the first wave of two agrees: done
-    (["7", "3", "3", "3", "3", "3"], 2),  # it disagrees: one more wave, sized by the rule
-])  # fmt: skip
-def test_a_wave_plan_counts_its_rounds_of_launches(answers: list[str], waves: int) -> None:
-    dataset = dataset_of([{"id": "w", "reference": "3",
-                           "samples": [f"\\boxed{{{a}}}" for a in answers]}])  # fmt: skip
-    budget = Budget(tier="t", strategy=Strategy.VOTE, max_tokens_per_sample=1 << 20,
-                    max_samples=6, wave_size=2, expected_tokens=0.0,
-                    stop_on_first_wave_agreement=True)  # fmt: skip
-    keys = np.array([[0 if a == "7" else 1 for a in answers]])  # in this finishing order
-    rs = build_replay_set(dataset, orderings=1, seed=0)
-    rs = dataclasses.replace(rs, keys=keys, state=compute_prefix_state(keys))
-    outcome = replay_adaptive(rs, [budget], np.array([0]), StopRule(threshold=0.95), name="p",
-                              family="ponder")  # fmt: skip
-    assert outcome.waves is not None
-    assert outcome.waves.tolist() == [waves]

@@ -47,13 +47,12 @@ MIXED = BudgetPolicy(tiers=(  # a vote, a verified best-of-n and a revision chai
 ))  # fmt: skip
 
 
-Row = tuple[int, int, float, float, bool, int]
+Row = tuple[int, int, float, float, bool, int]  # ... correct, and waves
 
 
 def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
                   rule: StopRule, waves: bool) -> list[Row]:  # fmt: skip
-    """(launched, finished, tokens, verifier calls, correct, waves) per row, from
-    RequestPlan."""
+    """(launched, finished, tokens, verifier calls, correct) per row, from RequestPlan."""
     out = []
     scored = rs.scores is not None
     for row in range(rs.rows):
@@ -80,9 +79,10 @@ def assert_replay_equals_plan(rs: ReplaySet, budgets: Sequence[Budget], index: n
     fast = replay_adaptive(rs, budgets, index, rule, name="x", family="x", waves=waves)
     calls = fast.verifier_calls if fast.verifier_calls is not None else np.zeros(rs.rows)
     assert fast.waves is not None
+    waves_fast = fast.waves.astype(int).tolist()
     got = list(zip(fast.samples.astype(int).tolist(), fast.completed.astype(int).tolist(),
-                   fast.tokens.tolist(), calls.tolist(), fast.correct.tolist(),
-                   fast.waves.astype(int).tolist(), strict=True))  # fmt: skip
+                   fast.tokens.tolist(), calls.tolist(), fast.correct.tolist(), waves_fast,
+                   strict=True))  # fmt: skip
     assert got == plan_outcomes(rs, budgets, index, rule, waves)
 
 

@@ -214,16 +214,6 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
                         help="a BudgetPolicy YAML/JSON to evaluate (repeatable)")
     parser.add_argument("--no-default-policy", action="store_true",
                         help="leave the router's default policy out")
-    parser.add_argument("--escalate", action="append", default=[], metavar="SERVICE=FILE",
-                        help="samples of a service a tier escalates to (repeatable)")
-    parser.add_argument("--escalate-price", action="append", default=[],
-                        metavar="SERVICE=PRICE", help="its cost per token (default: 1)")
-    parser.add_argument("--stop-rule", choices=[k.value for k in StopRuleKind], default="beta",
-                        help="the service's stopping rule for Ponder's policies")
-    parser.add_argument("--stop-threshold", type=float, default=0.95)
-    parser.add_argument("--stop-window", type=int, default=5)
-    parser.add_argument("--stop-margin", type=int, default=3,
-                        help="the lead the margin rule needs (--stop-rule margin)")
     parser.add_argument("--no-signals", action="store_true",
                         help="leave out the cross-fitted AUROC of the difficulty signals")
     parser.add_argument("--signal-orderings", type=int, default=20,
@@ -235,6 +225,16 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
                              "that takes training problems and returns a prompt -> score "
                              "callable (higher: harder), fitted on the other folds "
                              "(repeatable)")
+    parser.add_argument("--escalate", action="append", default=[], metavar="SERVICE=FILE",
+                        help="samples of a service a tier escalates to (repeatable)")
+    parser.add_argument("--escalate-price", action="append", default=[],
+                        metavar="SERVICE=PRICE", help="its cost per token (default: 1)")
+    parser.add_argument("--stop-rule", choices=[k.value for k in StopRuleKind], default="beta",
+                        help="the service's stopping rule for Ponder's policies")
+    parser.add_argument("--stop-threshold", type=float, default=0.95)
+    parser.add_argument("--stop-window", type=int, default=5)
+    parser.add_argument("--stop-margin", type=int, default=3,
+                        help="the lead the margin rule needs (--stop-rule margin)")
     parser.set_defaults(run=run_evaluate)
 
 
@@ -244,6 +244,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         with _workdir(args.out) as workdir:
             dataset = _load(args, workdir)
+            signals: SignalReport | None = None
+            if not args.no_signals:
+                priors = {name: load_prior(spec)
+                          for name, spec in _pairs(args.prior, "--prior").items()}
+                signals = difficulty_signals(
+                    dataset, SignalConfig(orderings=args.signal_orderings, seed=args.seed,
+                                          folds=args.folds), priors=priors)  # fmt: skip
             policies = []
             for spec in args.policy:
                 name, sep, file = spec.partition("=")
@@ -262,24 +269,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  price_per_token=args.price_per_token)  # fmt: skip
             suite = run_suite(dataset, policies, config, escalations=escalations,
                               include_default=not args.no_default_policy)  # fmt: skip
-            signals: SignalReport | None = None
-            if not args.no_signals:
-                priors = {name: load_prior(spec)
-                          for name, spec in _pairs(args.prior, "--prior").items()}
-                signals = difficulty_signals(
-                    dataset, SignalConfig(orderings=args.signal_orderings, seed=args.seed,
-                                          folds=args.folds), priors=priors)  # fmt: skip
     except _BAD_INPUT as exc:
         print(f"ponder evaluate: {exc}", file=sys.stderr)
         return 2
     print(format_table(suite))
     print()
     print(format_comparisons(compare_policies(suite)))
-    if signals is not None:
-        print()
-        print(format_signals(signals))
     print(f"\nreplayed {suite.problems} problems x {config.orderings} orders in "
           f"{suite.elapsed_seconds:.2f} s ({time.perf_counter() - started:.2f} s in all)")
+    if signals is not None:
+        print(f"\n{format_signals(signals)}")
     if args.out is not None:
         stem = f"evaluate_{dataset.name}"
         settings = {"orderings": config.orderings, "seed": config.seed,
