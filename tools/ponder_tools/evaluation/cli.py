@@ -277,8 +277,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_comparisons(compare_policies(suite)))
     print(f"\nreplayed {suite.problems} problems x {config.orderings} orders in "
           f"{suite.elapsed_seconds:.2f} s ({time.perf_counter() - started:.2f} s in all)")
-    if signals is not None:
-        print(f"\n{format_signals(signals)}")
     if args.out is not None:
         stem = f"evaluate_{dataset.name}"
         settings = {"orderings": config.orderings, "seed": config.seed,
@@ -295,6 +293,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         else:
             print(f"wrote {args.out / stem}.json (no plot: matplotlib is not installed; "
                   "pip install 'ponder[tools]')")
+    if signals is not None:
+        print(f"\n{format_signals(signals)}")
     return 0
 
 
