@@ -27,6 +27,7 @@ from ponder_tools.evaluation.signals import (
     difficulty_signals,
     fixed_prior,
     format_signals,
+    problem_interval,
 )
 
 
@@ -150,3 +151,15 @@ def test_the_routers_learned_prior_is_scored_where_the_checkout_has_it(
     monkeypatch.setitem(sys.modules, PRIOR_FIT_MODULE, None)  # not in this checkout
     assert LEARNED_PRIOR not in difficulty_signals(split_dataset(50),
                                                    SignalConfig(orderings=2)).auroc
+
+
+def test_the_combined_interval_resamples_problems_and_holds_the_estimate() -> None:
+    target = np.repeat(np.arange(60) % 2 == 1, 4)  # 60 problems x 4 orders
+    signal = np.repeat(np.random.default_rng(1).random(60), 4) + target * 0.3
+    interval = problem_interval(target, signal, orderings=4)
+    assert interval is not None
+    low, high = interval
+    assert low < (auroc(target, signal) or 0.0) < high
+    assert high - low > 0.05  # 60 problems, not 240 independent rows
+    report = difficulty_signals(split_dataset(), SignalConfig(orderings=2))
+    assert report.combined_interval == pytest.approx((1.0, 1.0))

@@ -112,6 +112,7 @@ class SignalReport:
     next_sample: dict[str, float | None]  # target: the sample after the policy's wave
     next_sample_rows: int
     combined_inputs: tuple[str, ...]
+    combined_interval: tuple[float, float] | None = None  # 95 %, problems resampled
     settings: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -124,7 +125,10 @@ class SignalReport:
             "next_sample_target": "the sample after the policy's first wave is wrong",
             "next_sample_rows": self.next_sample_rows,
             "auroc_next_sample": {s: _r(v) for s, v in self.next_sample.items()},
-            "combined_inputs": list(self.combined_inputs), "settings": self.settings,
+            "combined_inputs": list(self.combined_inputs),
+            "combined_auroc_95_interval": None if self.combined_interval is None
+            else [round(v, 4) for v in self.combined_interval],
+            "settings": self.settings,
         }  # fmt: skip
 
 
@@ -396,6 +400,7 @@ def difficulty_signals(
     table: dict[str, dict[str, float | None]] = {}
     inputs: tuple[str, ...] = ()
     next_sample: dict[str, float | None] = {}
+    interval: tuple[float, float] | None = None
     has_next = policy_wave < rows.counts
     next_wrong = ~rows.right[np.arange(len(policy_wave)), np.minimum(policy_wave,
                                                                      rows.counts - 1)]
@@ -410,11 +415,13 @@ def difficulty_signals(
         if label == POLICY_WAVE:
             next_sample = {name: auroc(next_wrong[has_next], values[has_next])
                            for name, values in signals.items()}  # fmt: skip
+            interval = problem_interval(first_wrong, combined, config.orderings,
+                                        seed=config.seed)  # fmt: skip
     return SignalReport(
         dataset=dataset.name, problems=len(problems), rows=len(first_wrong),
         first_wrong_share=float(first_wrong.mean()), waves=tuple(waves), auroc=table,
         next_sample=next_sample, next_sample_rows=int(has_next.sum()),
-        combined_inputs=inputs,
+        combined_inputs=inputs, combined_interval=interval,
         settings={"orderings": config.orderings, "seed": config.seed,
                   "folds": config.folds, "hook_priors": sorted(priors or {}),
                   "router_prior": learned_prior is not None},
@@ -467,6 +474,25 @@ def _in_flight_only(flight: Mapping[str, FloatArray], target: BoolArray,
     return out
 
 
+def problem_interval(target: BoolArray, signal: FloatArray, orderings: int, *,
+                     resamples: int = 200, seed: int = 0) -> tuple[float, float] | None:
+    """A 95 % percentile interval of the AUROC over ``resamples`` bootstrap draws of
+    problems (all of a problem's ``orderings`` rows together: they are correlated)."""
+    problems = len(target) // orderings
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        drawn = rng.integers(problems, size=problems)
+        rows = (drawn[:, None] * orderings + np.arange(orderings)[None, :]).ravel()
+        value = auroc(target[rows], signal[rows])
+        if value is not None:
+            values.append(value)
+    if len(values) < resamples // 2:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def format_signals(report: SignalReport) -> str:
     """A fixed-width AUROC table: one line per signal, one column per first wave."""
     head = f"{'signal':<26}" + "".join(f"{w:>8}" for w in report.waves) + f"{'next':>8}"
@@ -483,8 +509,15 @@ def format_signals(report: SignalReport) -> str:
                  "(2-4), k=N = the first N samples; the wave includes the first sample "
                  "(in-flight signals see it); next: target 'the sample after the policy's "
                  f"wave is wrong' ({report.next_sample_rows} rows); combined: "
-                 f"{', '.join(report.combined_inputs)}")
+                 f"{', '.join(report.combined_inputs)}{_interval(report)}")
     return "\n".join(lines)
+
+
+def _interval(report: SignalReport) -> str:
+    if report.combined_interval is None:
+        return ""
+    low, high = report.combined_interval
+    return f" (95 % interval at the policy's wave, problems resampled: {low:.3f}-{high:.3f})"
 
 
 def _cell(value: float | None) -> str:
