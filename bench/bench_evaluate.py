@@ -394,6 +394,8 @@ def summary(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 ("ac_paper", "adaptive-consistency@0.95"), ("esc_paper", "esc@5"))},
             "auroc": {s: auroc[s][POLICY_WAVE] if s in auroc else None
                       for s in SUMMARY_SIGNALS},
+            "combined_95_interval":
+                doc["difficulty_signals"]["combined_auroc_95_interval"],
         })  # fmt: skip
     reached = [r["set"] for r in rows if not r["simulated"]
                and (r["auroc"][COMBINED] or 0.0) >= TARGET_AUROC]  # fmt: skip
@@ -420,6 +422,8 @@ def print_summary(table: dict[str, Any]) -> None:
         d, ac = r["ponder_default"], r["ac_paper"]
         gap = 100 * (r["maj_max"]["accuracy"] - d["accuracy"])
         aurocs = " ".join(f"{'-' if v is None else f'{v:.2f}':>5}" for v in r["auroc"].values())
+        if r["combined_95_interval"]:
+            aurocs += " [{:.2f}-{:.2f}]".format(*r["combined_95_interval"])
         label = r["set"] + (" (sim)" if r["simulated"] else "")
         print(f"{label:<22} {r['problems']:>4}x{r['max_samples']:<3} "
               f"{100 * r['maj_1']['accuracy']:6.2f} {100 * r['maj_max']['accuracy']:6.2f} "
@@ -436,7 +440,7 @@ def print_summary(table: dict[str, Any]) -> None:
           "trained online on the other problems' replayed requests (where the checkout "
           "has it); agree/conf/len/score: the first wave's "
           "disagreement, unconfidence, length, low verifier score; comb: all of them, "
-          "cross-fitted logistic model")
+          "cross-fitted logistic model [its 95 % interval, problems resampled]")
 
 
 def plot_signals(reports: dict[str, SignalReport], path: Path) -> bool:
