@@ -1,14 +1,22 @@
 """Offline evaluation benchmark: Ponder's budgets against maj@N, Adaptive-Consistency and ESC.
 
-For each dataset (Qwen2.5-Math 100 MATH problems x 8 samples with reward-model scores;
-the stand-in LLM, a simulator, over MATH-500 with 40 samples a problem; both read or
-generated in place from ``$PONDER_DATA_DIR`` into a temporary folder) it replays every
-problem in 50 random sample orders through the router's own estimator, budgets,
-aggregation and stopping (``ponder_tools.evaluation``), and compares:
+For every real per-sample set in ``$PONDER_DATA_DIR/samples`` (Llama-2-13B on GSM8K,
+400 problems x 48 program-of-thought samples; GPT-4 on GSM8K, 1,319 x 6 chain-of-thought
+samples; Qwen2.5-Math, 100 MATH problems x 8 samples with reward-model scores; the
+Gemma-4-12B thinking traces, 150 questions x 10 with confidences, compared as text) and
+the stand-in LLM (a simulator) over MATH-500 with 40 samples a problem, all read or
+generated in place into a temporary folder, side by side, it replays every problem in
+50 random sample orders through the router's own estimator, budgets, aggregation and
+stopping (``ponder_tools.evaluation``), and compares, with mean samples, tokens and
+waves (sequential rounds of launches, the latency cost):
 
 - maj@N, best-of-N by score, Adaptive-Consistency (beta thresholds), ESC (windows);
 - the router's default policy;
-- the calibrated policy, out of sample: 5-fold cross-fitting, each fold's problems under
+- the cross-fitted AUROC of each difficulty signal for "the first sample is wrong"
+  (``signals``: the router's prompt prior, text priors, first-wave disagreement,
+  confidence, length, and all of them combined);
+- on the sets named by ``--calibrate`` (Qwen by default; calibration is the slow part),
+  the calibrated policy, out of sample: 5-fold cross-fitting, each fold's problems under
   a policy calibrated (``ponder calibrate``'s ``solve``) on the other four folds, aiming
   at maj@N_max within 0.1 points on train; and the same at a sweep of sample budgets.
   Where the data carry verifier scores (Qwen), best-of-n tiers are allowed, scored by
@@ -20,13 +28,16 @@ accuracy, the samples Ponder's cross-fitted curve (the calibrated point and the 
 sweep) needs, and where Ponder needs fewer, as many, more, or never gets there; and the
 same for the router's margin stopping rule alone (no tiers, no calibration).
 
-Then a two-model cascade on the stand-in (a weaker model, logit skill -1.5, at 1 cost
-unit per token; the calibrated one at 8) calibrated the same way, with escalation.
+With ``--cascade``, a two-model cascade on the stand-in (a weaker model, logit skill
+-1.5, at 1 cost unit per token; the calibrated one at 8) calibrated the same way, with
+escalation.
 
-Prints the tables and a verdict on the targets, writes ``bench/results/evaluate.json``
-and ``bench/results/evaluate_<dataset>.png``.
+Prints the tables, a verdict on the targets and one summary table across the sets,
+writes ``bench/results/evaluate.json``, ``bench/results/evaluate_<dataset>.png`` and
+``bench/results/evaluate_signals.png`` (AUROC by signal and set).
 
-    .venv/bin/python bench/bench_evaluate.py [--orderings 50] [--out bench/results]
+    .venv/bin/python bench/bench_evaluate.py [--orderings 50] [--out bench/results] \
+        [--calibrate qwen25math-100x8,standin-math500] [--cascade]
 """
 
 from __future__ import annotations
@@ -66,7 +77,19 @@ from ponder_tools.evaluation.report import (
     plot_suite,
     suite_document,
 )
+from ponder_tools.evaluation.signals import (
+    COMBINED,
+    LEARNED_PRIOR,
+    POLICY_WAVE,
+    ROUTER_PRIOR,
+    TRAFFIC_PRIOR,
+    SignalConfig,
+    SignalReport,
+    difficulty_signals,
+    format_signals,
+)
 from ponder_tools.evaluation.suite import SuiteConfig, SuiteResult, run_suite
+from ponder_tools.evaluation.trajectories import convert_gemma_thinking
 
 TARGET_GAP_POINTS = 0.2
 TARGET_SAMPLE_REDUCTION = 5.0
@@ -77,27 +100,63 @@ CALIBRATION_ORDERINGS = 50
 VERIFIER = "reward-model"  # the model behind the data's scores (Qwen's release: unnamed)
 SMALL_SKILL, LARGE_SKILL = -1.5, 0.0
 SMALL_PRICE, LARGE_PRICE = 1.0, 8.0
+SIGNAL_ORDERINGS = 20
+TARGET_AUROC = 0.75
+DATASETS = ("llama2-13b-gsm8k-pot", "gpt4-gsm8k-cot", "qwen25math-100x8",
+            "gemma4-12b-thinking", "standin-math500")  # fmt: skip
+REAL_FILES = {"llama2-13b-gsm8k-pot": "samples/mot_llama2_13b_gsm8k_pot_400x48.jsonl",
+              "gpt4-gsm8k-cot": "samples/mot_gpt4_gsm8k_cot_1319x6.jsonl"}  # fmt: skip
+SIMULATED = ("standin-math500",)
+SUMMARY_SIGNALS = (ROUTER_PRIOR, TRAFFIC_PRIOR, LEARNED_PRIOR, "disagreement",
+                   "unconfidence", "length", "low score", COMBINED)  # fmt: skip
 
 
 def load_source(name: str, folder: Path, **standin: float) -> tuple[Dataset, float]:
     """Write a built-in source as JSONL under ``folder`` and load it; seconds to load."""
-    if name == "qwen25math-100x8":
+    mode = "numeric"
+    if name in REAL_FILES:
+        path = shared_data_dir() / REAL_FILES[name]
+    elif name == "qwen25math-100x8":
         path = write_jsonl(convert_qwen25math(), folder / f"{name}.jsonl")
+    elif name == "gemma4-12b-thinking":
+        path = write_jsonl(convert_gemma_thinking(), folder / f"{name}.jsonl")
+        mode = "text"  # its answers are free text: `ponder evaluate --equality text`
     else:
         skill = standin.get("skill", 0.0)
         path = write_jsonl(generate_standin(shared_data_dir(), samples_per_problem=40,
                                             skill_logit_offset=skill),
                            folder / f"{name}{skill:+g}.jsonl")
     started = time.perf_counter()
-    dataset = load_dataset(path, name=name)
+    dataset = load_dataset(path, name=name, mode=mode)
     return dataset, time.perf_counter() - started
 
 
-def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int,
-                     out: Path) -> dict[str, Any]:  # fmt: skip
+def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int, out: Path,
+                     calibrate: bool) -> dict[str, Any]:  # fmt: skip
     dataset, load_seconds = load_source(name, folder)
     suite = run_suite(dataset, config=SuiteConfig(orderings=orderings, seed=seed))
     replay_seconds = suite.elapsed_seconds
+    started = time.perf_counter()
+    signals = difficulty_signals(dataset, SignalConfig(orderings=SIGNAL_ORDERINGS, seed=seed,
+                                                       folds=FOLDS))  # fmt: skip
+    signal_seconds = time.perf_counter() - started
+    if not calibrate:
+        print(f"\n== {name}: {suite.problems} problems, up to {suite.max_samples} samples, "
+              f"{orderings} orders each ==")
+        print(format_table(suite, title=""))
+        print(format_comparisons(compare_policies(suite)))
+        print(format_signals(signals))
+        print(f"replay of all baselines and the default policy: {replay_seconds:.2f} s "
+              f"(+{load_seconds:.2f} s loading); signals {signal_seconds:.1f} s")
+        plot_suite(suite, out / f"evaluate_{name}.png",
+                   f"{name}: accuracy against compute ({orderings} orders)")
+        document = suite_document(suite)
+        document.update({"load_seconds": round(load_seconds, 3),
+                         "replay_seconds": round(replay_seconds, 3),
+                         "signal_seconds": round(signal_seconds, 2),
+                         "difficulty_signals": signals.as_dict(),
+                         "simulated": name in SIMULATED})  # fmt: skip
+        return document
     started = time.perf_counter()
     scored = all(p.scores is not None for p in dataset.problems)
     config = CalibrationConfig(orderings=CALIBRATION_ORDERINGS, seed=seed,
@@ -120,6 +179,7 @@ def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int,
           f"{orderings} orders each ==")
     print(format_table(suite, title=""))
     print(format_comparisons(compare_policies(suite)))
+    print(format_signals(signals))
     for label in ("router_default_weights", "refit_on_train"):
         q = quality[label]
         print(f"estimator ({label}) on {quality['test_problems']} held-out problems "
@@ -138,6 +198,8 @@ def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int,
     document = suite_document(suite)
     document.update({
         "load_seconds": round(load_seconds, 3), "replay_seconds": round(replay_seconds, 3),
+        "signal_seconds": round(signal_seconds, 2),
+        "difficulty_signals": signals.as_dict(), "simulated": name in SIMULATED,
         "calibration_seconds": round(calibration_seconds, 2),
         "calibration": {"orderings": CALIBRATION_ORDERINGS, "selection_se": config.selection_se,
                         "stop_thresholds": list(config.thresholds),
@@ -315,33 +377,157 @@ def cascade(folder: Path, orderings: int, seed: int) -> dict[str, Any]:
                                   for s in fitted.solutions]}  # fmt: skip
 
 
+def summary(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One row per set: maj@1, maj@N_max, the default policy against AC@0.95 (accuracy,
+    samples, waves) and each signal's AUROC at the policy's first wave; the AUROC target."""
+    rows = []
+    for name, doc in documents.items():
+        results = {r["name"]: r for r in doc["results"]}
+        top = results[f"maj@{doc['max_samples']}"]
+        auroc = doc["difficulty_signals"]["auroc"]
+        rows.append({
+            "set": name, "simulated": doc["simulated"], "problems": doc["problems"],
+            "max_samples": doc["max_samples"],
+            **{key: _point(results[policy]) for key, policy in (
+                ("maj_1", "maj@1"), ("maj_max", top["name"]),
+                ("ponder_default", "ponder-default"),
+                ("ac_paper", "adaptive-consistency@0.95"), ("esc_paper", "esc@5"))},
+            "auroc": {s: auroc[s][POLICY_WAVE] if s in auroc else None
+                      for s in SUMMARY_SIGNALS},
+            "combined_95_interval":
+                doc["difficulty_signals"]["combined_auroc_95_interval"],
+        })  # fmt: skip
+    reached = [r["set"] for r in rows if not r["simulated"]
+               and (r["auroc"][COMBINED] or 0.0) >= TARGET_AUROC]  # fmt: skip
+    return {"rows": rows, "combined_auroc_target": {
+        "target": TARGET_AUROC, "real_sets_reaching_it": reached, "met": len(reached) >= 2}}
+
+
+def _point(result: dict[str, Any]) -> dict[str, Any]:
+    return {"accuracy": result["accuracy"], "mean_samples": result["mean_samples"],
+            "mean_waves": result["mean_waves"]}  # fmt: skip
+
+
+def print_summary(table: dict[str, Any]) -> None:
+    short = {ROUTER_PRIOR: "prior", TRAFFIC_PRIOR: "text", LEARNED_PRIOR: "learn",
+             "disagreement": "agree",
+             "unconfidence": "conf", "length": "len", "low score": "score",
+             COMBINED: "comb"}  # fmt: skip
+    head = (f"{'set':<22} {'NxN':>8} {'maj@1':>6} {'maj@N':>6} {'default':>7} {'gap':>6} "
+            f"{'smp':>6} {'wv':>5} {'AC.95':>6} {'smp':>6} {'wv':>5} "
+            + " ".join(f"{short[s]:>5}" for s in SUMMARY_SIGNALS))  # fmt: skip
+    print(f"\n== all sets side by side (accuracy %, mean samples, mean waves; AUROC for "
+          f"'the first sample is wrong' at the default policy's first wave) ==\n{head}")
+    for r in table["rows"]:
+        d, ac = r["ponder_default"], r["ac_paper"]
+        gap = 100 * (r["maj_max"]["accuracy"] - d["accuracy"])
+        aurocs = " ".join(f"{'-' if v is None else f'{v:.2f}':>5}" for v in r["auroc"].values())
+        if r["combined_95_interval"]:
+            aurocs += " [{:.2f}-{:.2f}]".format(*r["combined_95_interval"])
+        label = r["set"] + (" (sim)" if r["simulated"] else "")
+        print(f"{label:<22} {r['problems']:>4}x{r['max_samples']:<3} "
+              f"{100 * r['maj_1']['accuracy']:6.2f} {100 * r['maj_max']['accuracy']:6.2f} "
+              f"{100 * d['accuracy']:7.2f} {gap:+6.2f} {d['mean_samples']:6.2f} "
+              f"{d['mean_waves']:5.2f} {100 * ac['accuracy']:6.2f} {ac['mean_samples']:6.2f} "
+              f"{ac['mean_waves']:5.2f} {aurocs}")
+    target = table["combined_auroc_target"]
+    print(f"target: combined in-flight AUROC >= {target['target']:g} on at least two real "
+          f"sets: {', '.join(target['real_sets_reaching_it']) or 'none'} "
+          f"[{'met' if target['met'] else 'MISSED'}]")
+    print("gap: maj@N_max minus the default policy, points; prior: the router's prompt "
+          "estimator; text: hashed n-gram prior learned (cross-fitted) from the other "
+          "problems' vote margins, no references; learn: the router's own prompt prior "
+          "trained online on the other problems' replayed requests (where the checkout "
+          "has it); agree/conf/len/score: the first wave's "
+          "disagreement, unconfidence, length, low verifier score; comb: all of them, "
+          "cross-fitted logistic model [its 95 % interval, problems resampled]")
+
+
+def plot_signals(reports: dict[str, SignalReport], path: Path) -> bool:
+    """AUROC by signal (bars) and set (groups); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(11, 4.6))
+    width = 0.8 / len(SUMMARY_SIGNALS)
+    for j, signal in enumerate(SUMMARY_SIGNALS):
+        values = [r.auroc.get(signal, {}).get(POLICY_WAVE) for r in reports.values()]
+        xs = [i + j * width for i, v in enumerate(values) if v is not None]
+        ax.bar(xs, [v for v in values if v is not None], width, label=signal)
+    ax.axhline(0.5, color="grey", linewidth=0.8)
+    ax.axhline(TARGET_AUROC, color="black", linestyle="--", linewidth=0.8)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(reports))], list(reports),
+                  fontsize=8)  # fmt: skip
+    ax.set_ylim(0.3, 1.0)
+    ax.set_ylabel("AUROC, first sample wrong (cross-fitted)")
+    ax.legend(fontsize=7, ncol=len(SUMMARY_SIGNALS), loc="upper center",
+              bbox_to_anchor=(0.5, -0.08))  # fmt: skip
+    ax.set_title("Difficulty signals at the default policy's first wave", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orderings", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--datasets", default="qwen25math-100x8,standin-math500")
-    parser.add_argument("--no-cascade", action="store_true")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--calibrate", default="qwen25math-100x8",
+                        help="sets to calibrate and cross-fit (slow; 'all' for every set)")
+    parser.add_argument("--cascade", action="store_true",
+                        help="also the two-model cascade on the stand-in (slow)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    calibrated = set(names) if args.calibrate == "all" \
+        else {n.strip() for n in args.calibrate.split(",") if n.strip()}  # fmt: skip
     report: dict[str, Any] = {
         "settings": {"orderings": args.orderings, "seed": args.seed, "folds": FOLDS,
                      "calibration_orderings": CALIBRATION_ORDERINGS,
-                     "budget_sweep_samples": list(BUDGET_SWEEP)},
+                     "budget_sweep_samples": list(BUDGET_SWEEP),
+                     "calibrated_sets": sorted(calibrated & set(names)),
+                     "signal_orderings": SIGNAL_ORDERINGS},
         "targets": {"gap_points": TARGET_GAP_POINTS,
                     "sample_reduction": TARGET_SAMPLE_REDUCTION,
-                    "replay_seconds_500x40x50": TARGET_REPLAY_SECONDS},
+                    "replay_seconds_500x40x50": TARGET_REPLAY_SECONDS,
+                    "combined_auroc": TARGET_AUROC},
         "datasets": {},
     }  # fmt: skip
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ponder-bench-") as tmp:
-        for name in (n.strip() for n in args.datasets.split(",") if n.strip()):
+        for name in names:
             report["datasets"][name] = evaluate_dataset(name, Path(tmp), args.orderings,
-                                                        args.seed, args.out)  # fmt: skip
-        if not args.no_cascade:
+                                                        args.seed, args.out,
+                                                        name in calibrated)  # fmt: skip
+        if args.cascade:
             report["cascade"] = cascade(Path(tmp), args.orderings, args.seed)
+    report["summary"] = summary(report["datasets"])
+    print_summary(report["summary"])
+    report["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     (args.out / "evaluate.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out / 'evaluate.json'} and evaluate_<dataset>.png")
+    plot_signals({n: _report_of(d) for n, d in report["datasets"].items()},
+                 args.out / "evaluate_signals.png")  # fmt: skip
+    print(f"\nwrote {args.out / 'evaluate.json'}, evaluate_<dataset>.png and "
+          f"evaluate_signals.png in {report['elapsed_seconds']:.0f} s")
     return 0
+
+
+def _report_of(document: dict[str, Any]) -> SignalReport:
+    """Enough of a ``SignalReport`` to plot, from its JSON form."""
+    signals = document["difficulty_signals"]
+    return SignalReport(dataset=signals["dataset"], problems=signals["problems"],
+                        rows=signals["rows"], first_wrong_share=signals["first_wrong_share"],
+                        waves=tuple(signals["first_waves"]), auroc=signals["auroc"],
+                        next_sample=signals["auroc_next_sample"],
+                        next_sample_rows=signals["next_sample_rows"],
+                        combined_inputs=tuple(signals["combined_inputs"]))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -383,6 +383,8 @@ class RecordedOutcome:
     tokens: int
     verifier_calls: int
     stop_reason: str
+    waves: int = 0  # launches that started a sample: sequential rounds (one a sample if
+    # replay_request runs with waves=False), the latency cost
 
 
 def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
@@ -411,9 +413,11 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
     calls = 0
     done = 0
     launched_upto = 0
+    rounds = 0
     while not plan.stopped:
         wave = plan.launch() if waves else plan.launch(1 if plan.running == 0 else 0)
         launched_upto = max(launched_upto, wave.stop)
+        rounds += len(wave) > 0
         if done >= len(cut) or done >= launched_upto:
             raise ValueError("the plan ran out of samples before its stopping rule fired")
         if plan.may_cancel and plan.confidence is not None:
@@ -437,7 +441,8 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
         min(s.tokens, stopper) for s in cut[done:launched_upto])
     return RecordedOutcome(launched=launched_upto, completed=done,
                            answer=plan.finished[choice.position].answer, tokens=tokens,
-                           verifier_calls=calls, stop_reason=plan.stop_reason)  # fmt: skip
+                           verifier_calls=calls, stop_reason=plan.stop_reason,
+                           waves=rounds)  # fmt: skip
 
 
 def _score(sample: RecordedSample) -> float:

@@ -3,8 +3,8 @@
 ``replay_adaptive`` is a fast path over arrays; the live router decides with
 ``RequestPlan``. These tests drive a ``RequestPlan`` per request and order through
 ``plan.replay_request`` and require the same samples launched, samples finished, tokens,
-verifier calls and answer, on generated data sets and on every real per-sample set in
-the shared data that the evaluator reads.
+verifier calls, waves and answer, on generated data sets and on every real per-sample set
+in the shared data that the evaluator reads.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ MIXED = BudgetPolicy(tiers=(  # a vote, a verified best-of-n and a revision chai
 ))  # fmt: skip
 
 
-Row = tuple[int, int, float, float, bool]
+Row = tuple[int, int, float, float, bool, int]  # ... correct, and waves
 
 
 def recorded_checkpoints(rs: ReplaySet, row: int,
@@ -84,7 +84,7 @@ def plan_outcomes(rs: ReplaySet, budgets: Sequence[Budget], index: np.ndarray,
                              waves=waves, forcing_tokens=forcing_tokens)  # fmt: skip
         right = got.answer is not None and got.answer == str(rs.correct[problem])
         out.append((got.launched, got.completed, float(got.tokens),
-                    float(got.verifier_calls), right))
+                    float(got.verifier_calls), right, got.waves))
     return out
 
 
@@ -94,8 +94,10 @@ def assert_replay_equals_plan(rs: ReplaySet, budgets: Sequence[Budget], index: n
     fast = replay_adaptive(rs, budgets, index, rule, name="x", family="x", waves=waves,
                            forcing=forcing)  # fmt: skip
     calls = fast.verifier_calls if fast.verifier_calls is not None else np.zeros(rs.rows)
+    assert fast.waves is not None
+    waves_fast = fast.waves.astype(int).tolist()
     got = list(zip(fast.samples.astype(int).tolist(), fast.completed.astype(int).tolist(),
-                   fast.tokens.tolist(), calls.tolist(), fast.correct.tolist(),
+                   fast.tokens.tolist(), calls.tolist(), fast.correct.tolist(), waves_fast,
                    strict=True))  # fmt: skip
     forcing_tokens = forcing.answer_tokens if forcing is not None else None
     assert got == plan_outcomes(rs, budgets, index, rule, waves, forcing_tokens)

@@ -66,6 +66,7 @@ from .dataset import (
 from .prior_fit import warm_start_prior
 from .replay import ReplayError
 from .report import compare_policies, format_comparisons, format_table, plot_suite, suite_document
+from .signals import SignalConfig, SignalReport, difficulty_signals, format_signals, load_prior
 from .suite import Escalation, NamedPolicy, SuiteConfig, run_suite
 from .thinking import (
     ThinkingResult,
@@ -216,14 +217,26 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         "evaluate", help="replay sampled answers through the router's budget policy offline",
         description="Replay every problem's samples in many random orders through the "
                     "router's estimator, budgets, aggregation and stopping; report accuracy "
-                    "against mean samples and tokens for maj@N, best-of-N, "
-                    "Adaptive-Consistency, ESC and Ponder's policies.")  # fmt: skip
+                    "against mean samples, waves and tokens for maj@N, best-of-N, "
+                    "Adaptive-Consistency, ESC and Ponder's policies, and the cross-fitted "
+                    "AUROC of each difficulty signal for 'the first sample is wrong'.")  # fmt: skip
     _add_data_options(parser)
     _add_common(parser)
     parser.add_argument("--policy", action="append", default=[], metavar="[NAME=]FILE",
                         help="a BudgetPolicy YAML/JSON to evaluate (repeatable)")
     parser.add_argument("--no-default-policy", action="store_true",
                         help="leave the router's default policy out")
+    parser.add_argument("--no-signals", action="store_true",
+                        help="leave out the cross-fitted AUROC of the difficulty signals")
+    parser.add_argument("--signal-orderings", type=int, default=20,
+                        help="random sample orders per problem for the signals (default: 20)")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="cross-fitting folds for the signals (default: 5)")
+    parser.add_argument("--prior", action="append", default=[], metavar="NAME=MODULE:ATTR",
+                        help="a prompt prior to score beside the built-in ones: a callable "
+                             "that takes training problems and returns a prompt -> score "
+                             "callable (higher: harder), fitted on the other folds "
+                             "(repeatable)")
     parser.add_argument("--escalate", action="append", default=[], metavar="SERVICE=FILE",
                         help="samples of a service a tier escalates to (repeatable)")
     parser.add_argument("--escalate-price", action="append", default=[],
@@ -256,6 +269,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         with _workdir(args.out) as workdir:
             dataset = _load(args, workdir)
+            signals: SignalReport | None = None
+            if not args.no_signals:
+                priors = {name: load_prior(spec)
+                          for name, spec in _pairs(args.prior, "--prior").items()}
+                signals = difficulty_signals(
+                    dataset, SignalConfig(orderings=args.signal_orderings, seed=args.seed,
+                                          folds=args.folds), priors=priors)  # fmt: skip
             policies = []
             for spec in args.policy:
                 name, sep, file = spec.partition("=")
@@ -300,7 +320,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     "source": dataset.source, "skipped_problems": dataset.skipped,
                     "abstentions": dataset.abstentions,
                     "issues": [str(i) for i in dataset.issues[:100]]}  # fmt: skip
-        document = suite_document(suite, {"settings": settings})
+        extra: dict[str, Any] = {"settings": settings}
+        if signals is not None:
+            extra["difficulty_signals"] = signals.as_dict()
+        document = suite_document(suite, extra)
         if thinking:
             document["thinking"] = [r.as_dict() for r in thinking]
         _write_json(document, args.out / f"{stem}.json")
@@ -309,6 +332,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         else:
             print(f"wrote {args.out / stem}.json (no plot: matplotlib is not installed; "
                   "pip install 'ponder[tools]')")
+    if signals is not None:
+        print(f"\n{format_signals(signals)}")
     return 0
 
 

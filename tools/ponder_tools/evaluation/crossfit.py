@@ -57,7 +57,7 @@ def cross_fit(
     order = order or table.ids
     position = {pid: i for i, pid in enumerate(order)}
     accuracy, samples, tokens = (np.zeros(len(order)) for _ in range(3))
-    completed_sum = cost_sum = verifier_sum = 0.0
+    completed_sum = cost_sum = verifier_sum = waves_sum = 0.0
     has_tokens = True
     solutions = []
     main = table.models[0]
@@ -83,6 +83,7 @@ def cross_fit(
         completed_sum += result.mean_completed * len(where)
         cost_sum += (result.mean_cost or 0.0) * len(where)
         verifier_sum += result.mean_verifier_calls * len(where)
+        waves_sum += (result.mean_waves or 0.0) * len(where)
         has_tokens = has_tokens and result.mean_tokens is not None
     count = len(order)
     se = float(accuracy.std(ddof=1) / math.sqrt(count)) if count > 1 else 0.0
@@ -98,7 +99,7 @@ def cross_fit(
         params={"folds": folds, "stop_thresholds": thresholds, "score_thresholds": scores,
                 "tiers_per_fold": [len(s.policy.tiers) for s in solutions]},
         problem_accuracy=accuracy, problem_samples=samples, problem_tokens=tokens,
-        mean_verifier_calls=verifier_sum / count,
+        mean_verifier_calls=verifier_sum / count, mean_waves=waves_sum / count,
     )  # fmt: skip
     return CrossFit(merged, tuple(solutions))
 

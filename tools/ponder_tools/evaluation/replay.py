@@ -36,7 +36,10 @@ forcing is on (``forcing``) and the data hold the sample's trajectory: then it v
 its answer at the cap (its last checkpoint within it, ``EvalProblem.answer_at``) and costs
 the cap plus the forcing answer allowance, as the router's executor does. *Verifier
 calls* count the samples a verifier scores (compute too): for ``best-of-n`` by score,
-every finished sample with an answer, as the router scores them.
+every finished sample with an answer, as the router scores them. *Waves* count the
+sequential rounds of launches, the latency cost: maj@N and best-of-N launch once, the
+one-at-a-time baselines once per sample, Ponder's policies once per ``plan_next_wave``
+that starts at least one sample (``plan.replay_request`` counts the same).
 """
 
 from __future__ import annotations
@@ -272,6 +275,7 @@ class Outcome:
     cost: FloatArray
     params: dict[str, object] = field(default_factory=dict)
     verifier_calls: FloatArray | None = None  # None: no verifier scores anything
+    waves: FloatArray | None = None  # sequential launch rounds; None: not counted
 
     def per_problem(self, values: npt.NDArray[np.generic], orderings: int) -> FloatArray:
         means: FloatArray = np.asarray(values, dtype=np.float64).reshape(-1, orderings).mean(1)
@@ -295,6 +299,7 @@ class PolicyResult:
     problem_samples: FloatArray
     problem_tokens: FloatArray
     mean_verifier_calls: float = 0.0
+    mean_waves: float | None = None  # sequential launch rounds, the latency cost
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -305,6 +310,7 @@ class PolicyResult:
             "mean_tokens": None if self.mean_tokens is None else round(self.mean_tokens, 2),
             "mean_cost": None if self.mean_cost is None else round(self.mean_cost, 4),
             "mean_verifier_calls": round(self.mean_verifier_calls, 4),
+            "mean_waves": None if self.mean_waves is None else round(self.mean_waves, 4),
         }  # fmt: skip
 
 
@@ -324,6 +330,7 @@ def summarise(outcome: Outcome, rs: ReplaySet) -> PolicyResult:
         problem_tokens=tokens,
         mean_verifier_calls=0.0 if outcome.verifier_calls is None
         else float(outcome.per_problem(outcome.verifier_calls, rs.orderings).mean()),
+        mean_waves=None if outcome.waves is None else float(outcome.waves.mean()),
     )  # fmt: skip
 
 
@@ -350,7 +357,7 @@ def replay_fixed(rs: ReplaySet, n: int, *, by_score: bool = False) -> Outcome:
         name=name, family="best-of-n" if by_score else "majority", correct=correct,
         samples=per_row.astype(np.float64), completed=per_row.astype(np.float64),
         tokens=tokens, cost=tokens * np.repeat(rs.price, rs.orderings), params={"n": n},
-        verifier_calls=scored,
+        verifier_calls=scored, waves=np.ones(rs.rows),
     )  # fmt: skip
 
 
@@ -470,11 +477,16 @@ def replay_adaptive(
         ranked[~np.isfinite(state.best_score)] = 0
         score_rank = np.where(by_score[:, None], ranked, 0)
 
+    # Without scores no verifier scores as samples finish: RequestPlan drops the rule's
+    # score threshold, and best-of-n launches the rest at once.
+    wave_rule = rule if state.best_score is not None \
+        else rule.model_copy(update={"score_threshold": None})  # fmt: skip
     if waves:
-        first_wave = [plan_next_wave(b, 0, tally(()), rule) for b in budgets]
+        first_wave = [plan_next_wave(b, 0, tally(()), wave_rule) for b in budgets]
         launched = np.array(first_wave, dtype=np.int64)[b_row]
     else:
         launched = np.ones(rs.rows, dtype=np.int64)
+    rounds = (launched > 0).astype(np.int64)
     stop_k = np.zeros(rs.rows, dtype=np.int64)
     active = np.arange(rs.rows)
     for k in range(1, rs.width + 1):
@@ -494,10 +506,13 @@ def replay_adaptive(
             numbers = numbers[~stop]
             numbers[:, 1] = launched[active]
             numbers[:, 6] = 0  # plan_next_wave reads no score
-            launched[active] += cache.lookup("wave", budgets, rule, keys, active, k,
-                                             launched[active], numbers)  # fmt: skip
+            more = cache.lookup("wave", budgets, wave_rule, keys, active, k,
+                                launched[active], numbers)  # fmt: skip
+            launched[active] += more
+            rounds[active] += more > 0
         else:
             launched[active] += 1
+            rounds[active] += 1
         if (launched[active] <= k).any():
             raise ReplayError("the wave plan left a request with no sample running")
     if active.size:
@@ -524,6 +539,7 @@ def replay_adaptive(
         name=name, family=family, correct=correct, samples=launched.astype(np.float64),
         completed=stop_k.astype(np.float64), tokens=spent,
         cost=spent * rs.price[rows_problem], params=dict(params or {}), verifier_calls=scored,
+        waves=rounds.astype(np.float64),
     )  # fmt: skip
 
 

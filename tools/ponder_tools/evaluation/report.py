@@ -50,13 +50,15 @@ def compare_policies(suite: SuiteResult) -> list[dict[str, Any]]:
             "policy": p.name,
             "accuracy": round(p.accuracy, 5),
             "mean_samples": round(p.mean_samples, 3),
+            "mean_waves": _round(p.mean_waves),
             "maj_max": {"name": top.name, "accuracy": round(top.accuracy, 5),
                         "mean_samples": round(top.mean_samples, 3)},
             "gap_points": round(100 * (top.accuracy - p.accuracy), 3),
             "gap_points_paired_se": round(100 * _paired_se(top, p), 3),
             "sample_reduction_vs_maj_max": round(top.mean_samples / p.mean_samples, 2),
             "ac_paper": {"accuracy": round(ac_paper.accuracy, 5),
-                         "mean_samples": round(ac_paper.mean_samples, 3)},
+                         "mean_samples": round(ac_paper.mean_samples, 3),
+                         "mean_waves": _round(ac_paper.mean_waves)},
             "ac_samples_at_equal_accuracy": None if ac_need is None else round(ac_need, 3),
             "esc_samples_at_equal_accuracy": _round(samples_at_accuracy(esc_curve, p.accuracy)),
             "maj_samples_at_equal_accuracy": _round(samples_at_accuracy(majority, p.accuracy)),
@@ -120,7 +122,7 @@ def _shown(result: PolicyResult, max_samples: int) -> bool:
 def format_table(suite: SuiteResult, title: str | None = None) -> str:
     """A fixed-width table of the policies (maj@N and best-of-N for a few N)."""
     head = (f"{'policy':<30} {'acc %':>7} {'±se':>5} {'samples':>8} {'done':>6} "
-            f"{'tokens':>9} {'x fewer':>7} {'verifier':>8}")  # fmt: skip
+            f"{'waves':>6} {'tokens':>9} {'x fewer':>7} {'verifier':>8}")  # fmt: skip
     top = suite.by_name(f"maj@{suite.max_samples}")
     lines = [title or f"{suite.dataset}: {suite.problems} problems, up to "
              f"{suite.max_samples} samples each", head, "-" * len(head)]  # fmt: skip
@@ -129,10 +131,12 @@ def format_table(suite: SuiteResult, title: str | None = None) -> str:
             continue
         tokens = "-" if r.mean_tokens is None else f"{r.mean_tokens:9.0f}"
         verifier = f"{r.mean_verifier_calls:8.2f}" if r.mean_verifier_calls else "-"
+        waves = "-" if r.mean_waves is None else f"{r.mean_waves:6.2f}"
         lines.append(f"{r.name:<30} {100 * r.accuracy:7.2f} {100 * r.accuracy_se:5.2f} "
-                     f"{r.mean_samples:8.2f} {r.mean_completed:6.2f} {tokens:>9} "
+                     f"{r.mean_samples:8.2f} {r.mean_completed:6.2f} {waves:>6} {tokens:>9} "
                      f"{top.mean_samples / r.mean_samples:7.1f} {verifier:>8}")  # fmt: skip
     lines.append("samples: launched per request (cancelled ones count); done: finished; "
+                 "waves: sequential rounds of launches (the latency cost); "
                  "x fewer: samples of maj@N_max over the policy's; verifier: verifier calls "
                  "per request, compute on top of the samples")  # fmt: skip
     return "\n".join(lines)
@@ -143,9 +147,10 @@ def format_comparisons(rows: Sequence[dict[str, Any]]) -> str:
     for c in rows:
         ac = c["ac_samples_at_equal_accuracy"]
         ac_text = "never reaches it" if ac is None else f"needs {ac:.2f} samples"
+        waves = "" if c["mean_waves"] is None else f" in {c['mean_waves']:.2f} waves"
         lines.append(
-            f"{c['policy']}: {100 * c['accuracy']:.2f}% with {c['mean_samples']:.2f} samples; "
-            f"{c['maj_max']['name']} {100 * c['maj_max']['accuracy']:.2f}% "
+            f"{c['policy']}: {100 * c['accuracy']:.2f}% with {c['mean_samples']:.2f} samples"
+            f"{waves}; {c['maj_max']['name']} {100 * c['maj_max']['accuracy']:.2f}% "
             f"(gap {c['gap_points']:+.2f} ± {c['gap_points_paired_se']:.2f} points, "
             f"{c['sample_reduction_vs_maj_max']:.1f}x fewer samples); "
             f"Adaptive-Consistency at equal accuracy {ac_text}")  # fmt: skip
