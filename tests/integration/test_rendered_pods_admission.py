@@ -8,7 +8,7 @@ Pod built from each Deployment's template is dry-run too: the enforcing check.
 
 A second API server on the same etcd runs without ``ExtendedResourceToleration`` (as AKS
 and self-managed clusters often do): a Triton pod created through it must still tolerate
-the ``nvidia.com/gpu`` taint by itself and be scheduled onto a GPU node.
+the ``nvidia.com/gpu`` taint by itself and be scheduled onto a GPU node (issue 20, row 6).
 """
 
 from __future__ import annotations
