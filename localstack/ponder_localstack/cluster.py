@@ -6,8 +6,9 @@ kube-controller-manager, kube-scheduler and KWOK. GPU nodes are ordinary Node ob
 KWOK manages: ``nvidia.com/gpu`` capacity, an ``nvidia.com/gpu.product`` label and the
 ``nvidia.com/gpu=present:NoSchedule`` taint that GPU node pools carry; the API server's
 ``ExtendedResourceToleration`` admission plugin adds the matching toleration to pods that
-request GPUs. KWOK hands out pod IPs from a loopback range, so an address that leaks into a
-client can only ever reach this machine.
+request GPUs (``start_extra_apiserver`` serves the same etcd without it, as AKS and
+self-managed clusters often run). KWOK hands out pod IPs from a loopback range, so an
+address that leaks into a client can only ever reach this machine.
 """
 
 from __future__ import annotations
@@ -183,11 +184,30 @@ class Cluster:
 
     def _start_apiserver(self, pki: pki_mod.Pki, etcd_url: str, port: int | None = None) -> None:
         self.apiserver_port = port or free_port()
-        apiserver = self._spawn("kube-apiserver", [
+        self._spawn_apiserver("kube-apiserver", pki, etcd_url, self.apiserver_port,
+                              admission_plugins=("ExtendedResourceToleration",))
+
+    def start_extra_apiserver(self, name: str, admission_plugins: Sequence[str]) -> Path:
+        """Another kube-apiserver on the same etcd, enabling only ``admission_plugins`` beyond
+        the defaults; returns a kubeconfig for it. It stops with the cluster."""
+        if self._apiserver_args is None:
+            raise RuntimeError("the cluster was not started")
+        pki, etcd_url = self._apiserver_args
+        port = free_port()
+        self._spawn_apiserver(name, pki, etcd_url, port, admission_plugins=admission_plugins)
+        kubeconfig = self.state_dir / f"kubeconfig-{name}"
+        self._write_kubeconfig(pki, kubeconfig, f"https://{LOOPBACK}:{port}")
+        return kubeconfig
+
+    def _spawn_apiserver(
+        self, name: str, pki: pki_mod.Pki, etcd_url: str, port: int,
+        admission_plugins: Sequence[str],
+    ) -> None:
+        apiserver = self._spawn(name, [
             str(go_tool("kube-apiserver")),
             f"--etcd-servers={etcd_url}",
             f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}",
-            f"--secure-port={self.apiserver_port}",
+            f"--secure-port={port}",
             "--endpoint-reconciler-type=none",
             f"--cert-dir={self.state_dir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
@@ -196,30 +216,34 @@ class Cluster:
             f"--service-account-signing-key-file={pki.sa_private_key}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=RBAC",
-            "--enable-admission-plugins=ExtendedResourceToleration",
+            *([f"--enable-admission-plugins={','.join(admission_plugins)}"]
+              if admission_plugins else []),
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true", "--profiling=false",
         ])
         context = ssl.create_default_context(cafile=str(pki.ca_cert))
         context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
         self._timed_wait(
-            apiserver, lambda: http_ok(f"{self.server}/readyz", context=context), 120
+            apiserver, lambda: http_ok(f"https://{LOOPBACK}:{port}/readyz", context=context), 120
         )
 
-    def _write_kubeconfig(self, pki: pki_mod.Pki) -> None:
+    def _write_kubeconfig(
+        self, pki: pki_mod.Pki, path: Path | None = None, server: str | None = None
+    ) -> None:
+        path = path or self.kubeconfig
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "ponder-local", "cluster": {
-                "server": self.server, "certificate-authority": str(pki.ca_cert)}}],
+                "server": server or self.server, "certificate-authority": str(pki.ca_cert)}}],
             "users": [{"name": "admin", "user": {
                 "client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)}}],
             "contexts": [{"name": "ponder-local", "context": {
                 "cluster": "ponder-local", "user": "admin"}}],
             "current-context": "ponder-local",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
 
     def _control_plane_flags(self) -> list[str]:
         kc = str(self.kubeconfig)
