@@ -198,7 +198,7 @@ class PodRunner:
         text = (cm.data or {}).get("router.json", "")
         if text != run.config_text:
             path = (workdir or self.state_dir / f"{pod.metadata.namespace}-{pod.metadata.name}")
-            (path / "router.json").write_text(text)
+            (path / "router.json").write_text(_pod_local_state(text, path / "state"))
             run.config_text = text
 
     def _check(self, run: _Running) -> None:
@@ -261,3 +261,19 @@ def wait_for_ips(runner: PodRunner, component: str, count: int, timeout_seconds:
             raise TimeoutError(f"{count} ready {component} pods not running within "
                                f"{timeout_seconds:.0f} s")
         time.sleep(0.2)
+
+
+def _pod_local_state(config_text: str, state_dir: Path) -> str:
+    """The router configuration with its state file in this pod's own folder, as the
+    pod's ``state`` emptyDir would hold it: a router process here never writes the host's
+    path, and no pod sees another's (or an earlier run's) state."""
+    try:
+        config = json.loads(config_text)
+    except ValueError:
+        return config_text  # the router refuses it and says why
+    prior = config.get("prior") if isinstance(config, dict) else None
+    if isinstance(prior, dict) and prior.get("statePath"):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        prior["statePath"] = str(state_dir / Path(str(prior["statePath"])).name)
+    return json.dumps(config)
+

@@ -31,10 +31,12 @@ class PriorConfig(BaseModel):
                               populate_by_name=True)  # fmt: skip
 
     enabled: bool = Field(
-        default=True,
+        default=False,
         description="Learn a prompt prior from finished requests and, once warm, let it "
                     "pick the tier (first wave size, token cap) and the expected samples "
-                    "in the demand the autoscaler reads.",
+                    "in the demand the autoscaler reads. Off by default: measured at chance "
+                    "on every real set, and it learns only from the requests it sends to "
+                    "tiers that vote.",
     )  # fmt: skip
     n_features: int = Field(
         default=1 << 17, ge=1 << 10, le=1 << 22,

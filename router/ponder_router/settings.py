@@ -38,7 +38,7 @@ Shape (YAML or JSON)::
     affinity: {enabled: true, maxSamplesPerReplica: 64}   # a request's samples on one replica
     confidence: {weighting: false, cancel: false, percentile: 10, window: 1000,
                  minWindow: 100, minTokens: 256}
-    prior: {enabled: true, nFeatures: 131072, warmRequests: 200, learningRate: 0.05,
+    prior: {enabled: false, nFeatures: 131072, warmRequests: 200, learningRate: 0.05,
             saveIntervalSeconds: 60, statePath: /var/lib/ponder/prior.npz}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
