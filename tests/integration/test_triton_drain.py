@@ -12,10 +12,17 @@ Triton's refusals (the worst case: a pod watch that has not yet seen the pod go)
 What a client of a draining replica can rely on, asserted here:
 
 - a stream that had its first token finishes with the whole answer;
-- a request that had no token yet is retried on the other replica and answered;
-- a request sent after the SIGTERM is answered by the surviving replica;
+- a request Triton had accepted but not yet started (waiting for a slot) is served by
+  the draining replica too: Triton finishes everything it accepted before it unloads
+  the model, decoupled python-backend streams included;
+- a request sent after the SIGTERM that reaches the draining replica is refused before
+  its first token (``Request for unknown model: ... has no available versions``) and
+  retried on the surviving replica, which answers it;
 - all within the request timeout, and the draining Triton exits by itself (status 0)
-  once its in-flight requests are done.
+  once its in-flight requests are done, long before its exit timeout.
+
+Triton closes its HTTP endpoint at once on SIGTERM (the pod turns unready); its gRPC
+endpoint, which the router streams over, stays up until the drain ends.
 """
 
 from __future__ import annotations
