@@ -17,7 +17,8 @@ What a client of a draining replica can rely on, asserted here:
   the model, decoupled python-backend streams included;
 - a request sent after the SIGTERM that reaches the draining replica is refused before
   its first token (``Request for unknown model: ... has no available versions``) and
-  retried on the surviving replica, which answers it;
+  retried on the surviving replica, which answers it (the router marks the draining
+  replica down on that refusal, as it does an unreachable one);
 - all within the request timeout, and the draining Triton exits by itself (status 0)
   once its in-flight requests are done, long before its exit timeout.
 
@@ -213,6 +214,7 @@ async def test_a_triton_scaled_down_mid_stream_drains_and_no_stream_is_cut(
     assert (running_on_doomed, waiting_on_doomed) == (SLOTS, (BEFORE - 2 * SLOTS) / 2)
     assert doomed_served == running_on_doomed + waiting_on_doomed
     assert router.metric_sum("ponder_router_upstream_failures_total") >= 1
+    assert "triton endpoint marked down" in router.process.log_path.read_text()  # at once
     # It exited by itself (status 0, not SIGKILL) once its requests were done, long
     # before its exit timeout.
     assert popen.returncode == 0
