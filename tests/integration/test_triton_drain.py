@@ -198,7 +198,6 @@ async def test_a_triton_scaled_down_mid_stream_drains_and_no_stream_is_cut(
         late = [Stream(BEFORE + i) for i in range(AFTER)]
         after = [asyncio.create_task(stream(client, router, s)) for s in late]
 
-
         async def exit_time() -> float:
             await asyncio.to_thread(popen.wait)
             return time.monotonic()
