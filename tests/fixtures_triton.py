@@ -6,7 +6,8 @@ The model is ``ponder-sim-llm``, a simulator standing in for a GPU LLM (see
 - ``triton_server`` (session): one ``tritonserver`` with the simulated model at a small
   per-token latency, started once and stopped at the end of the session;
 - ``start_triton`` (per test): a factory for more servers with other models or
-  parameters, each stopped when the test ends.
+  parameters (and ``TritonServer`` options such as ``exit_timeout_seconds``), each
+  stopped when the test ends.
 
 A missing Triton install fails under ``CI=true`` and skips elsewhere, with the set-up
 command in the message (``components.require``); a failing test's report carries the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,14 +34,15 @@ TEST_MAX_CONCURRENCY = 8
 StartTriton = Callable[..., TritonServer]
 
 
-def start_server(workdir: Path, *models: SimModelOptions) -> TritonServer:
-    """Start Triton in ``workdir`` with ``models`` (default: one test-speed model)."""
+def start_server(workdir: Path, *models: SimModelOptions, **options: Any) -> TritonServer:
+    """Start Triton in ``workdir`` with ``models`` (default: one test-speed model) and
+    ``TritonServer`` ``options``."""
     chosen = models or (
         SimModelOptions(
             token_latency_ms=TEST_TOKEN_LATENCY_MS, max_concurrency=TEST_MAX_CONCURRENCY
         ),
     )
-    server = TritonServer(workdir, models=chosen)
+    server = TritonServer(workdir, models=chosen, **options)
     LOG_FILES.append(server.log_path)
     try:
         return require(server.start)
@@ -58,11 +61,12 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
 
 @pytest.fixture
 def start_triton(tmp_path: Path) -> Iterator[StartTriton]:
-    """Start more Triton servers (``start_triton(SimModelOptions(...), ...)``) for one test."""
+    """Start more Triton servers (``start_triton(SimModelOptions(...), ...,
+    exit_timeout_seconds=...)``) for one test."""
     started: list[TritonServer] = []
 
-    def start(*models: SimModelOptions) -> TritonServer:
-        server = start_server(tmp_path / f"triton-{len(started)}", *models)
+    def start(*models: SimModelOptions, **options: Any) -> TritonServer:
+        server = start_server(tmp_path / f"triton-{len(started)}", *models, **options)
         started.append(server)
         return server
 

@@ -32,8 +32,9 @@ Cancellation: ``SampleStream.cancel()`` cancels the gRPC call (the response iter
 stream's gRPC deadline, so Triton sees a timed-out sample as cancelled as well.
 
 Errors: every failure becomes ``UpstreamError``; ``EndpointUnavailableError`` says the
-replica itself is unreachable (the pool marks it down), ``SampleTimeoutError`` that the
-sample ran past its deadline.
+replica itself is unreachable or draining (the pool marks it down: a Triton given
+SIGTERM refuses new requests with "has no available versions" while it finishes those in
+flight), ``SampleTimeoutError`` that the sample ran past its deadline.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ from .errors import UpstreamError
 SIGNAL_INPUTS = ("return_finish_reason", "return_cumulative_logprob", "return_num_output_tokens")
 """The vLLM backend's optional inputs that ask for the per-sample signals."""
 _UNAVAILABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN})
+_UNLOADED = "has no available versions"
+"""Triton's answer to a new request once SIGTERM has it unloading its models (the drain)."""
 _LENGTH = struct.Struct("<I")
 
 
@@ -251,7 +254,10 @@ class TritonSampleStream:
             raise UpstreamError(f"triton {backend.address}: {exc.message()}") from exc
         if error is not None:
             self._done = True
-            raise UpstreamError(f"triton {backend.address}: model error: {error.message()}")
+            detail = f"triton {backend.address}: model error: {error.message()}"
+            if _UNLOADED in error.message():  # a draining replica: it takes no new request
+                raise EndpointUnavailableError(detail)
+            raise UpstreamError(detail)
         response = result.get_response()
         self.signals.add_response(result)
         if _is_final(response):

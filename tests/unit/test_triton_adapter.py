@@ -1,4 +1,5 @@
-"""The Triton adapter's request building and its reading of the per-sample signals.
+"""The Triton adapter's request building, its reading of the per-sample signals, and
+which failures mark a replica unavailable.
 
 A model that declares the vLLM backend's ``return_*`` inputs (r24.12 and later) gets them
 set to true; a model without them gets the inputs it always got. No Triton runs here:
@@ -132,3 +133,35 @@ def test_a_response_without_signals_leaves_them_unknown() -> None:
     signals.add_response(FakeResult())
     assert signals == SampleSignals()
     assert not signals.truncated
+
+
+class RefusingClient(FakeClient):
+    """A replica whose model answers every new stream with one in-stream error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(VLLM_INPUTS)
+        self.message = message
+
+    def stream_infer(self, requests: Any, *, stream_timeout: float) -> Any:
+        async def responses() -> Any:
+            yield None, InferenceServerException(self.message)
+
+        return responses()
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [("Request for unknown model: 'm' has no available versions", EndpointUnavailableError),
+     ("generation failed: out of memory", UpstreamError)],
+)  # fmt: skip
+async def test_a_draining_replicas_refusal_marks_it_unavailable_and_a_model_error_does_not(
+    message: str, error: type[UpstreamError]
+) -> None:
+    backend = TritonBackend("127.0.0.1:1", "m")
+    backend.client = RefusingClient(message)
+    stream = backend.stream_sample("p", SampleParams(max_tokens=8), timeout_seconds=5,
+                                   stream=True)  # fmt: skip
+    with pytest.raises(UpstreamError) as raised:
+        await anext(aiter(stream))
+    assert type(raised.value) is error
+    assert message in str(raised.value)
