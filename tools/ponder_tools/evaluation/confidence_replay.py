@@ -32,6 +32,7 @@ import numpy as np
 from ponder_router.aggregate import StopRule
 from ponder_router.budgets import Budget, BudgetPolicy
 from ponder_router.confidence import ConfidenceConfig, ConfidenceGate
+from ponder_router.forcing import ForcingConfig
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 
 from .dataset import Dataset, EvalProblem
@@ -76,10 +77,11 @@ def recorded(problem: EvalProblem, order: Sequence[int],
     """The problem's samples in ``order`` as ``RecordedSample``s, with confidences."""
     if problem.tokens is None:
         raise ValueError(f"problem {problem.problem_id} has no token counts")
-    confidences = problem.confidences
+    confidences, checkpoints = problem.confidences, problem.checkpoints
     return [RecordedSample(problem.answer_keys[i], problem.tokens[i],
                            confidence=None if confidences is None else confidences[i],
-                           running=() if running is None else running[i])
+                           running=() if running is None else running[i],
+                           checkpoints=() if checkpoints is None else checkpoints[i])
             for i in order]  # fmt: skip
 
 
@@ -94,10 +96,13 @@ def replay_confidence(
     seed: int = 0,
     waves: bool = True,
     running: Mapping[str, Sequence[Running]] | None = None,
+    forcing_tokens: int | None = ForcingConfig().answer_tokens,
 ) -> ConfidenceResult:
     """Replay ``dataset`` (problem ``i`` under ``budgets[i]``) with ``rule`` and, unless
     None, ``confidence`` (see the module docstring); ``waves=False`` draws one sample at
-    a time (the sequential baselines)."""
+    a time (the sequential baselines). A sample past its cap answers there where the data
+    hold its trajectory (budget forcing, the router's default, ``forcing_tokens`` answer
+    tokens; None: it abstains)."""
     started = time.perf_counter()
     problems = dataset.problems
     rng = np.random.default_rng(seed)
@@ -115,7 +120,8 @@ def replay_confidence(
                 "wave_size": min(budgets[p].wave_size, problem.sample_count)})
             plan = RequestPlan(budget, rule, equality="text", confidence=gate)
             series = None if running is None else running.get(problem.problem_id)
-            outcome = replay_request(plan, recorded(problem, order, series), waves=waves)
+            outcome = replay_request(plan, recorded(problem, order, series), waves=waves,
+                                     forcing_tokens=forcing_tokens)  # fmt: skip
             correct[p, o] = outcome.answer == problem.reference_key
             samples[p, o] = outcome.launched
             tokens[p, o] = outcome.tokens
