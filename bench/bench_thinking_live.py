@@ -35,9 +35,10 @@ sent with the sample's seed; their prefill (prompt + trace + cue) is not counted
 prefix cache on the sample's own replica mostly serves.
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_thinking_live.py \\
-        [--problems 200] [--length-scale 0.25] [--intervals 32,64]
+        [--problems 200] [--length-scale 0.25] [--intervals 32,64] [--name thinking_live]
 
-Writes bench/results/thinking_live.json and bench/results/thinking_live.png.
+Writes bench/results/<name>.json and .png. At DeepSeek-R1's own lengths (about 1.5 minutes):
+``--length-scale 1 --intervals 128,256 --problems 100 --name thinking_live_r1``.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,16 +177,30 @@ class SetupRun:
     router_metrics: dict[str, float] = field(default_factory=dict)
     triton_generated_tokens: float = 0.0
     wall_seconds: float = 0.0
+    retried: list[int] = field(default_factory=list)
+    """Seeds of the requests sent again after a 5xx."""
 
 
-async def ask(session: aiohttp.ClientSession, url: str, problem: Problem, seed: int) -> Outcome:
+RETRIES = 2
+"""A request the router fails (5xx: Triton busy or briefly unreachable on a loaded machine)
+is sent again, at most this many times, and counted (``retried``)."""
+
+
+async def ask(session: aiohttp.ClientSession, url: str, problem: Problem, seed: int,
+              retried: list[int]) -> Outcome:  # fmt: skip
     body = {"model": SERVED, "seed": seed,
             "messages": [{"role": "user", "content": problem.text}]}  # fmt: skip
     started = time.perf_counter()
-    async with session.post(url + "/v1/chat/completions", json=body) as response:
-        if response.status != 200:
-            raise RuntimeError(f"router answered {response.status}: {await response.text()}")
-        report = (await response.json())["ponder"]
+    for attempt in range(RETRIES + 1):
+        async with session.post(url + "/v1/chat/completions", json=body) as response:
+            if response.status == 200:
+                report = (await response.json())["ponder"]
+                break
+            message = f"router answered {response.status}: {await response.text()}"
+        if response.status < 500 or attempt == RETRIES:
+            raise RuntimeError(message)
+        retried.append(seed)
+        await asyncio.sleep(0.5)
     answer = report.get("answer")
     samples = report["samples"]
     return Outcome(answer=answer,
@@ -207,7 +224,7 @@ async def run_setup(session: aiohttp.ClientSession, router: Router, triton: Trit
         nonlocal next_index
         while next_index < len(problems):
             i, next_index = next_index, next_index + 1
-            results[i] = await ask(session, router.url, problems[i], seed=i)
+            results[i] = await ask(session, router.url, problems[i], i, run.retried)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -248,7 +265,7 @@ def summarise(run: SetupRun, reference: SetupRun | None) -> dict[str, Any]:
         "router_probe_exits": m.get("ponder_router_probe_exits_total", 0.0),
         "router_probe_unspent_tokens": m.get("ponder_router_probe_unspent_tokens_total", 0.0),
         "latency_mean_seconds": statistics.fmean(o.latency_seconds for o in out),
-        "wall_seconds": run.wall_seconds,
+        "wall_seconds": run.wall_seconds, "retried": len(run.retried),
     }  # fmt: skip
     if reference is None or not run.setup.probes:
         return row
@@ -318,13 +335,14 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     except ImportError:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-    for r in rows:
+    for i, r in enumerate(rows):
         style = "gs" if r["interval_tokens"] else ("bo" if r["forcing"] else "rx")
         if r["max_tokens"] == UNCAPPED_TOKENS:
             style = "k*"
         left.plot(r["tokens_per_answered_request"], r["accuracy"] * 100, style)
         left.annotate(r["name"], (r["tokens_per_answered_request"], r["accuracy"] * 100),
-                      fontsize=7, xytext=(4, 2), textcoords="offset points")  # fmt: skip
+                      fontsize=7, xytext=(4, 2 if i % 2 else -9),
+                      textcoords="offset points")  # fmt: skip
     left.set_xlabel("tokens per answered request (ponder tokens_used, probes included)")
     left.set_ylabel("accuracy (%)")
     left.grid(alpha=0.3)
@@ -341,7 +359,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     right.set_ylabel("tokens per request")
     right.set_title("probe tokens / tokens saved (target <= 5 %)", fontsize=10)
     right.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, 140), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -393,18 +411,24 @@ def main(argv: list[str] | None = None) -> int:
     args.cap = args.cap or round(2048 * args.length_scale)
     started = time.perf_counter()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-thinking-live-") as tmp:
-        try:
-            runs = asyncio.run(asyncio.wait_for(run(args, Path(tmp)), args.max_seconds))
-        except TimeoutError:
-            print(f"stopped: the run took over {args.max_seconds:.0f} s; ask for fewer "
-                  "--problems or a smaller --length-scale", file=sys.stderr)
-            return 1
+    workdir = Path(tempfile.mkdtemp(prefix="bench-thinking-live-"))
+    try:
+        runs = asyncio.run(asyncio.wait_for(run(args, workdir), args.max_seconds))
+    except TimeoutError:
+        print(f"stopped: the run took over {args.max_seconds:.0f} s; ask for fewer "
+              f"--problems or a smaller --length-scale (logs in {workdir})", file=sys.stderr)
+        return 1
+    except BaseException:
+        print(f"failed; Triton's and the routers' logs are in {workdir}", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
     reference = next(r for r in runs if r.setup.name.startswith("(b)"))
     rows = [summarise(r, reference) for r in runs]
     print(f"\n{CAVEAT} x {args.length_scale:g}; {args.problems} MATH-500 problems, one sample "
           f"a request, cap {args.cap} tokens, {args.token_ms:g} ms a token\n")
     print_table(rows)
+    retried = {r["name"]: r["retried"] for r in rows if r["retried"]}
+    print(f"requests sent again after a 5xx: {retried or 'none'}")
     checks = verdict(rows)
     print("\n" + "\n".join(checks))
     elapsed = time.perf_counter() - started
