@@ -45,11 +45,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -124,7 +126,7 @@ def setups(cap: int, intervals: list[int]) -> list[Setup]:
 class Router:
     """``python -m ponder_router.main`` with one setup's config, on a free port."""
 
-    def __init__(self, workdir: Path, index: int, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, index: str, config: dict[str, Any]) -> None:
         path = workdir / f"router-{index}.json"
         path.write_text(json.dumps(config))
         self.url = f"http://127.0.0.1:{free_port()}"
@@ -227,7 +229,14 @@ async def run_setup(session: aiohttp.ClientSession, router: Router, triton: Trit
             results[i] = await ask(session, router.url, problems[i], i, run.retried)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     run.wall_seconds = time.perf_counter() - started
     run.outcomes = [r for r in results if r is not None]
     await asyncio.sleep(0.5)  # cancelled samples notice within 20 ms; metrics every 50 ms
@@ -283,6 +292,9 @@ def summarise(run: SetupRun, reference: SetupRun | None) -> dict[str, Any]:
         "saved_share": saved / sum(r.tokens_used for r in ref),
         "probe_overhead": probe_tokens / max(saved, 1.0),
         "probe_overhead_at_max_tokens": probes * PROBE_MAX_TOKENS / max(saved, 1.0),
+        # What one probe saves; a probe answer up to 5 % of it keeps the target.
+        "saved_tokens_per_probe": saved / max(probes, 1.0),
+        "probe_answer_tokens_within_target": OVERHEAD_TARGET * saved / max(probes, 1.0),
         "accuracy_delta": statistics.fmean(diffs),
         "accuracy_delta_paired_se": statistics.stdev(diffs) / math.sqrt(n) if n > 1 else 0.0,
     })  # fmt: skip
@@ -322,7 +334,9 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
                      f"tokens a request they save ({r['saved_share']:.0%} of (b)'s; "
                      f"{r['triton_probe_overhead']:.1%} of what Triton generated less), accuracy "
                      f"{r['accuracy_delta'] * 100:+.1f} ± {r['accuracy_delta_paired_se'] * 100:.1f}"
-                     " points vs (b)")  # fmt: skip
+                     f" points vs (b); a probe saves {r['saved_tokens_per_probe']:.0f} tokens, "
+                     f"so a real model's probe answer may take up to "
+                     f"{r['probe_answer_tokens_within_target']:.1f} tokens")  # fmt: skip
     return lines
 
 
@@ -370,7 +384,23 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
 # -- main -------------------------------------------------------------------------------
 
 
-async def run(args: argparse.Namespace, workdir: Path) -> list[SetupRun]:
+TRITON_RESTARTS = 2
+"""Triton 2.51 (r24.10, what ``hack/setup.sh`` installs) can crash (signal 11) on a race
+between a stream's cancellation and its responses (triton-inference-server/server#7368,
+#8034; a fix from r24.12), which probe exits, cancelling many streams, meet: a setting
+whose run it crashed is run again from the start on a fresh server, and counted."""
+
+
+def stop_triton(triton: TritonServer) -> None:
+    """Stop Triton, and its python backend stub too: a stub outlives a crashed server."""
+    triton.stop()
+    if triton.process is not None and triton.process.popen is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(triton.process.popen.pid, signal.SIGKILL)
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[SetupRun], list[str]]:
+    """Every setting's run, and the settings during whose run Triton crashed."""
     catalog = load_catalog(shared_data_dir())
     problems = list(catalog.problems)
     random.Random(0).shuffle(problems)
@@ -378,18 +408,37 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[SetupRun]:
     model = SimModelOptions(token_latency_ms=args.token_ms, max_concurrency=4 * args.concurrency,
                             length_scale=args.length_scale, reasoning_mode=True)  # fmt: skip
     runs: list[SetupRun] = []
-    with TritonServer(workdir / "triton", models=(model,)) as triton:
+    crashes: list[str] = []
+    triton = TritonServer(workdir / "triton", models=(model,)).start()
+    try:
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for index, setup in enumerate(setups(args.cap, args.intervals)):
-                router = Router(workdir, index, setup.router_config(triton.grpc_url))
-                try:
-                    runs.append(await run_setup(session, router, triton, setup, problems,
-                                                args.concurrency))  # fmt: skip
-                finally:
-                    router.stop()
-                print(f"  {setup.name}: {runs[-1].wall_seconds:.1f} s", flush=True)
-    return runs
+                while True:
+                    config = setup.router_config(triton.grpc_url)
+                    router = Router(workdir, f"{index}-{len(crashes)}", config)
+                    try:
+                        result = await run_setup(session, router, triton, setup, problems,
+                                                 args.concurrency)  # fmt: skip
+                    except (RuntimeError, aiohttp.ClientError):
+                        await asyncio.sleep(1.0)
+                        if triton.alive or len(crashes) >= TRITON_RESTARTS:
+                            raise
+                        crashes.append(setup.name)
+                        print(f"  Triton crashed during {setup.name} (log {triton.log_path}); "
+                              "running it again on a fresh server", flush=True)
+                        stop_triton(triton)
+                        triton = TritonServer(workdir / f"triton-{len(crashes)}",
+                                              models=(model,)).start()  # fmt: skip
+                        continue
+                    finally:
+                        router.stop()
+                    break
+                runs.append(result)
+                print(f"  {setup.name}: {result.wall_seconds:.1f} s", flush=True)
+    finally:
+        stop_triton(triton)
+    return runs, crashes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="bench-thinking-live-"))
     try:
-        runs = asyncio.run(asyncio.wait_for(run(args, workdir), args.max_seconds))
+        runs, crashes = asyncio.run(asyncio.wait_for(run(args, workdir), args.max_seconds))
     except TimeoutError:
         print(f"stopped: the run took over {args.max_seconds:.0f} s; ask for fewer "
               f"--problems or a smaller --length-scale (logs in {workdir})", file=sys.stderr)
@@ -428,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
           f"a request, cap {args.cap} tokens, {args.token_ms:g} ms a token\n")
     print_table(rows)
     retried = {r["name"]: r["retried"] for r in rows if r["retried"]}
-    print(f"requests sent again after a 5xx: {retried or 'none'}")
+    print(f"requests sent again after a 5xx: {retried or 'none'}; settings run again after "
+          f"Triton crashed (see TRITON_RESTARTS): {crashes or 'none'}")
     checks = verdict(rows)
     print("\n" + "\n".join(checks))
     elapsed = time.perf_counter() - started
@@ -437,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                 "token_latency_ms": args.token_ms, "problems": args.problems,
                 "concurrency": args.concurrency, "probe_max_tokens": PROBE_MAX_TOKENS,
                 "overhead_target": OVERHEAD_TARGET, "results": rows, "verdict": checks,
+                "rerun_after_triton_crash": crashes,
                 "cpu_count": os.cpu_count(), "elapsed_seconds": round(elapsed, 1),
                 "load_average": {"before": load_before, "after": os.getloadavg()}}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
