@@ -32,7 +32,8 @@ paired standard error. The stand-in answers a probe in one token; a real model's
 answer (``\\boxed{...}.`` and the end of sequence) takes several, so the table also shows
 the ratio were every probe to generate its ``maxTokens`` (an upper bound). Probes are
 sent with the sample's seed; their prefill (prompt + trace + cue) is not counted, which a
-prefix cache on the sample's own replica mostly serves.
+prefix cache on the sample's own replica mostly serves. What one probe saves, over 20, is
+how many tokens a real model's probe answer may take within the 5 % target.
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_thinking_live.py \\
         [--problems 200] [--length-scale 0.25] [--intervals 32,64] [--name thinking_live]
@@ -386,9 +387,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
 
 TRITON_RESTARTS = 2
 """Triton 2.51 (r24.10, what ``hack/setup.sh`` installs) can crash (signal 11) on a race
-between a stream's cancellation and its responses (triton-inference-server/server#7368,
-#8034; a fix from r24.12), which probe exits, cancelling many streams, meet: a setting
-whose run it crashed is run again from the start on a fresh server, and counted."""
+between a request's cancellation and its responses in its gRPC frontend (known races:
+triton-inference-server/server#7368, partly fixed for r24.12, and #8034), which probe
+exits, cancelling many streams, meet: a setting whose run it crashed is run again from the
+start on a fresh server, and counted."""
 
 
 def stop_triton(triton: TritonServer) -> None:
