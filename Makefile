@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/bench_autoscaler.py
 	$(PY) bench/bench_evaluate.py
 	$(PY) bench/bench_thinking.py
+	$(PY) bench/bench_thinking_live.py
 	$(PY) bench/bench_router_overhead.py
 	$(PY) bench/bench_operator_scale.py
 	$(PY) bench/bench_fleet.py
