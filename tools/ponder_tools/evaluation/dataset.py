@@ -377,7 +377,8 @@ def write_jsonl(rows: Iterable[Mapping[str, Any]], path: Path) -> Path:
 # -- sources ------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of the CSV file at ``path``, read in place (``DatasetError`` when unreadable)."""
     try:
         with path.open(newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
@@ -393,9 +394,9 @@ def convert_qwen25math(root: Path | None = None) -> Iterator[dict[str, Any]]:
     ``response_chars / 4``; the question text comes from the MATH test set by index.
     """
     root = root or shared_data_dir()
-    problems = _read_csv(root / QWEN_PROBLEMS)
+    problems = read_csv(root / QWEN_PROBLEMS)
     by_problem: dict[str, list[dict[str, str]]] = {}
-    for sample in _read_csv(root / QWEN_SAMPLES):
+    for sample in read_csv(root / QWEN_SAMPLES):
         by_problem.setdefault(sample["idx"], []).append(sample)
     questions: dict[str, str] = {}
     try:

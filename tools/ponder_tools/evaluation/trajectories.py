@@ -19,7 +19,6 @@ tier's cap votes with its answer there (the replay of budget forcing).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 from ponder_tools.data import shared_data_dir
 
-from .dataset import DatasetError
+from .dataset import DatasetError, read_csv
 
 GEMMA_TRAJECTORIES = "samples/gemma4_12b_thinking_trajectories.csv"
 GEMMA_QUESTIONS = "samples/gemma4_12b_thinking_questions.csv"
@@ -71,20 +70,12 @@ class Trace:
         return reached[-1] if reached else self.checkpoints[0]
 
 
-def _read(path: Path) -> list[dict[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path} (set PONDER_DATA_DIR): {exc}") from exc
-
-
 def load_gemma_traces(root: Path | None = None) -> list[Trace]:
     """Every Gemma-4-12B trace, ordered by question then seed."""
     root = root or shared_data_dir()
-    questions = {q["question_id"]: q for q in _read(root / GEMMA_QUESTIONS)}
+    questions = {q["question_id"]: q for q in read_csv(root / GEMMA_QUESTIONS)}
     grouped: dict[tuple[str, int], list[dict[str, str]]] = {}
-    for row in _read(root / GEMMA_TRAJECTORIES):
+    for row in read_csv(root / GEMMA_TRAJECTORIES):
         grouped.setdefault((row["question_id"], int(row["run_seed"])), []).append(row)
     traces: list[Trace] = []
     for (qid, seed), rows in sorted(grouped.items()):
@@ -120,7 +111,7 @@ def convert_gemma_thinking(root: Path | None = None) -> Iterator[dict[str, Any]]
     """The traces as ``ponder evaluate`` rows: per question, each trace's final answer
     (pre-extracted), its confidence and its thinking tokens."""
     root = root or shared_data_dir()
-    questions = {q["question_id"]: q for q in _read(root / GEMMA_QUESTIONS)}
+    questions = {q["question_id"]: q for q in read_csv(root / GEMMA_QUESTIONS)}
     for qid, traces in by_question(load_gemma_traces(root)).items():
         yield {
             "id": qid, "question": questions[qid]["question"], "reference": traces[0].reference,
