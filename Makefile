@@ -45,6 +45,8 @@ crds:
 bench: setup
 	$(PY) bench/bench_autoscaler.py
 	$(PY) bench/bench_evaluate.py
+	$(PY) bench/bench_confidence.py
+	$(PY) bench/bench_prior.py
 	$(PY) bench/bench_thinking.py
 	$(PY) bench/bench_thinking_live.py
 	$(PY) bench/bench_router_overhead.py
