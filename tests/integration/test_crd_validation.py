@@ -152,6 +152,20 @@ INVALID = [
                  "pattern is required with extractor regex", id="pattern-without-regex"),
     pytest.param(edit("answers", {"extractor": "magic"}), "spec.answers.extractor", "",
                  id="unknown-extractor"),
+    pytest.param(edit("budgets.probes", {"enabled": True, "intervalTokens": 0}),
+                 "spec.budgets.probes.intervalTokens", "greater than or equal to 1",
+                 id="probe-interval-zero"),
+    pytest.param(edit("budgets.probes", {"enabled": True, "agreement": 0}),
+                 "spec.budgets.probes.agreement", "greater than or equal to 1",
+                 id="probe-agreement-zero"),
+    pytest.param(edit("budgets.forcing", {"cue": ""}), "spec.budgets.forcing.cue", "",
+                 id="forcing-cue-empty"),
+    pytest.param(edit("budgets.confidence", {"cancel": True, "percentile": 150}),
+                 "spec.budgets.confidence.percentile", "less than 100",
+                 id="confidence-percentile-above-100"),
+    pytest.param(edit("budgets.prior", {"enabled": True, "learningRate": 0}),
+                 "spec.budgets.prior.learningRate", "",
+                 id="prior-learning-rate-zero"),
 ]
 
 
