@@ -473,9 +473,39 @@ def test_a_forced_answer_is_short_and_is_the_whole_traces_at_the_whole_trace(
     for seed in range(20):
         full = model.complete(prompt, SamplingParams(max_tokens=AMPLE, seed=seed))
         reasoning = full.text[: full.text.index("\nThe answer")]
-        forced = model.complete(prompt + reasoning + CUE, SamplingParams(max_tokens=8, seed=seed))
+        forced = model.complete(prompt + reasoning + CUE, SamplingParams(max_tokens=32, seed=seed))
         assert (forced.answer, forced.finish_reason) == (full.answer, "stop")
         assert forced.text == f" \\boxed{{{full.answer}}}."
+
+
+@pytest.mark.parametrize(
+    ("answer", "tokens"),
+    [
+        ("42", (" \\", "boxed", "{", "4", "2", "}", ".", "")),
+        ("\\frac{1}{9}",
+         (" \\", "boxed", "{", "\\frac", "{", "1", "}", "{", "9", "}", "}", ".", "")),
+        ("3, 5", (" \\", "boxed", "{", "3", ",", " 5", "}", ".", "")),
+    ],
+)
+def test_a_forced_answer_takes_the_tokens_a_reasoning_models_tokenizer_would(
+    answer: str, tokens: tuple[str, ...]
+) -> None:
+    assert behaviour.forced_answer_tokens(answer) == tokens
+    assert "".join(tokens) == f" \\boxed{{{answer}}}."
+
+
+def test_a_forced_answer_cut_off_before_its_box_closes_has_no_answer(model: SimModel) -> None:
+    prompt = model.catalog.problems[1].text
+    full = model.complete(prompt, SamplingParams(max_tokens=AMPLE, seed=3))
+    reasoning = full.text[: full.text.index("\nThe answer")]
+    whole = model.complete(prompt + reasoning + CUE, SamplingParams(max_tokens=64, seed=3))
+    n = len(whole.tokens)
+    boxed = model.complete(prompt + reasoning + CUE, SamplingParams(max_tokens=n - 2, seed=3))
+    cut = model.complete(prompt + reasoning + CUE, SamplingParams(max_tokens=n - 3, seed=3))
+    assert (whole.finish_reason, boxed.finish_reason, cut.finish_reason) == (
+        "stop", "length", "length")
+    assert boxed.answer == whole.answer
+    assert (cut.answer, cut.correct) == (None, None)
 
 
 def test_answers_forced_earlier_in_the_trace_are_right_less_often(model: SimModel) -> None:
@@ -488,6 +518,6 @@ def test_answers_forced_earlier_in_the_trace_are_right_less_often(model: SimMode
             cap = max(1, round(fraction * (len(full.tokens) - behaviour.ANSWER_TOKENS)))
             cut = model.complete(problem.text, SamplingParams(max_tokens=cap, seed=seed))
             forced = model.complete(problem.text + cut.text + CUE,
-                                    SamplingParams(max_tokens=8, seed=seed))  # fmt: skip
+                                    SamplingParams(max_tokens=32, seed=seed))  # fmt: skip
             right[fraction] += bool(forced.correct)
     assert right[0.1] < right[1.0]

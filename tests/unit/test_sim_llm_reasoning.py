@@ -95,14 +95,14 @@ def test_an_answer_cue_mid_stream_answers_with_the_trace_so_far_and_at_the_end_w
         early = thinker.complete(problem.text,
                                  SamplingParams(max_tokens=reasoning // 10, seed=seed))  # fmt: skip
         asked = thinker.complete(problem.text + early.text + CUE,
-                                 SamplingParams(max_tokens=8, seed=seed))  # fmt: skip
+                                 SamplingParams(max_tokens=32, seed=seed))  # fmt: skip
         again = thinker.complete(problem.text + early.text + CUE,
-                                 SamplingParams(max_tokens=8, seed=seed))  # fmt: skip
+                                 SamplingParams(max_tokens=32, seed=seed))  # fmt: skip
         assert asked.answer == again.answer  # the converged-so-far answer, fixed by the seed
         early_same += asked.answer == full.answer
         whole = full.text[: full.text.index("\nThe answer")]
         at_end = thinker.complete(problem.text + whole + CUE,
-                                  SamplingParams(max_tokens=8, seed=seed))  # fmt: skip
+                                  SamplingParams(max_tokens=32, seed=seed))  # fmt: skip
         end_same += at_end.answer == full.answer
     assert n >= 30
     assert end_same == n

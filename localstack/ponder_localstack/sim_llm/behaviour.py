@@ -46,7 +46,10 @@ Calibration, all from ``shared/data``:
 - **forced answers** (budget forcing; simulated, not calibrated): a prompt that ends with an
   answer cue (``Final answer:``) after a partial trace gets a short ``\boxed{}`` answer,
   the whole trace's with a probability that grows with how far the trace had got
-  (``FORCED_ANSWER_EXPONENT``), else a wrong one.
+  (``FORCED_ANSWER_EXPONENT``), else a wrong one. It takes as many tokens as a reasoning
+  model's tokenizer would give `` \boxed{X}.`` and the end of sequence
+  (``forced_answer_tokens``: 8 for ``42``; MATH-500's answers 10 on average), cut at
+  ``max_tokens`` like any sample.
 - **reasoning mode** (``SimSettings.reasoning_mode``; a simulation, calibrated): a sample's
   length is drawn from the whole-day DeepSeek-R1 output-length distribution
   (``traces/servegen_deepseek_r1_length_pmf_allday.csv``) times ``length_scale``, and its
@@ -537,6 +540,9 @@ _ANSWER_CUE = re.compile(r"(?:final answer|the answer is)\s*:?\s*$", re.IGNORECA
 _TRACE_WORDS = frozenset(word for sentence in _SENTENCES for word in sentence)
 _TRACE_OPENERS = sorted({sentence[0] for sentence in _SENTENCES}, key=len, reverse=True)
 _MAX_MARKER_CHARS = 32
+_ANSWER_PIECE = re.compile(r"\s*(?:\\[A-Za-z]+|[A-Za-z]+|\d|\S)")
+END_OF_SEQUENCE = ""
+"""The end-of-sequence token: no text, but a generated token (vLLM counts it)."""
 FORCED_ANSWER_EXPONENT = 0.5
 """A forced answer is the one the whole trace would have given with probability
 ``(trace so far / whole trace) ** FORCED_ANSWER_EXPONENT``, else a wrong one. Simulated:
@@ -553,6 +559,16 @@ measurements: no data here has revisions, and intrinsic self-correction often ga
 little on real models."""
 REVISION_KEEP_RIGHT = 0.9
 """Least probability that a revision keeps a right attempt's answer."""
+
+
+def forced_answer_tokens(answer: str) -> tuple[str, ...]:
+    """The tokens of the answer a reasoning model writes at an answer cue, `` \\boxed{X}.``
+    and the end of sequence, split as its tokenizer would (an assumption, no tokenizer
+    here): ``\\``, ``boxed``, ``{``, then one token per digit (DeepSeek-R1's and Qwen's
+    tokenizers split numbers into digits), per LaTeX command, per run of letters and per
+    other character of ``X``, then ``}``, ``.`` and the end of sequence. MATH-500's
+    reference answers take 7 to 37 such tokens, 8 at the median, 10 on average (``42``: 8)."""
+    return (" \\", "boxed", "{", *_ANSWER_PIECE.findall(answer), "}", ".", END_OF_SEQUENCE)
 
 
 @dataclass(frozen=True)
@@ -926,7 +942,7 @@ class SimModel:
             seed = entropy if entropy is not None else random.SystemRandom().getrandbits(64)
         forced = split_forced_prompt(prompt)
         if forced is not None:
-            return self.forced_answer(forced, prompt, seed)
+            return self.forced_answer(forced, prompt, seed, params.max_tokens)
         revision = split_revision_prompt(prompt)
         profile = self.profile_prompt(prompt if revision is None else revision.original)
         if revision is not None:
@@ -945,7 +961,8 @@ class SimModel:
         per_token = REASONING_LOGPROB_PER_TOKEN + log_confidence / full_tokens
         return dataclasses.replace(completion, logprob_per_token=per_token)
 
-    def forced_answer(self, forced: ForcedPrompt, prompt: str, seed: object) -> Completion:
+    def forced_answer(self, forced: ForcedPrompt, prompt: str, seed: object,
+                      max_tokens: int = VLLM_DEFAULT_MAX_TOKENS) -> Completion:  # fmt: skip
         """The answer at the cue: the whole trace's (the sample this seed draws for the
         original prompt) with a probability that grows with how far the trace had got
         (``FORCED_ANSWER_EXPONENT``), else a wrong one; in reasoning mode the answer the
@@ -965,8 +982,16 @@ class SimModel:
             answer, correct = _wrong_answer(profile, rng), False
         if answer == profile.reference:
             correct = True
+        tokens = forced_answer_tokens(answer)
+        finish = "stop"
+        if len(tokens) > max_tokens:  # cut off: the answer counts only if its box closed
+            closed = max_tokens >= len(tokens) - 2  # "}" is the third token from the end
+            tokens, finish = tokens[:max_tokens], "length"
+            if not closed:
+                return Completion(tokens=tokens, finish_reason=finish, answer=None, correct=None,
+                                  problem_id=profile.problem_id, level=profile.level)  # fmt: skip
         return Completion(
-            tokens=(f" \\boxed{{{answer}}}.",), finish_reason="stop", answer=answer,
+            tokens=tokens, finish_reason=finish, answer=answer,
             correct=correct, problem_id=profile.problem_id, level=profile.level,
         )
 
