@@ -16,9 +16,20 @@ each probed for its answer at every tenth of its tokens; read in place from
   point), each chosen on one half of the questions and scored on the other (2-fold
   cross-fitting: the fixed settings above are chosen in-sample by whoever reads the table);
 
-Dynasor's certaindex at its published settings (a probe every few dozen tokens) cannot be
-replayed here: the data hold one probe point per tenth of a trace, so the agreement rule
-above is certaindex's consistency criterion at those points, not its probe interval.
+Beside them, Dynasor-style certaindex as far as the data allow (an APPROXIMATION, labelled
+so wherever it is printed). Dynasor (hao-ai-lab/Dynasor at 0d2f1b9) probes every 32 or 64
+tokens and exits once its last k probed answers are equal, non-empty and free of hedging
+words: ``dynasor/core/cot.py`` ``effort_level`` gives (k, interval) = mild (8, 64), low
+(5, 64), mid (3, 64; ``dynasor-chat``'s default), high (2, 64), crazy (2, 32), and
+``dynasor/cli/openai_server.py``'s ``--dynasor-saving-effort`` defaults to (2, 32), as
+``vllm_server.py``'s ``certainty_window``/``token_interval`` do. The data hold one probe
+point per tenth of a trace and no probe texts, so the closest replay probes every 10 % of
+the trace and exits when the last k probed answers agree; the hedging-word check cannot
+be replayed (without confidence), or is stood in for by the answer's probability at each
+agreeing probe (with confidence). Each published setting is reported twice: with the
+tenth-point probes' cost, and with the cost of probing at its own interval up to that
+exit (exit tokens // interval probes). And the whole curve: agreement k = 1..9 (every
+count the 9 probe points allow) without and with a confidence floor.
 
 And the router's default policy replayed over the 10 traces a question (``ponder
 evaluate``), forcing off versus on. Accuracy is per trace (each question weighs the
@@ -39,7 +50,8 @@ import argparse
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +61,7 @@ from ponder_router.forcing import ForcingConfig
 from ponder_tools.evaluation.dataset import parse_lines
 from ponder_tools.evaluation.suite import SuiteConfig, run_suite
 from ponder_tools.evaluation.thinking import (
+    SampleRun,
     ThinkingResult,
     ThinkingSample,
     choose_cap,
@@ -72,6 +85,16 @@ AGREE = (2, 3, 4)
 FLOORS = (0.0, 0.8, 0.9)
 PROBE_TOKENS = 8
 TOLERANCE = 0.005
+DYNASOR_SETTINGS = (("mild", 8, 64), ("low", 5, 64), ("mid", 3, 64), ("high", 2, 64),
+                    ("crazy / server default", 2, 32))  # fmt: skip
+"""Dynasor's published (name, agreement k, probe interval tokens): hao-ai-lab/Dynasor at
+0d2f1b9, ``dynasor/core/cot.py`` ``effort_level`` and ``dynasor/cli/openai_server.py``'s
+``--dynasor-saving-effort`` default ``2,32``."""
+CURVE_AGREE = tuple(range(1, 10))
+"""Every agreement count the data's 9 probe points (10 % .. 90 % of a trace) allow."""
+CURVE_FLOORS = (0.0, 0.5, 0.8, 0.9)
+DYNASOR_FLOOR = 0.8
+"""The confidence floor that stands in for Dynasor's hedging-word check (not replayable)."""
 
 
 def rules_for(samples: list[ThinkingSample]) -> tuple[dict[str, Rule], dict[str, dict[str, Any]]]:
@@ -127,6 +150,47 @@ def calibrated_probe(samples: list[ThinkingSample]) -> tuple[Rule, list[dict[str
                   for c in chosen]  # fmt: skip
 
 
+def at_interval(rule: Rule, interval_tokens: int) -> Rule:
+    """``rule``'s exit, with its probes charged as if sent every ``interval_tokens`` up to
+    that exit (a sample that never settles is probed to its end)."""
+
+    def charged(sample: ThinkingSample) -> SampleRun:
+        run = rule(sample)
+        probes = int(run.thinking_tokens // interval_tokens)
+        return SampleRun(run.answer, run.thinking_tokens, probes * PROBE_TOKENS)
+
+    return charged
+
+
+def certaindex_rules() -> tuple[dict[str, Rule], dict[str, dict[str, Any]]]:
+    """Dynasor-style certaindex, approximated at the data's tenth-point probes (module
+    docstring): its published settings, then the whole curve of agreement counts."""
+    rules: dict[str, Rule] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for floor in (0.0, DYNASOR_FLOOR):
+        for level, agree, interval in DYNASOR_SETTINGS:
+            exit_rule = partial(run_probe_exit, agree=agree, confidence_floor=floor,
+                                probe_tokens=PROBE_TOKENS)  # fmt: skip
+            conf = f", conf >= {floor:g}" if floor else ""
+            for cost in ("tenths", "interval"):
+                name = (f"~Dynasor {level} (k={agree}, every {interval} tok){conf}, "
+                        f"probes {'at tenths' if cost == 'tenths' else 'charged at interval'}")
+                rules[name] = exit_rule if cost == "tenths" else at_interval(exit_rule, interval)
+                params[name] = {"family": "dynasor", "level": level, "agree": agree,
+                                "interval_tokens": interval, "confidence_floor": floor,
+                                "probe_cost": cost, "probe_tokens": PROBE_TOKENS,
+                                "approximation": "probes at each 10 % of the trace"}  # fmt: skip
+    for floor in CURVE_FLOORS:
+        for agree in CURVE_AGREE:
+            name = f"~certaindex curve, agree {agree}" + (f", conf >= {floor:g}" if floor else "")
+            rules[name] = partial(run_probe_exit, agree=agree, confidence_floor=floor,
+                                  probe_tokens=PROBE_TOKENS)  # fmt: skip
+            params[name] = {"family": "certaindex", "agree": agree, "confidence_floor": floor,
+                            "probe_tokens": PROBE_TOKENS,
+                            "approximation": "probes at each 10 % of the trace"}  # fmt: skip
+    return rules, params
+
+
 def ponder_default(forcing: bool) -> dict[str, Any]:
     """The router's default policy over the 10 traces a question (``ponder evaluate``)."""
     dataset = parse_lines([json.dumps(r) for r in convert_gemma_thinking()], mode="text",
@@ -176,7 +240,8 @@ def verdict(results: list[ThinkingResult]) -> list[str]:
     return lines
 
 
-def plot(results: list[ThinkingResult], path: Path) -> bool:
+def plot(results: list[ThinkingResult], path: Path,
+         certaindex: Sequence[ThinkingResult] = ()) -> bool:
     try:
         import matplotlib
 
@@ -194,6 +259,16 @@ def plot(results: list[ThinkingResult], path: Path) -> bool:
         if points:
             ax.plot([r.mean_tokens for r in points], [r.accuracy * 100 for r in points], style,
                     label=label)  # fmt: skip
+    for floor, color in zip(CURVE_FLOORS, ("0.2", "0.4", "0.6", "0.8"), strict=True):
+        curve = [r for r in certaindex if r.params.get("family") == "certaindex"
+                 and r.params["confidence_floor"] == floor]  # fmt: skip
+        label = "~certaindex k=1..9" + (f", conf >= {floor:g}" if floor else "")
+        ax.plot([r.mean_tokens for r in curve], [r.accuracy * 100 for r in curve], "-",
+                color=color, lw=0.8, label=label)  # fmt: skip
+    dynasor = [r for r in certaindex if r.params.get("probe_cost") == "interval"]
+    if dynasor:
+        ax.plot([r.mean_tokens for r in dynasor], [r.accuracy * 100 for r in dynasor], "kv",
+                mfc="none", label="~Dynasor settings, probes at their interval")  # fmt: skip
     ax.set_xlabel("thinking tokens per trace (probes included)")
     ax.set_ylabel("accuracy per trace (%)")
     ax.set_title("Gemma-4-12B traces; cohorts over-represent overthinking", fontsize=10)
@@ -230,6 +305,15 @@ def main() -> int:
         print(f"{r.name:52s} {r.accuracy * 100:6.2f} {r.vote_accuracy * 100:6.2f} "
               f"{r.mean_tokens:7.0f} {r.saved:6.1%} {r.delta * 100:+6.2f} "
               f"{r.paired_se * 100:5.2f}")  # fmt: skip
+    crules, cparams = certaindex_rules()
+    certaindex = summarise(samples, crules, cparams)
+    print(f"\nDynasor-style certaindex, APPROXIMATED (probes at each 10 % of a trace, not every "
+          f"32/64 tokens; no hedging-word check: 'conf' stands in for it), {PROBE_TOKENS} "
+          f"tokens a probe:")  # fmt: skip
+    for r in certaindex:
+        print(f"{r.name:80s} {r.accuracy * 100:6.2f} {r.vote_accuracy * 100:6.2f} "
+              f"{r.mean_tokens:7.0f} {r.saved:6.1%} {r.delta * 100:+6.2f} "
+              f"{r.paired_se * 100:5.2f}")  # fmt: skip
     policy = [ponder_default(False), ponder_default(True)]
     print("\nponder-default over 10 traces a question (ponder evaluate, 20 orders):")
     for row in policy:
@@ -242,11 +326,18 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     print(f"\n{elapsed:.1f} s")
     document = {"caveat": GEMMA_CAVEAT, "traces": len(samples),
-                "results": [r.as_dict() for r in results], "ponder_default": policy,
+                "results": [r.as_dict() for r in results],
+                "certaindex_approximation": {
+                    "source": "hao-ai-lab/Dynasor@0d2f1b9 dynasor/core/cot.py effort_level, "
+                              "dynasor/cli/openai_server.py --dynasor-saving-effort 2,32",
+                    "replay": "probes at each 10 % of the trace; no hedging-word check "
+                              "(confidence floor stands in)",
+                    "results": [r.as_dict() for r in certaindex]},
+                "ponder_default": policy,
                 "verdict": checks, "elapsed_seconds": round(elapsed, 2)}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "thinking.json").write_text(json.dumps(document, indent=2) + "\n")
-    wrote = plot(results, args.out / "thinking.png")
+    wrote = plot(results, args.out / "thinking.png", certaindex)
     print(f"wrote {args.out / 'thinking.json'}" + (" and thinking.png" if wrote else ""))
     return 0
 
