@@ -11,11 +11,15 @@ it), ``cumulative_logprob`` (simulated and calibrated, see ``behaviour.py``) and
 
 Each request generates on a worker thread. Tokens come out at the per-token latency
 (one streamed response per token, coalesced when the sender falls behind) and the
-request's cancellation is checked between tokens. At most ``max_concurrency`` requests
-generate at once per instance; ``execute`` blocks while every slot is taken, so further
-requests wait in Triton's queue (``nv_inference_pending_request_count``). With the
-parameter ``queue`` set to ``engine`` they wait inside the model instead, as they do in
-a vLLM engine at its ``max_num_seqs`` (the vLLM backend takes every request at once).
+request's cancellation is checked between tokens, at most every ``_CANCEL_CHECK_SECONDS``
+(each check is a call into the server), with ``response_sender.is_cancelled()`` as
+Triton's vLLM backend does: a cancelled request generates at most that long more, then
+ends with a ``CANCELLED`` error as its final response and sends nothing after it. At most
+``max_concurrency`` requests generate at once per instance; ``execute`` blocks while
+every slot is taken, so further requests wait in Triton's queue
+(``nv_inference_pending_request_count``). With the parameter ``queue`` set to ``engine``
+they wait inside the model instead, as they do in a vLLM engine at its ``max_num_seqs``
+(the vLLM backend takes every request at once).
 
 With the model parameter ``REPORT_CUSTOM_METRICS`` set to ``true`` it exports, through
 the python backend's custom metrics, the ``vllm:`` series Triton's vLLM backend reports
@@ -275,7 +279,7 @@ class TritonPythonModel:
             now = time.monotonic()
             if now - last_check >= _CANCEL_CHECK_SECONDS or not stream:
                 last_check = now
-                if request.is_cancelled():
+                if sender.is_cancelled():  # the response factory's flag, as vLLM's backend
                     sender.send(
                         _error("Request was cancelled", pb_utils.TritonError.CANCELLED), flags=final
                     )
