@@ -28,9 +28,11 @@ tokens, forced answers) and Triton's ``vllm:generation_tokens_total`` (the token
 server generated, including what a cancelled sample made before it noticed). Against (b):
 the sample tokens the probes saved (b's tokens minus (c)'s without its probe tokens), the
 probes' own tokens over that saving (target <= 5 %), and the accuracy change with its
-paired standard error. The stand-in answers a probe in one token; a real model's probe
-answer (``\\boxed{...}.`` and the end of sequence) takes several, so the table also shows
-the ratio were every probe to generate its ``maxTokens`` (an upper bound). Probes are
+paired standard error. The stand-in answers a probe as a reasoning model would, in the
+tokens its tokenizer gives `` \\boxed{X}.`` and the end of sequence
+(``behaviour.forced_answer_tokens``: 8 for ``42``, 10 on average over MATH-500's answers;
+an answer longer than the probe's ``maxTokens`` is cut and reads as none); the table also
+shows the ratio were every probe to generate its ``maxTokens`` (an upper bound). Probes are
 sent with the sample's seed; their prefill (prompt + trace + cue) is not counted, which a
 prefix cache on the sample's own replica mostly serves. What one probe saves, over 20, is
 how many tokens a real model's probe answer may take within the 5 % target.
@@ -281,12 +283,16 @@ def summarise(run: SetupRun, reference: SetupRun | None) -> dict[str, Any]:
         return row
     ref = reference.outcomes
     saved = sum(r.tokens_used for r in ref) - (tokens - probe_tokens)  # sample tokens saved
-    # Triton's count: what each sample generated before it noticed its cancellation (the
-    # stand-in checks every 20 ms) as well as what reached the router.
+    # Triton's count: what reached the router, and what the stand-in had generated that
+    # the router had not read yet when it cancelled (responses queued between them while
+    # the router lags: 16 streams at 1 ms a token on shared cores), and what it generated
+    # after the cancel before its next check (at most 20 ms: test_triton_cancel_bound).
     served = reference.triton_generated_tokens - (run.triton_generated_tokens - probe_tokens)
     diffs = [int(o.correct) - int(r.correct) for o, r in zip(out, ref, strict=True)]
     row.update({
         "saved_tokens_per_request": saved / n,
+        "triton_unread_tokens_per_probe_exit":
+            (run.triton_generated_tokens - tokens) / max(sum(o.probed for o in out), 1),
         "triton_saved_tokens_per_request": served / n,
         "triton_probe_overhead": probe_tokens / max(served, 1.0),
         "net_saved_tokens_per_request": (saved - probe_tokens) / n,
@@ -337,7 +343,9 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
                      f"{r['accuracy_delta'] * 100:+.1f} ± {r['accuracy_delta_paired_se'] * 100:.1f}"
                      f" points vs (b); a probe saves {r['saved_tokens_per_probe']:.0f} tokens, "
                      f"so a real model's probe answer may take up to "
-                     f"{r['probe_answer_tokens_within_target']:.1f} tokens")  # fmt: skip
+                     f"{r['probe_answer_tokens_within_target']:.1f} tokens; Triton generated "
+                     f"{r['triton_unread_tokens_per_probe_exit']:.0f} tokens a probe exit more "
+                     f"than the router read")  # fmt: skip
     return lines
 
 
@@ -386,11 +394,13 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
 
 
 TRITON_RESTARTS = 2
-"""Triton 2.51 (r24.10, what ``hack/setup.sh`` installs) can crash (signal 11) on a race
-between a request's cancellation and its responses in its gRPC frontend (known races:
-triton-inference-server/server#7368, partly fixed for r24.12, and #8034), which probe
-exits, cancelling many streams, meet: a setting whose run it crashed is run again from the
-start on a fresh server, and counted."""
+"""Triton 2.51 (r24.10, what ``hack/setup.sh`` installs) crashes on a race between a
+stream's cancellation and its responses in its gRPC frontend (SIGSEGV, or SIGABRT on a
+gRPC assertion: ``GRPC_CALL_ERROR_TOO_MANY_OPERATIONS``, ``ASSERTION FAILED: ops_``), even
+when the model never reads its cancellation (``bench/triton_cancel_crash.py`` reproduces
+it in seconds; triton-inference-server/server#7368, fixed by #7840 for r24.12, and
+#8078), which probe exits, cancelling many streams, meet: a setting whose run it crashed
+is run again from the start on a fresh server, and counted."""
 
 
 def stop_triton(triton: TritonServer) -> None:
