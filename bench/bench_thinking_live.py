@@ -283,10 +283,11 @@ def summarise(run: SetupRun, reference: SetupRun | None) -> dict[str, Any]:
         return row
     ref = reference.outcomes
     saved = sum(r.tokens_used for r in ref) - (tokens - probe_tokens)  # sample tokens saved
-    # Triton's count: what reached the router, and what the stand-in had generated that
-    # the router had not read yet when it cancelled (responses queued between them while
-    # the router lags: 16 streams at 1 ms a token on shared cores), and what it generated
-    # after the cancel before its next check (at most 20 ms: test_triton_cancel_bound).
+    # Triton's count: what reached the router; what the stand-in had generated that the
+    # router had not read yet when it cancelled (responses queued between them while the
+    # router lags: 16 streams at 1 ms a token on shared cores); the probes cut short when
+    # their sample ended (the router does not count them); and what a sample generated
+    # after its cancel before the next check (at most 20 ms: test_triton_cancel_bound).
     served = reference.triton_generated_tokens - (run.triton_generated_tokens - probe_tokens)
     diffs = [int(o.correct) - int(r.correct) for o, r in zip(out, ref, strict=True)]
     row.update({
