@@ -22,14 +22,17 @@ tokens and exits once its last k probed answers are equal, non-empty and free of
 words: ``dynasor/core/cot.py`` ``effort_level`` gives (k, interval) = mild (8, 64), low
 (5, 64), mid (3, 64; ``dynasor-chat``'s default), high (2, 64), crazy (2, 32), and
 ``dynasor/cli/openai_server.py``'s ``--dynasor-saving-effort`` defaults to (2, 32), as
-``vllm_server.py``'s ``certainty_window``/``token_interval`` do. The data hold one probe
-point per tenth of a trace and no probe texts, so the closest replay probes every 10 % of
-the trace and exits when the last k probed answers agree; the hedging-word check cannot
-be replayed (without confidence), or is stood in for by the answer's probability at each
-agreeing probe (with confidence). Each published setting is reported twice: with the
-tenth-point probes' cost, and with the cost of probing at its own interval up to that
-exit (exit tokens // interval probes). And the whole curve: agreement k = 1..9 (every
-count the 9 probe points allow) without and with a confidence floor.
+``vllm_server.py``'s ``certainty_window``/``token_interval`` do. (Its servers' check,
+``dynasor/core/entropy.py`` ``should_early_exit``, ends in ``return True`` after the
+agreement test, so as served it exits once k probes exist and the latest has no hedging
+word, agreeing or not; the replay follows the rule as ``cot.py`` applies it.) The data
+hold one probe point per tenth of a trace and no probe texts, so the closest replay probes
+every 10 % of the trace and exits when the last k probed answers agree; the hedging-word
+check cannot be replayed (without confidence), or is stood in for by the answer's
+probability at each agreeing probe (with confidence). Each published setting is reported
+twice: with the tenth-point probes' cost, and with the cost of probing at its own interval
+up to that exit (exit tokens // interval probes). And the whole curve: agreement k = 1..9
+(every count the 9 probe points allow) without and with a confidence floor.
 
 And the router's default policy replayed over the 10 traces a question (``ponder
 evaluate``), forcing off versus on. Accuracy is per trace (each question weighs the
