@@ -28,7 +28,7 @@ from fixtures_triton import StartTriton, triton_counter
 from ponder_localstack.proc import free_port
 from ponder_localstack.sim_llm import MODEL_NAME
 from ponder_localstack.sim_llm.behaviour import SamplingParams as SimSamplingParams
-from ponder_localstack.sim_llm.behaviour import SimModel
+from ponder_localstack.sim_llm.behaviour import SimModel, forced_answer_tokens
 from ponder_localstack.triton import SimModelOptions, TritonServer
 from ponder_router.admission import Admission
 from ponder_router.aggregate import StopRule, StopRuleKind
@@ -285,8 +285,12 @@ async def test_a_sample_cut_off_at_max_tokens_is_forced_to_answer_and_votes(
     samples = sorted(run.samples, key=lambda s: s.index)
     assert {s.index for s in samples if s.forced} == cut
     # Each forced sample continued its own trace with the cue; the stand-in answered in
-    # one token, which the sample's tokens include.
-    assert [s.tokens for s in samples] == [n if n <= cap else cap + 1 for n in lengths]
+    # the tokens a tokenizer gives its \boxed{} answer, which the sample's tokens include.
+    forced_answers = [s.text.rsplit("\\boxed{", 1)[1].rsplit("}", 1)[0] if s.forced else ""
+                      for s in samples]  # fmt: skip
+    assert [s.tokens for s in samples] == [
+        n if n <= cap else cap + len(forced_answer_tokens(answer))
+        for n, answer in zip(lengths, forced_answers, strict=True)]
     assert all("\n</think>\n\nFinal answer: \\boxed{" in s.text for s in samples if s.forced)
     report = result.report
     assert (report.samples.forced, report.samples.truncated) == (len(cut), 0)
