@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -87,6 +90,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
         alive = triton.alive
     finally:
         triton.stop()
+        if triton.process is not None and triton.process.popen is not None:
+            with contextlib.suppress(ProcessLookupError):  # a stub outlives a crashed server
+                os.killpg(triton.process.popen.pid, signal.SIGKILL)
     print(f"{args.streams} cancelled streams, {args.concurrency} at once, {args.token_ms:g} ms "
           f"a token: {elapsed:.0f} s, {failed} failed calls; Triton "
           f"{'survived' if alive else 'CRASHED'} (log {triton.log_path})")
