@@ -31,7 +31,7 @@ probes' own tokens over that saving (target <= 5 %), and the accuracy change wit
 paired standard error. The stand-in answers a probe as a reasoning model would, in the
 tokens its tokenizer gives `` \\boxed{X}.`` and the end of sequence
 (``behaviour.forced_answer_tokens``: 8 for ``42``, 10 on average over MATH-500's answers;
-an answer longer than the probe's ``maxTokens`` is cut and reads as none); the table also
+an answer cut by the probe's ``maxTokens`` before its closing brace reads as none); the table also
 shows the ratio were every probe to generate its ``maxTokens`` (an upper bound). Probes are
 sent with the sample's seed; their prefill (prompt + trace + cue) is not counted, which a
 prefix cache on the sample's own replica mostly serves. What one probe saves, over 20, is
