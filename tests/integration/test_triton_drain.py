@@ -155,11 +155,8 @@ async def wait_for(condition: Any, timeout_seconds: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-# ``pod-watch-first`` (True) is left out of the run until it is understood: in one run on a
-# busy machine, after the router had dropped the replica and its last stream had ended,
-# the draining Triton kept its model loaded ("Found 1 live models and 0 in-flight
-# non-inference requests") and waited out its whole exit timeout.
-@pytest.mark.parametrize("router_learns_first", [False], ids=["sigterm-first"])
+@pytest.mark.parametrize("router_learns_first", [False, True],
+                         ids=["sigterm-first", "pod-watch-first"])
 async def test_a_triton_scaled_down_mid_stream_drains_and_no_stream_is_cut(
     start_triton: StartTriton, start_router_process: StartRouterProcess,
     router_learns_first: bool,
