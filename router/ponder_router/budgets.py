@@ -279,9 +279,11 @@ class Budget(BaseModel):
     def forces(self, index: int) -> bool:
         """Whether sample ``index``, cut off at its cap, is made to answer there (budget
         forcing, where the service enables it). Not in a first wave whose envelope grows
-        after it: such a sample had not finished thinking, so it abstains (doubt: the
-        first wave does not agree) and the request goes on to the longer samples."""
-        return index >= self.wave_size or self.max_tokens_after_first_wave is None
+        after it (and more samples may follow): such a sample had not finished thinking,
+        so it abstains (doubt: the first wave does not agree) and the request goes on to
+        the longer samples."""
+        return (index >= self.wave_size or self.max_tokens_after_first_wave is None
+                or self.max_samples <= self.wave_size)  # fmt: skip
 
 
 DEFAULT_MAX_SAMPLES = 64
@@ -366,7 +368,8 @@ def assign_budget(
         )
     strategy = tier.strategy if max_samples > 1 else Strategy.SINGLE
     wave_size = 1 if strategy is Strategy.REVISE else min(tier.initial_samples, max_samples)
-    later_tokens = _later_tokens(tier, max_tokens, requested_max_tokens)
+    later_tokens = (_later_tokens(tier, max_tokens, requested_max_tokens)
+                    if max_samples > wave_size else None)  # fmt: skip
     budget = Budget(
         tier=tier.name,
         strategy=strategy,

@@ -208,6 +208,14 @@ def test_a_first_wave_sample_is_forced_at_its_cap_only_when_the_envelope_does_no
     assert all(fixed.forces(i) for i in range(6))
 
 
+def test_a_single_sample_request_is_forced_at_its_cap_as_it_has_no_later_samples() -> None:
+    budget = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy(),
+                           requested_max_samples=1)  # fmt: skip
+    assert budget.strategy is Strategy.SINGLE
+    assert budget.max_tokens_after_first_wave is None
+    assert budget.forces(0)
+
+
 def test_a_load_shrink_of_the_tokens_stops_the_envelope_growing() -> None:
     load = LoadState(pressure=1000.0, at_ceiling=True)
     budget = assign_budget(estimate(0.9), "auto", load, default_policy())
