@@ -13,11 +13,14 @@ Rules, in the order ``assign_budget`` applies them:
    is at least the estimate's score. ``low`` caps at its mapped tier (at most that tier),
    ``high`` floors at its mapped tier (at least that tier), ``medium`` pins its mapped tier.
    An effort the policy does not map behaves as ``auto``.
-2. **Client caps** (``max_tokens``, a sample limit) only ever lower the tier's budgets.
+2. **Client caps** (``max_tokens``, a sample limit) only ever lower the tier's budgets,
+   both token caps included (the first wave's, ``max_tokens``, and the one of samples
+   after it, ``max_tokens_after_first_wave``: the tier's token envelope).
 3. **Load shrink**: only when pressure > 1 *and* the pool cannot add capacity in time
    (``LoadState.shrinks``: at its replica ceiling, or, where the caller reports it,
    while scale-up is in flight), the budget is divided by the pressure, resource by
-   resource in ``shrink_order``, never below each step's floor (nor raised to it).
+   resource in ``shrink_order``, never below each step's floor (nor raised to it). A
+   budget whose tokens shrank does not grow after its first wave.
 """
 
 from __future__ import annotations
