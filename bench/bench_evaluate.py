@@ -88,7 +88,12 @@ from ponder_tools.evaluation.signals import (
     difficulty_signals,
     format_signals,
 )
-from ponder_tools.evaluation.suite import SuiteConfig, SuiteResult, run_suite
+from ponder_tools.evaluation.suite import (
+    SuiteConfig,
+    SuiteResult,
+    run_suite,
+    samples_at_accuracy,
+)
 from ponder_tools.evaluation.trajectories import convert_gemma_thinking
 
 TARGET_GAP_POINTS = 0.2
@@ -102,6 +107,8 @@ SMALL_SKILL, LARGE_SKILL = -1.5, 0.0
 SMALL_PRICE, LARGE_PRICE = 1.0, 8.0
 SIGNAL_ORDERINGS = 20
 TARGET_AUROC = 0.75
+DEFAULT_GAP_POINTS = 0.5  # the default policy's target: within this of maj@N_max (or a paired se)
+BASELINE_FAMILIES = ("adaptive-consistency", "esc", "margin")
 DATASETS = ("llama2-13b-gsm8k-pot", "gpt4-gsm8k-cot", "qwen25math-100x8",
             "gemma4-12b-thinking", "standin-math500")  # fmt: skip
 REAL_FILES = {"llama2-13b-gsm8k-pot": "samples/mot_llama2_13b_gsm8k_pot_400x48.jsonl",
@@ -151,7 +158,8 @@ def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int, out: Pa
         plot_suite(suite, out / f"evaluate_{name}.png",
                    f"{name}: accuracy against compute ({orderings} orders)")
         document = suite_document(suite)
-        document.update({"load_seconds": round(load_seconds, 3),
+        document.update({"default_target": default_target(suite),
+                         "load_seconds": round(load_seconds, 3),
                          "replay_seconds": round(replay_seconds, 3),
                          "signal_seconds": round(signal_seconds, 2),
                          "difficulty_signals": signals.as_dict(),
@@ -197,6 +205,7 @@ def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int, out: Pa
                f"out of sample, {FOLDS}-fold)")
     document = suite_document(suite)
     document.update({
+        "default_target": default_target(suite),
         "load_seconds": round(load_seconds, 3), "replay_seconds": round(replay_seconds, 3),
         "signal_seconds": round(signal_seconds, 2),
         "difficulty_signals": signals.as_dict(), "simulated": name in SIMULATED,
@@ -212,6 +221,32 @@ def evaluate_dataset(name: str, folder: Path, orderings: int, seed: int, out: Pa
         "verdict": verdict["checks"],
     })  # fmt: skip
     return document
+
+
+def default_target(suite: SuiteResult) -> dict[str, Any]:
+    """Issue 17's first target for the default policy: within ``DEFAULT_GAP_POINTS`` of
+    maj@N_max (or one paired standard error, whichever is larger), and fewer mean samples
+    than the cheapest of Adaptive-Consistency, ESC and the margin rule at its accuracy
+    (each family's frontier, linear between its points; these baselines draw one sample
+    a wave, so their waves are their samples), in no more mean waves."""
+    row = next(c for c in compare_policies(suite) if c["policy"] == "ponder-default")
+    default = suite.by_name("ponder-default")
+    tolerance = max(DEFAULT_GAP_POINTS, row["gap_points_paired_se"])
+    need = {f: samples_at_accuracy(suite.family(f), default.accuracy)
+            for f in BASELINE_FAMILIES}  # fmt: skip
+    reaching = {f: n for f, n in need.items() if n is not None}
+    cheapest = min(reaching, key=lambda f: reaching[f]) if reaching else None
+    samples = reaching[cheapest] if cheapest is not None else None
+    waves = default.mean_waves or 0.0
+    fewer = samples is None or default.mean_samples < samples
+    return {"gap_points": row["gap_points"], "tolerance_points": round(tolerance, 3),
+            "within": row["gap_points"] <= tolerance,
+            "cheapest_baseline": cheapest,
+            "baseline_samples": None if samples is None else round(samples, 3),
+            "default_samples": round(default.mean_samples, 3),
+            "default_waves": round(waves, 3),
+            "fewer_samples": fewer,
+            "no_more_waves": samples is None or waves <= samples}  # fmt: skip
 
 
 def _fmt(value: float | None) -> str:
@@ -397,6 +432,8 @@ def summary(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "combined_95_interval":
                 doc["difficulty_signals"]["combined_auroc_95_interval"],
         })  # fmt: skip
+    for row in rows:
+        row["default_target"] = documents[row["set"]].get("default_target")
     reached = [r["set"] for r in rows if not r["simulated"]
                and (r["auroc"][COMBINED] or 0.0) >= TARGET_AUROC]  # fmt: skip
     return {"rows": rows, "combined_auroc_target": {
@@ -430,6 +467,16 @@ def print_summary(table: dict[str, Any]) -> None:
               f"{100 * d['accuracy']:7.2f} {gap:+6.2f} {d['mean_samples']:6.2f} "
               f"{d['mean_waves']:5.2f} {100 * ac['accuracy']:6.2f} {ac['mean_samples']:6.2f} "
               f"{ac['mean_waves']:5.2f} {aurocs}")
+    for r in table["rows"]:
+        t = r["default_target"]
+        if t is None:
+            continue
+        base = "no baseline reaches its accuracy" if t["cheapest_baseline"] is None else \
+            f"cheapest baseline there {t['cheapest_baseline']} {t['baseline_samples']:.2f}"
+        met = t["within"] and t["fewer_samples"] and t["no_more_waves"]
+        print(f"target (default): {r['set']}: gap {t['gap_points']:+.2f} (allowed "
+              f"{t['tolerance_points']:.2f}), {t['default_samples']:.2f} samples in "
+              f"{t['default_waves']:.2f} waves; {base} [{'met' if met else 'MISSED'}]")
     target = table["combined_auroc_target"]
     print(f"target: combined in-flight AUROC >= {target['target']:g} on at least two real "
           f"sets: {', '.join(target['real_sets_reaching_it']) or 'none'} "

@@ -451,6 +451,7 @@ def render_router_config(
         "budgets": {
             "tiers": [{
                 "name": t.name, "maxDifficulty": t.max_difficulty, "maxTokens": t.max_tokens,
+                "maxTokensAfterFirstWave": t.max_tokens_after_first_wave,
                 "maxSamples": t.max_samples, "initialSamples": t.initial_samples,
                 "strategy": str(t.strategy), "escalateTo": t.escalate_to,
                 "verifierModel": t.verifier_model, "stopThreshold": t.stop_threshold,

@@ -13,11 +13,14 @@ Rules, in the order ``assign_budget`` applies them:
    is at least the estimate's score. ``low`` caps at its mapped tier (at most that tier),
    ``high`` floors at its mapped tier (at least that tier), ``medium`` pins its mapped tier.
    An effort the policy does not map behaves as ``auto``.
-2. **Client caps** (``max_tokens``, a sample limit) only ever lower the tier's budgets.
+2. **Client caps** (``max_tokens``, a sample limit) only ever lower the tier's budgets,
+   both token caps included (the first wave's, ``max_tokens``, and the one of samples
+   after it, ``max_tokens_after_first_wave``: the tier's token envelope).
 3. **Load shrink**: only when pressure > 1 *and* the pool cannot add capacity in time
    (``LoadState.shrinks``: at its replica ceiling, or, where the caller reports it,
    while scale-up is in flight), the budget is divided by the pressure, resource by
-   resource in ``shrink_order``, never below each step's floor (nor raised to it).
+   resource in ``shrink_order``, never below each step's floor (nor raised to it). A
+   budget whose tokens shrank does not grow after its first wave.
 """
 
 from __future__ import annotations
@@ -73,7 +76,13 @@ class Tier(BaseModel):
 
     name: str = Field(pattern=_DNS_LABEL.pattern)
     max_difficulty: float = Field(gt=0.0, le=1.0)
-    max_tokens: int = Field(ge=1, description="generated tokens per sample")
+    max_tokens: int = Field(ge=1, description="generated tokens per sample of the first wave")
+    max_tokens_after_first_wave: int | None = Field(
+        default=None, ge=1,
+        description="generated tokens per sample launched after the first wave (the "
+                    "envelope's ceiling: a request the first wave did not settle may think "
+                    "longer); unset: maxTokens",
+    )  # fmt: skip
     max_samples: int = Field(ge=1, le=256)
     initial_samples: int = Field(ge=1, le=256, description="size of the first wave")
     strategy: Strategy
@@ -106,6 +115,9 @@ class Tier(BaseModel):
     def _consistent(self) -> Tier:
         if self.initial_samples > self.max_samples:
             raise ValueError(f"tier {self.name}: initialSamples must be <= maxSamples")
+        if (self.max_tokens_after_first_wave is not None
+                and self.max_tokens_after_first_wave < self.max_tokens):  # fmt: skip
+            raise ValueError(f"tier {self.name}: maxTokensAfterFirstWave must be >= maxTokens")
         if self.strategy is Strategy.SINGLE and self.max_samples != 1:
             raise ValueError(f"tier {self.name}: strategy single needs maxSamples == 1")
         if self.stop_on_first_wave_agreement and (
@@ -240,9 +252,12 @@ class Budget(BaseModel):
 
     tier: str
     strategy: Strategy
-    max_tokens_per_sample: int = Field(ge=1)
+    max_tokens_per_sample: int = Field(ge=1, description="token cap of a first-wave sample")
     max_samples: int = Field(ge=1)
     wave_size: int = Field(ge=1, description="samples in the first wave")
+    max_tokens_after_first_wave: int | None = Field(
+        default=None, ge=1, description="token cap of a later sample; None: the first's"
+    )
     expected_tokens: float = Field(ge=0.0, description="expected generated tokens, all samples")
     shrunk: bool = False
     shrink_reason: str | None = None
@@ -257,9 +272,29 @@ class Budget(BaseModel):
         default=False, description="stop once the whole first wave agrees (the tier's)"
     )
 
+    def sample_max_tokens(self, index: int) -> int:
+        """The token cap of the request's sample ``index`` (launch order, from 0): the
+        first wave's ``max_tokens_per_sample``, then ``max_tokens_after_first_wave``."""
+        if index < self.wave_size or self.max_tokens_after_first_wave is None:
+            return self.max_tokens_per_sample
+        return self.max_tokens_after_first_wave
+
+    def forces(self, index: int) -> bool:
+        """Whether sample ``index``, cut off at its cap, is made to answer there (budget
+        forcing, where the service enables it). Not in a first wave whose envelope grows
+        after it (and more samples may follow): such a sample had not finished thinking,
+        so it abstains (doubt: the first wave does not agree) and the request goes on to
+        the longer samples."""
+        return (index >= self.wave_size or self.max_tokens_after_first_wave is None
+                or self.max_samples <= self.wave_size)  # fmt: skip
+
 
 DEFAULT_MAX_SAMPLES = 64
 """Every default tier's envelope: the samples a contested request may draw."""
+DEFAULT_MAX_TOKENS_AFTER_FIRST_WAVE = 16384
+"""Every default tier's envelope in tokens: what a sample after the first wave may think.
+Above the p99 of production DeepSeek-R1 outputs (12,607 tokens, ServeGen), so a reasoning
+model's long chains finish; a model that writes short answers never reaches it."""
 
 
 def default_policy() -> BudgetPolicy:
@@ -267,19 +302,26 @@ def default_policy() -> BudgetPolicy:
     whose disagreement buys samples, under the stopping rule, up to the same maximum.
 
     The prior (the difficulty estimate) only sets how much unanimous evidence suffices
-    (2, 3 or 4 agreeing samples) and the token cap; it never caps the samples a contested
-    request may draw, so a wrong estimate costs samples, not accuracy.
+    (2, 3 or 4 agreeing samples) and the first wave's token cap; it never caps the samples
+    a contested request may draw, nor how long the samples after its first wave may think
+    (``DEFAULT_MAX_TOKENS_AFTER_FIRST_WAVE``), so a wrong estimate costs samples and
+    tokens, not accuracy. A first-wave sample cut at its cap abstains (``Budget.forces``):
+    the request goes on to samples that may think longer, forced to answer at their cap.
     """
+    later = DEFAULT_MAX_TOKENS_AFTER_FIRST_WAVE
     return BudgetPolicy(
         tiers=(
             Tier(name="easy", max_difficulty=0.2, max_tokens=1024,
-                 max_samples=DEFAULT_MAX_SAMPLES, initial_samples=2, strategy=Strategy.VOTE,
+                 max_tokens_after_first_wave=later, max_samples=DEFAULT_MAX_SAMPLES,
+                 initial_samples=2, strategy=Strategy.VOTE,
                  stop_on_first_wave_agreement=True),
             Tier(name="medium", max_difficulty=0.4, max_tokens=2048,
-                 max_samples=DEFAULT_MAX_SAMPLES, initial_samples=3, strategy=Strategy.VOTE,
+                 max_tokens_after_first_wave=later, max_samples=DEFAULT_MAX_SAMPLES,
+                 initial_samples=3, strategy=Strategy.VOTE,
                  stop_on_first_wave_agreement=True),
             Tier(name="hard", max_difficulty=1.0, max_tokens=4096,
-                 max_samples=DEFAULT_MAX_SAMPLES, initial_samples=4, strategy=Strategy.VOTE,
+                 max_tokens_after_first_wave=later, max_samples=DEFAULT_MAX_SAMPLES,
+                 initial_samples=4, strategy=Strategy.VOTE,
                  stop_on_first_wave_agreement=True),
         ),
         effort_tiers={Effort.LOW: "easy", Effort.MEDIUM: "medium", Effort.HIGH: "hard"},
@@ -329,12 +371,15 @@ def assign_budget(
         )
     strategy = tier.strategy if max_samples > 1 else Strategy.SINGLE
     wave_size = 1 if strategy is Strategy.REVISE else min(tier.initial_samples, max_samples)
+    later_tokens = (_later_tokens(tier, max_tokens, requested_max_tokens)
+                    if max_samples > wave_size else None)  # fmt: skip
     budget = Budget(
         tier=tier.name,
         strategy=strategy,
         max_tokens_per_sample=max_tokens,
         max_samples=max_samples,
         wave_size=wave_size,
+        max_tokens_after_first_wave=later_tokens,
         expected_tokens=0.0,
         shrunk=shrink_reason is not None,
         shrink_reason=shrink_reason,
@@ -369,6 +414,17 @@ def expected_request_tokens(
         samples = budget.wave_size + ratio * extra
     remaining = max(samples - samples_finished, 0.0)
     return remaining * model.token_fill_ratio * budget.max_tokens_per_sample
+
+
+def _later_tokens(tier: Tier, max_tokens: int, requested: int | None) -> int | None:
+    """The cap of samples after the first wave: the tier's, lowered by the client's
+    ``max_tokens``; None when it would not exceed ``max_tokens`` (nor when a load shrink
+    lowered the tokens: under pressure the envelope does not grow)."""
+    later = tier.max_tokens_after_first_wave
+    if later is None or max_tokens < min(tier.max_tokens, requested or tier.max_tokens):
+        return None
+    later = min(later, requested) if requested is not None else later
+    return later if later > max_tokens else None
 
 
 def _cap(tier_value: int, requested: int | None, name: str) -> int:

@@ -69,14 +69,17 @@ def expected_remaining_tokens(budget: Budget, model: DemandModel, *, samples_fin
     (``expected_request_tokens``, with ``extra_sample_ratio`` where the learned prior gives
     one, each reaching the cap, and spending ``answer_tokens`` more, with the model's
     chance) and its ``running_samples``, which have written ``running_tokens`` between them
-    (taken as an equal share each)."""
-    cap = budget.max_tokens_per_sample
-    mean = untruncated_mean_tokens(model.token_fill_ratio, cap)
+    (taken as an equal share each, under the cap of the last one launched). A sample not
+    started yet counts the first wave's expected length (the prior's) whatever its cap
+    (``Budget.sample_max_tokens``): a later sample's larger cap lets a long one finish."""
+    mean = untruncated_mean_tokens(model.token_fill_ratio, budget.max_tokens_per_sample)
     started = samples_finished + running_samples
+    cap = budget.sample_max_tokens(max(started - 1, 0))
     waiting = expected_request_tokens(budget, model, samples_finished=started,
                                       extra_sample_ratio=extra_sample_ratio)  # fmt: skip
-    waiting_samples = waiting / (model.token_fill_ratio * cap)
-    reaches_cap = 1.0 if math.isinf(mean) else math.exp(-cap / mean)
+    waiting_samples = waiting / (model.token_fill_ratio * budget.max_tokens_per_sample)
+    next_cap = budget.sample_max_tokens(started)
+    reaches_cap = 1.0 if math.isinf(mean) else math.exp(-next_cap / mean)
     total = waiting + waiting_samples * answer_tokens * reaches_cap
     if running_samples > 0:
         each = running_tokens / running_samples

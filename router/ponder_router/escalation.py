@@ -62,11 +62,13 @@ class Escalator:
         ponder.update(difficulty=round(run.estimate.score, 6),
                       max_samples=run.budget.max_samples)  # fmt: skip
         data["ponder"] = ponder
+        budget = run.budget  # the other service may spend up to this tier's envelope
+        cap = budget.max_tokens_after_first_wave or budget.max_tokens_per_sample
         if "messages" in data:
             data.pop("max_tokens", None)
-            data["max_completion_tokens"] = run.budget.max_tokens_per_sample
+            data["max_completion_tokens"] = cap
         else:
-            data["max_tokens"] = run.budget.max_tokens_per_sample
+            data["max_tokens"] = cap
         return data
 
     async def forward(self, run: RequestRun, path: str, body: bytes,

@@ -278,7 +278,7 @@ class RequestRun:
     def _params(self, index: int) -> SampleParams:
         spec = self.spec
         return SampleParams(
-            max_tokens=self.budget.max_tokens_per_sample, temperature=spec.temperature,
+            max_tokens=self.budget.sample_max_tokens(index), temperature=spec.temperature,
             top_p=spec.top_p, seed=(self.executor.base_seed(spec) + index) % 2**31,
             stop=spec.stop,
         )  # fmt: skip
@@ -320,6 +320,7 @@ class RequestRun:
                 sample.tokens = 0
                 continue
             if (self.config.forcing.enabled and not sample.low_confidence
+                    and self.budget.forces(sample.index)
                     and sample.capped(params.max_tokens)):  # fmt: skip
                 await self._force(endpoint, sample, prompt, params, forward)
             break
@@ -427,7 +428,8 @@ class RequestRun:
         sample.finish_reason = "stop"  # stopped on an answer: neither capped nor truncated
         metrics = self.executor.metrics
         metrics.probe_exits.inc()
-        metrics.probe_unspent_tokens.inc(max(self.budget.max_tokens_per_sample - sample.tokens, 0))
+        cap = self.budget.sample_max_tokens(sample.index)
+        metrics.probe_unspent_tokens.inc(max(cap - sample.tokens, 0))
         if forward is not None:
             forward.token(answer_text)
 
@@ -601,7 +603,8 @@ class RequestRun:
             self.executor.metrics.early_stops.inc()
         length = chosen.truncated or (chosen.finish_reason is None and chosen.answer is None
                                       and not chosen.forced
-                                      and chosen.tokens >= self.budget.max_tokens_per_sample)
+                                      and chosen.tokens
+                                      >= self.budget.sample_max_tokens(chosen.index))
         return RequestResult(
             text=chosen.text, finish_reason="length" if length else "stop",
             prompt_tokens=self.spec.prompt_tokens, completion_tokens=used,

@@ -359,6 +359,8 @@ class RecordedSample:
     low_confidence: bool = False
     checkpoints: tuple[tuple[int, str | None], ...] = ()
     """Its trajectory, ``(prefix_tokens, answer)`` in trace order (empty: none recorded)."""
+    forced: bool = False
+    """Cut at its cap and answered there (budget forcing, ``cut_at``)."""
 
     def cut_at(self, cap: int, forcing_tokens: int | None) -> RecordedSample:
         """This sample under a ``cap``: itself when within it; else truncated, or, with
@@ -370,7 +372,7 @@ class RecordedSample:
             return RecordedSample(None, cap, self.score, truncated=True)
         reached = [answer for tokens, answer in self.checkpoints if tokens <= cap]
         answer = reached[-1] if reached else self.checkpoints[0][1]
-        return RecordedSample(answer, cap + forcing_tokens, self.score)
+        return RecordedSample(answer, cap + forcing_tokens, self.score, forced=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,22 +395,23 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
                    forcing_tokens: int | None = None) -> RecordedOutcome:  # fmt: skip
     """Drive ``plan`` with ``samples`` as if they finished in this order.
 
-    Sample ``i`` of the request is ``samples[i]``. A sample longer than the budget's
-    ``max_tokens_per_sample`` is cut off there: truncated, it abstains, unless
-    ``forcing_tokens`` is given and it has checkpoints (``RecordedSample.cut_at``: budget
-    forcing, answering at the cap). ``waves=False`` launches one
-    sample at a time (the papers' sequential baselines). Tokens: the finished samples' in
-    full, and each sample cancelled at the stop as far as it got, taken as the smaller of
-    its length and the stopping sample's. The verifier is the data's scores: it scores
-    every finished sample with an answer when the data carry scores and the plan is
-    best-of-n (``verifier_model`` names it in the aggregation; None when no scores).
-    With the plan's confidence gate cancelling (``may_cancel``: once the request holds a
-    vote), a sample is cut at its first running point past ``min_tokens`` below the
-    gate's threshold as it stands when the sample finishes (``_gated``): it abstains and
-    costs the tokens to that point.
+    Sample ``i`` of the request is ``samples[i]``. A sample longer than its cap
+    (``Budget.sample_max_tokens(i)``) is cut off there: truncated, it abstains, unless
+    ``forcing_tokens`` is given, the budget forces it (``Budget.forces(i)``) and it has
+    checkpoints (``RecordedSample.cut_at``: budget forcing, answering at the cap).
+    ``waves=False`` launches one sample at a time (the papers' sequential baselines).
+    Tokens: the finished samples' in full, and each sample cancelled at the stop as far as
+    it got, taken as the smaller of its length and the stopping sample's. The verifier is
+    the data's scores: it scores every finished sample with an answer when the data carry
+    scores and the plan is best-of-n (``verifier_model`` names it in the aggregation; None
+    when no scores). With the plan's confidence gate cancelling (``may_cancel``: once the
+    request holds a vote), a sample is cut at its first running point past ``min_tokens``
+    below the gate's threshold as it stands when the sample finishes (``_gated``): it
+    abstains and costs the tokens to that point.
     """
-    cap = plan.budget.max_tokens_per_sample
-    cut = [s.cut_at(cap, forcing_tokens) for s in samples]
+    budget = plan.budget
+    cut = [s.cut_at(budget.sample_max_tokens(i), forcing_tokens if budget.forces(i) else None)
+           for i, s in enumerate(samples)]
     scored = plan.budget.strategy is Strategy.BEST_OF_N and verifier_model is not None
     calls = 0
     done = 0
@@ -424,7 +427,7 @@ def replay_request(plan: RequestPlan, samples: Sequence[RecordedSample], *,
             cut[done] = _gated(plan.confidence, cut[done])
         sample = cut[done]
         if plan.finish(done, sample.answer, sample.tokens, truncated=sample.truncated,
-                       cumulative_logprob=sample.cumulative_logprob,
+                       cumulative_logprob=sample.cumulative_logprob, forced=sample.forced,
                        confidence=sample.confidence,
                        low_confidence=sample.low_confidence):  # fmt: skip
             plan.record_score(done, _score(sample))

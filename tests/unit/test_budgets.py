@@ -118,6 +118,8 @@ def test_an_unknown_effort_is_refused_with_the_allowed_values() -> None:
         ({"tiers": [tier("a", 1.0, initialSamples=8)]}, "initialSamples"),
         ({"tiers": [tier("a", 1.0, strategy="single")]}, "single"),
         ({"tiers": [tier("a", 1.0, maxTokens=0)]}, "greater than or equal to 1"),
+        ({"tiers": [tier("a", 1.0, maxTokens=512, maxTokensAfterFirstWave=256)]},
+         "maxTokensAfterFirstWave"),
         ({"tiers": [tier("a", 1.0, strategy="ponder")]}, "strategy"),
         ({"tiers": [tier("Bad_Name", 1.0)]}, "pattern"),
         ({"tiers": [tier("a", 1.0, escalateTo="Big Model")]}, "pattern"),
@@ -182,6 +184,43 @@ def test_client_caps_can_only_lower_a_budget(
         strategy,
     )
     assert budget.wave_size <= budget.max_samples
+
+
+@pytest.mark.parametrize(
+    ("requested_max_tokens", "first", "later"),
+    [(None, 4096, 16384), (8000, 4096, 8000), (4096, 4096, None), (256, 256, None)],
+)
+def test_samples_after_the_first_wave_may_think_longer_within_the_clients_cap(
+    requested_max_tokens: int | None, first: int, later: int | None
+) -> None:
+    budget = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy(),
+                           requested_max_tokens=requested_max_tokens)  # fmt: skip
+    assert (budget.max_tokens_per_sample, budget.max_tokens_after_first_wave) == (first, later)
+    caps = [budget.sample_max_tokens(i) for i in range(6)]
+    assert caps == [first] * 4 + [later or first] * 2
+
+
+def test_a_first_wave_sample_is_forced_at_its_cap_only_when_the_envelope_does_not_grow() -> None:
+    grows = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy())
+    fixed = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy(),
+                          requested_max_tokens=4096)  # fmt: skip
+    assert [grows.forces(i) for i in range(6)] == [False] * 4 + [True] * 2
+    assert all(fixed.forces(i) for i in range(6))
+
+
+def test_a_single_sample_request_is_forced_at_its_cap_as_it_has_no_later_samples() -> None:
+    budget = assign_budget(estimate(0.9), "auto", LoadState.idle(), default_policy(),
+                           requested_max_samples=1)  # fmt: skip
+    assert budget.strategy is Strategy.SINGLE
+    assert budget.max_tokens_after_first_wave is None
+    assert budget.forces(0)
+
+
+def test_a_load_shrink_of_the_tokens_stops_the_envelope_growing() -> None:
+    load = LoadState(pressure=1000.0, at_ceiling=True)
+    budget = assign_budget(estimate(0.9), "auto", load, default_policy())
+    assert budget.max_tokens_per_sample < 4096
+    assert budget.max_tokens_after_first_wave is None
 
 
 @pytest.mark.parametrize(

@@ -62,3 +62,14 @@ def test_long_running_samples_still_count_what_they_are_likely_to_write_not_zero
                                        running_tokens=6000, answer_tokens=32)  # fmt: skip
     waiting = expected_request_tokens(BUDGET, MODEL, samples_finished=2)
     assert waiting < demand <= waiting * 1.1 + 2 * (1000 + 32)
+
+
+def test_a_sample_after_the_first_wave_past_the_first_cap_still_expects_to_write_more() -> None:
+    grows = BUDGET.model_copy(update={"max_tokens_after_first_wave": 16_000})
+    past_first_cap = {"samples_finished": BUDGET.wave_size, "running_samples": 1,
+                      "running_tokens": 5000}  # fmt: skip
+    fixed = expected_remaining_tokens(BUDGET, MODEL, **past_first_cap)
+    longer = expected_remaining_tokens(grows, MODEL, **past_first_cap)
+    waiting = expected_request_tokens(BUDGET, MODEL, samples_finished=BUDGET.wave_size + 1)
+    assert fixed == pytest.approx(waiting)  # at its cap, without forcing: nothing more
+    assert longer > waiting + 100

@@ -39,9 +39,9 @@ RULES = [
     StopRule(kind=StopRuleKind.MARGIN, margin=2), StopRule(threshold=0.6, score_threshold=0.3),
 ]  # fmt: skip
 
-MIXED = BudgetPolicy(tiers=(  # a vote, a verified best-of-n and a revision chain
-    Tier(name="a", max_difficulty=0.3, max_tokens=300, max_samples=6, initial_samples=2,
-         strategy=Strategy.VOTE, stop_threshold=0.7),
+MIXED = BudgetPolicy(tiers=(  # a growing vote, a verified best-of-n and a revision chain
+    Tier(name="a", max_difficulty=0.3, max_tokens=300, max_tokens_after_first_wave=700,
+         max_samples=6, initial_samples=2, strategy=Strategy.VOTE, stop_threshold=0.7),
     Tier(name="b", max_difficulty=0.6, max_tokens=100_000, max_samples=8,
          initial_samples=1, strategy=Strategy.BEST_OF_N, verifier_model="prm"),
     Tier(name="c", max_difficulty=1.0, max_tokens=100_000, max_samples=6,

@@ -264,6 +264,23 @@ async def test_an_escalating_tier_is_answered_by_the_larger_service() -> None:
     assert len(fleet.records) == 1
 
 
+async def test_an_escalated_request_may_spend_the_tokens_of_its_tiers_whole_envelope() -> None:
+    big_fleet = FakeFleet(constant(Script(answer="big")))
+    big = create_app(config(service="big", model_name="big-model"),
+                     backend_factory=big_fleet.factory)  # fmt: skip
+    tiers = {"tiers": [{"name": "hard", "maxDifficulty": 1.0, "maxTokens": 200,
+                        "maxTokensAfterFirstWave": 400, "maxSamples": 6,
+                        "initialSamples": 3, "strategy": "vote", "escalateTo": "big"}]}
+    async with serve(big):
+        escalator = Escalator(transport=httpx.ASGITransport(app=big))
+        async with router(budgets=tiers, escalation={"big": "http://big"},
+                          options={"escalator": escalator}) as (client, _fleet, _):  # fmt: skip
+            hard = (await client.post("/v1/chat/completions", json=chat(ponder=HARD))).json()
+    assert hard["ponder"]["answered_by"] == "big"
+    assert big_fleet.records
+    assert all(r.params.max_tokens == 400 for r in big_fleet.records)
+
+
 async def test_an_escalating_envelope_escalates_only_a_contested_first_wave() -> None:
     big_fleet = FakeFleet(constant(Script(answer="big")))
     big = create_app(config(service="big", model_name="big-model"),

@@ -534,7 +534,7 @@ CAPPED = Script(answer=None, tokens=20, finish_reason="length", output_tokens=64
 async def test_a_sample_cut_off_at_its_cap_is_forced_to_answer_and_votes() -> None:
     fleet = FakeFleet(forcing_script({0: CAPPED}, FORCED))
     ex = executor(fleet, config(chat={"preset": "deepseek-r1"}))
-    result = await run(ex, spec(HARD))
+    result = await run(ex, spec(HARD, max_tokens=4096))  # the envelope does not grow
     report = result.report
     assert (report.samples.forced, report.samples.truncated, report.abstentions) == (1, 0, 0)
     assert report.votes[0].votes == report.samples.completed == 4
@@ -549,6 +549,19 @@ async def test_a_sample_cut_off_at_its_cap_is_forced_to_answer_and_votes() -> No
     assert forced.params.seed == cut.params.seed
     # The sample's tokens include its forced answer's.
     assert result.completion_tokens == 64 + 6 + 3 * 5 + 3 * 4
+
+
+async def test_a_first_wave_sample_cut_at_its_cap_abstains_and_later_samples_think_longer(
+) -> None:
+    fleet = FakeFleet(forcing_script({0: CAPPED}, FORCED))
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}))
+    report = (await run(ex, spec(HARD))).report
+    assert (report.samples.forced, report.samples.truncated, report.abstentions) == (0, 1, 1)
+    assert report.samples.completed > 4  # the first wave does not agree: the request goes on
+    assert not any(r.prompt.endswith(CUE) for r in fleet.records)
+    caps = {r.params.seed - 1000: r.params.max_tokens for r in fleet.records}
+    assert [caps[i] for i in range(4)] == [4096] * 4
+    assert {caps[i] for i in caps if i >= 4} == {16384}
 
 
 async def test_a_forced_single_sample_answers_with_the_cue_and_finish_reason_stop() -> None:
@@ -590,7 +603,7 @@ async def test_a_model_without_signals_is_forced_once_it_used_all_its_tokens() -
 async def test_when_the_forced_answer_fails_the_sample_abstains_as_truncated() -> None:
     fleet = FakeFleet(forcing_script({0: CAPPED}, Script(fail_after=0)))
     ex = executor(fleet, config(chat={"preset": "deepseek-r1"}))
-    result = await run(ex, spec(HARD))
+    result = await run(ex, spec(HARD, max_tokens=4096))  # the envelope does not grow
     report = result.report
     assert (report.samples.forced, report.samples.truncated, report.abstentions) == (0, 1, 1)
     assert report.answer == "9"

@@ -460,6 +460,11 @@ SINGLE_MEANS_ONE_SAMPLE = CelRule(
     "strategy single draws one sample: maxSamples must be 1",
     ".maxSamples",
 )
+LATER_TOKENS_AT_LEAST_FIRST = CelRule(
+    "!has(self.maxTokensAfterFirstWave) || self.maxTokensAfterFirstWave >= self.maxTokens",
+    "maxTokensAfterFirstWave must not be below maxTokens",
+    ".maxTokensAfterFirstWave",
+)
 BEST_OF_N_NEEDS_VERIFIER = CelRule(
     "self.strategy != 'best-of-n' || has(self.verifierModel)",
     "strategy best-of-n needs verifierModel",
@@ -471,14 +476,22 @@ class BudgetTier(ApiModel):
     """A difficulty band and the test-time compute a request in it may spend."""
 
     model_config = _cel(INITIAL_LE_MAX_SAMPLES, SINGLE_MEANS_ONE_SAMPLE,
-                        BEST_OF_N_NEEDS_VERIFIER, FIRST_WAVE_AGREEMENT_NEEDS_VOTE)
+                        BEST_OF_N_NEEDS_VERIFIER, FIRST_WAVE_AGREEMENT_NEEDS_VOTE,
+                        LATER_TOKENS_AT_LEAST_FIRST)
 
     name: Str = _name("Tier name, unique in the service.", pattern=DNS_LABEL, max_length=63)
     max_difficulty: Float = Field(
         gt=0, le=1,
         description="Upper bound (inclusive) of the estimated difficulty, 0 to 1, this tier "
                     "serves; the band starts above the previous tier's bound.")
-    max_tokens: Int = Field(ge=1, le=1_000_000, description="Most tokens per sample.")
+    max_tokens: Int = Field(ge=1, le=1_000_000,
+                            description="Most tokens per sample of the first wave.")
+    max_tokens_after_first_wave: Int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Most tokens per sample launched after the first wave: a request its "
+                    "first wave did not settle may think longer (a first-wave sample cut "
+                    "at maxTokens then abstains instead of being forced); maxTokens if "
+                    "unset.")
     max_samples: Int = Field(default=1, ge=1, le=64, description="Most samples per request.")
     initial_samples: Int = Field(
         default=1, ge=1, le=64,
@@ -520,6 +533,9 @@ class BudgetTier(ApiModel):
             raise SINGLE_MEANS_ONE_SAMPLE.violation(f"got {self.max_samples}")
         if self.strategy == "best-of-n" and self.verifier_model is None:
             raise BEST_OF_N_NEEDS_VERIFIER.violation()
+        later = self.max_tokens_after_first_wave
+        if later is not None and later < self.max_tokens:
+            raise LATER_TOKENS_AT_LEAST_FIRST.violation(f"{later} < {self.max_tokens}")
         if self.stop_on_first_wave_agreement and (
                 self.strategy != "vote" or self.initial_samples < 2):
             raise FIRST_WAVE_AGREEMENT_NEEDS_VOTE.violation(

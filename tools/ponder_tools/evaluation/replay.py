@@ -31,10 +31,11 @@ a prefix that produced the state. ``audit`` checks the array state against ``agg
 Accounting: *samples* counts samples launched (a cancelled sample is charged in full);
 *tokens* counts finished samples' tokens plus, for each cancelled one, what it wrote
 before the stop, taken as min(its tokens, the stopping sample's tokens); a sample longer
-than its budget's ``max_tokens_per_sample`` is cut off there and abstains, unless budget
-forcing is on (``forcing``) and the data hold the sample's trajectory: then it votes with
-its answer at the cap (its last checkpoint within it, ``EvalProblem.answer_at``) and costs
-the cap plus the forcing answer allowance, as the router's executor does. *Verifier
+than its cap (``Budget.sample_max_tokens``) is cut off there and abstains, unless budget
+forcing is on (``forcing``), its budget forces it (``Budget.forces``) and the data hold
+the sample's trajectory: then it votes with its answer at the cap (its last checkpoint
+within it, ``EvalProblem.answer_at``) and costs the cap plus the forcing answer allowance,
+as the router's executor does. *Verifier
 calls* count the samples a verifier scores (compute too): for ``best-of-n`` by score,
 every finished sample with an answer, as the router scores them. *Waves* count the
 sequential rounds of launches, the latency cost: maj@N and best-of-N launch once, the
@@ -99,8 +100,9 @@ class TrajectoryArrays:
     present: BoolArray  # [rows, width]: the sample has a trajectory
 
     def at_cap(self, caps: FloatArray) -> IntArray:
-        """``[rows, width]`` answer ids forced at each row's cap (``EvalProblem.answer_at``)."""
-        reached = (self.tokens <= caps[:, None, None]).sum(axis=2)
+        """``[rows, width]`` answer ids forced at each sample's cap (``caps``, ``[rows,
+        width]``; ``EvalProblem.answer_at``)."""
+        reached = (self.tokens <= caps[:, :, None]).sum(axis=2)
         last = np.maximum(reached - 1, 0)
         picked: IntArray = np.take_along_axis(self.keys, last[..., None], axis=2)[..., 0]
         return picked
@@ -418,22 +420,34 @@ class DecisionCache:
         return out[inverse.reshape(-1)]
 
 
+def sample_caps(budgets: Sequence[Budget], budget_of_row: IntArray,
+                width: int) -> tuple[FloatArray, BoolArray]:  # fmt: skip
+    """``[rows, width]`` token caps and whether forcing applies there: sample ``j`` of a
+    row under its budget's ``Budget.sample_max_tokens(j)`` and ``Budget.forces(j)``
+    (samples finish in launch order in a replay)."""
+    caps = np.array([[b.sample_max_tokens(j) for j in range(width)] for b in budgets],
+                    dtype=np.float64)  # fmt: skip
+    forces = np.array([[b.forces(j) for j in range(width)] for b in budgets], dtype=np.bool_)
+    return caps[budget_of_row], forces[budget_of_row]
+
+
 def _truncate(
-    rs: ReplaySet, caps: FloatArray, forcing: ForcingConfig | None
+    rs: ReplaySet, caps: FloatArray, forces: BoolArray, forcing: ForcingConfig | None
 ) -> tuple[IntArray, FloatArray, PrefixState]:
-    """Keys, tokens and state with each sample cut at its row's token cap (answering
-    there when ``forcing`` is on and the sample has a trajectory)."""
+    """Keys, tokens and state with each sample cut at its token cap (``caps``, ``[rows,
+    width]``; answering there when ``forcing`` is on, its budget ``forces`` it, ``[rows,
+    width]``, and the sample has a trajectory)."""
     if not rs.has_tokens:
         return rs.keys, rs.tokens, rs.state
-    cut = rs.tokens > caps[:, None]
+    cut = rs.tokens > caps
     if not cut.any():
         return rs.keys, rs.tokens, rs.state
     keys = np.where(cut & (rs.keys >= 0), ABSTAIN, rs.keys)
-    tokens = np.minimum(rs.tokens, caps[:, None])
+    tokens = np.minimum(rs.tokens, caps)
     if forcing is not None and forcing.enabled and rs.trajectory is not None:
-        forced = cut & rs.trajectory.present
+        forced = cut & rs.trajectory.present & forces
         keys = np.where(forced, rs.trajectory.at_cap(caps), keys)
-        tokens = np.where(forced, caps[:, None] + forcing.answer_tokens, tokens)
+        tokens = np.where(forced, caps + forcing.answer_tokens, tokens)
     return keys, tokens, compute_prefix_state(keys, rs.scores)
 
 
@@ -460,8 +474,8 @@ def replay_adaptive(
     b_row = np.repeat(np.asarray(budget_of_problem, dtype=np.int64), rs.orderings)
     if (np.array([b.max_samples for b in budgets])[b_row] > rs.counts[rows_problem]).any():
         raise ReplayError("a budget asks for more samples than a problem has")
-    caps = np.array([b.max_tokens_per_sample for b in budgets], dtype=np.float64)[b_row]
-    keys, tokens, state = _truncate(rs, caps, forcing)
+    caps, forces = sample_caps(budgets, b_row, rs.width)
+    keys, tokens, state = _truncate(rs, caps, forces, forcing)
     window = max(rule.window, 2)
     uses_streak = rule.kind is StopRuleKind.WINDOW or any(
         b.strategy is Strategy.REVISE for b in budgets)  # fmt: skip

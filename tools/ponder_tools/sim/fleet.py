@@ -140,12 +140,14 @@ class FleetDraw:
     tokens: tuple[tuple[int, ...], ...]  # per request: tokens of plan index i (uncapped)
     data_tokens: bool  # lengths from the data (True) or from the trace
 
-    def samples(self, request: int, cap: int) -> list[RecordedSample]:
-        """Request's samples in plan-index order, cut at ``cap`` like ``replay_request``."""
+    def samples(self, request: int, budget: Budget) -> list[RecordedSample]:
+        """Request's samples in plan-index order, each cut at its cap under ``budget``
+        (``Budget.sample_max_tokens``) like ``replay_request``."""
         problem = self.problems[int(self.problem[request])]
         out = []
-        for position, tokens in zip(self.order[request], self.tokens[request], strict=True):
-            answer = problem.answer_keys[position]
+        for index, (position, tokens) in enumerate(zip(self.order[request],
+                                                       self.tokens[request], strict=True)):
+            answer, cap = problem.answer_keys[position], budget.sample_max_tokens(index)
             if tokens > cap:
                 out.append(RecordedSample(None if self.data_tokens else answer, cap))
             else:
@@ -187,7 +189,7 @@ def calibration_workload(draw: FleetDraw, policy: FleetPolicy) -> Workload:
         problem = draw.problems[int(draw.problem[request])]
         budget, rule = policy.budget_for(problem, LoadState.idle())
         plan = RequestPlan(budget, rule, equality="exact")
-        outcome = replay_request(plan, draw.samples(request, budget.max_tokens_per_sample),
+        outcome = replay_request(plan, draw.samples(request, budget),
                                  waves=not policy.sequential)  # fmt: skip
         serial = 1 if policy.sequential else outcome.launched  # AC: one long sequence
         sequences[request] = serial
@@ -275,7 +277,7 @@ class _FleetReplay(Replay):
         problem = self.draw.problems[int(self.draw.problem[index])]
         budget, rule = self.policy.budget_for(problem, self.load())
         plan = RequestPlan(budget, rule, equality="exact")
-        request = _Open(budget, plan, self.draw.samples(index, budget.max_tokens_per_sample))
+        request = _Open(budget, plan, self.draw.samples(index, budget))
         self.open[index] = request
         self.shrunk[index] = budget.shrunk
         self.inflight_requests += 1
