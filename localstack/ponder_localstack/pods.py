@@ -450,6 +450,7 @@ class PodWorker:
         process = self.process
         if self.plan is None or process is None or process.popen is None or not process.alive:
             raise PodSpecError(f"the container of {self.name} is not running")
+        _wait_for_exec(process.popen.pid)
         image = image_for(container.get("image", ""))
         argv = [*image.commands.get(command[0], (command[0],)), *command[1:]]
         spec = {**self.plan.to_json(), "argv": argv, "joinPid": process.popen.pid}
@@ -496,6 +497,18 @@ class PodWorker:
         for procs in self._cgroups:
             remove_cgroup(procs)
         self.on_gone(self)
+
+
+def _wait_for_exec(pid: int, timeout_seconds: float = 10.0) -> None:
+    """Wait until ``sandbox_init`` (pid) has exec'd the container's command, so that its
+    namespaces and root are the container's."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if b"sandbox_init" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return
+        time.sleep(0.05)
+    raise PodSpecError(f"process {pid} never started its container")
 
 
 def _grace(pod: Mapping[str, Any]) -> float:
