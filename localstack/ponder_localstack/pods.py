@@ -192,8 +192,10 @@ class PodWorker:
             self.states[0].state = {"waiting": {"reason": "CreateContainerConfigError",
                                                 "message": str(exc)}}
             self._stopping.wait()
-        except Exception:  # last-resort boundary: one pod's failure is that pod's status
+        except Exception as exc:  # last-resort boundary: one pod's failure is its status
             log.exception("pod %s failed", self.name)
+            self.states[0].state = {"waiting": {"reason": "RunContainerError",
+                                                "message": repr(exc)}}
             self._stopping.wait()
         finally:
             self._terminate()

@@ -209,7 +209,9 @@ def _security(pod: Mapping[str, Any], container: Mapping[str, Any], key: str) ->
 def host_entries(directory: str) -> list[tuple[str, str]]:
     """(name, kind) of a host directory's entries, sorted: kind is ``dir``, ``file`` or
     ``-> TARGET`` for a symbolic link; other kinds (sockets, devices) are left out."""
-    found = []
+    found: list[tuple[str, str]] = []
+    if not os.path.isdir(directory):
+        return found
     with os.scandir(directory) as entries:
         for entry in entries:
             if entry.is_symlink():
@@ -246,9 +248,33 @@ def host_binds(targets: Sequence[str], directory: str = "/",
     return mounts
 
 
+def resolve_target(target: str, list_dir: ListDir = host_entries) -> str:
+    """``target`` with the image's symbolic links on its way followed, as the container
+    runtime resolves a mount point inside the root (``/var/run/x`` is ``/run/x`` where
+    ``/var/run`` links to ``/run``)."""
+    for _ in range(40):  # the kernel's own limit on links followed
+        parts = [p for p in target.split("/") if p]
+        for depth in range(len(parts) - 1):
+            parent = "/" + "/".join(parts[:depth])
+            kind = dict(list_dir(parent)).get(parts[depth], "") if _listable(parent) else ""
+            if kind.startswith("-> "):
+                link = kind[3:]
+                base = link if link.startswith("/") else os.path.join(parent, link)
+                target = os.path.normpath(os.path.join(base, *parts[depth + 1:]))
+                break
+        else:
+            return target
+    raise PodSpecError(f"mount point {target} goes through too many symbolic links")
+
+
+def _listable(directory: str) -> bool:
+    top = directory.strip("/").split("/")[0]
+    return top not in SKIPPED_HOST_DIRS
+
+
 def _volume_mount(volume: Mapping[str, Any], mount: Mapping[str, Any], ctx: PodContext,
-                  memory_limit_bytes: int) -> Mount:
-    target = mount["mountPath"]
+                  memory_limit_bytes: int, list_dir: ListDir) -> Mount:
+    target = resolve_target(mount["mountPath"], list_dir)
     read_only = bool(mount.get("readOnly"))
     sub_path = mount.get("subPath") or ""
     name = volume["name"]
@@ -286,7 +312,7 @@ def plan_container(pod: Mapping[str, Any], container: Mapping[str, Any], image: 
         if mount["name"] not in volumes:
             raise PodSpecError(f"volumeMount {mount['name']} names no volume of the pod")
         volume_mounts.append(_volume_mount(volumes[mount["name"]], mount, ctx,
-                                           memory_limit or DEFAULT_SHM_BYTES))
+                                           memory_limit or DEFAULT_SHM_BYTES, list_dir))
     volume_mounts.sort(key=lambda m: m.target.count("/"))
     targets = [m.target for m in volume_mounts]
     mounts = host_binds(targets, list_dir=list_dir)

@@ -90,6 +90,9 @@ def _mount_one(root: str, mount: dict[str, Any]) -> None:
     if kind == "symlink":
         os.symlink(mount["source"], target)
         return
+    parent = os.path.realpath(os.path.dirname(target))
+    if parent != root and not parent.startswith(root + "/"):
+        raise OSError(f"mount point {mount['target']} leads out of the root ({parent})")
     if kind == "file":
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).touch()

@@ -33,6 +33,7 @@ def service(name: str, **scaling: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "model": {"name": "ponder-sim-llm", "tritonModelName": "ponder-sim-llm",
+                      "backend": "python",
                       "repository": {"configMap": {"name": "sim",
                                                    "items": SIM_REPOSITORY_ITEMS}}},
             "scaling": {"intervalSeconds": 2, "targetDrainSeconds": 5,

@@ -24,6 +24,7 @@ from ponder_localstack.sandbox import (
     expand,
     host_binds,
     plan_container,
+    resolve_target,
 )
 from ponder_localstack.triton import SimModelOptions, repository_configmap
 from ponder_operator.api.spec import parse_spec
@@ -40,10 +41,10 @@ DEMO = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
 SPEC = parse_spec(DEMO["spec"])
 OWNER = Owner(name="math", namespace="default", uid="u")
 HOST = {"/": [("bin", "-> usr/bin"), ("etc", "dir"), ("home", "dir"), ("proc", "dir"),
-              ("tmp", "dir"), ("usr", "dir"), ("var", "dir"), ("work", "dir")],
+              ("run", "dir"), ("tmp", "dir"), ("usr", "dir"), ("var", "dir"), ("work", "dir")],
         "/home": [("someone", "dir")],
         "/etc": [("hosts", "file"), ("ssl", "dir")],
-        "/var": [("lib", "dir"), ("log", "dir")],
+        "/var": [("lib", "dir"), ("log", "dir"), ("run", "-> /run")],
         "/var/lib": [("apt", "dir")]}
 IMAGE = Image(env={"PATH": "/image/bin"},
               commands={"tritonserver": ("/local/tritonserver", "--backend-directory=/b"),
@@ -123,10 +124,12 @@ def test_host_directories_are_bound_read_only_and_rebuilt_where_a_volume_goes() 
         Mount("symlink", "/bin", "usr/bin"),
         Mount("bind", "/etc", "/etc", read_only=True),
         Mount("dir", "/home"), Mount("bind", "/home/someone", "/home/someone", read_only=True),
+        Mount("bind", "/run", "/run", read_only=True),
         Mount("bind", "/usr", "/usr", read_only=True),
         Mount("dir", "/var"), Mount("dir", "/var/lib"),
         Mount("bind", "/var/lib/apt", "/var/lib/apt", read_only=True),
         Mount("bind", "/var/log", "/var/log", read_only=True),
+        Mount("symlink", "/var/run", "/run"),
         Mount("bind", "/work", "/work", read_only=True),
     ]
 
@@ -188,3 +191,11 @@ def test_the_demo_example_lays_out_the_repository_configmap_the_demo_creates() -
     assert DEMO["spec"]["model"]["repository"]["configMap"]["items"] == items
     volume = next(v for v in TRITON["spec"]["volumes"] if v["name"] == "models")
     assert volume["configMap"] == {"name": "sim-llm", "items": items}
+
+
+def test_a_mount_point_under_a_symbolic_link_is_placed_where_the_link_leads() -> None:
+    """/var/run links to /run in most images: the ServiceAccount token goes to /run."""
+    assert resolve_target("/var/run/secrets/kubernetes.io/serviceaccount", list_dir) == \
+        "/run/secrets/kubernetes.io/serviceaccount"
+    assert resolve_target("/bin/tool", list_dir) == "/usr/bin/tool"
+    assert resolve_target("/home/triton", list_dir) == "/home/triton"
