@@ -8,7 +8,7 @@ router on the current interpreter. Each image also provides its environment (``P
 and what the local build needs), as an image's own ``ENV`` lines do.
 
 The only thing added to what the pod says is the pod network: every pod has its own
-loopback address (``127.64.1.N``), which stands in for the pod's network namespace, so
+loopback address (``127.64.B.N``), which stands in for the pod's network namespace, so
 Triton gets ``--http-address/--grpc-address/--metrics-address`` set to it and the router
 ``PONDER_ROUTER_HOST`` (the pod renders ``0.0.0.0``, its own namespace's every address),
 plus a kubeconfig for the API server where a real pod has its ServiceAccount token.

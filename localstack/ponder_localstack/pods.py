@@ -4,10 +4,7 @@ Test and demo infrastructure, driven by ``runner`` (which watches the API server
 reports what a ``PodWorker`` says). Each pod has its own thread, so a pod that drains
 for its whole grace period holds up no other. In order, as the kubelet does:
 
-1. volumes: emptyDirs as folders of the pod's state folder; ConfigMaps, Secrets and
-   projected volumes written from the API server (``items`` honoured; re-read while the
-   pod runs, as the kubelet refreshes them); a PersistentVolumeClaim as its bound
-   PersistentVolume's ``hostPath``/``local`` folder;
+1. its volumes (``volumes``);
 2. init containers one at a time, each to completion; one that fails is run again with
    a growing back-off and the pod stays not Initialized (``Init:Error``, its log tail as
    the message);
@@ -22,7 +19,6 @@ for its whole grace period holds up no other. In order, as the kubelet does:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -48,12 +44,12 @@ from ponder_localstack.sandbox import (
     plan_container,
     quantity_bytes,
 )
+from ponder_localstack.volumes import KUBECONFIG_VOLUME, PodVolumes
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25
 BACKOFF_SECONDS = (0.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0)
-KUBECONFIG_VOLUME = "ponder-localstack-kubeconfig"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 _cgroup_warned = False
 
@@ -81,22 +77,6 @@ def remove_cgroup(procs: str) -> None:
     if procs:
         with contextlib.suppress(OSError):
             Path(procs).parent.rmdir()
-
-
-def inline_kubeconfig(path: Path) -> str:
-    """``path``'s kubeconfig with the files it names inlined as ``*-data`` (one file
-    the container can read wherever it is mounted)."""
-    import yaml  # the kubernetes client's own dependency
-
-    config = yaml.safe_load(path.read_text())
-    for section, key in (("clusters", "cluster"), ("users", "user")):
-        for entry in config.get(section, ()):
-            body = entry[key]
-            for name in ("certificate-authority", "client-certificate", "client-key"):
-                if name in body:
-                    data = Path(body.pop(name)).read_bytes()
-                    body[f"{name}-data"] = base64.b64encode(data).decode()
-    return str(yaml.safe_dump(config))
 
 
 @dataclass
@@ -141,8 +121,11 @@ class PodWorker:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _cgroups: list[str] = field(default_factory=list)
+    volumes: PodVolumes = field(init=False)
 
     def __post_init__(self) -> None:
+        self.volumes = PodVolumes(self.pod, self.pod_dir, self.api, self.kubeconfig,
+                                  with_kubeconfig=self._is_router())
         spec = self.pod["spec"]
         self.init_states = [ContainerState(c["name"], c.get("image", ""))
                             for c in spec.get("initContainers") or ()]
@@ -184,7 +167,7 @@ class PodWorker:
 
     def _run(self) -> None:
         try:
-            self._prepare_volumes()
+            self.volumes.prepare()
             if self._run_init_containers():
                 self._run_container()
         except PodSpecError as exc:
@@ -199,113 +182,6 @@ class PodWorker:
             self._stopping.wait()
         finally:
             self._terminate()
-
-    # -- volumes ----------------------------------------------------------------------------
-
-    def _volume_dir(self, name: str) -> Path:
-        return self.pod_dir / "volumes" / name
-
-    def _prepare_volumes(self) -> None:
-        for volume in self.pod["spec"].get("volumes") or ():
-            if volume.get("emptyDir") is not None:
-                self._volume_dir(volume["name"]).mkdir(parents=True, exist_ok=True)
-        self.refresh_volumes()
-
-    def volume_dirs(self) -> dict[str, Path]:
-        dirs = {}
-        for volume in self.pod["spec"].get("volumes") or ():
-            if any(volume.get(k) for k in ("configMap", "secret", "projected")):
-                dirs[volume["name"]] = self._volume_dir(volume["name"])
-            elif volume.get("persistentVolumeClaim"):
-                dirs[volume["name"]] = self._claim_dir(volume["persistentVolumeClaim"])
-        if self._is_router():
-            dirs[KUBECONFIG_VOLUME] = self.pod_dir / "kubeconfig"
-        return dirs
-
-    def _claim_dir(self, claim: Mapping[str, Any]) -> Path:
-        pvc = self.api.read_namespaced_persistent_volume_claim(
-            claim["claimName"], self.pod["metadata"]["namespace"])
-        if not pvc.spec.volume_name:
-            raise PodSpecError(f"PersistentVolumeClaim {claim['claimName']} is not bound")
-        pv = self.api.read_persistent_volume(pvc.spec.volume_name)
-        source = pv.spec.host_path or pv.spec.local
-        if source is None:
-            raise PodSpecError(f"PersistentVolume {pv.metadata.name} is neither hostPath "
-                               "nor local")
-        return Path(source.path)
-
-    def refresh_volumes(self) -> None:
-        """Write ConfigMap, Secret and projected volumes from the API server's objects."""
-        namespace = self.pod["metadata"]["namespace"]
-        for volume in self.pod["spec"].get("volumes") or ():
-            files: dict[str, bytes] = {}
-            if volume.get("configMap"):
-                files = self._object_files("configMap", volume["configMap"], namespace)
-            elif volume.get("secret"):
-                files = self._object_files("secret", volume["secret"], namespace)
-            elif volume.get("projected"):
-                for source in volume["projected"].get("sources") or ():
-                    files.update(self._projected_files(source, namespace))
-            else:
-                continue
-            _write_files(self._volume_dir(volume["name"]), files)
-        if self._is_router():
-            target = self.pod_dir / "kubeconfig"
-            if not target.exists():
-                target.write_text(inline_kubeconfig(self.kubeconfig))
-
-    def _object_files(self, kind: str, source: Mapping[str, Any],
-                      namespace: str) -> dict[str, bytes]:
-        name = source.get("name") or source.get("secretName")
-        data = self.lookup_object(kind, str(name), namespace)
-        if data is None:
-            if source.get("optional"):
-                return {}
-            raise PodSpecError(f"{kind} {name} not found for a volume")
-        items = source.get("items")
-        if not items:
-            return data
-        missing = [i["key"] for i in items if i["key"] not in data]
-        if missing:
-            raise PodSpecError(f"{kind} {name} has no key(s) {missing}")
-        return {i["path"]: data[i["key"]] for i in items}
-
-    def _projected_files(self, source: Mapping[str, Any], namespace: str) -> dict[str, bytes]:
-        if source.get("configMap"):
-            return self._object_files("configMap", source["configMap"], namespace)
-        if source.get("secret"):
-            return self._object_files("secret", {**source["secret"],
-                                                 "secretName": source["secret"]["name"]},
-                                      namespace)
-        if source.get("downwardAPI"):
-            return {i["path"]: namespace.encode() for i in source["downwardAPI"]["items"]
-                    if i.get("fieldRef", {}).get("fieldPath") == "metadata.namespace"}
-        if source.get("serviceAccountToken"):  # a stand-in: the router uses the kubeconfig
-            return {source["serviceAccountToken"]["path"]: b""}
-        return {}
-
-    def lookup_object(self, kind: str, name: str, namespace: str) -> dict[str, bytes] | None:
-        from kubernetes import client
-
-        try:
-            if kind == "configMap":
-                cm = self.api.read_namespaced_config_map(name, namespace)
-                return {k: v.encode() for k, v in (cm.data or {}).items()}
-            secret = self.api.read_namespaced_secret(name, namespace)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-
-    def _lookup_value(self, kind: str, name: str, key: str) -> str | None:
-        data = self.lookup_object(kind, name, self.pod["metadata"]["namespace"])
-        if data is None:
-            return None
-        if key == "":
-            return "\n".join(f"{k}={v.decode()}" for k, v in data.items())
-        value = data.get(key)
-        return None if value is None else value.decode()
 
     def _is_router(self) -> bool:
         return self.component == "router"
@@ -329,8 +205,8 @@ class PodWorker:
                     "path": str(self.pod_dir / "kubeconfig")}}]}}
             container["volumeMounts"] = [*(container.get("volumeMounts") or ()), {
                 "name": KUBECONFIG_VOLUME, "mountPath": KUBECONFIG_MOUNT, "readOnly": True}]
-        ctx = PodContext(pod_ip=self.ip, pod_dir=self.pod_dir, volume_dirs=self.volume_dirs(),
-                         lookup=self._lookup_value, cgroup_procs=procs)
+        ctx = PodContext(pod_ip=self.ip, pod_dir=self.pod_dir, volume_dirs=self.volumes.dirs(),
+                         lookup=self.volumes.lookup_value, cgroup_procs=procs)
         return plan_container(pod, container, image, ctx)
 
     def _spawn(self, container: dict[str, Any], plan: ContainerPlan) -> Process:
@@ -519,16 +395,3 @@ def _grace(pod: Mapping[str, Any]) -> float:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _write_files(folder: Path, files: Mapping[str, bytes]) -> None:
-    """Write ``files`` (relative path: content) under ``folder``, each replaced whole."""
-    for relative, content in files.items():
-        path = folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.read_bytes() == content:
-            continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(content)
-        tmp.replace(path)
-    folder.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,11 @@ its own the local cluster would scale pods that serve nothing. The runner closes
 KWOK is told to leave pods labelled ``ponder.dev/component`` in (triton, router) alone
 (``Cluster.runner_selector``), and for each such pod the scheduler placed, the runner
 
-- gives it its own loopback address (``127.64.1.N``, the stand-in for the pod's network
+- gives it its own loopback address (``127.64.B.N``, the stand-in for the pod's network
   namespace; the API server accepts loopback addresses in pod status, only Endpoints and
-  EndpointSlices refuse them);
+  EndpointSlices refuse them). Each runner takes a random block ``B`` and skips an
+  address whose ports something already listens on, so that two local stacks on one
+  machine do not serve each other's pods;
 - runs it as its rendered pod says (``pods``): its volumes, its init containers in order,
   then its container in Linux user and mount namespaces (``sandbox``) with the pod's args,
   environment, user, read-only root, ``/dev/shm`` and memory limit, the image's command
@@ -28,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -45,7 +49,8 @@ log = logging.getLogger(__name__)
 COMPONENT_LABEL = "ponder.dev/component"
 SERVICE_LABEL = "ponder.dev/service"
 RUN_COMPONENTS = ("triton", "router")
-IP_PREFIX = "127.64.1."
+IP_PREFIX = "127.64."
+POD_PORTS = (8000, 8001, 8002, 8080)  # Triton's and the router's
 
 
 @dataclass
@@ -57,6 +62,7 @@ class PodRunner:
     poll_seconds: float = 0.5
     running: dict[str, PodWorker] = field(default_factory=dict)  # by pod uid
     _next_ip: int = 1
+    _ip_block: int = field(default_factory=lambda: random.randint(1, 254))
     _reported: dict[str, str] = field(default_factory=dict)  # by pod uid: the last status
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -126,7 +132,7 @@ class PodRunner:
                 worker = self._launch(pod)
             else:
                 with contextlib.suppress(Exception):  # a vanished ConfigMap: next time
-                    worker.refresh_volumes()
+                    worker.volumes.refresh()
             self._report(pod, worker)
         with self._lock:
             gone = [w for uid, w in self.running.items() if uid not in seen]
@@ -135,8 +141,7 @@ class PodRunner:
         self._write_targets(pods)
 
     def _launch(self, pod: Any) -> PodWorker:
-        ip = f"{IP_PREFIX}{self._next_ip}"
-        self._next_ip += 1
+        ip = self._allocate_ip()
         body = self._api.api_client.sanitize_for_serialization(pod)
         worker = PodWorker(
             pod=body, ip=ip, api=self._api, kubeconfig=self.cluster.kubeconfig,
@@ -147,6 +152,16 @@ class PodRunner:
         worker.start()
         log.info("pod %s runs on %s", worker.name, ip)
         return worker
+
+    def _allocate_ip(self) -> str:
+        """The next address of this runner's block on which no pod port is taken."""
+        while True:
+            block, host = divmod(self._next_ip - 1, 254)
+            self._next_ip += 1
+            ip = f"{IP_PREFIX}{(self._ip_block + block - 1) % 254 + 1}.{host + 1}"
+            if all(_port_free(ip, port) for port in POD_PORTS):
+                return ip
+            log.info("skipping %s: another process serves on it", ip)
 
     def _gone(self, worker: PodWorker) -> None:
         """A worker has ended its processes: forget it and, if the pod was being deleted
@@ -198,6 +213,15 @@ class PodRunner:
         tmp = self.targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
         tmp.replace(self.targets_file)
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
 
 
 def pod_status(worker: PodWorker) -> dict[str, Any]:

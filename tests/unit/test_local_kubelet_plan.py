@@ -6,6 +6,7 @@ Pure: a fake host tree stands in for ``/``; the pods are what the operator rende
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from ponder_localstack.probes import ProbeState, probe_url
+from ponder_localstack.runner import PodRunner
 from ponder_localstack.sandbox import (
     DEFAULT_SHM_BYTES,
     Image,
@@ -199,3 +201,13 @@ def test_a_mount_point_under_a_symbolic_link_is_placed_where_the_link_leads() ->
         "/run/secrets/kubernetes.io/serviceaccount"
     assert resolve_target("/bin/tool", list_dir) == "/usr/bin/tool"
     assert resolve_target("/home/triton", list_dir) == "/home/triton"
+
+
+def test_the_runner_skips_a_pod_address_that_another_process_serves_on() -> None:
+    runner = PodRunner(cluster=None, state_dir=Path("/nonexistent"),  # type: ignore[arg-type]
+                       _ip_block=200)
+    with socket.socket() as other_stack:
+        other_stack.bind(("127.64.200.1", 8001))
+        other_stack.listen()
+        assert runner._allocate_ip() == "127.64.200.2"
+    assert runner._allocate_ip() == "127.64.200.3"
