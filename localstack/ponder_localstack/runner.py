@@ -132,7 +132,7 @@ class PodRunner:
                 worker = self._launch(pod)
             else:
                 with contextlib.suppress(Exception):  # a vanished ConfigMap: next time
-                    worker.volumes.refresh()
+                    worker.volumes.refresh_if_due()
             self._report(pod, worker)
         with self._lock:
             gone = [w for uid, w in self.running.items() if uid not in seen]

@@ -11,8 +11,10 @@ kubeconfig for the API server, the stand-in for its ServiceAccount token (``imag
 from __future__ import annotations
 
 import base64
+import math
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,10 @@ class PodVolumes:
     api: Any
     kubeconfig: Path
     with_kubeconfig: bool = False
+    refresh_seconds: float = 1.0
+    """How often ``refresh_if_due`` reads the objects again (the kubelet: about a minute;
+    shorter here, so a test sees the router's configuration change at once)."""
+    _refreshed_at: float = field(default=-math.inf, init=False)
 
     def volume_dir(self, name: str) -> Path:
         return self.pod_dir / "volumes" / name
@@ -79,8 +85,13 @@ class PodVolumes:
                                "nor local")
         return Path(source.path)
 
+    def refresh_if_due(self) -> None:
+        if time.monotonic() - self._refreshed_at >= self.refresh_seconds:
+            self.refresh()
+
     def refresh(self) -> None:
         """Write ConfigMap, Secret and projected volumes from the API server's objects."""
+        self._refreshed_at = time.monotonic()
         namespace = self.pod["metadata"]["namespace"]
         for volume in self.pod["spec"].get("volumes") or ():
             files: dict[str, bytes] = {}

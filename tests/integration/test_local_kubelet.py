@@ -270,16 +270,21 @@ def test_a_failing_liveness_probe_restarts_the_container(
     cluster.kubectl("delete", "pod", "unlive", "-n", NAMESPACE, "--wait=false")
 
 
-def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period(
+def test_deletion_runs_the_pre_stop_hook_then_sigterm_then_sigkill_after_the_grace_period(
     kubelet: tuple[Cluster, PodRunner]
 ) -> None:
     cluster, runner = kubelet
-    ignore_term = ("import signal, sys, time\n"
-                   "def term(*_):\n    print('SIGTERM', flush=True)\n"
+    ignore_term = ("import os, signal, time\n"
+                   "def term(*_):\n"
+                   "    print('SIGTERM after hook:', os.path.exists('/data/hook'), flush=True)\n"
                    "signal.signal(signal.SIGTERM, term)\n"
                    "print('started', flush=True)\ntime.sleep(3600)\n")
     pod = bare_pod("stubborn", ["python3", "-c", ignore_term],
-                   terminationGracePeriodSeconds=3)
+                   terminationGracePeriodSeconds=3,
+                   volumes=[{"name": "data", "emptyDir": {}}])
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    pod["spec"]["containers"][0]["lifecycle"] = {
+        "preStop": {"exec": {"command": ["/bin/sh", "-c", "id -u > /data/hook"]}}}
     create(cluster, pod)
     worker = running_worker(runner, "stubborn")
     log_path = worker.process.log_path if worker.process else Path()
@@ -288,7 +293,9 @@ def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period(
     cluster.kubectl("delete", "pod", "stubborn", "-n", NAMESPACE, "--wait=false")
     eventually(lambda: runner.worker(NAMESPACE, "stubborn") is None, 30, "the pod drained")
     assert time.monotonic() - started >= 3
-    assert "SIGTERM" in log_path.read_text()
+    assert "SIGTERM after hook: True" in log_path.read_text()
     assert worker.terminated_signals == ["SIGKILL"]
+    hook_output = worker.pod_dir / "volumes" / "data" / "hook"
+    assert hook_output.read_text().strip() == "1000"  # in the container, as its user
     eventually(lambda: "stubborn" not in cluster.kubectl("get", "pods", "-n", NAMESPACE,
                                                          "-o", "name"), 30, "the pod removed")
