@@ -203,10 +203,18 @@ def test_a_pod_that_mounts_nothing_on_dev_shm_gets_the_runtimes_64_mib(
     cluster.kubectl("delete", "pod", "no-shm", "-n", NAMESPACE, "--wait=false")
 
 
-def test_without_the_home_volume_home_is_not_writable(
+def test_the_stand_in_writes_its_engine_cache_under_the_rendered_home(
+    triton: PodWorker
+) -> None:
+    cache = triton.pod_dir / "volumes" / "home" / ".cache" / "vllm" / "ponder-sim-llm"
+    assert json.loads((cache / "engine.json").read_text()) == {"model": "ponder-sim-llm"}
+
+
+def test_a_triton_pod_without_a_writable_home_never_becomes_ready(
     kubelet: tuple[Cluster, PodRunner]
 ) -> None:
-    """What vLLM, torch and Hugging Face would hit at start-up (issue 20, row 2)."""
+    """What vLLM, torch and Hugging Face would hit at start-up (issue 20, row 2): the
+    stand-in, like vLLM, writes its cache under HOME when it loads."""
     cluster, runner = kubelet
     pod = triton_pod("no-home")
     container = pod["spec"]["containers"][0]
@@ -217,6 +225,11 @@ def test_without_the_home_volume_home_is_not_writable(
     code, out = shell(worker, 'mkdir -p "$HOME/.cache"')
     assert code != 0
     assert "Read-only file system" in out
+    log_path = worker.process.log_path if worker.process else Path()
+    eventually(lambda: "Read-only file system" in log_path.read_text(), 60,
+               "the model's load failing on the read-only HOME")
+    assert not is_ready(cluster, "no-home")
+    assert not worker.ready
     cluster.kubectl("delete", "pod", "no-home", "-n", NAMESPACE, "--wait=false")
 
 
