@@ -15,6 +15,8 @@ What a plan honours from the pod:
 - exactly its ``env`` and ``envFrom`` (``valueFrom`` field, ConfigMap and Secret
   references resolved), plus what the image provides (``PATH`` and the like);
 - ``runAsUser``/``runAsGroup`` (container over pod) as the process's uid and gid;
+  ``runAsNonRoot`` refuses a container that would run as uid 0, and
+  ``allowPrivilegeEscalation: false`` sets ``no_new_privs``, as the kubelet does;
 - ``readOnlyRootFilesystem``: the root is a tmpfs holding only mount points, made
   read-only; the host's directories are bound read-only on it (they stand in for the
   image's layers), ``/proc`` bound, ``/dev`` a few device nodes;
@@ -77,6 +79,7 @@ class ContainerPlan:
     read_only_root: bool
     working_dir: str = "/"
     cgroup_procs: str = ""
+    no_new_privileges: bool = False
 
     def mount_at(self, target: str) -> Mount | None:
         return next((m for m in reversed(self.mounts) if m.target == target), None)
@@ -85,6 +88,7 @@ class ContainerPlan:
         return {"argv": list(self.argv), "env": dict(self.env), "uid": self.uid,
                 "gid": self.gid, "root": self.root, "readOnlyRoot": self.read_only_root,
                 "workingDir": self.working_dir, "cgroupProcs": self.cgroup_procs,
+                "noNewPrivileges": self.no_new_privileges,
                 "mounts": [m.to_json() for m in self.mounts]}
 
 
@@ -324,7 +328,10 @@ def plan_container(pod: Mapping[str, Any], container: Mapping[str, Any], image: 
     mounts += volume_mounts
     uid = _security(pod, container, "runAsUser")
     gid = _security(pod, container, "runAsGroup")
-    uid = 0 if uid is None else int(uid)
+    uid = 0 if uid is None else int(uid)  # the local images, like Triton's, run as root
+    if uid == 0 and _security(pod, container, "runAsNonRoot"):
+        raise PodSpecError(f"container {container['name']} has runAsNonRoot and would run "
+                           "as root (set runAsUser)")
     full_env = {**image.env, **env, **(image.host_env(ctx.pod_ip) if image.host_env else {})}
     return ContainerPlan(
         argv=argv, env=full_env, uid=uid, gid=uid if gid is None else int(gid),
@@ -333,4 +340,5 @@ def plan_container(pod: Mapping[str, Any], container: Mapping[str, Any], image: 
         read_only_root=bool(_security(pod, container, "readOnlyRootFilesystem")),
         working_dir=container.get("workingDir") or "/",
         cgroup_procs=ctx.cgroup_procs,
+        no_new_privileges=_security(pod, container, "allowPrivilegeEscalation") is False,
     )

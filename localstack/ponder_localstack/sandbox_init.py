@@ -15,7 +15,8 @@ allowed):
    the host's directories, the pod's volumes, tmpfs for ``/dev/shm`` and memory-backed
    emptyDirs), each made read-only with ``mount_setattr`` where asked; then the root
    itself read-only when the container asks for ``readOnlyRootFilesystem``;
-4. ``chroot``, ``chdir`` and ``execve`` the container's command with exactly its
+4. ``chroot``, ``chdir``, ``no_new_privs`` where the container forbids privilege
+   escalation, and ``execve`` the container's command with exactly its
    environment. A failure before the exec exits 127 with the reason on stderr.
 
 An exec hook (``joinPid`` in the spec) instead enters the running container's
@@ -40,6 +41,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 AT_RECURSIVE = 0x8000
+PR_SET_NO_NEW_PRIVS = 38
 MOUNT_ATTR_RDONLY = 0x1
 SYS_MOUNT_SETATTR = 442  # x86_64 and aarch64 alike (the new mount API's numbers are shared)
 
@@ -127,15 +129,23 @@ def run(plan: dict[str, Any]) -> None:
 
     With ``joinPid``, join that running container instead of building a new one.
     """
-    if plan.get("joinPid"):
-        _join(int(plan["joinPid"]), plan["root"])
-        os.chdir(plan["workingDir"])
-        os.execvpe(plan["argv"][0], plan["argv"], plan["env"])
-    if plan.get("cgroupProcs"):
+    if plan.get("cgroupProcs"):  # while still in the host's user namespace
         try:
             Path(plan["cgroupProcs"]).write_text(str(os.getpid()))
         except OSError as exc:
             print(f"sandbox: memory limit not applied: {exc}", file=sys.stderr)  # noqa: T201
+    if plan.get("joinPid"):
+        _join(int(plan["joinPid"]), plan["root"])
+    else:
+        _build(plan)
+    os.chdir(plan["workingDir"])
+    if plan.get("noNewPrivileges"):
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl no_new_privs")
+    os.execvpe(plan["argv"][0], plan["argv"], plan["env"])
+
+
+def _build(plan: dict[str, Any]) -> None:
+    """Enter new namespaces, build the root and enter it."""
     _enter_namespaces(int(plan["uid"]), int(plan["gid"]))
     root = plan["root"]
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -144,9 +154,6 @@ def run(plan: dict[str, Any]) -> None:
     if plan["readOnlyRoot"]:
         _read_only(root, recursive=False)
     os.chroot(root)
-    os.chdir(plan["workingDir"])
-    argv = plan["argv"]
-    os.execvpe(argv[0], argv, plan["env"])
 
 
 def main(argv: list[str]) -> int:

@@ -144,8 +144,8 @@ def test_the_rendered_triton_pod_becomes_ready_after_its_model_check(
 def test_the_triton_container_runs_as_its_user_under_a_read_only_root(
     triton: PodWorker
 ) -> None:
-    code, out = shell(triton, "id -u; id -g")
-    assert (code, out.split()) == (0, ["1000", "1000"])
+    code, out = shell(triton, "id -u; id -g; grep NoNewPrivs /proc/self/status")
+    assert (code, out.split()) == (0, ["1000", "1000", "NoNewPrivs:", "1"])
     code, out = shell(triton, "touch /written-to-root")
     assert code != 0
     assert "Read-only file system" in out

@@ -211,3 +211,15 @@ def test_the_runner_skips_a_pod_address_that_another_process_serves_on() -> None
         other_stack.listen()
         assert runner._allocate_ip() == "127.64.200.2"
     assert runner._allocate_ip() == "127.64.200.3"
+
+
+def test_run_as_non_root_refuses_a_container_that_would_run_as_root() -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"securityContext": {"runAsNonRoot": True}}}
+    with pytest.raises(PodSpecError, match="runAsNonRoot"):
+        plan(pod, {"name": "c", "command": ["python3"]})
+
+
+def test_a_container_that_forbids_privilege_escalation_gets_no_new_privs() -> None:
+    assert plan(TRITON, TRITON["spec"]["containers"][0]).no_new_privileges
+    assert not plan({"metadata": {}, "spec": {}}, {"name": "c", "command": ["python3"]}
+                    ).no_new_privileges
