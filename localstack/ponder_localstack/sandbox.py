@@ -27,8 +27,11 @@ What a plan honours from the pod:
   there.
 
 Not honoured: capabilities and seccomp (the process has none either way once it runs as
-a non-zero uid), ``fsGroup`` (the volumes belong to the container's user anyway), the
-network namespace (``images`` binds each server to the pod's own loopback address).
+a non-zero uid; a container that runs as uid 0 keeps them inside its user namespace),
+``fsGroup`` and supplementary groups (the host's files and the volumes belong to the
+container's user, which maps to the runner's own), CPU limits and GPUs, the pid and
+network namespaces (``images`` binds each server to the pod's own loopback address),
+``imagePullSecrets`` and ``runtimeClassName``.
 """
 
 from __future__ import annotations
