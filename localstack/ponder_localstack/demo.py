@@ -5,7 +5,8 @@
    runs the cluster's Triton and router pods as real local processes (Triton serves
    ``ponder-sim-llm``, a simulator standing in for a GPU LLM).
 2. ``helm install``s the chart, runs the operator (a local process authenticated as the
-   chart's ServiceAccount: KWOK runs no containers) and ``kubectl apply``s
+   chart's ServiceAccount: KWOK runs no containers), creates the ``sim-llm`` ConfigMap
+   that holds the stand-in's model repository and ``kubectl apply``s
    ``examples/demo.yaml``.
 3. Replays a slice of the Azure LLM inference trace (conversation) — its busiest stretch,
    compressed in time and thinned so it fits this machine — with MATH-500 problems through
@@ -43,11 +44,12 @@ from ponder_localstack.paths import MissingComponentError
 from ponder_localstack.proc import Process, StartupError, free_port, http_ok
 from ponder_localstack.prometheus import Prometheus, file_discovery_job
 from ponder_localstack.runner import PodRunner
-from ponder_localstack.triton import SimModelOptions, SimRewardModelOptions
+from ponder_localstack.triton import SimModelOptions, repository_configmap
 from ponder_tools.data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = shared_data_dir()
+MODEL_CONFIGMAP = "sim-llm"  # examples/demo.yaml's model repository
 NODES = (NodeSpec("gpu-h100-0", gpus=2), NodeSpec("gpu-h100-1", gpus=2),
          NodeSpec("cpu-0", gpus=0))
 RELEASE, RELEASE_NAMESPACE = "ponder", "ponder-system"
@@ -273,8 +275,7 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     cluster.start(nodes=NODES)
     for name, seconds in cluster.startup_seconds.items():
         say(f"   {name:<24} healthy in {seconds:5.1f} s")
-    runner = PodRunner(cluster, state / "pods", models=(
-        SimModelOptions(token_latency_ms=8.0, max_concurrency=6), SimRewardModelOptions())).start()
+    runner = PodRunner(cluster, state / "pods").start()
     stack.callback(runner.stop)
     operator_metrics = free_port()
     prometheus = Prometheus(
@@ -307,6 +308,9 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     stack.callback(operator.stop)
     operator.start().wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60)
     say("   ponder-operator running as the chart's ServiceAccount")
+    repository, _ = repository_configmap(
+        MODEL_CONFIGMAP, [SimModelOptions(token_latency_ms=8.0, max_concurrency=6)])
+    cluster.kubectl("apply", "-n", "default", "-f", "-", input_text=yaml.safe_dump(repository))
     cluster.kubectl("apply", "-n", "default", "-f", str(REPO / "examples" / "demo.yaml"))
     deadline = time.monotonic() + 120
     while not (runner.ready_ips("router") and runner.ready_ips("triton")):

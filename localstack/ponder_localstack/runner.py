@@ -1,24 +1,28 @@
-"""Run the local cluster's Triton and router pods as real local processes.
+"""The local cluster's kubelet: run its Triton and router pods as the pods say.
 
 Test and demo infrastructure, not part of the product. KWOK pods run no containers, so on
 its own the local cluster would scale pods that serve nothing. The runner closes the loop:
 KWOK is told to leave pods labelled ``ponder.dev/component`` in (triton, router) alone
 (``Cluster.runner_selector``), and for each such pod the scheduler placed, the runner
 
-- gives it its own loopback address (``127.64.1.N``; the API server accepts loopback
-  addresses in pod status, only Endpoints and EndpointSlices refuse them);
-- starts the real server bound to that address: ``tritonserver`` with the stand-in model
-  (and the stand-in reward model, ``ponder-sim-rm``, a best-of-n tier's verifier) on
-  the pod's ports 8000/8001/8002, or ``ponder-router`` on 8080 with the configuration from
-  the pod's ConfigMap (re-read when it changes) and the cluster's kubeconfig for discovery;
-- reports the pod ``Running`` with that ``podIP`` at once, and ``Ready`` only when the
-  process answers its health check (and not Ready when it dies); a router process that
-  exits is started again, as the kubelet restarts a container;
-- on deletion stops the process, then removes the pod (the kubelet's part).
+- gives it its own loopback address (``127.64.B.N``, the stand-in for the pod's network
+  namespace; the API server accepts loopback addresses in pod status, only Endpoints and
+  EndpointSlices refuse them). Each runner takes a random block ``B`` and skips an
+  address whose ports something already listens on, so that two local stacks on one
+  machine do not serve each other's pods;
+- runs it as its rendered pod says (``pods``): its volumes, its init containers in order,
+  then its container in Linux user and mount namespaces (``sandbox``) with the pod's args,
+  environment, user, read-only root, ``/dev/shm`` and memory limit, the image's command
+  standing in by a local binary (``images``: the CPU ``tritonserver``, this checkout's
+  router); its probes as rendered; on deletion its ``preStop`` hook, SIGTERM, and SIGKILL
+  after the grace period, then the pod removed (the kubelet's part);
+- reports the pod's status: ``Running`` with that ``podIP``, ``Ready`` from the readiness
+  probe, an init container's failure as ``Init:Error`` with its log tail, restarts.
 
 It also keeps a Prometheus file-discovery targets file of the Ready pods it serves. So
 adding a replica really adds serving capacity, Prometheus scrapes what the cluster runs,
-and nothing is sent to an address that the runner does not serve.
+and a rendering mistake (a read-only HOME, a wrong probe path, a failing model check) shows
+as a pod that never becomes Ready here, not on a user's GPU cluster.
 """
 
 from __future__ import annotations
@@ -26,59 +30,41 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sys
+import random
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 
 from ponder_localstack.cluster import Cluster
-from ponder_localstack.proc import Process, http_ok
-from ponder_localstack.triton import (
-    ModelOptions,
-    SimModelOptions,
-    SimRewardModelOptions,
-    TritonServer,
-)
+from ponder_localstack.pods import PodWorker
 
 log = logging.getLogger(__name__)
 
 COMPONENT_LABEL = "ponder.dev/component"
 SERVICE_LABEL = "ponder.dev/service"
 RUN_COMPONENTS = ("triton", "router")
-IP_PREFIX = "127.64.1."
-ROUTER_PORT = 8080
-TRITON_PORTS = (8000, 8001, 8002)
-
-
-@dataclass
-class _Running:
-    component: str
-    ip: str
-    triton: TritonServer | None = None
-    router: Process | None = None
-    ready: bool = False
-    reported_ready: bool | None = None
-    starter: threading.Thread | None = None
-    config_text: str = ""
-    restarts: int = 0
+IP_PREFIX = "127.64."
+POD_PORTS = (8000, 8001, 8002, 8080)  # Triton's and the router's
 
 
 @dataclass
 class PodRunner:
-    """Watches the runner's pods and keeps one local process per pod."""
+    """Watches the runner's pods and keeps one ``PodWorker`` per pod."""
 
     cluster: Cluster
     state_dir: Path
-    models: Sequence[ModelOptions] = (SimModelOptions(), SimRewardModelOptions())
     poll_seconds: float = 0.5
-    running: dict[str, _Running] = field(default_factory=dict)  # by pod uid
+    running: dict[str, PodWorker] = field(default_factory=dict)  # by pod uid
     _next_ip: int = 1
+    _ip_block: int = field(default_factory=lambda: random.randint(1, 254))
+    _reported: dict[str, str] = field(default_factory=dict)  # by pod uid: the last status
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _api: Any = None
@@ -95,12 +81,24 @@ class PodRunner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        for run in self.running.values():
-            self._stop_process(run)
+        with self._lock:
+            workers = list(self.running.values())
+        for worker in workers:
+            worker.delete(0.0)
+        for worker in workers:
+            worker.stop()
         self.running.clear()
 
     def ready_ips(self, component: str) -> list[str]:
-        return sorted(r.ip for r in self.running.values() if r.component == component and r.ready)
+        with self._lock:
+            workers = list(self.running.values())
+        return sorted(w.ip for w in workers if w.component == component and w.ready)
+
+    def worker(self, namespace: str, name: str) -> PodWorker | None:
+        """The worker of the pod ``namespace/name``, if it runs here."""
+        with self._lock:
+            return next((w for w in self.running.values()
+                         if w.name == f"{namespace}/{name}"), None)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -119,22 +117,79 @@ class PodRunner:
         for pod in pods:
             uid = pod.metadata.uid
             seen.add(uid)
+            with self._lock:
+                worker = self.running.get(uid)
             if pod.metadata.deletion_timestamp is not None:
-                self._remove(pod)
+                if worker is None:
+                    self._delete_now(pod.metadata.namespace, pod.metadata.name)
+                else:
+                    worker.delete(float(pod.metadata.deletion_grace_period_seconds
+                                        or pod.spec.termination_grace_period_seconds or 30))
                 continue
             if not pod.spec.node_name:
                 continue  # not scheduled (Pending for lack of GPUs): nothing to run
-            run = self.running.get(uid)
-            if run is None:
-                run = self._launch(pod)
-            elif run.component == "router":
-                self._refresh_router_config(pod, run)
-            self._check(run)
-            if run.reported_ready != run.ready:
-                self._report(pod, run)
-        for uid in set(self.running) - seen:
-            self._stop_process(self.running.pop(uid))
+            if worker is None:
+                worker = self._launch(pod)
+            else:
+                with contextlib.suppress(Exception):  # a vanished ConfigMap: next time
+                    worker.volumes.refresh_if_due()
+            self._report(pod, worker)
+        with self._lock:
+            gone = [w for uid, w in self.running.items() if uid not in seen]
+        for worker in gone:  # removed without a grace period
+            worker.delete(0.0)
         self._write_targets(pods)
+
+    def _launch(self, pod: Any) -> PodWorker:
+        ip = self._allocate_ip()
+        body = self._api.api_client.sanitize_for_serialization(pod)
+        worker = PodWorker(
+            pod=body, ip=ip, api=self._api, kubeconfig=self.cluster.kubeconfig,
+            pod_dir=self.state_dir / f"{pod.metadata.namespace}-{pod.metadata.name}",
+            on_gone=self._gone, component=pod.metadata.labels[COMPONENT_LABEL])
+        with self._lock:
+            self.running[pod.metadata.uid] = worker
+        worker.start()
+        log.info("pod %s runs on %s", worker.name, ip)
+        return worker
+
+    def _allocate_ip(self) -> str:
+        """The next address of this runner's block on which no pod port is taken."""
+        while True:
+            block, host = divmod(self._next_ip - 1, 254)
+            self._next_ip += 1
+            ip = f"{IP_PREFIX}{(self._ip_block + block - 1) % 254 + 1}.{host + 1}"
+            if all(_port_free(ip, port) for port in POD_PORTS):
+                return ip
+            log.info("skipping %s: another process serves on it", ip)
+
+    def _gone(self, worker: PodWorker) -> None:
+        """A worker has ended its processes: forget it and, if the pod was being deleted
+        rather than the runner stopped, remove it from the API server."""
+        uid = worker.pod["metadata"]["uid"]
+        with self._lock:
+            self.running.pop(uid, None)
+            self._reported.pop(uid, None)
+        if not self._stop.is_set():
+            meta = worker.pod["metadata"]
+            self._delete_now(meta["namespace"], meta["name"])
+
+    def _delete_now(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(client.ApiException):
+            self._api.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
+    def _report(self, pod: Any, worker: PodWorker) -> None:
+        status = pod_status(worker)
+        text = json.dumps(status, sort_keys=True)
+        if self._reported.get(pod.metadata.uid) == text:
+            return
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for condition in status["conditions"]:
+            condition["lastTransitionTime"] = now
+        with contextlib.suppress(client.ApiException):  # deleted meanwhile
+            self._api.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace,
+                                                  {"status": status})
+            self._reported[pod.metadata.uid] = text
 
     @property
     def targets_file(self) -> Path:
@@ -144,7 +199,8 @@ class PodRunner:
         """Prometheus file-discovery targets: the Ready pods that ask to be scraped."""
         groups = []
         for pod in pods:
-            run = self.running.get(pod.metadata.uid)
+            with self._lock:
+                run = self.running.get(pod.metadata.uid)
             annotations = pod.metadata.annotations or {}
             if run is None or not run.ready or annotations.get("prometheus.io/scrape") != "true":
                 continue
@@ -158,100 +214,36 @@ class PodRunner:
         tmp.write_text(json.dumps(groups))
         tmp.replace(self.targets_file)
 
-    def _launch(self, pod: Any) -> _Running:
-        ip = f"{IP_PREFIX}{self._next_ip}"
-        self._next_ip += 1
-        component = pod.metadata.labels[COMPONENT_LABEL]
-        run = _Running(component=component, ip=ip)
-        self.running[pod.metadata.uid] = run
-        workdir = self.state_dir / f"{pod.metadata.namespace}-{pod.metadata.name}"
-        if component == "triton":
-            run.triton = TritonServer(workdir, models=self.models, host=ip,
-                                      http_port=TRITON_PORTS[0], grpc_port=TRITON_PORTS[1],
-                                      metrics_port=TRITON_PORTS[2])
-            run.starter = threading.Thread(target=self._start_triton, args=(run,), daemon=True)
-            run.starter.start()
-        else:
-            workdir.mkdir(parents=True, exist_ok=True)
-            self._refresh_router_config(pod, run, workdir)
-            run.router = Process(
-                f"router-{pod.metadata.name}", [sys.executable, "-m", "ponder_router"],
-                workdir / "router.log",
-                env={"PONDER_ROUTER_CONFIG": str(workdir / "router.json"),
-                     "PONDER_ROUTER_HOST": ip, "PONDER_ROUTER_PORT": str(ROUTER_PORT),
-                     "PONDER_ROUTER_CONFIG_POLL_SECONDS": "1",
-                     **self.cluster.env()},
-            ).start()
-        self._report(pod, run)
-        log.info("pod %s/%s runs %s on %s", pod.metadata.namespace, pod.metadata.name,
-                 component, ip)
-        return run
 
-    def _start_triton(self, run: _Running) -> None:
-        assert run.triton is not None
-        with contextlib.suppress(Exception):  # a failed start shows as a pod never Ready
-            run.triton.start()
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
 
-    def _refresh_router_config(self, pod: Any, run: _Running, workdir: Path | None = None) -> None:
-        name = next(v.config_map.name for v in pod.spec.volumes or () if v.config_map)
-        cm = self._api.read_namespaced_config_map(name, pod.metadata.namespace)
-        text = (cm.data or {}).get("router.json", "")
-        if text != run.config_text:
-            path = (workdir or self.state_dir / f"{pod.metadata.namespace}-{pod.metadata.name}")
-            (path / "router.json").write_text(_pod_local_state(text, path / "state"))
-            run.config_text = text
 
-    def _check(self, run: _Running) -> None:
-        if run.triton is not None:
-            run.ready = bool(run.triton.process and run.triton.process.alive
-                             and run.triton.startup_seconds is not None
-                             and http_ok(f"{run.triton.http_url}/v2/health/ready", 1.0))
-        elif run.router is not None:
-            if not run.router.alive:  # restartPolicy Always: the kubelet starts it again
-                log.info("router %s exited; restarting it", run.ip)
-                run.router.start()
-                run.restarts += 1
-            run.ready = run.router.alive and http_ok(
-                f"http://{run.ip}:{ROUTER_PORT}/healthz", 1.0)
-
-    def _report(self, pod: Any, run: _Running) -> None:
-        now = datetime.now(UTC).isoformat()
-        state = "True" if run.ready else "False"
-        status = {
-            "phase": "Running", "hostIP": "127.0.0.1", "podIP": run.ip,
-            "podIPs": [{"ip": run.ip}], "startTime": now,
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Initialized", "status": "True"},
-                {"type": "ContainersReady", "status": state, "lastTransitionTime": now},
-                {"type": "Ready", "status": state, "lastTransitionTime": now},
-            ],
-            "containerStatuses": [{
-                "name": c.name, "image": c.image, "imageID": "", "ready": run.ready,
-                "restartCount": run.restarts, "started": True,
-                "state": {"running": {"startedAt": now}},
-            } for c in pod.spec.containers],
-        }
-        self._api.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace,
-                                              {"status": status})
-        run.reported_ready = run.ready
-
-    def _remove(self, pod: Any) -> None:
-        run = self.running.pop(pod.metadata.uid, None)
-        if run is not None:
-            self._stop_process(run)
-        with contextlib.suppress(client.ApiException):
-            self._api.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                            grace_period_seconds=0)
-
-    @staticmethod
-    def _stop_process(run: _Running) -> None:
-        if run.starter is not None:
-            run.starter.join(timeout=60)
-        if run.triton is not None:
-            run.triton.stop(timeout_seconds=10)
-        if run.router is not None:
-            run.router.stop()
+def pod_status(worker: PodWorker) -> dict[str, Any]:
+    """The pod's status as the kubelet reports it (without transition times)."""
+    ready = "True" if worker.ready else "False"
+    initialized: dict[str, Any] = {"type": "Initialized", "status": "True"}
+    if not worker.initialized and worker.init_states:
+        initialized = {"type": "Initialized", "status": "False",
+                       "reason": "ContainersNotInitialized"}
+    status: dict[str, Any] = {
+        "phase": "Running" if worker.initialized or not worker.init_states else "Pending",
+        "hostIP": "127.0.0.1", "podIP": worker.ip, "podIPs": [{"ip": worker.ip}],
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"}, initialized,
+            {"type": "ContainersReady", "status": ready},
+            {"type": "Ready", "status": ready},
+        ],
+        "containerStatuses": [s.to_json() for s in worker.states],
+    }
+    if worker.init_states:
+        status["initContainerStatuses"] = [s.to_json() for s in worker.init_states]
+    return status
 
 
 def wait_for_ips(runner: PodRunner, component: str, count: int, timeout_seconds: float) -> None:
@@ -261,19 +253,3 @@ def wait_for_ips(runner: PodRunner, component: str, count: int, timeout_seconds:
             raise TimeoutError(f"{count} ready {component} pods not running within "
                                f"{timeout_seconds:.0f} s")
         time.sleep(0.2)
-
-
-def _pod_local_state(config_text: str, state_dir: Path) -> str:
-    """The router configuration with its state file in this pod's own folder, as the
-    pod's ``state`` emptyDir would hold it: a router process here never writes the host's
-    path, and no pod sees another's (or an earlier run's) state."""
-    try:
-        config = json.loads(config_text)
-    except ValueError:
-        return config_text  # the router refuses it and says why
-    prior = config.get("prior") if isinstance(config, dict) else None
-    if isinstance(prior, dict) and prior.get("statePath"):
-        state_dir.mkdir(parents=True, exist_ok=True)
-        prior["statePath"] = str(state_dir / Path(str(prior["statePath"])).name)
-    return json.dumps(config)
-

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ponder_localstack.paths import triton_python_dir, tritonserver_dir
 from ponder_localstack.proc import LOOPBACK, Process, StartupError, free_port, http_ok
@@ -145,6 +146,31 @@ def build_model_repository(directory: Path, models: Sequence[ModelOptions]) -> P
         for target, source in files.items():
             shutil.copy2(source, model_dir / target)
     return directory
+
+
+def repository_configmap(
+    name: str, models: Sequence[ModelOptions]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A ConfigMap holding the repository ``build_model_repository`` writes, and the
+    ``items`` that lay its keys out as Triton's folders (``spec.model.repository.configMap``).
+
+    Keys cannot hold ``/``: the file ``<model>/1/model.py`` is the key
+    ``<model>_1_model.py``.
+    """
+    data: dict[str, str] = {}
+    items: list[dict[str, str]] = []
+    for options in models:
+        template, files = _template_files(options)
+        texts = {"config.pbtxt": render_model_config(template.read_text(), options),
+                 **{target: source.read_text() for target, source in files.items()}}
+        for target, text in texts.items():
+            path = f"{options.name}/{target}"
+            key = path.replace("/", "_")
+            data[key] = text
+            items.append({"key": key, "path": path})
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                 "data": data}
+    return configmap, items
 
 
 @dataclass

@@ -192,7 +192,10 @@ def _model_volume(spec: ReasoningServiceSpec) -> tuple[list[dict[str, Any]], str
         path = MODEL_MOUNT + (f"/{repo.pvc.sub_path}" if repo.pvc.sub_path else "")
         return [{"name": "models", "persistentVolumeClaim": claim}], path
     if repo.config_map is not None:
-        return [{"name": "models", "configMap": {"name": repo.config_map.name}}], MODEL_MOUNT
+        source: dict[str, Any] = {"name": repo.config_map.name}
+        if repo.config_map.items:
+            source["items"] = [i.model_dump() for i in repo.config_map.items]
+        return [{"name": "models", "configMap": source}], MODEL_MOUNT
     assert repo.uri is not None  # the spec guarantees exactly one source
     return [], repo.uri.uri
 

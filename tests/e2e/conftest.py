@@ -18,15 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components import LOG_FILES, require
 from ponder_localstack.cluster import Cluster, NodeSpec
 from ponder_localstack.proc import Process, free_port, http_ok
 from ponder_localstack.prometheus import Prometheus, file_discovery_job
 from ponder_localstack.runner import PodRunner
-from ponder_localstack.triton import SimModelOptions
+from ponder_localstack.triton import SimModelOptions, repository_configmap
 
 REPO = Path(__file__).resolve().parents[2]
+SIM_REPOSITORY, SIM_REPOSITORY_ITEMS = repository_configmap(
+    "sim", [SimModelOptions(token_latency_ms=10.0, max_concurrency=4)])
+"""The stand-in's model repository as a ConfigMap in ``default`` and the ``items`` that a
+service's ``spec.model.repository.configMap`` lays it out with."""
 NODES = (NodeSpec("gpu-h100-0", gpus=4), NodeSpec("gpu-l4-0", gpus=2, gpu_product="NVIDIA-L4"),
          NodeSpec("cpu-0", gpus=0))
 
@@ -69,8 +74,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
                       runner_selector=("ponder.dev/component", ("triton", "router")))
     LOG_FILES.extend(cluster.logs_dir / f"{n}.log" for n in ("kube-apiserver", "kwok"))
     require(lambda: cluster.start(nodes=NODES))
-    runner = PodRunner(cluster, state / "pods", models=(
-        SimModelOptions(token_latency_ms=10.0, max_concurrency=4),)).start()
+    runner = PodRunner(cluster, state / "pods").start()
     prometheus = Prometheus(state / "prometheus", scrape_interval_seconds=1.0,
                             extra_scrape_configs=[file_discovery_job(runner.targets_file)])
     LOG_FILES.append(prometheus.state_dir / "prometheus.log")
@@ -81,6 +85,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
             cluster.kubectl("apply", "--server-side", "-f", str(REPO / path))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
                         "crd/reasoningservices.ponder.dev")
+        cluster.kubectl("apply", "-n", "default", "-f", "-",
+                        input_text=yaml.safe_dump(SIM_REPOSITORY))
         health = free_port()
         operator = Process("operator", [sys.executable, "-m", "ponder_operator"],
                            state / "operator.log", env={

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from conftest import ApplyService, Loop
+from conftest import SIM_REPOSITORY_ITEMS, ApplyService, Loop
 from fixtures_operator import eventually
 from ponder_tools.data import shared_data_dir
 
@@ -33,7 +33,9 @@ def service(name: str, **scaling: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "model": {"name": "ponder-sim-llm", "tritonModelName": "ponder-sim-llm",
-                      "repository": {"configMap": {"name": "sim"}}},
+                      "backend": "python",
+                      "repository": {"configMap": {"name": "sim",
+                                                   "items": SIM_REPOSITORY_ITEMS}}},
             "scaling": {"intervalSeconds": 2, "targetDrainSeconds": 5,
                         "throughputPriorTokensPerSecond": 200,
                         "scaleDownStabilizationSeconds": 10, "scaleDownMaxStep": 4,

@@ -171,10 +171,30 @@ class UriSource(ApiModel):
                  "requested as ephemeral storage); at least the model's weights.")
 
 
+class KeyToPath(ApiModel):
+    """One ConfigMap key and the file it becomes in the repository."""
+
+    key: Str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="Key in the ConfigMap.")
+    path: Str = Field(min_length=1, max_length=1024, pattern=r"^[^/]",
+                      description="Relative path of the file in the repository, e.g. "
+                                  "my-model/1/model.py.")
+
+
 class ConfigMapSource(ApiModel):
-    """A small model repository (a python-backend model) shipped in a ConfigMap."""
+    """A small model repository (a python-backend model) shipped in a ConfigMap.
+
+    ConfigMap keys cannot hold ``/``, so Triton's nested layout
+    (``<model>/config.pbtxt``, ``<model>/1/model.py``) comes from ``items``: each key
+    placed at its path, as a ConfigMap volume's ``items`` do.
+    """
 
     name: Str = _name("Name of the ConfigMap in the service's namespace.")
+    items: tuple[KeyToPath, ...] = Field(
+        default=(), max_length=64,
+        description="Where each key goes in the repository (<model>/config.pbtxt, "
+                    "<model>/1/model.py, ...); unset, every key is a file at the "
+                    "repository's root, which Triton cannot load.")
 
 
 EXACTLY_ONE_SOURCE = CelRule(
