@@ -51,6 +51,9 @@ DATA = shared_data_dir()
 NODES = (NodeSpec("gpu-h100-0", gpus=2), NodeSpec("gpu-h100-1", gpus=2),
          NodeSpec("cpu-0", gpus=0))
 RELEASE, RELEASE_NAMESPACE = "ponder", "ponder-system"
+MODEL = SimModelOptions(token_latency_ms=8.0, max_concurrency=6)
+"""The stand-in LLM every Triton pod serves."""
+SERVICE_MANIFEST = REPO / "examples" / "demo.yaml"
 
 
 def say(text: str = "") -> None:
@@ -88,6 +91,8 @@ class Tally:
     early_stops: int = 0
     correct: int = 0
     samples_launched: int = 0
+    tokens_used: int = 0
+    latencies_seconds: list[float] = field(default_factory=list)  # answered requests
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -166,6 +171,7 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
         row = rows[i % len(rows)]
         with tally.lock:
             tally.sent += 1
+        sent_at = time.monotonic()
         try:
             reply = client.chat.completions.create(
                 model="ponder-sim-llm", messages=[{"role": "user", "content": row["problem"]}])
@@ -177,6 +183,7 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
             with tally.lock:
                 tally.outcomes[type(exc).__name__] += 1
             return
+        latency = time.monotonic() - sent_at
         report = (reply.model_extra or {}).get("ponder", {})
         ok = bool(report.get("answer")) and answers_equal(report["answer"], row["answer"])
         with tally.lock:
@@ -185,6 +192,8 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
             tally.early_stops += bool(report.get("stopped_early"))
             tally.correct += ok
             tally.samples_launched += int(report.get("samples", {}).get("launched", 0))
+            tally.tokens_used += int(report.get("tokens_used", 0))
+            tally.latencies_seconds.append(latency)
 
     threads = [threading.Thread(target=one, args=(i, at), daemon=True)
                for i, at in enumerate(arrivals)]
@@ -263,6 +272,8 @@ class DemoResult:
     gpu_hours: float
     plot_path: Path
     economics: Economics
+    triton_ready_seconds: list[float]
+    """Each Triton pod's time from launch to Ready, in start order."""
 
 
 def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
@@ -274,7 +285,7 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     for name, seconds in cluster.startup_seconds.items():
         say(f"   {name:<24} healthy in {seconds:5.1f} s")
     runner = PodRunner(cluster, state / "pods", models=(
-        SimModelOptions(token_latency_ms=8.0, max_concurrency=6), SimRewardModelOptions())).start()
+        MODEL, SimRewardModelOptions())).start()
     stack.callback(runner.stop)
     operator_metrics = free_port()
     prometheus = Prometheus(
@@ -307,7 +318,7 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     stack.callback(operator.stop)
     operator.start().wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60)
     say("   ponder-operator running as the chart's ServiceAccount")
-    cluster.kubectl("apply", "-n", "default", "-f", str(REPO / "examples" / "demo.yaml"))
+    cluster.kubectl("apply", "-n", "default", "-f", str(SERVICE_MANIFEST))
     deadline = time.monotonic() + 120
     while not (runner.ready_ips("router") and runner.ready_ips("triton")):
         if time.monotonic() > deadline:
@@ -365,7 +376,8 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
         say(f"KEEP=1: the stack stays up. export KUBECONFIG={cluster.kubeconfig}; router "
             f"{url}/v1; Prometheus {prometheus.url}. Ctrl-C stops everything.")
         signal.pause()
-    return DemoResult(history, tally, gpu_hours, plot_path, money)
+    return DemoResult(history, tally, gpu_hours, plot_path, money,
+                      list(runner.triton_ready_seconds))
 
 
 def main() -> int:

@@ -67,6 +67,8 @@ class _Running:
     starter: threading.Thread | None = None
     config_text: str = ""
     restarts: int = 0
+    launched_at: float = field(default_factory=time.monotonic)
+    ready_after_seconds: float | None = None  # launch to first Ready (Triton pods)
 
 
 @dataclass
@@ -78,6 +80,8 @@ class PodRunner:
     models: Sequence[ModelOptions] = (SimModelOptions(), SimRewardModelOptions())
     poll_seconds: float = 0.5
     running: dict[str, _Running] = field(default_factory=dict)  # by pod uid
+    triton_ready_seconds: list[float] = field(default_factory=list)
+    """Each Triton pod's time from launch to its first Ready, in the order they got there."""
     _next_ip: int = 1
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -130,6 +134,9 @@ class PodRunner:
             elif run.component == "router":
                 self._refresh_router_config(pod, run)
             self._check(run)
+            if run.ready and run.triton is not None and run.ready_after_seconds is None:
+                run.ready_after_seconds = time.monotonic() - run.launched_at
+                self.triton_ready_seconds.append(run.ready_after_seconds)
             if run.reported_ready != run.ready:
                 self._report(pod, run)
         for uid in set(self.running) - seen:

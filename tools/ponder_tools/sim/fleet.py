@@ -153,12 +153,17 @@ class FleetDraw:
         return out
 
 
-def draw_fleet(trace: Trace, problems: Sequence[EvalProblem], *, seed: int = 0) -> FleetDraw:
-    """Give every request of ``trace`` a problem, a sample order and sample lengths."""
+def draw_fleet(trace: Trace, problems: Sequence[EvalProblem], *, seed: int = 0,
+               problem_index: Sequence[int] | None = None) -> FleetDraw:  # fmt: skip
+    """Give every request of ``trace`` a problem (``problem_index``, or drawn), a sample
+    order and sample lengths."""
     if not problems:
         raise SimulationError("draw_fleet needs at least one problem")
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(problems), size=trace.requests)
+    if problem_index is not None and len(problem_index) != trace.requests:
+        raise SimulationError(f"{len(problem_index)} problems for {trace.requests} requests")
+    pick = (rng.integers(0, len(problems), size=trace.requests) if problem_index is None
+            else np.asarray(problem_index, dtype=np.int64))  # fmt: skip
     data_tokens = all(p.tokens is not None for p in problems)
     orders: list[tuple[int, ...]] = []
     lengths: list[tuple[int, ...]] = []
@@ -233,6 +238,8 @@ class _Open:
 
 class _FleetReplay(Replay):
     """``engine.Replay`` with samples as sequences, decided by each request's plan."""
+
+    whole_requests = False  # each sample finds its own slot
 
     def __init__(self, draw: FleetDraw, policy: FleetPolicy, autoscaler: Autoscaler,
                  config: SimConfig, workload: Workload, max_replicas: int) -> None:  # fmt: skip
