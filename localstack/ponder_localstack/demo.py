@@ -92,7 +92,8 @@ class Tally:
     correct: int = 0
     samples_launched: int = 0
     tokens_used: int = 0
-    latencies_seconds: list[float] = field(default_factory=list)  # answered requests
+    answers: dict[int, tuple[float, int, int]] = field(default_factory=dict)
+    """Per answered request (by arrival index): seconds to the reply, tokens, samples."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -191,9 +192,10 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
             tally.tiers[report.get("tier", "?")] += 1
             tally.early_stops += bool(report.get("stopped_early"))
             tally.correct += ok
-            tally.samples_launched += int(report.get("samples", {}).get("launched", 0))
+            launched = int(report.get("samples", {}).get("launched", 0))
+            tally.samples_launched += launched
             tally.tokens_used += int(report.get("tokens_used", 0))
-            tally.latencies_seconds.append(latency)
+            tally.answers[i] = (latency, int(report.get("tokens_used", 0)), launched)
 
     threads = [threading.Thread(target=one, args=(i, at), daemon=True)
                for i, at in enumerate(arrivals)]
@@ -273,7 +275,7 @@ class DemoResult:
     plot_path: Path
     economics: Economics
     triton_ready_seconds: list[float]
-    """Each Triton pod's time from launch to Ready, in start order."""
+    """Each Triton pod's time from creation to Ready (``PodRunner.triton_ready_seconds``)."""
 
 
 def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:

@@ -67,8 +67,8 @@ class _Running:
     starter: threading.Thread | None = None
     config_text: str = ""
     restarts: int = 0
-    launched_at: float = field(default_factory=time.monotonic)
-    ready_after_seconds: float | None = None  # launch to first Ready (Triton pods)
+    created_at: datetime | None = None  # the pod's creationTimestamp (whole seconds)
+    ready_after_seconds: float | None = None  # creation to first Ready (Triton pods)
 
 
 @dataclass
@@ -81,7 +81,9 @@ class PodRunner:
     poll_seconds: float = 0.5
     running: dict[str, _Running] = field(default_factory=dict)  # by pod uid
     triton_ready_seconds: list[float] = field(default_factory=list)
-    """Each Triton pod's time from launch to its first Ready, in the order they got there."""
+    """Each Triton pod's time from its creation to its first Ready, in the order they got
+    there: scheduling, the runner noticing it and Triton loading the model (the creation
+    timestamp has whole seconds, so each is up to a second long)."""
     _next_ip: int = 1
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -134,8 +136,9 @@ class PodRunner:
             elif run.component == "router":
                 self._refresh_router_config(pod, run)
             self._check(run)
-            if run.ready and run.triton is not None and run.ready_after_seconds is None:
-                run.ready_after_seconds = time.monotonic() - run.launched_at
+            if (run.ready and run.triton is not None and run.ready_after_seconds is None
+                    and run.created_at is not None):
+                run.ready_after_seconds = (datetime.now(UTC) - run.created_at).total_seconds()
                 self.triton_ready_seconds.append(run.ready_after_seconds)
             if run.reported_ready != run.ready:
                 self._report(pod, run)
@@ -169,7 +172,8 @@ class PodRunner:
         ip = f"{IP_PREFIX}{self._next_ip}"
         self._next_ip += 1
         component = pod.metadata.labels[COMPONENT_LABEL]
-        run = _Running(component=component, ip=ip)
+        run = _Running(component=component, ip=ip,
+                       created_at=pod.metadata.creation_timestamp)
         self.running[pod.metadata.uid] = run
         workdir = self.state_dir / f"{pod.metadata.namespace}-{pod.metadata.name}"
         if component == "triton":

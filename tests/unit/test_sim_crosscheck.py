@@ -19,9 +19,12 @@ from ponder_tools.sim.crosscheck import (
     compare_figures,
     format_comparison,
     latency_percentiles,
+    mean_figures,
+    measure_sample_overhead,
     replica_model,
     replica_stats,
     service_setup,
+    with_sample_overhead,
 )
 from ponder_tools.sim.fleet import FleetPolicy, ShrinkTrigger, draw_fleet, simulate_fleet
 
@@ -82,6 +85,7 @@ def test_the_demo_service_gives_the_operators_scaling_spec_and_the_routers_tiers
     assert [t.max_samples for t in policy.tiers] == [1, 5, 12]
     assert setup.policy.stop_rule.kind is StopRuleKind.BETA
     assert setup.policy.shrink is ShrinkTrigger.CEILING
+    assert setup.policy.answer_tokens == 32  # budget forcing is on by default
 
 
 @pytest.mark.parametrize(("times", "replicas", "end", "expected"), [
@@ -152,3 +156,34 @@ def test_a_request_may_launch_more_samples_than_one_replica_runs() -> None:
     result = simulate_fleet(draw, FleetPolicy("maj@5", fixed_samples=5), FixedPool(1), small)
     assert (result.samples == 5).all()
     assert not np.isnan(result.latency_seconds).any()
+
+
+def test_mean_figures_average_every_figure_over_the_runs() -> None:
+    mean = mean_figures([figures(1.0, 100), figures(2.0, 90)])
+    assert mean.ready_replicas == ReplicaStats(3.0, 3.0, 150.0)
+    assert mean.answered == 95
+    assert mean.latency_p99_seconds == 4.0
+    with pytest.raises(SimulationError):
+        mean_figures([])
+
+
+def test_the_sample_overhead_is_the_intercept_of_latency_against_tokens() -> None:
+    tokens = [40, 50, 60, 70, 80, 90]
+    latencies = [0.05 + 0.008 * t for t in tokens]
+    latencies[2] += 2.0  # one stalled request moves the median line nowhere
+    assert measure_sample_overhead(latencies, tokens, 8.0) == pytest.approx(0.05)
+
+
+def test_the_sample_overhead_falls_back_to_the_token_latency_and_is_never_negative() -> None:
+    assert measure_sample_overhead([0.5, 0.7], [50, 50], 8.0) == pytest.approx(0.2)
+    assert measure_sample_overhead([0.1, 0.2], [50, 60], 8.0) == 0.0
+    with pytest.raises(SimulationError):
+        measure_sample_overhead([0.5], [50], 8.0)
+
+
+def test_an_overhead_lengthens_every_sample_by_the_tokens_written_in_that_time() -> None:
+    trace = synthetic_trace([(10.0, 0.5)], seed=0)
+    draw = draw_fleet(trace, problems(4), seed=0)
+    longer, extra = with_sample_overhead(draw, 0.04, 8.0)
+    assert extra == 5
+    assert all(t == 105 for request in longer.tokens for t in request)

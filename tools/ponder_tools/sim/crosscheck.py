@@ -8,19 +8,28 @@ is given here comes from the live stack's own configuration, never from its resu
   per-replica concurrency: each running sample decodes at ``1000 / token_latency_ms``
   tokens/s whatever the batch, since the stand-in sleeps per token on a thread of its own;
   no prefill) and the measured Triton start-up time;
+- ``measure_sample_overhead``: what serving a sample costs beyond its tokens on the live
+  path (router, gRPC, the python backend; on a shared CPU, the stalls too), measured like
+  the start-up time: from the live run's single-sample requests, the intercept of their
+  latency against their tokens (Theil-Sen, so a few stalled requests do not set it), never
+  from the replica counts; ``with_sample_overhead`` adds it to every sample as the tokens
+  the stand-in writes in that time (the engine has no fixed per-sample time);
 - ``service_setup``: the ReasoningService, read by the operator's own ``scaling_spec`` and
   rendered into the router's configuration by the operator's ``render_router_config``
   (tiers, shrink order, stopping rule), so the policy is the one the pods run;
 - ``Figures`` and ``compare_figures``: replica counts over time (``replica_stats``: mean,
   peak, replica-seconds of a step function), requests answered, samples and tokens per
-  request, latency percentiles, and each figure's simulated-to-live ratio.
+  request, latency percentiles, and each figure's simulated-to-live ratio. With this little
+  traffic the pool's size hinges on whether a scaling tick catches a hard request in
+  flight, so one run is one noisy draw: ``mean_figures`` averages several (live runs,
+  or the simulator under several sample draws).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -33,7 +42,7 @@ from ponder_router.settings import RouterConfig
 
 from .engine import ReplicaModel
 from .errors import SimulationError
-from .fleet import FleetPolicy, ShrinkTrigger
+from .fleet import FleetDraw, FleetPolicy, ShrinkTrigger
 
 NO_PREFILL_TOKENS_PER_SECOND = 1e12
 """The stand-in answers a prompt with no prefill time."""
@@ -70,9 +79,38 @@ def service_setup(spec: ReasoningServiceSpec, name: str = "service") -> ServiceS
     router = RouterConfig.model_validate(
         render_router_config(Owner(name, "default", "-"), spec))
     policy = FleetPolicy(name, budget_policy=router.budgets, stop_rule=router.stopping,
-                         shrink=ShrinkTrigger.CEILING)  # fmt: skip
+                         shrink=ShrinkTrigger.CEILING,
+                         answer_tokens=router.forcing.answer_tokens
+                         if router.forcing.enabled else 0)  # fmt: skip
     return ServiceSetup(scaling_spec(spec, OperatorSettings()), policy,
                         float(spec.scaling.interval_seconds))  # fmt: skip
+
+
+def measure_sample_overhead(latencies_seconds: Sequence[float], tokens: Sequence[int],
+                            token_latency_ms: float) -> float:  # fmt: skip
+    """Seconds a single-sample request takes beyond its tokens at ``token_latency_ms``:
+    the Theil-Sen intercept of latency against tokens when the tokens vary (the median
+    residual at the nominal token latency otherwise), never below zero."""
+    t = np.asarray(tokens, dtype=np.float64)
+    y = np.asarray(latencies_seconds, dtype=np.float64)
+    if len(t) != len(y) or len(t) < 2:
+        raise SimulationError("the overhead needs at least two single-sample requests")
+    i, j = np.triu_indices(len(t), k=1)
+    spread = t[j] != t[i]
+    if spread.any():
+        slope = float(np.median((y[j] - y[i])[spread] / (t[j] - t[i])[spread]))
+    else:
+        slope = token_latency_ms / 1000.0
+    return max(0.0, float(np.median(y - slope * t)))
+
+
+def with_sample_overhead(draw: FleetDraw, overhead_seconds: float,
+                         token_latency_ms: float) -> tuple[FleetDraw, int]:  # fmt: skip
+    """``draw`` with every sample longer by the tokens the stand-in writes in
+    ``overhead_seconds``, and that count of tokens."""
+    extra = round(overhead_seconds * 1000.0 / token_latency_ms)
+    tokens = tuple(tuple(t + extra for t in request) for request in draw.tokens)
+    return replace(draw, tokens=tokens), extra
 
 
 @dataclass(frozen=True)
@@ -80,7 +118,7 @@ class ReplicaStats:
     """A replica count over a window, as a step function held from each reading."""
 
     mean: float
-    peak: int
+    peak: float
     replica_seconds: float
 
 
@@ -99,7 +137,7 @@ def replica_stats(times_seconds: Sequence[float], replicas: Sequence[float],
     spans = np.diff(np.append(t, end_seconds))
     seconds = float(np.sum(spans * r))
     window = end_seconds - float(t[0])
-    return ReplicaStats(seconds / window if window > 0 else float(r[-1]), int(r.max()), seconds)
+    return ReplicaStats(seconds / window if window > 0 else float(r[-1]), float(r.max()), seconds)
 
 
 @dataclass(frozen=True)
@@ -125,6 +163,25 @@ class Figures:
             else:
                 out[key] = float(value)
         return out
+
+
+def mean_figures(runs: Sequence[Figures]) -> Figures:
+    """Each figure's mean over ``runs`` (several live runs, or several sample draws)."""
+    if not runs:
+        raise SimulationError("no runs to average")
+
+    def stats(name: str) -> ReplicaStats:
+        values = [getattr(run, name) for run in runs]
+        return ReplicaStats(*(float(np.mean([asdict(v)[k] for v in values]))
+                              for k in ("mean", "peak", "replica_seconds")))  # fmt: skip
+
+    def mean(name: str) -> float:
+        return float(np.mean([getattr(run, name) for run in runs]))
+
+    return Figures(stats("ready_replicas"), stats("desired_replicas"),
+                   round(mean("requests")), round(mean("answered")), mean("mean_samples"),
+                   mean("mean_tokens"), mean("latency_p50_seconds"),
+                   mean("latency_p99_seconds"))  # fmt: skip
 
 
 JUDGED = ("ready_mean", "ready_replica_seconds", "desired_mean", "desired_replica_seconds",

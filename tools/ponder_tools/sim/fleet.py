@@ -29,8 +29,9 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   is its own sequence in one FIFO of samples, placed on the ready replica with the most
   free slots (Triton behind a Service), not a request's samples all on one replica. The
   autoscaler is any ``engine.Autoscaler`` (Ponder's loop or the HPA from ``baselines``);
-  its demand signal is ``expected_request_tokens`` of every open request after its
-  finished samples, as the router publishes it.
+  its demand signal is ``demand.expected_remaining_tokens`` of every open request (its
+  samples not started, and its running ones by the tokens they have written), as the
+  router publishes it.
 - **Time and SLO.** A request's *queue wait* is the sum over its waves of the time from
   the wave's launch until its last sample got a slot; the SLO is met when that is at most
   ``slo_queue_wait_seconds``. Prefill (input tokens / prefill rate) is added once to time
@@ -56,11 +57,13 @@ from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.budgets import (
     Budget,
     BudgetPolicy,
+    DemandModel,
     LoadState,
     Strategy,
     assign_budget,
     expected_request_tokens,
 )
+from ponder_router.demand import expected_remaining_tokens
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_tools.evaluation.dataset import EvalProblem
 
@@ -94,6 +97,9 @@ class FleetPolicy:
     budget_policy: BudgetPolicy | None = None
     stop_rule: StopRule = field(default_factory=StopRule)
     shrink: ShrinkTrigger = ShrinkTrigger.OFF
+    answer_tokens: int = 0
+    """The router's forcing allowance (``forcing.answerTokens`` when forcing is on; 0 off):
+    only its share of the published demand is modelled, not forced answers."""
 
     def __post_init__(self) -> None:
         chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
@@ -274,8 +280,18 @@ class _FleetReplay(Replay):
             scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
 
     def open_demand(self) -> float:
-        return sum(expected_request_tokens(o.budget, samples_finished=len(o.plan.finished))
-                   for o in self.open.values())  # fmt: skip
+        """The router's demand gauge; a running sample's tokens as of its replica's last
+        event."""
+        policy = self.policy.budget_policy
+        model = policy.demand_model if policy is not None else DemandModel()
+        total = 0.0
+        for o in self.open.values():
+            written = sum(replica.virtual - start for replica, start, _ in o.running.values())
+            total += expected_remaining_tokens(
+                o.budget, model, samples_finished=len(o.plan.finished),
+                running_samples=len(o.running), running_tokens=written,
+                answer_tokens=self.policy.answer_tokens)  # fmt: skip
+        return total
 
     def arrive(self, index: int) -> None:
         now = self.arrival[index]
