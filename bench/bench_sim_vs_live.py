@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from ponder_localstack import demo
@@ -145,8 +146,16 @@ def simulated_figures(result: FleetResult, end_seconds: float, extra_tokens: int
                    p50, p99)  # fmt: skip
 
 
-def plot(records: list[dict[str, Any]], results: list[FleetResult], path: Path) -> bool:
-    """Ready replicas over time: every live run and every sample draw, the first bold."""
+def on_grid(times: Any, values: Any, grid: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A step function's value at each point of ``grid`` (the last reading at or before)."""
+    t, v = np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    return v[np.clip(np.searchsorted(t, grid, side="right") - 1, 0, len(v) - 1)]
+
+
+def plot(records: list[dict[str, Any]], simulated: dict[str, list[FleetResult]], path: Path,
+         end_seconds: float) -> bool:  # fmt: skip
+    """Ready replicas over time: each live run (thin), and the mean over the live runs and
+    over each simulator variant's sample draws (bold)."""
     try:
         import matplotlib
 
@@ -154,21 +163,23 @@ def plot(records: list[dict[str, Any]], results: list[FleetResult], path: Path) 
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    figure, axes = plt.subplots(figsize=(9, 4))
-    for i, record in enumerate(records):
-        t, ready = ([row[k] for row in record["history"]] for k in (0, 2))
-        axes.step(t, ready, where="post", color="tab:blue", alpha=1.0 if i == 0 else 0.5,
-                  linewidth=2.0 if i == 0 else 1.0,
-                  label=f"live ({len(records)} runs): ready" if i == 0 else None)  # fmt: skip
-    for i, result in enumerate(results):
-        axes.step(result.timeline[0], result.timeline[3], where="post", color="tab:orange",
-                  alpha=1.0 if i == 0 else 0.25, linewidth=2.0 if i == 0 else 1.0,
-                  label=f"simulated ({len(results)} sample draws): ready" if i == 0
-                  else None)  # fmt: skip
+    grid = np.arange(0.0, end_seconds, RECORD_SECONDS)
+    live = [on_grid([h[0] for h in r["history"]], [h[2] for h in r["history"]], grid)
+            for r in records]  # fmt: skip
+    figure, axes = plt.subplots(figsize=(9, 4.5))
+    for run in live:
+        axes.step(grid, run, where="post", color="tab:blue", alpha=0.3, linewidth=1.0)
+    axes.step(grid, np.mean(live, axis=0), where="post", color="tab:blue", linewidth=2.0,
+              label=f"live, mean of {len(live)} runs")  # fmt: skip
+    for (label, results), color in zip(simulated.items(), ("tab:gray", "tab:orange"),
+                                       strict=False):  # fmt: skip
+        mean = np.mean([on_grid(r.timeline[0], r.timeline[3], grid) for r in results], axis=0)
+        axes.step(grid, mean, where="post", color=color, linewidth=2.0,
+                  label=f"simulated {label}, mean of {len(results)} draws")  # fmt: skip
     axes.set_xlabel("seconds since the replay started")
     axes.set_ylabel("ready Triton replicas")
     axes.set_title("The demo's trace slice: live closed loop against the simulator")
-    axes.legend(loc="upper right")
+    axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -234,11 +245,13 @@ def main() -> int:
           f"{', '.join(f'{s:.1f}' for s in startups)} s; simulator start-up {startup:.1f} s; "
           f"sample overhead {1000 * overhead:.0f} ms")
     comparisons: dict[str, Any] = {}
+    simulated: dict[str, list[FleetResult]] = {}
     for label, seconds in (("without the sample overhead", 0.0),
                            ("with the measured sample overhead", overhead)):
         runs = [run_simulated(records[0], options, startup, end, options.seed + i, seconds)
                 for i in range(args.sample_seeds)]  # fmt: skip
         simulated_runs = [simulated_figures(r, end, extra) for r, extra in runs]
+        simulated[label] = [result for result, _ in runs]
         rows = compare_figures(mean_figures(live_runs), mean_figures(simulated_runs))
         held = all(bool(r.get("within_tolerance", True)) for r in rows.values())
         print(f"\n-- simulator {label}: means over {len(records)} live runs and "
@@ -253,7 +266,6 @@ def main() -> int:
             "simulated_runs": [f.flat() for f in simulated_runs],
             "simulated_timeline": [[round(float(v), 3) for v in column]
                                    for column in runs[0][0].timeline[:4]]}  # fmt: skip
-    results = [result for result, _ in runs]
     args.out.mkdir(parents=True, exist_ok=True)
     document = {
         "options": {k: str(v) if isinstance(v, Path) else v
@@ -267,7 +279,7 @@ def main() -> int:
         "live_runs": [f.flat() for f in live_runs], "live_records": records,
     }  # fmt: skip
     (args.out / "sim_vs_live.json").write_text(json.dumps(document, indent=1) + "\n")
-    if plot(records, results, args.out / "sim_vs_live.png"):
+    if plot(records, simulated, args.out / "sim_vs_live.png", end):
         print(f"wrote {args.out / 'sim_vs_live.json'} and {args.out / 'sim_vs_live.png'}")
     return 0
 
