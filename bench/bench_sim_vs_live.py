@@ -8,17 +8,26 @@ same arrivals, each request with the same MATH-500 problem, through
 configured only from what the live stack is configured with (``sim.crosscheck``): the
 stand-in's token latency and concurrency (``demo.MODEL``), the ReasoningService
 (``examples/demo.yaml``) read by the operator's and the router's own code, the GPUs of the
-demo's nodes, and the Triton start-up time measured in the live run (the median of its
-pods' creation-to-Ready times; ``--startup-seconds`` overrides it).
+demo's nodes, the Triton start-up time measured in the live runs (the median of their
+pods' creation-to-Ready times; ``--startup-seconds`` overrides it) and the serving
+overhead of a sample beyond its tokens, measured from the live runs' single-sample
+requests (``crosscheck.measure_sample_overhead``; ``--sample-overhead-seconds``). Neither
+measurement looks at the replica counts the check compares.
+
+With this little traffic the pool's size hinges on whether a scaling tick catches a hard
+request in flight, so one run is one noisy draw: the figures are means over the live runs
+(``--live-runs`` new ones, plus those recorded in ``--live-record`` files) and over
+``--sample-seeds`` draws of the stand-in's samples. The simulator runs twice, without and
+with the sample overhead, so the difference it makes shows.
 
 Prints replicas over time (mean, peak, replica-seconds; ready and desired), requests
 answered, samples and tokens per request and latency p50/p99 side by side with their
-ratios; writes ``bench/results/sim_vs_live.json`` (with the live run's raw record, so the
-simulated half can be rerun with ``--live-record`` without starting the stack) and
-``sim_vs_live.png`` (replicas over time, both).
+ratios; writes ``bench/results/sim_vs_live.json`` (with every live run's raw record, so
+the simulated half can be rerun with ``--live-record bench/results/sim_vs_live.json``
+without starting the stack) and ``sim_vs_live.png`` (ready replicas over time, both).
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_sim_vs_live.py \\
-        [--replay-seconds 150] [--settle-seconds 60] [--live-record FILE]
+        [--live-runs 1] [--live-record FILE ...] [--sample-seeds 10]
 """
 
 from __future__ import annotations
