@@ -10,10 +10,13 @@ is given here comes from the live stack's own configuration, never from its resu
   no prefill) and the measured Triton start-up time;
 - ``measure_sample_overhead``: what serving a sample costs beyond its tokens on the live
   path (router, gRPC, the python backend; on a shared CPU, the stalls too), measured like
-  the start-up time: from the live run's single-sample requests, the intercept of their
-  latency against their tokens (Theil-Sen, so a few stalled requests do not set it), never
-  from the replica counts; ``with_sample_overhead`` adds it to every sample as the tokens
-  the stand-in writes in that time (the engine has no fixed per-sample time);
+  the start-up time: from the live run's single-sample requests, their latency less their
+  tokens at the slope of latency against tokens (Theil-Sen, robust to stalled requests),
+  never from the replica counts. Its *mean* is what sets the replicas (the autoscaler
+  reads the demand that requests hold while they are open, and the demand integrated over
+  time goes with the mean time they are open); its *median* is the typical request's.
+  ``with_sample_overhead`` adds one of them to every sample as the tokens the stand-in
+  writes in that time (the engine has no fixed per-sample time);
 - ``service_setup``: the ReasoningService, read by the operator's own ``scaling_spec`` and
   rendered into the router's configuration by the operator's ``render_router_config``
   (tiers, shrink order, stopping rule), so the policy is the one the pods run;
@@ -86,11 +89,21 @@ def service_setup(spec: ReasoningServiceSpec, name: str = "service") -> ServiceS
                         float(spec.scaling.interval_seconds))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class SampleOverhead:
+    """Seconds a single-sample request takes beyond its tokens (module docstring)."""
+
+    mean_seconds: float
+    median_seconds: float
+    seconds_per_token: float
+    requests: int
+
+
 def measure_sample_overhead(latencies_seconds: Sequence[float], tokens: Sequence[int],
-                            token_latency_ms: float) -> float:  # fmt: skip
-    """Seconds a single-sample request takes beyond its tokens at ``token_latency_ms``:
-    the Theil-Sen intercept of latency against tokens when the tokens vary (the median
-    residual at the nominal token latency otherwise), never below zero."""
+                            token_latency_ms: float) -> SampleOverhead:  # fmt: skip
+    """The residuals of single-sample requests' latency at the Theil-Sen slope against
+    their tokens (the nominal ``token_latency_ms`` when the tokens do not vary), their mean
+    and median, never below zero."""
     t = np.asarray(tokens, dtype=np.float64)
     y = np.asarray(latencies_seconds, dtype=np.float64)
     if len(t) != len(y) or len(t) < 2:
@@ -101,7 +114,9 @@ def measure_sample_overhead(latencies_seconds: Sequence[float], tokens: Sequence
         slope = float(np.median((y[j] - y[i])[spread] / (t[j] - t[i])[spread]))
     else:
         slope = token_latency_ms / 1000.0
-    return max(0.0, float(np.median(y - slope * t)))
+    residual = y - slope * t
+    return SampleOverhead(max(0.0, float(np.mean(residual))),
+                          max(0.0, float(np.median(residual))), slope, len(t))
 
 
 def with_sample_overhead(draw: FleetDraw, overhead_seconds: float,

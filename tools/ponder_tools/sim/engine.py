@@ -247,7 +247,7 @@ class Replay:
         next_index = 0
         deadline = (arrival[-1] if total else 0.0) + self.config.max_tail_seconds
         events = self.events
-        while self.completed < total or events[0][0] <= self.config.min_end_seconds:
+        while self.completed < total or events[0][0] < self.config.min_end_seconds:
             next_arrival = arrival[next_index] if next_index < total else math.inf
             if next_arrival <= events[0][0]:
                 now = next_arrival
