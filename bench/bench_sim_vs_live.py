@@ -75,9 +75,10 @@ RECORD_SECONDS = 2.0  # the demo reads the replicas every 2 s
 
 def run_live(options: demo.DemoOptions) -> dict[str, Any]:
     """``make demo``'s run on ``options``; the raw record the comparison needs."""
-    state = Path(tempfile.mkdtemp(prefix="ponder-crosscheck-"))
-    with ExitStack() as stack:
-        result = demo.run(stack, state, options)
+    with tempfile.TemporaryDirectory(prefix="ponder-crosscheck-") as folder, \
+            ExitStack() as stack:  # fmt: skip
+        state = Path(folder)
+        result = demo.run(stack, state, replace(options, out_dir=state / "out"))
     tally = result.tally
     return {
         "arrival_seconds": demo.trace_slice(options),
@@ -236,8 +237,7 @@ def main() -> int:
     args = parser.parse_args()
     options = replace(defaults, replay_seconds=args.replay_seconds,
                       window_minutes=args.window_minutes, mean_rate_rps=args.mean_rate_rps,
-                      settle_seconds=args.settle_seconds, seed=args.seed,
-                      out_dir=Path(tempfile.mkdtemp(prefix="ponder-crosscheck-out-")))
+                      settle_seconds=args.settle_seconds, seed=args.seed)
     records = load_records(args.live_record)
     fresh = args.live_runs if args.live_runs is not None else (0 if records else 1)
     records.extend(run_live(options) for _ in range(fresh))
