@@ -11,6 +11,8 @@ import yaml
 
 from ponder_operator.api.spec import parse_spec
 from ponder_router.aggregate import StopRuleKind
+from ponder_router.budgets import DemandModel, LoadState
+from ponder_router.demand import expected_remaining_tokens
 from ponder_tools.evaluation.dataset import EvalProblem
 from ponder_tools.sim import SimConfig, SimulationError, synthetic_trace
 from ponder_tools.sim.crosscheck import (
@@ -27,6 +29,7 @@ from ponder_tools.sim.crosscheck import (
     with_sample_overhead,
 )
 from ponder_tools.sim.fleet import FleetPolicy, ShrinkTrigger, draw_fleet, simulate_fleet
+from ponder_tools.sim.traces import Trace
 
 DEMO_SERVICE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
@@ -192,3 +195,33 @@ def test_an_overhead_lengthens_every_sample_by_the_tokens_written_in_that_time()
     longer, extra = with_sample_overhead(draw, 0.04, 8.0)
     assert extra == 5
     assert all(t == 105 for request in longer.tokens for t in request)
+
+
+class DemandProbe(FixedPool):
+    """Holds the pool and keeps the demand each tick reads."""
+
+    period_seconds = 0.5
+
+    def __init__(self, replicas: int) -> None:
+        super().__init__(replicas)
+        self.demand_tokens: list[tuple[float, float]] = []
+
+    def decide(self, observation: object, now_seconds: float) -> int:
+        self.demand_tokens.append((now_seconds, getattr(observation, "demand_tokens", -1.0)))
+        return self.replicas
+
+
+def test_the_fleet_publishes_the_routers_demand_with_running_samples_at_their_expected_rest(
+        ) -> None:  # fmt: skip
+    trace = Trace("one", np.array([0.1]), np.zeros(1, dtype=np.int64),
+                  np.zeros(1, dtype=np.int64))  # fmt: skip
+    draw = draw_fleet(trace, problems(1), seed=0)
+    policy = FleetPolicy("maj@4", fixed_samples=4, answer_tokens=32)
+    probe = DemandProbe(1)
+    simulate_fleet(draw, policy, probe, SimConfig(initial_replicas=1))
+    budget, _ = policy.budget_for(problems(1)[0], LoadState.idle())
+    running = expected_remaining_tokens(budget, DemandModel(), samples_finished=0,
+                                        running_samples=4, running_tokens=0.0,
+                                        answer_tokens=32)  # fmt: skip
+    assert dict(probe.demand_tokens)[0.5] == pytest.approx(running)
+    assert dict(probe.demand_tokens)[0.0] == 0.0
