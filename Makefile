@@ -60,6 +60,12 @@ bench: setup
 bench-cost: setup
 	$(PY) bench/bench_cost_report.py
 
+# The simulator against the live stack: the demo's trace slice through `make demo`'s closed
+# loop (about six minutes, CPU heavy) and through the simulator set up the same way.
+.PHONY: bench-crosscheck
+bench-crosscheck: setup
+	$(PY) bench/bench_sim_vs_live.py
+
 # Overload soak: twice the router's sustainable rate for a few minutes (at most ten in all).
 soak: setup
 	$(PY) bench/soak.py

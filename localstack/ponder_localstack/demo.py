@@ -53,6 +53,9 @@ MODEL_CONFIGMAP = "sim-llm"  # examples/demo.yaml's model repository
 NODES = (NodeSpec("gpu-h100-0", gpus=2), NodeSpec("gpu-h100-1", gpus=2),
          NodeSpec("cpu-0", gpus=0))
 RELEASE, RELEASE_NAMESPACE = "ponder", "ponder-system"
+MODEL = SimModelOptions(token_latency_ms=8.0, max_concurrency=6)
+"""The stand-in LLM every Triton pod serves."""
+SERVICE_MANIFEST = REPO / "examples" / "demo.yaml"
 
 
 def say(text: str = "") -> None:
@@ -90,6 +93,9 @@ class Tally:
     early_stops: int = 0
     correct: int = 0
     samples_launched: int = 0
+    tokens_used: int = 0
+    answers: dict[int, tuple[float, int, int]] = field(default_factory=dict)
+    """Per answered request (by arrival index): seconds to the reply, tokens, samples."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -168,6 +174,7 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
         row = rows[i % len(rows)]
         with tally.lock:
             tally.sent += 1
+        sent_at = time.monotonic()
         try:
             reply = client.chat.completions.create(
                 model="ponder-sim-llm", messages=[{"role": "user", "content": row["problem"]}])
@@ -179,6 +186,7 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
             with tally.lock:
                 tally.outcomes[type(exc).__name__] += 1
             return
+        latency = time.monotonic() - sent_at
         report = (reply.model_extra or {}).get("ponder", {})
         ok = bool(report.get("answer")) and answers_equal(report["answer"], row["answer"])
         with tally.lock:
@@ -186,7 +194,10 @@ def replay(url: str, arrivals: list[float], tally: Tally, seed: int) -> list[thr
             tally.tiers[report.get("tier", "?")] += 1
             tally.early_stops += bool(report.get("stopped_early"))
             tally.correct += ok
-            tally.samples_launched += int(report.get("samples", {}).get("launched", 0))
+            launched = int(report.get("samples", {}).get("launched", 0))
+            tally.samples_launched += launched
+            tally.tokens_used += int(report.get("tokens_used", 0))
+            tally.answers[i] = (latency, int(report.get("tokens_used", 0)), launched)
 
     threads = [threading.Thread(target=one, args=(i, at), daemon=True)
                for i, at in enumerate(arrivals)]
@@ -265,6 +276,8 @@ class DemoResult:
     gpu_hours: float
     plot_path: Path
     economics: Economics
+    triton_ready_seconds: list[float]
+    """Each Triton pod's time from creation to Ready (``PodRunner.triton_ready_seconds``)."""
 
 
 def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
@@ -308,10 +321,9 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
     stack.callback(operator.stop)
     operator.start().wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60)
     say("   ponder-operator running as the chart's ServiceAccount")
-    repository, _ = repository_configmap(
-        MODEL_CONFIGMAP, [SimModelOptions(token_latency_ms=8.0, max_concurrency=6)])
+    repository, _ = repository_configmap(MODEL_CONFIGMAP, [MODEL])
     cluster.kubectl("apply", "-n", "default", "-f", "-", input_text=yaml.safe_dump(repository))
-    cluster.kubectl("apply", "-n", "default", "-f", str(REPO / "examples" / "demo.yaml"))
+    cluster.kubectl("apply", "-n", "default", "-f", str(SERVICE_MANIFEST))
     deadline = time.monotonic() + 120
     while not (runner.ready_ips("router") and runner.ready_ips("triton")):
         if time.monotonic() > deadline:
@@ -369,7 +381,8 @@ def run(stack: ExitStack, state: Path, options: DemoOptions) -> DemoResult:
         say(f"KEEP=1: the stack stays up. export KUBECONFIG={cluster.kubeconfig}; router "
             f"{url}/v1; Prometheus {prometheus.url}. Ctrl-C stops everything.")
         signal.pause()
-    return DemoResult(history, tally, gpu_hours, plot_path, money)
+    return DemoResult(history, tally, gpu_hours, plot_path, money,
+                      list(runner.triton_ready_seconds))
 
 
 def main() -> int:

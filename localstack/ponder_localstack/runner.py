@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,11 @@ class PodRunner:
     state_dir: Path
     poll_seconds: float = 0.5
     running: dict[str, PodWorker] = field(default_factory=dict)  # by pod uid
+    triton_ready_seconds: list[float] = field(default_factory=list)
+    """Each Triton pod's time from its creation to its first Ready, in the order they got
+    there: scheduling, the runner noticing it and Triton loading the model (the creation
+    timestamp has whole seconds, so each is up to a second long)."""
+    _timed: set[str] = field(default_factory=set)  # pod uids in triton_ready_seconds
     _next_ip: int = 1
     _ip_block: int = field(default_factory=lambda: random.randint(1, 254))
     _reported: dict[str, str] = field(default_factory=dict)  # by pod uid: the last status
@@ -134,6 +140,10 @@ class PodRunner:
                 with contextlib.suppress(Exception):  # a vanished ConfigMap: next time
                     worker.volumes.refresh_if_due()
             self._report(pod, worker)
+            if worker.component == "triton" and worker.ready and uid not in self._timed:
+                self._timed.add(uid)
+                created = pod.metadata.creation_timestamp
+                self.triton_ready_seconds.append((datetime.now(UTC) - created).total_seconds())
         with self._lock:
             gone = [w for uid, w in self.running.items() if uid not in seen]
         for worker in gone:  # removed without a grace period

@@ -35,7 +35,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +92,9 @@ class SimConfig:
     slo_queue_wait_seconds: float = 2.0
     record_interval_seconds: float = 10.0
     max_tail_seconds: float = 6 * 3600.0
+    min_end_seconds: float = 0.0
+    """Keep scaling and recording until at least this time, after the last request too
+    (so a replay can be compared with a live run over the same window)."""
 
 
 @dataclass(frozen=True)
@@ -188,11 +191,15 @@ class Replay:
     ``account`` keep a replica's clock, its next completion event and the GPU time.
     """
 
+    whole_requests: ClassVar[bool] = True
+    """A request's sequences all run on one replica (so none may need more than fit)."""
+
     def __init__(self, workload: Workload, autoscaler: Autoscaler, config: SimConfig) -> None:
         model = config.replica
-        if workload.requests and int(workload.sequences.max()) > model.max_sequences:
+        widest = int(workload.sequences.max()) if workload.requests else 0
+        if self.whole_requests and widest > model.max_sequences:
             raise SimulationError(
-                f"a request needs {int(workload.sequences.max())} sequences; a replica runs "
+                f"a request needs {widest} sequences; a replica runs "
                 f"at most {model.max_sequences}")
         self.workload, self.autoscaler, self.config = workload, autoscaler, config
         self.model = model
@@ -240,7 +247,7 @@ class Replay:
         next_index = 0
         deadline = (arrival[-1] if total else 0.0) + self.config.max_tail_seconds
         events = self.events
-        while self.completed < total:
+        while self.completed < total or events[0][0] < self.config.min_end_seconds:
             next_arrival = arrival[next_index] if next_index < total else math.inf
             if next_arrival <= events[0][0]:
                 now = next_arrival

@@ -29,8 +29,9 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   is its own sequence in one FIFO of samples, placed on the ready replica with the most
   free slots (Triton behind a Service), not a request's samples all on one replica. The
   autoscaler is any ``engine.Autoscaler`` (Ponder's loop or the HPA from ``baselines``);
-  its demand signal is ``expected_request_tokens`` of every open request after its
-  finished samples, as the router publishes it.
+  its demand signal is ``demand.expected_remaining_tokens`` of every open request (its
+  samples not started, and its running ones by the tokens they have written), as the
+  router publishes it.
 - **Time and SLO.** A request's *queue wait* is the sum over its waves of the time from
   the wave's launch until its last sample got a slot; the SLO is met when that is at most
   ``slo_queue_wait_seconds``. Prefill (input tokens / prefill rate) is added once to time
@@ -56,11 +57,13 @@ from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.budgets import (
     Budget,
     BudgetPolicy,
+    DemandModel,
     LoadState,
     Strategy,
     assign_budget,
     expected_request_tokens,
 )
+from ponder_router.demand import expected_remaining_tokens
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_tools.evaluation.dataset import EvalProblem
 
@@ -94,6 +97,9 @@ class FleetPolicy:
     budget_policy: BudgetPolicy | None = None
     stop_rule: StopRule = field(default_factory=StopRule)
     shrink: ShrinkTrigger = ShrinkTrigger.OFF
+    answer_tokens: int = 0
+    """The router's forcing allowance (``forcing.answerTokens`` when forcing is on; 0 off):
+    only its share of the published demand is modelled, not forced answers."""
 
     def __post_init__(self) -> None:
         chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
@@ -155,12 +161,17 @@ class FleetDraw:
         return out
 
 
-def draw_fleet(trace: Trace, problems: Sequence[EvalProblem], *, seed: int = 0) -> FleetDraw:
-    """Give every request of ``trace`` a problem, a sample order and sample lengths."""
+def draw_fleet(trace: Trace, problems: Sequence[EvalProblem], *, seed: int = 0,
+               problem_index: Sequence[int] | None = None) -> FleetDraw:  # fmt: skip
+    """Give every request of ``trace`` a problem (``problem_index``, or drawn), a sample
+    order and sample lengths."""
     if not problems:
         raise SimulationError("draw_fleet needs at least one problem")
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(problems), size=trace.requests)
+    if problem_index is not None and len(problem_index) != trace.requests:
+        raise SimulationError(f"{len(problem_index)} problems for {trace.requests} requests")
+    pick = (rng.integers(0, len(problems), size=trace.requests) if problem_index is None
+            else np.asarray(problem_index, dtype=np.int64))  # fmt: skip
     data_tokens = all(p.tokens is not None for p in problems)
     orders: list[tuple[int, ...]] = []
     lengths: list[tuple[int, ...]] = []
@@ -236,6 +247,8 @@ class _Open:
 class _FleetReplay(Replay):
     """``engine.Replay`` with samples as sequences, decided by each request's plan."""
 
+    whole_requests = False  # each sample finds its own slot
+
     def __init__(self, draw: FleetDraw, policy: FleetPolicy, autoscaler: Autoscaler,
                  config: SimConfig, workload: Workload, max_replicas: int) -> None:  # fmt: skip
         super().__init__(workload, autoscaler, config)
@@ -269,8 +282,18 @@ class _FleetReplay(Replay):
             scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
 
     def open_demand(self) -> float:
-        return sum(expected_request_tokens(o.budget, samples_finished=len(o.plan.finished))
-                   for o in self.open.values())  # fmt: skip
+        """The router's demand gauge; a running sample's tokens as of its replica's last
+        event."""
+        policy = self.policy.budget_policy
+        model = policy.demand_model if policy is not None else DemandModel()
+        total = 0.0
+        for o in self.open.values():
+            written = sum(replica.virtual - start for replica, start, _ in o.running.values())
+            total += expected_remaining_tokens(
+                o.budget, model, samples_finished=len(o.plan.finished),
+                running_samples=len(o.running), running_tokens=written,
+                answer_tokens=self.policy.answer_tokens)  # fmt: skip
+        return total
 
     def arrive(self, index: int) -> None:
         now = self.arrival[index]
