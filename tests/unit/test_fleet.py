@@ -11,16 +11,20 @@ import pytest
 
 from ponder_router.aggregate import plan_next_wave, tally
 from ponder_router.budgets import LoadState, default_policy
+from ponder_router.settings import CapacityConfig
 from ponder_tools.evaluation.dataset import EvalProblem
 from ponder_tools.sim import HpaAutoscaler, SimConfig, synthetic_trace
 from ponder_tools.sim.cli import add_simulate_parser
 from ponder_tools.sim.fleet import (
+    LOAD_HORIZON_SECONDS,
     FleetPolicy,
     FleetResult,
     ShrinkTrigger,
     draw_fleet,
     simulate_fleet,
 )
+from ponder_tools.sim.fleet_compare import quota_for
+from ponder_tools.sim.oracle import OracleBound
 
 
 class FixedPool:
@@ -211,3 +215,18 @@ def test_calibrated_fleet_policies_are_fitted_on_problems_the_runs_never_draw() 
     # the maj@16-aimed policy never aims higher than the maj@all-matching one
     assert calibration.policies[1].train_accuracy <= calibration.policies[0].train_accuracy + 1e-9
 
+
+
+@pytest.mark.parametrize(("need", "duration_seconds", "quota"), [
+    ([20, 22, 24, 22, 100], 40.0, 11),  # the mean need over the trace, halved; the tail after it
+    ([3, 1], 20.0, 1),                   # never below one replica
+    ([40] * 30, 300.0, 20),
+])
+def test_the_quota_is_half_the_oracles_mean_need_over_the_trace(
+        need: list[int], duration_seconds: float, quota: int) -> None:
+    oracle = OracleBound(10.0, np.array(need, dtype=np.int64), 0.0, 0.0)
+    assert quota_for(oracle, duration_seconds) == quota
+
+
+def test_the_fleets_router_weighs_demand_over_the_live_routers_default_horizon() -> None:
+    assert LOAD_HORIZON_SECONDS == CapacityConfig().horizon_seconds == 30.0

@@ -18,9 +18,12 @@ the replicas over time. The runs:
   accuracy, on Ponder's autoscaler with shrinking while scale-up is in flight. With
   ``calibrate`` on, every run draws its problems from the held-out half only, so no
   policy is measured on the problems it was fitted to;
-- the GPU-quota scenario: Ponder on its autoscaler with the pool capped at K, half the peak
-  it reached unconstrained (so demand reaches about 2x what K serve), with load-aware
-  shrinking off, on (samples first, the default order) and on with tokens first.
+- the GPU-quota scenario: Ponder's default policy on its autoscaler with the pool capped at
+  K, half the replicas the oracle needs on average for that policy's work over the trace
+  (``quota_for``), so demand is about 2x what K serve all along, with load-aware shrinking
+  off, on (samples first, the default order) and on with tokens first. (Half the peak
+  the autoscaler reached unconstrained was the earlier choice: the autoscaler holds well
+  above the need, so that K was never overloaded.)
 
 Beside the runs, the oracle bound (``oracle.compute_oracle``: clairvoyant, instant
 start-up, every request on time) of the fixed policies' and Ponder's work, costed at the
@@ -29,6 +32,7 @@ accuracy their HPA run reached (the calibrated policies' at their own run's).
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -69,7 +73,7 @@ from .fleet import (
     simulate_fleet,
     summarize_fleet,
 )
-from .oracle import compute_oracle
+from .oracle import OracleBound, compute_oracle
 from .report import gpu_hourly_price
 from .traces import Trace
 
@@ -263,7 +267,8 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                     if (scaler == "hpa" and policy.name in ("maj@1", "maj@16", default.name))
                     or policy.name in calibrated)  # fmt: skip
     peak = int(max(results[runs.index((default, "ponder"))].timeline[2].max(), 2))
-    quota = max(1, peak // 2)
+    quota = quota_for(compute_oracle(calibration_workload(draw, default), config.replica,
+                                     ORACLE_INTERVAL_SECONDS), trace.duration_seconds)
     for name, budget_policy, trigger in (
         ("noshrink", ponder, ShrinkTrigger.OFF),
         ("shrink", ponder, ShrinkTrigger.CEILING),
@@ -276,6 +281,18 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                                       slo_queue_wait_seconds=slo_wait_seconds)
                       for r in results)  # fmt: skip
     return FleetComparison(tuple(results), summaries, oracles, quota, peak, price, calibration)
+
+
+QUOTA_OVERLOAD = 2.0
+"""Demand over what the quota's replicas serve, in the GPU-quota scenario."""
+
+
+def quota_for(oracle: OracleBound, duration_seconds: float) -> int:
+    """K: the oracle's mean replicas over the trace's ``duration_seconds``, divided by
+    ``QUOTA_OVERLOAD`` (at least one)."""
+    intervals = max(1, math.ceil(duration_seconds / oracle.interval_seconds))
+    need = oracle.replicas[:intervals]
+    return max(1, round(float(need.mean()) / QUOTA_OVERLOAD)) if len(need) else 1
 
 
 def plot_fleet(comparison: FleetComparison, path: Path) -> bool:
