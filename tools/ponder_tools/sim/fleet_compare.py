@@ -8,7 +8,8 @@ the replicas over time. The runs:
 
 - fixed maj@1, maj@5, maj@16 and Adaptive-Consistency (beta 0.95, one sample at a time,
   up to 16) on the HPA (outstanding requests per pod, calibrated on each policy's own
-  work, as a load test would), and maj@16 on KEDA and on Ponder's autoscaler (so the
+  work, as a load test would: ``fleet_target.measure_capacity_target``, for every
+  autoscaler and policy), and maj@16 on KEDA and on Ponder's autoscaler (so the
   autoscaler's share of a difference is seen apart from the policy's);
 - Ponder's default budget policy on the HPA, on KEDA and on Ponder's autoscaler, the last
   with each ``fleet.ShrinkTrigger``: off, at the ceiling, and while scale-up is in flight
@@ -73,6 +74,7 @@ from .fleet import (
     simulate_fleet,
     summarize_fleet,
 )
+from .fleet_target import measure_capacity_target
 from .oracle import OracleBound, compute_oracle
 from .report import gpu_hourly_price
 from .traces import Trace
@@ -214,8 +216,10 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
 
     def run(policy: FleetPolicy, scaler: str, max_replicas: int = MAX_REPLICAS) -> FleetResult:
         workload = calibration_workload(draw, policy)
-        target = derive_capacity_target(workload, config.replica)
         oracle = compute_oracle(workload, config.replica, ORACLE_INTERVAL_SECONDS)
+        target = measure_capacity_target(draw, policy,
+                                         derive_capacity_target(workload, config.replica),
+                                         config, workload, max(1, int(oracle.replicas.max())))
         head = oracle.replicas[: int(WARM_START_SECONDS // ORACLE_INTERVAL_SECONDS)]
         start = min(max(1, int(head.max()) if len(head) else 1), max_replicas)
         local = replace(config, initial_replicas=start, gpu_capacity=max_replicas)
