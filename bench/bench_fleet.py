@@ -16,7 +16,7 @@ scale-up is in flight sit side by side: ``fleet_burst.json`` and ``fleet_burst.p
 with the stand-in over MATH-500 (``--burst-dataset``; its samples take the trace's lengths).
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_fleet.py \\
-        [--trace azure-conv] [--minutes 5] [--dataset llama2|gpt4|qwen] [--seed 0]
+        [--trace azure-conv] [--minutes 5] [--dataset llama2|gpt4|qwen|standin] [--seed 0]
 """
 
 from __future__ import annotations

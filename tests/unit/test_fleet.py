@@ -22,8 +22,9 @@ from ponder_tools.sim.fleet import (
     ShrinkTrigger,
     draw_fleet,
     simulate_fleet,
+    summarize_fleet,
 )
-from ponder_tools.sim.fleet_compare import quota_for
+from ponder_tools.sim.fleet_compare import load_samples, quota_for
 from ponder_tools.sim.oracle import OracleBound
 
 
@@ -230,3 +231,21 @@ def test_the_quota_is_half_the_oracles_mean_need_over_the_trace(
 
 def test_the_fleets_router_weighs_demand_over_the_live_routers_default_horizon() -> None:
     assert LOAD_HORIZON_SECONDS == CapacityConfig().horizon_seconds == 30.0
+
+
+def test_the_tail_is_the_gpu_time_the_pool_holds_after_the_last_arrival() -> None:
+    result = run(FleetPolicy("maj@5", fixed_samples=5), replicas=3)
+    summary = summarize_fleet(result, gpu_hourly_price=1.0, slo_queue_wait_seconds=2.0)
+    last = float(result.arrival_seconds.max())
+    assert result.end_seconds > last
+    assert summary.tail_gpu_hours == pytest.approx(3 * (result.end_seconds - last) / 3600.0)
+    assert summary.tail_gpu_hours < summary.gpu_hours
+
+
+def test_the_standin_data_set_is_the_standins_own_samples_over_math500_same_under_its_seed(
+) -> None:
+    first, second = load_samples("standin"), load_samples("standin")
+    assert len(first.problems) == 500
+    assert {p.sample_count for p in first.problems} == {40}
+    assert all(p.tokens is not None for p in first.problems)
+    assert [p.answer_keys for p in first.problems] == [p.answer_keys for p in second.problems]

@@ -442,6 +442,8 @@ class FleetSummary:
     wait_p99_seconds: float
     max_queued_samples: int
     gpu_hours: float
+    tail_gpu_hours: float
+    """Of ``gpu_hours``, those after the last arrival: the pool held for the stragglers."""
     cost_usd: float
     usd_per_1k_correct: float
     mean_samples: float
@@ -476,6 +478,7 @@ def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
         wait_p99_seconds=pct(result.wait_seconds, 99),
         max_queued_samples=int(result.timeline[4].max(initial=0)),
         gpu_hours=result.gpu_seconds / 3600.0, cost_usd=cost,
+        tail_gpu_hours=_gpu_hours_after(result, float(result.arrival_seconds.max(initial=0.0))),
         usd_per_1k_correct=1000.0 * cost / correct if correct else float("inf"),
         mean_samples=float(result.samples.mean()) if requests else 0.0,
         mean_tokens=float(result.tokens.mean()) if requests else 0.0,
@@ -484,17 +487,26 @@ def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
     )  # fmt: skip
 
 
+def _gpu_hours_after(result: FleetResult, start_seconds: float) -> float:
+    """GPU-hours the pool held after ``start_seconds`` (from the recorded timeline)."""
+    times, gpus = result.timeline[0], result.timeline[2]
+    ends = np.append(times[1:], result.end_seconds)
+    after = np.clip(ends - np.maximum(times, start_seconds), 0.0, None)
+    return float((gpus * after).sum()) / 3600.0
+
+
 def format_fleet_table(summaries: Sequence[FleetSummary]) -> str:
     """One fixed-width row per policy."""
     header = (f"{'policy':<32}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
-              f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'cost $':>8}{'$/1k ok':>9}"
+              f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'tail h':>7}{'cost $':>8}{'$/1k ok':>9}"
               f"{'samples':>8}{'tokens':>8}{'shrunk%':>8}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for s in summaries:
         lines.append(
             f"{s.policy:<32}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
             f"{s.latency_p50_seconds:>8.1f}{s.latency_p99_seconds:>8.1f}"
-            f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.cost_usd:>8.2f}"
+            f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.tail_gpu_hours:>7.2f}"
+            f"{s.cost_usd:>8.2f}"
             f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}"
             f"{100 * s.shrunk_share:>8.1f}")
     return "\n".join(lines)

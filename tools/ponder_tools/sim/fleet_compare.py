@@ -55,6 +55,7 @@ from ponder_tools.evaluation.dataset import (
     Dataset,
     EvalProblem,
     convert_qwen25math,
+    generate,
     load_dataset,
     write_jsonl,
 )
@@ -83,8 +84,11 @@ DATASETS = {
     "llama2": "mot_llama2_13b_gsm8k_pot_400x48.jsonl",
     "gpt4": "mot_gpt4_gsm8k_cot_1319x6.jsonl",
 }
-"""Recorded per-sample data sets in the shared data's ``samples``; ``qwen`` is built in."""
-DATASET_NAMES = (*DATASETS, "qwen")
+"""Recorded per-sample data sets in the shared data's ``samples``; ``qwen`` is built in and
+``standin`` is generated: the stand-in LLM's own sampling code over MATH-500
+(``generate("standin-math500")``, deterministic under its seed, 40 samples a problem)."""
+DATASET_NAMES = (*DATASETS, "qwen", "standin")
+STANDIN_SAMPLES_PER_PROBLEM = 40
 MAX_REPLICAS = 64
 WARM_START_SECONDS = 180.0
 ORACLE_INTERVAL_SECONDS = 10.0
@@ -95,6 +99,10 @@ def load_samples(name: str) -> Dataset:
     if name == "qwen":
         with tempfile.TemporaryDirectory() as folder:
             return load_dataset(write_jsonl(convert_qwen25math(), Path(folder) / "qwen.jsonl"))
+    if name == "standin":
+        rows = generate("standin-math500", samples_per_problem=STANDIN_SAMPLES_PER_PROBLEM)
+        with tempfile.TemporaryDirectory() as folder:
+            return load_dataset(write_jsonl(rows, Path(folder) / "standin-math500.jsonl"))
     if name not in DATASETS:
         raise SimulationError(f"unknown data set {name!r}; known: {', '.join(DATASET_NAMES)}")
     return load_dataset(shared_data_dir() / "samples" / DATASETS[name])
