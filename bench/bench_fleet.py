@@ -13,10 +13,11 @@ Prints a table, writes ``bench/results/fleet.json`` and ``bench/results/fleet.pn
 (matplotlib, when installed). Then the same comparison on the bursty Azure code trace
 (bursts shorter than the 60 s start-up), where shrinking off, at the ceiling and while
 scale-up is in flight sit side by side: ``fleet_burst.json`` and ``fleet_burst.png``,
-with the stand-in over MATH-500 (``--burst-dataset``; its samples take the trace's lengths).
+with the Qwen2.5-Math samples (``--burst-dataset``; its samples take the trace's lengths).
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_fleet.py \\
-        [--trace azure-conv] [--minutes 5] [--dataset llama2|gpt4|qwen|standin] [--seed 0]
+        [--trace azure-conv] [--minutes 5] [--seed 0] \\
+        [--dataset llama2|gpt4|qwen|standin|standin-tracelen]
 """
 
 from __future__ import annotations

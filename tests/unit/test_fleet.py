@@ -244,8 +244,9 @@ def test_the_tail_is_the_gpu_time_the_pool_holds_after_the_last_arrival() -> Non
 
 def test_the_standin_data_set_is_the_standins_own_samples_over_math500_same_under_its_seed(
 ) -> None:
-    first, second = load_samples("standin"), load_samples("standin")
-    assert len(first.problems) == 500
-    assert {p.sample_count for p in first.problems} == {40}
-    assert all(p.tokens is not None for p in first.problems)
-    assert [p.answer_keys for p in first.problems] == [p.answer_keys for p in second.problems]
+    own, tracelen = load_samples("standin"), load_samples("standin-tracelen")
+    assert len(own.problems) == 500
+    assert {p.sample_count for p in own.problems} == {40}
+    assert all(p.tokens is not None for p in own.problems)
+    assert all(p.tokens is None for p in tracelen.problems)  # the trace's lengths instead
+    assert [p.answer_keys for p in own.problems] == [p.answer_keys for p in tracelen.problems]

@@ -86,8 +86,11 @@ DATASETS = {
 }
 """Recorded per-sample data sets in the shared data's ``samples``; ``qwen`` is built in and
 ``standin`` is generated: the stand-in LLM's own sampling code over MATH-500
-(``generate("standin-math500")``, deterministic under its seed, 40 samples a problem)."""
-DATASET_NAMES = (*DATASETS, "qwen", "standin")
+(``generate("standin-math500")``, deterministic under its seed, 40 samples a problem);
+``standin-tracelen`` is the same answers with the trace's lengths, as ``qwen`` has (the
+stand-in writes about 60 tokens a sample, so its own lengths fit the whole trace on a few
+replicas, where the cost ratios move a whole replica at a time)."""
+DATASET_NAMES = (*DATASETS, "qwen", "standin", "standin-tracelen")
 STANDIN_SAMPLES_PER_PROBLEM = 40
 MAX_REPLICAS = 64
 WARM_START_SECONDS = 180.0
@@ -99,10 +102,14 @@ def load_samples(name: str) -> Dataset:
     if name == "qwen":
         with tempfile.TemporaryDirectory() as folder:
             return load_dataset(write_jsonl(convert_qwen25math(), Path(folder) / "qwen.jsonl"))
-    if name == "standin":
+    if name in ("standin", "standin-tracelen"):
         rows = generate("standin-math500", samples_per_problem=STANDIN_SAMPLES_PER_PROBLEM)
         with tempfile.TemporaryDirectory() as folder:
-            return load_dataset(write_jsonl(rows, Path(folder) / "standin-math500.jsonl"))
+            standin = load_dataset(write_jsonl(rows, Path(folder) / "standin-math500.jsonl"))
+        if name == "standin":
+            return standin
+        return replace(standin, name=f"{standin.name}-tracelen",
+                       problems=tuple(replace(p, tokens=None) for p in standin.problems))
     if name not in DATASETS:
         raise SimulationError(f"unknown data set {name!r}; known: {', '.join(DATASET_NAMES)}")
     return load_dataset(shared_data_dir() / "samples" / DATASETS[name])
