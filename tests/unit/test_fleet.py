@@ -159,6 +159,9 @@ def test_ponder_simulate_fleet_prints_the_table_and_writes_json_and_a_plot(
     assert {p["autoscaler"] for p in document["policies"]} == {"hpa", "keda", "ponder"}
     quota = [p for p in document["policies"] if p["policy"].startswith("ponder-quota")]
     assert len(quota) == 3
+    calibrated_quota = [p for p in document["policies"]
+                        if p["policy"].startswith("ponder-calibrated-quota")]  # fmt: skip
+    assert len(calibrated_quota) == 3
     oracle = {o["policy"]: o for o in document["oracle"]}
     maj16 = next(p for p in document["policies"] if p["policy"] == "maj@16")
     assert oracle["maj@16"]["gpu_hours"] <= maj16["gpu_hours"]  # the bound is a bound

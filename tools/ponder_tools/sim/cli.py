@@ -169,9 +169,9 @@ def run_simulate_fleet(args: argparse.Namespace) -> int:
           f"{args.slo_wait_seconds:g} s, start-up {args.startup_seconds:g} s, seed {args.seed}")
     print(format_fleet_table(comparison.summaries))
     print(comparison.format_oracle())
-    print(f"quota scenario: pool capped at {comparison.quota_replicas} replicas (half the "
-          f"oracle's mean need for ponder-default; Ponder's unconstrained peak "
-          f"{comparison.peak_replicas})")
+    print(f"quota scenario: pool capped at {comparison.quota_replicas} replicas for "
+          f"ponder-default, half the oracle's mean need of each policy (Ponder's "
+          f"unconstrained peak {comparison.peak_replicas})")
     print(format_quota_rows(comparison.summaries))
     print(f"wall {elapsed:.1f} s")
     if args.out is not None:

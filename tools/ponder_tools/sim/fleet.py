@@ -517,8 +517,7 @@ def format_quota_rows(summaries: Sequence[FleetSummary]) -> str:
     p99, the longest sample queue, latency p50/p99 and SLO attainment."""
     lines = []
     for s in summaries:
-        if s.policy.startswith("ponder-quota") or (s.policy, s.autoscaler) == (
-                "ponder-default", "ponder"):
+        if "-quota" in s.policy or (s.policy, s.autoscaler) == ("ponder-default", "ponder"):
             lines.append(f"  {s.policy:<32}acc {100 * s.accuracy:5.1f} %  SLO "
                          f"{100 * s.slo_attainment:5.1f} %  wait p99 {s.wait_p99_seconds:6.1f} s"
                          f"  max queue {s.max_queued_samples:5d} samples  latency p50/p99 "

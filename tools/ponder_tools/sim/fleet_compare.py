@@ -19,12 +19,13 @@ the replicas over time. The runs:
   accuracy, on Ponder's autoscaler with shrinking while scale-up is in flight. With
   ``calibrate`` on, every run draws its problems from the held-out half only, so no
   policy is measured on the problems it was fitted to;
-- the GPU-quota scenario: Ponder's default policy on its autoscaler with the pool capped at
-  K, half the replicas the oracle needs on average for that policy's work over the trace
-  (``quota_for``), so demand is about 2x what K serve all along, with load-aware shrinking
-  off, on (samples first, the default order) and on with tokens first. (Half the peak
-  the autoscaler reached unconstrained was the earlier choice: the autoscaler holds well
-  above the need, so that K was never overloaded.)
+- the GPU-quota scenario: Ponder's default policy, and the first calibrated one (whose
+  demand model is fitted, so its pressure reads the load right), each on its autoscaler
+  with the pool capped at K, half the replicas the oracle needs on average for that
+  policy's work over the trace (``quota_for``; whole replicas, so about 2x), with
+  load-aware shrinking off, on (samples first, the default order) and on with tokens
+  first. (Half the peak the autoscaler reached unconstrained was the earlier choice: the
+  autoscaler holds well above the need, so that K was never overloaded.)
 
 Beside the runs, the oracle bound (``oracle.compute_oracle``: clairvoyant, instant
 start-up, every request on time) of the fixed policies' and Ponder's work, costed at the
@@ -227,7 +228,6 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                        slo_queue_wait_seconds=slo_wait_seconds)  # fmt: skip
     price = gpu_hourly_price(accelerator)
     ponder = default_policy()
-    tokens_first = ponder.model_copy(update={"shrink_order": tuple(reversed(ponder.shrink_order))})
 
     def run(policy: FleetPolicy, scaler: str, max_replicas: int = MAX_REPLICAS) -> FleetResult:
         workload = calibration_workload(draw, policy)
@@ -286,16 +286,27 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                     if (scaler == "hpa" and policy.name in ("maj@1", "maj@16", default.name))
                     or policy.name in calibrated)  # fmt: skip
     peak = int(max(results[runs.index((default, "ponder"))].timeline[2].max(), 2))
-    quota = quota_for(compute_oracle(calibration_workload(draw, default), config.replica,
-                                     ORACLE_INTERVAL_SECONDS), trace.duration_seconds)
-    for name, budget_policy, trigger in (
-        ("noshrink", ponder, ShrinkTrigger.OFF),
-        ("shrink", ponder, ShrinkTrigger.CEILING),
-        ("shrink-tokens1st", tokens_first, ShrinkTrigger.CEILING),
-    ):
-        policy = FleetPolicy(f"ponder-quota{quota}-{name}", budget_policy=budget_policy,
-                             shrink=trigger)  # fmt: skip
-        results.append(run(policy, "ponder", quota))
+    quotas = [("ponder", default.budget_policy or ponder, StopRule())]
+    if calibration is not None:  # the first calibrated policy, its demand model fitted
+        first = calibration.policies[0]
+        quotas.append((first.name, first.policy, first.rule))
+    quota = 0
+    for prefix, budget_policy, rule in quotas:
+        need = compute_oracle(calibration_workload(draw, FleetPolicy(
+            prefix, budget_policy=budget_policy, stop_rule=rule)), config.replica,
+            ORACLE_INTERVAL_SECONDS)  # fmt: skip
+        cap = quota_for(need, trace.duration_seconds)
+        quota = quota or cap
+        reversed_order = tuple(reversed(budget_policy.shrink_order))
+        for name, order, trigger in (
+            ("noshrink", budget_policy.shrink_order, ShrinkTrigger.OFF),
+            ("shrink", budget_policy.shrink_order, ShrinkTrigger.CEILING),
+            ("shrink-tokens1st", reversed_order, ShrinkTrigger.CEILING),
+        ):
+            policy = FleetPolicy(f"{prefix}-quota{cap}-{name}", stop_rule=rule, shrink=trigger,
+                                 budget_policy=budget_policy.model_copy(
+                                     update={"shrink_order": order}))  # fmt: skip
+            results.append(run(policy, "ponder", cap))
     summaries = tuple(summarize_fleet(r, gpu_hourly_price=price,
                                       slo_queue_wait_seconds=slo_wait_seconds)
                       for r in results)  # fmt: skip
