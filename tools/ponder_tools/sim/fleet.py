@@ -497,13 +497,13 @@ def _gpu_hours_after(result: FleetResult, start_seconds: float) -> float:
 
 def format_fleet_table(summaries: Sequence[FleetSummary]) -> str:
     """One fixed-width row per policy."""
-    header = (f"{'policy':<32}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
+    header = (f"{'policy':<42}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
               f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'tail h':>7}{'cost $':>8}{'$/1k ok':>9}"
               f"{'samples':>8}{'tokens':>8}{'shrunk%':>8}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for s in summaries:
         lines.append(
-            f"{s.policy:<32}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
+            f"{s.policy:<42}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
             f"{s.latency_p50_seconds:>8.1f}{s.latency_p99_seconds:>8.1f}"
             f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.tail_gpu_hours:>7.2f}"
             f"{s.cost_usd:>8.2f}"
@@ -518,7 +518,7 @@ def format_quota_rows(summaries: Sequence[FleetSummary]) -> str:
     lines = []
     for s in summaries:
         if "-quota" in s.policy or (s.policy, s.autoscaler) == ("ponder-default", "ponder"):
-            lines.append(f"  {s.policy:<32}acc {100 * s.accuracy:5.1f} %  SLO "
+            lines.append(f"  {s.policy:<42}acc {100 * s.accuracy:5.1f} %  SLO "
                          f"{100 * s.slo_attainment:5.1f} %  wait p99 {s.wait_p99_seconds:6.1f} s"
                          f"  max queue {s.max_queued_samples:5d} samples  latency p50/p99 "
                          f"{s.latency_p50_seconds:5.1f}/{s.latency_p99_seconds:5.1f} s  "
