@@ -13,10 +13,14 @@ Prints a table, writes ``bench/results/fleet.json`` and ``bench/results/fleet.pn
 (matplotlib, when installed). Then the same comparison on the bursty Azure code trace
 (bursts shorter than the 60 s start-up), where shrinking off, at the ceiling and while
 scale-up is in flight sit side by side: ``fleet_burst.json`` and ``fleet_burst.png``,
-with the stand-in over MATH-500 (``--burst-dataset``; its samples take the trace's lengths).
+with the Qwen2.5-Math samples (``--burst-dataset``; its samples take the trace's lengths).
+Then the first comparison again with the stand-in over MATH-500 (``--standin-dataset``,
+default ``standin-tracelen``: the stand-in's own answers with the trace's lengths):
+``fleet_standin.json`` and ``fleet_standin.png``.
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_fleet.py \\
-        [--trace azure-conv] [--minutes 5] [--dataset llama2|gpt4|qwen] [--seed 0]
+        [--trace azure-conv] [--minutes 5] [--seed 0] \\
+        [--dataset llama2|gpt4|qwen|standin|standin-tracelen]
 """
 
 from __future__ import annotations
@@ -40,11 +44,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--burst-trace", default="azure-code")
     parser.add_argument("--burst-dataset", choices=DATASET_NAMES, default="qwen")
+    parser.add_argument("--standin-dataset", choices=DATASET_NAMES, default="standin-tracelen")
     args = parser.parse_args()
     status = run_simulate_fleet(args)
     burst = argparse.Namespace(**{**vars(args), "trace": args.burst_trace,
                                   "dataset": args.burst_dataset, "stem": "fleet_burst"})
-    return status or run_simulate_fleet(burst)
+    standin = argparse.Namespace(**{**vars(args), "dataset": args.standin_dataset,
+                                    "stem": "fleet_standin"})
+    return status or run_simulate_fleet(burst) or run_simulate_fleet(standin)
 
 
 if __name__ == "__main__":

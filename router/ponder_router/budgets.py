@@ -19,7 +19,11 @@ Rules, in the order ``assign_budget`` applies them:
 3. **Load shrink**: only when pressure > 1 *and* the pool cannot add capacity in time
    (``LoadState.shrinks``: at its replica ceiling, or, where the caller reports it,
    while scale-up is in flight), the budget is divided by the pressure, resource by
-   resource in ``shrink_order``, never below each step's floor (nor raised to it). A
+   resource in ``shrink_order``, never below each step's floor (nor raised to it). The
+   samples step divides the samples a request is *expected* to draw (``DemandModel``:
+   its first wave plus ``extra_sample_ratio`` of the rest), not the envelope
+   ``max_samples``: an envelope of 64 halved is still 32, which caps no request that
+   stops early and barely any that is contested, so shrinking would relieve nothing. A
    budget whose tokens shrank does not grow after its first wave.
 """
 
@@ -367,7 +371,8 @@ def assign_budget(
     if load.shrinks:
         cause = "at replica ceiling" if load.at_ceiling else "while scaling up"
         max_samples, max_tokens, shrink_reason = _shrink(
-            max_samples, max_tokens, load.pressure, policy.shrink_order, cause
+            max_samples, max_tokens, load.pressure, policy.shrink_order, cause,
+            _expected_samples(tier, max_samples, policy.demand_model),
         )
     strategy = tier.strategy if max_samples > 1 else Strategy.SINGLE
     wave_size = 1 if strategy is Strategy.REVISE else min(tier.initial_samples, max_samples)
@@ -427,6 +432,15 @@ def _later_tokens(tier: Tier, max_tokens: int, requested: int | None) -> int | N
     return later if later > max_tokens else None
 
 
+def _expected_samples(tier: Tier, max_samples: int, model: DemandModel) -> float:
+    """Samples a request of ``tier`` with ``max_samples`` is expected to draw (as
+    ``expected_request_tokens`` counts them)."""
+    wave = min(tier.initial_samples, max_samples)
+    if tier.strategy in (Strategy.SINGLE, Strategy.BEST_OF_N):
+        return float(max_samples)
+    return wave + model.extra_sample_ratio * (max_samples - wave)
+
+
 def _cap(tier_value: int, requested: int | None, name: str) -> int:
     """A client's limit lowers the tier's value, never raises it."""
     if requested is None:
@@ -438,19 +452,21 @@ def _cap(tier_value: int, requested: int | None, name: str) -> int:
 
 def _shrink(
     max_samples: int, max_tokens: int, pressure: float, order: tuple[ShrinkStep, ...],
-    cause: str,
+    cause: str, expected_samples: float,
 ) -> tuple[int, int, str | None]:
-    """Divide samples x tokens by ``pressure``, step by step, respecting each floor."""
+    """Divide samples x tokens by ``pressure``, step by step, respecting each floor; the
+    samples step divides ``expected_samples`` (module rule 3), the tokens step the cap."""
     left = pressure
     changes: list[str] = []
     for step in order:
         if left <= 1.0:
             break
         current = max_samples if step.resource is ShrinkResource.SAMPLES else max_tokens
-        reduced = max(math.ceil(current / left), min(step.floor, current))
+        basis = expected_samples if step.resource is ShrinkResource.SAMPLES else float(current)
+        reduced = max(math.ceil(basis / left), min(step.floor, current))
         if reduced >= current:
             continue
-        left *= reduced / current
+        left *= min(reduced / basis, 1.0)
         changes.append(f"{step.resource.value} {current}->{reduced}")
         if step.resource is ShrinkResource.SAMPLES:
             max_samples = reduced

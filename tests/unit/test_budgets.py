@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -252,11 +253,26 @@ def test_under_pressure_at_the_ceiling_samples_shrink_first_then_tokens() -> Non
     assert shrunk.shrunk
     assert shrunk.shrink_reason is not None
     assert shrunk.shrink_reason.index("samples") < shrunk.shrink_reason.index("tokens")
-    full_work = full.max_samples * full.max_tokens_per_sample
+    fill = default_policy().demand_model.token_fill_ratio
+    full_work = full.expected_tokens / fill  # expected samples x the token cap
     shrunk_work = shrunk.max_samples * shrunk.max_tokens_per_sample
-    assert shrunk_work <= full_work / 3.0 + shrunk.max_samples  # divided by the pressure
+    # the expected work divided by the pressure (rounding up to whole samples)
+    assert shrunk_work <= full_work / 3.0 + shrunk.max_tokens_per_sample
     assert shrunk_work >= full_work / 3.3
     assert shrunk.expected_tokens < full.expected_tokens
+
+
+def test_twice_the_load_halves_the_samples_a_request_is_expected_to_draw_not_its_envelope(
+) -> None:
+    """An envelope of 64 halved is 32, which no request that stops early ever reaches."""
+    full = assign_budget(estimate(0.1), "auto", LoadState.idle(), default_policy())
+    shrunk = assign_budget(estimate(0.1), "auto", LoadState(pressure=2.0, at_ceiling=True),
+                           default_policy())  # fmt: skip
+    expected_samples = full.expected_tokens / (0.6 * full.max_tokens_per_sample)  # 2 + 0.3 x 62
+    assert full.max_samples == 64
+    assert shrunk.max_samples == math.ceil(expected_samples / 2.0) == 11
+    # tokens take only what rounding up to whole samples left over
+    assert shrunk.max_tokens_per_sample >= 0.9 * full.max_tokens_per_sample
 
 
 def test_under_pressure_while_scaling_up_the_budget_shrinks_as_at_the_ceiling() -> None:

@@ -11,16 +11,21 @@ import pytest
 
 from ponder_router.aggregate import plan_next_wave, tally
 from ponder_router.budgets import LoadState, default_policy
+from ponder_router.settings import CapacityConfig
 from ponder_tools.evaluation.dataset import EvalProblem
 from ponder_tools.sim import HpaAutoscaler, SimConfig, synthetic_trace
 from ponder_tools.sim.cli import add_simulate_parser
 from ponder_tools.sim.fleet import (
+    LOAD_HORIZON_SECONDS,
     FleetPolicy,
     FleetResult,
     ShrinkTrigger,
     draw_fleet,
     simulate_fleet,
+    summarize_fleet,
 )
+from ponder_tools.sim.fleet_compare import load_samples, quota_for
+from ponder_tools.sim.oracle import OracleBound
 
 
 class FixedPool:
@@ -154,6 +159,9 @@ def test_ponder_simulate_fleet_prints_the_table_and_writes_json_and_a_plot(
     assert {p["autoscaler"] for p in document["policies"]} == {"hpa", "keda", "ponder"}
     quota = [p for p in document["policies"] if p["policy"].startswith("ponder-quota")]
     assert len(quota) == 3
+    calibrated_quota = [p for p in document["policies"]
+                        if p["policy"].startswith("ponder-calibrated-quota")]  # fmt: skip
+    assert len(calibrated_quota) == 3
     oracle = {o["policy"]: o for o in document["oracle"]}
     maj16 = next(p for p in document["policies"] if p["policy"] == "maj@16")
     assert oracle["maj@16"]["gpu_hours"] <= maj16["gpu_hours"]  # the bound is a bound
@@ -211,3 +219,37 @@ def test_calibrated_fleet_policies_are_fitted_on_problems_the_runs_never_draw() 
     # the maj@16-aimed policy never aims higher than the maj@all-matching one
     assert calibration.policies[1].train_accuracy <= calibration.policies[0].train_accuracy + 1e-9
 
+
+
+@pytest.mark.parametrize(("need", "duration_seconds", "quota"), [
+    ([20, 22, 24, 22, 100], 40.0, 11),  # the mean need over the trace, halved; the tail after it
+    ([3, 1], 20.0, 1),                   # never below one replica
+    ([40] * 30, 300.0, 20),
+])
+def test_the_quota_is_half_the_oracles_mean_need_over_the_trace(
+        need: list[int], duration_seconds: float, quota: int) -> None:
+    oracle = OracleBound(10.0, np.array(need, dtype=np.int64), 0.0, 0.0)
+    assert quota_for(oracle, duration_seconds) == quota
+
+
+def test_the_fleets_router_weighs_demand_over_the_live_routers_default_horizon() -> None:
+    assert LOAD_HORIZON_SECONDS == CapacityConfig().horizon_seconds == 30.0
+
+
+def test_the_tail_is_the_gpu_time_the_pool_holds_after_the_last_arrival() -> None:
+    result = run(FleetPolicy("maj@5", fixed_samples=5), replicas=3)
+    summary = summarize_fleet(result, gpu_hourly_price=1.0, slo_queue_wait_seconds=2.0)
+    last = float(result.arrival_seconds.max())
+    assert result.end_seconds > last
+    assert summary.tail_gpu_hours == pytest.approx(3 * (result.end_seconds - last) / 3600.0)
+    assert summary.tail_gpu_hours < summary.gpu_hours
+
+
+def test_the_standin_data_set_is_the_standins_own_samples_over_math500_same_under_its_seed(
+) -> None:
+    own, tracelen = load_samples("standin"), load_samples("standin-tracelen")
+    assert len(own.problems) == 500
+    assert {p.sample_count for p in own.problems} == {40}
+    assert all(p.tokens is not None for p in own.problems)
+    assert all(p.tokens is None for p in tracelen.problems)  # the trace's lengths instead
+    assert [p.answer_keys for p in own.problems] == [p.answer_keys for p in tracelen.problems]

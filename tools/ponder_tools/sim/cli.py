@@ -25,7 +25,7 @@ from ponder_tools.data import shared_data_dir
 from .compare import POLICY_NAMES, Comparison, run_comparison
 from .engine import ReplicaModel, SimConfig
 from .errors import SimulationError
-from .fleet import format_fleet_table
+from .fleet import format_fleet_table, format_quota_rows
 from .fleet_compare import DATASET_NAMES, load_samples, plot_fleet, run_fleet_comparison
 from .report import format_table, gpu_hourly_price, plot_timelines
 from .traces import TRACE_FILES, load_trace
@@ -169,8 +169,10 @@ def run_simulate_fleet(args: argparse.Namespace) -> int:
           f"{args.slo_wait_seconds:g} s, start-up {args.startup_seconds:g} s, seed {args.seed}")
     print(format_fleet_table(comparison.summaries))
     print(comparison.format_oracle())
-    print(f"quota scenario: pool capped at {comparison.quota_replicas} replicas (half of "
-          f"Ponder's peak {comparison.peak_replicas})")
+    print(f"quota scenario: pool capped at {comparison.quota_replicas} replicas for "
+          f"ponder-default, half the oracle's mean need of each policy (Ponder's "
+          f"unconstrained peak {comparison.peak_replicas})")
+    print(format_quota_rows(comparison.summaries))
     print(f"wall {elapsed:.1f} s")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   rule, one sample at a time), or a Ponder ``BudgetPolicy`` through the router's estimator
   and ``budgets.assign_budget`` (effort ``auto``), capped at the samples the data hold. With
   ``shrink`` other than ``off`` the budget sees the pool's load (``LoadState.from_demand``:
-  demand over what the ready replicas serve in a minute, at the ceiling when the pool is
+  demand over what the ready replicas serve in ``LOAD_HORIZON_SECONDS``, the live router's
+  default ``capacity.horizonSeconds``, at the ceiling when the pool is
   at ``max_replicas``, and with ``scale-up`` also scaling up while a replica it added is
   pending or starting), so load shrinking happens as it would live.
 - **Samples.** A request's sample ``i`` is its problem's recorded sample ``order[i]`` (a
@@ -65,6 +66,7 @@ from ponder_router.budgets import (
 )
 from ponder_router.demand import expected_remaining_tokens
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
+from ponder_router.settings import CapacityConfig
 from ponder_tools.evaluation.dataset import EvalProblem
 
 from .engine import DRAINING, PENDING, Autoscaler, Observation, Replay, Replica, SimConfig
@@ -75,6 +77,8 @@ from .workload import Workload
 FIXED_MAX_TOKENS = 4096
 """Token cap per sample of the fixed and Adaptive-Consistency baselines (Ponder's hard tier)."""
 TRACE_JITTER = (0.75, 1.25)
+LOAD_HORIZON_SECONDS = CapacityConfig().horizon_seconds
+"""Demand is compared with this much of the ready replicas' capacity, as the router does."""
 
 
 class ShrinkTrigger(StrEnum):
@@ -276,7 +280,7 @@ class _FleetReplay(Replay):
         spec = sum(1 for r in self.replicas if r.state != DRAINING)
         adding = spec > len(self.ready)  # pending or starting replicas
         return LoadState.from_demand(
-            demand_tokens=self.open_demand(), horizon_seconds=60.0,
+            demand_tokens=self.open_demand(), horizon_seconds=LOAD_HORIZON_SECONDS,
             capacity_tokens_per_second=len(self.ready) * self.capacity_tokens_per_second,
             at_ceiling=spec >= self.max_replicas,
             scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
@@ -460,7 +464,11 @@ class FleetSummary:
     latency_p99_seconds: float
     ttft_p99_seconds: float
     slo_attainment: float
+    wait_p99_seconds: float
+    max_queued_samples: int
     gpu_hours: float
+    tail_gpu_hours: float
+    """Of ``gpu_hours``, those after the last arrival: the pool held for the stragglers."""
     cost_usd: float
     usd_per_1k_correct: float
     mean_samples: float
@@ -492,7 +500,10 @@ def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
         latency_p99_seconds=pct(result.latency_seconds, 99),
         ttft_p99_seconds=pct(result.ttft_seconds, 99),
         slo_attainment=float(met.mean()) if requests else 1.0,
+        wait_p99_seconds=pct(result.wait_seconds, 99),
+        max_queued_samples=int(result.timeline[4].max(initial=0)),
         gpu_hours=result.gpu_seconds / 3600.0, cost_usd=cost,
+        tail_gpu_hours=_gpu_hours_after(result, float(result.arrival_seconds.max(initial=0.0))),
         usd_per_1k_correct=1000.0 * cost / correct if correct else float("inf"),
         mean_samples=float(result.samples.mean()) if requests else 0.0,
         mean_tokens=float(result.tokens.mean()) if requests else 0.0,
@@ -501,17 +512,40 @@ def summarize_fleet(result: FleetResult, *, gpu_hourly_price: float,
     )  # fmt: skip
 
 
+def _gpu_hours_after(result: FleetResult, start_seconds: float) -> float:
+    """GPU-hours the pool held after ``start_seconds`` (from the recorded timeline)."""
+    times, gpus = result.timeline[0], result.timeline[2]
+    ends = np.append(times[1:], result.end_seconds)
+    after = np.clip(ends - np.maximum(times, start_seconds), 0.0, None)
+    return float((gpus * after).sum()) / 3600.0
+
+
 def format_fleet_table(summaries: Sequence[FleetSummary]) -> str:
     """One fixed-width row per policy."""
-    header = (f"{'policy':<32}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
-              f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'cost $':>8}{'$/1k ok':>9}"
+    header = (f"{'policy':<42}{'scaler':<8}{'acc %':>7}{'answered':>9}{'lat p50':>8}"
+              f"{'lat p99':>8}{'SLO %':>7}{'GPU-h':>7}{'tail h':>7}{'cost $':>8}{'$/1k ok':>9}"
               f"{'samples':>8}{'tokens':>8}{'shrunk%':>8}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for s in summaries:
         lines.append(
-            f"{s.policy:<32}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
+            f"{s.policy:<42}{s.autoscaler:<8}{100 * s.accuracy:>7.1f}{s.answered:>9}"
             f"{s.latency_p50_seconds:>8.1f}{s.latency_p99_seconds:>8.1f}"
-            f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.cost_usd:>8.2f}"
+            f"{100 * s.slo_attainment:>7.1f}{s.gpu_hours:>7.2f}{s.tail_gpu_hours:>7.2f}"
+            f"{s.cost_usd:>8.2f}"
             f"{s.usd_per_1k_correct:>9.2f}{s.mean_samples:>8.2f}{s.mean_tokens:>8.0f}"
             f"{100 * s.shrunk_share:>8.1f}")
+    return "\n".join(lines)
+
+
+def format_quota_rows(summaries: Sequence[FleetSummary]) -> str:
+    """The blow-up figures of Ponder's default policy and of the quota runs: queue wait
+    p99, the longest sample queue, latency p50/p99 and SLO attainment."""
+    lines = []
+    for s in summaries:
+        if "-quota" in s.policy or (s.policy, s.autoscaler) == ("ponder-default", "ponder"):
+            lines.append(f"  {s.policy:<42}acc {100 * s.accuracy:5.1f} %  SLO "
+                         f"{100 * s.slo_attainment:5.1f} %  wait p99 {s.wait_p99_seconds:6.1f} s"
+                         f"  max queue {s.max_queued_samples:5d} samples  latency p50/p99 "
+                         f"{s.latency_p50_seconds:5.1f}/{s.latency_p99_seconds:5.1f} s  "
+                         f"samples {s.mean_samples:5.2f}")  # fmt: skip
     return "\n".join(lines)

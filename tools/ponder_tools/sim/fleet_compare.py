@@ -8,7 +8,8 @@ the replicas over time. The runs:
 
 - fixed maj@1, maj@5, maj@16 and Adaptive-Consistency (beta 0.95, one sample at a time,
   up to 16) on the HPA (outstanding requests per pod, calibrated on each policy's own
-  work, as a load test would), and maj@16 on KEDA and on Ponder's autoscaler (so the
+  work, as a load test would: ``fleet_target.measure_capacity_target``, for every
+  autoscaler and policy), and maj@16 on KEDA and on Ponder's autoscaler (so the
   autoscaler's share of a difference is seen apart from the policy's);
 - Ponder's default budget policy on the HPA, on KEDA and on Ponder's autoscaler, the last
   with each ``fleet.ShrinkTrigger``: off, at the ceiling, and while scale-up is in flight
@@ -18,9 +19,13 @@ the replicas over time. The runs:
   accuracy, on Ponder's autoscaler with shrinking while scale-up is in flight. With
   ``calibrate`` on, every run draws its problems from the held-out half only, so no
   policy is measured on the problems it was fitted to;
-- the GPU-quota scenario: Ponder on its autoscaler with the pool capped at K, half the peak
-  it reached unconstrained (so demand reaches about 2x what K serve), with load-aware
-  shrinking off, on (samples first, the default order) and on with tokens first.
+- the GPU-quota scenario: Ponder's default policy, and the first calibrated one (whose
+  demand model is fitted, so its pressure reads the load right), each on its autoscaler
+  with the pool capped at K, half the replicas the oracle needs on average for that
+  policy's work over the trace (``quota_for``; whole replicas, so about 2x), with
+  load-aware shrinking off, on (samples first, the default order) and on with tokens
+  first. (Half the peak the autoscaler reached unconstrained was the earlier choice: the
+  autoscaler holds well above the need, so that K was never overloaded.)
 
 Beside the runs, the oracle bound (``oracle.compute_oracle``: clairvoyant, instant
 start-up, every request on time) of the fixed policies' and Ponder's work, costed at the
@@ -29,6 +34,7 @@ accuracy their HPA run reached (the calibrated policies' at their own run's).
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -50,6 +56,7 @@ from ponder_tools.evaluation.dataset import (
     Dataset,
     EvalProblem,
     convert_qwen25math,
+    generate,
     load_dataset,
     write_jsonl,
 )
@@ -69,7 +76,8 @@ from .fleet import (
     simulate_fleet,
     summarize_fleet,
 )
-from .oracle import compute_oracle
+from .fleet_target import measure_capacity_target
+from .oracle import OracleBound, compute_oracle
 from .report import gpu_hourly_price
 from .traces import Trace
 
@@ -77,8 +85,14 @@ DATASETS = {
     "llama2": "mot_llama2_13b_gsm8k_pot_400x48.jsonl",
     "gpt4": "mot_gpt4_gsm8k_cot_1319x6.jsonl",
 }
-"""Recorded per-sample data sets in the shared data's ``samples``; ``qwen`` is built in."""
-DATASET_NAMES = (*DATASETS, "qwen")
+"""Recorded per-sample data sets in the shared data's ``samples``; ``qwen`` is built in and
+``standin`` is generated: the stand-in LLM's own sampling code over MATH-500
+(``generate("standin-math500")``, deterministic under its seed, 40 samples a problem);
+``standin-tracelen`` is the same answers with the trace's lengths, as ``qwen`` has (the
+stand-in writes about 60 tokens a sample, so its own lengths fit the whole trace on a few
+replicas, where the cost ratios move a whole replica at a time)."""
+DATASET_NAMES = (*DATASETS, "qwen", "standin", "standin-tracelen")
+STANDIN_SAMPLES_PER_PROBLEM = 40
 MAX_REPLICAS = 64
 WARM_START_SECONDS = 180.0
 ORACLE_INTERVAL_SECONDS = 10.0
@@ -89,6 +103,14 @@ def load_samples(name: str) -> Dataset:
     if name == "qwen":
         with tempfile.TemporaryDirectory() as folder:
             return load_dataset(write_jsonl(convert_qwen25math(), Path(folder) / "qwen.jsonl"))
+    if name in ("standin", "standin-tracelen"):
+        rows = generate("standin-math500", samples_per_problem=STANDIN_SAMPLES_PER_PROBLEM)
+        with tempfile.TemporaryDirectory() as folder:
+            standin = load_dataset(write_jsonl(rows, Path(folder) / "standin-math500.jsonl"))
+        if name == "standin":
+            return standin
+        return replace(standin, name=f"{standin.name}-tracelen",
+                       problems=tuple(replace(p, tokens=None) for p in standin.problems))
     if name not in DATASETS:
         raise SimulationError(f"unknown data set {name!r}; known: {', '.join(DATASET_NAMES)}")
     return load_dataset(shared_data_dir() / "samples" / DATASETS[name])
@@ -206,12 +228,13 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                        slo_queue_wait_seconds=slo_wait_seconds)  # fmt: skip
     price = gpu_hourly_price(accelerator)
     ponder = default_policy()
-    tokens_first = ponder.model_copy(update={"shrink_order": tuple(reversed(ponder.shrink_order))})
 
     def run(policy: FleetPolicy, scaler: str, max_replicas: int = MAX_REPLICAS) -> FleetResult:
         workload = calibration_workload(draw, policy)
-        target = derive_capacity_target(workload, config.replica)
         oracle = compute_oracle(workload, config.replica, ORACLE_INTERVAL_SECONDS)
+        target = measure_capacity_target(draw, policy,
+                                         derive_capacity_target(workload, config.replica),
+                                         config, workload, max(1, int(oracle.replicas.max())))
         head = oracle.replicas[: int(WARM_START_SECONDS // ORACLE_INTERVAL_SECONDS)]
         start = min(max(1, int(head.max()) if len(head) else 1), max_replicas)
         local = replace(config, initial_replicas=start, gpu_capacity=max_replicas)
@@ -263,19 +286,43 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                     if (scaler == "hpa" and policy.name in ("maj@1", "maj@16", default.name))
                     or policy.name in calibrated)  # fmt: skip
     peak = int(max(results[runs.index((default, "ponder"))].timeline[2].max(), 2))
-    quota = max(1, peak // 2)
-    for name, budget_policy, trigger in (
-        ("noshrink", ponder, ShrinkTrigger.OFF),
-        ("shrink", ponder, ShrinkTrigger.CEILING),
-        ("shrink-tokens1st", tokens_first, ShrinkTrigger.CEILING),
-    ):
-        policy = FleetPolicy(f"ponder-quota{quota}-{name}", budget_policy=budget_policy,
-                             shrink=trigger)  # fmt: skip
-        results.append(run(policy, "ponder", quota))
+    quotas = [("ponder", default.budget_policy or ponder, StopRule())]
+    if calibration is not None:  # the first calibrated policy, its demand model fitted
+        first = calibration.policies[0]
+        quotas.append((first.name, first.policy, first.rule))
+    quota = 0
+    for prefix, budget_policy, rule in quotas:
+        need = compute_oracle(calibration_workload(draw, FleetPolicy(
+            prefix, budget_policy=budget_policy, stop_rule=rule)), config.replica,
+            ORACLE_INTERVAL_SECONDS)  # fmt: skip
+        cap = quota_for(need, trace.duration_seconds)
+        quota = quota or cap
+        reversed_order = tuple(reversed(budget_policy.shrink_order))
+        for name, order, trigger in (
+            ("noshrink", budget_policy.shrink_order, ShrinkTrigger.OFF),
+            ("shrink", budget_policy.shrink_order, ShrinkTrigger.CEILING),
+            ("shrink-tokens1st", reversed_order, ShrinkTrigger.CEILING),
+        ):
+            policy = FleetPolicy(f"{prefix}-quota{cap}-{name}", stop_rule=rule, shrink=trigger,
+                                 budget_policy=budget_policy.model_copy(
+                                     update={"shrink_order": order}))  # fmt: skip
+            results.append(run(policy, "ponder", cap))
     summaries = tuple(summarize_fleet(r, gpu_hourly_price=price,
                                       slo_queue_wait_seconds=slo_wait_seconds)
                       for r in results)  # fmt: skip
     return FleetComparison(tuple(results), summaries, oracles, quota, peak, price, calibration)
+
+
+QUOTA_OVERLOAD = 2.0
+"""Demand over what the quota's replicas serve, in the GPU-quota scenario."""
+
+
+def quota_for(oracle: OracleBound, duration_seconds: float) -> int:
+    """K: the oracle's mean replicas over the trace's ``duration_seconds``, divided by
+    ``QUOTA_OVERLOAD`` (at least one)."""
+    intervals = max(1, math.ceil(duration_seconds / oracle.interval_seconds))
+    need = oracle.replicas[:intervals]
+    return max(1, round(float(need.mean()) / QUOTA_OVERLOAD)) if len(need) else 1
 
 
 def plot_fleet(comparison: FleetComparison, path: Path) -> bool:
