@@ -28,10 +28,15 @@ tokens, forced answers) and Triton's ``vllm:generation_tokens_total`` (the token
 server generated, including what a cancelled sample made before it noticed). Against (b):
 the sample tokens the probes saved (b's tokens minus (c)'s without its probe tokens), the
 probes' own tokens over that saving (target <= 5 %), and the accuracy change with its
-paired standard error. The stand-in answers a probe as a reasoning model would, in the
-tokens its tokenizer gives `` \\boxed{X}.`` and the end of sequence
-(``behaviour.forced_answer_tokens``: 8 for ``42``, 10 on average over MATH-500's answers;
-an answer cut by the probe's ``maxTokens`` before its closing brace reads as none); the table also
+paired standard error. Probes use the default probe cue, the forcing cue followed by
+`` \\boxed{``, and stop at ``}`` (vLLM's ``stop``, which the stand-in honours as vLLM
+does: the brace is generated and counted, not returned), so a probe generates what is
+inside the box and its closing brace: the stand-in splits it as a reasoning model's
+tokenizer would (``behaviour.forced_answer_tokens`` less `` \\``, ``boxed``, ``{``, ``.``
+and the end of sequence: 3 tokens for ``42``, 5 on average over MATH-500's answers); an
+answer with braces inside (``\\frac{1}{2}``) stops at each inner ``}`` and the probe goes
+on after it, within its ``maxTokens``; one cut by ``maxTokens`` before its closing brace
+reads as none. Forced answers at the cap keep the whole forcing cue. The table also
 shows the ratio were every probe to generate its ``maxTokens`` (an upper bound). Probes are
 sent with the sample's seed; their prefill (prompt + trace + cue) is not counted, which a
 prefix cache on the sample's own replica mostly serves. What one probe saves, over 20, is
