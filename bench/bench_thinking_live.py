@@ -409,6 +409,17 @@ it in seconds; triton-inference-server/server#7368, fixed by #7840 for r24.12, a
 is run again from the start on a fresh server, and counted."""
 
 
+def triton_crashed(triton: TritonServer) -> bool:
+    """Triton exited, or caught a fatal signal: one that crashes in malloc ("double free or
+    corruption") can hang in its signal handler, alive but answering nothing."""
+    if not triton.alive:
+        return True
+    try:
+        return "Signal (" in triton.log_path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def stop_triton(triton: TritonServer) -> None:
     """Stop Triton, and its python backend stub too: a stub outlives a crashed server."""
     triton.stop()
@@ -440,7 +451,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[SetupRun], 
                                                  args.concurrency)  # fmt: skip
                     except (RuntimeError, aiohttp.ClientError):
                         await asyncio.sleep(1.0)
-                        if triton.alive or len(crashes) >= TRITON_RESTARTS:
+                        if not triton_crashed(triton) or len(crashes) >= TRITON_RESTARTS:
                             raise
                         crashes.append(setup.name)
                         print(f"  Triton crashed during {setup.name} (log {triton.log_path}); "
