@@ -49,7 +49,11 @@ Calibration, all from ``shared/data``:
   (``FORCED_ANSWER_EXPONENT``), else a wrong one. It takes as many tokens as a reasoning
   model's tokenizer would give `` \boxed{X}.`` and the end of sequence
   (``forced_answer_tokens``: 8 for ``42``; MATH-500's answers 10 on average), cut at
-  ``max_tokens`` like any sample.
+  ``max_tokens`` like any sample. After a cue that opens the box (``Final answer:
+  \boxed{``, a probe's), and whatever of the answer is already written after it, only
+  the rest: what is inside the box, ``}``, ``.`` and the end of sequence.
+- **stop strings** as vLLM: the token that completes one is generated and counted, the
+  text ends before it (``include_stop_str_in_output``: after it), ``finish_reason`` stop.
 - **reasoning mode** (``SimSettings.reasoning_mode``; a simulation, calibrated): a sample's
   length is drawn from the whole-day DeepSeek-R1 output-length distribution
   (``traces/servegen_deepseek_r1_length_pmf_allday.csv``) times ``length_scale``, and its
