@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .answers import EqualityMode
 from .api import chunk_tokens
@@ -36,6 +36,17 @@ logger = logging.getLogger(__name__)
 _MAX_PIECES = 8
 """Requests one probe may take: a stop string inside the answer (the first ``}`` of
 ``\\frac{1}{2}``) ends one request, and the probe goes on after it in the next."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """What one request of a probe generated."""
+
+    text: str
+    tokens: int
+    stopped: bool
+    """It ended before its ``max_tokens``: at a stop string or the end of its answer."""
+    logprob: float | None
 
 
 class SampleProber:
@@ -61,7 +72,6 @@ class SampleProber:
         self._task: asyncio.Task[None] | None = None
         self._stream: SampleStream | None = None
         self._closed = False
-        self._confidence: float | None = None
 
     @property
     def settled(self) -> bool:
@@ -81,29 +91,32 @@ class SampleProber:
         prefix = self.prompt + text
         written = self.cue
         answer: str | None = None
+        logprob: float | None = 0.0
         used = 0
         try:
             for _ in range(_MAX_PIECES):
                 params = replace(self.params, max_tokens=self.params.max_tokens - used)
-                piece, tokens, stopped = await self._generate(prefix + written, params)
-                used += tokens
-                answer, written = read_probe(written + piece, self.extract, self.params.stop,
-                                             stopped=stopped)  # fmt: skip
-                if (answer is not None or not stopped or not self.params.stop
+                piece = await self._generate(prefix + written, params)
+                used += piece.tokens
+                logprob = None if logprob is None or piece.logprob is None \
+                    else logprob + piece.logprob  # fmt: skip
+                answer, written = read_probe(written + piece.text, self.extract,
+                                             self.params.stop, stopped=piece.stopped)  # fmt: skip
+                if (answer is not None or not piece.stopped or not self.params.stop
                         or used >= self.params.max_tokens):  # fmt: skip
                     break
                 written += self.params.stop[0]  # it stopped inside the answer: go on after it
         except UpstreamError as exc:
             logger.info("a probe failed, it reads as no answer: %s", exc)
             answer = None
-        self._task = None
-        if self.state.record(ProbeReading(answer, self._confidence)) is not None \
+        finally:
+            self._task = None
+        if self.state.record(ProbeReading(answer, probe_confidence(logprob))) is not None \
                 and not self._closed:  # fmt: skip
             self.answer_text = written
 
-    async def _generate(self, prompt: str, params: SampleParams) -> tuple[str, int, bool]:
-        """One probe request: its text, its tokens and whether it ended before its
-        ``max_tokens`` (at a stop string or the end of its answer)."""
+    async def _generate(self, prompt: str, params: SampleParams) -> _Piece:
+        """One request of a probe."""
         expected = float(params.max_tokens)
         stream = self._stream = self.endpoint.backend.stream_sample(
             prompt, params, timeout_seconds=self.timeout_seconds, stream=False)
@@ -116,16 +129,14 @@ class SampleProber:
             stream.cancel()  # a no-op once it ended; else Triton stops it
             self._stream = None
             self.pool.release(self.endpoint, expected)
-        text = "".join(chunks)
-        counted = stream.signals.output_tokens
-        tokens = counted if counted is not None else chunk_tokens(text)
-        if not self._closed:  # a probe cut short by its sample's end is not counted
-            self.tokens += tokens
-            self.metrics.probe_tokens.inc(tokens)
-        self._confidence = probe_confidence(stream.signals.cumulative_logprob)
+            counted = stream.signals.output_tokens
+            tokens = counted if counted is not None else chunk_tokens("".join(chunks))
+            if not self._closed:  # a probe cut short by its sample's end is not counted
+                self.tokens += tokens
+                self.metrics.probe_tokens.inc(tokens)
         reason = stream.signals.finish_reason
         stopped = reason == "stop" if reason is not None else tokens < params.max_tokens
-        return text, tokens, stopped
+        return _Piece("".join(chunks), tokens, stopped, stream.signals.cumulative_logprob)
 
     def close(self) -> int:
         """Cancel a running probe (on Triton too); the tokens all finished probes

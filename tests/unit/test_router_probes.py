@@ -211,6 +211,24 @@ async def test_a_probe_stopped_inside_its_answer_goes_on_after_the_brace() -> No
     assert ex.metrics.probe_tokens._value.get() == 2 * 3 * 2
 
 
+async def test_a_probe_in_pieces_is_as_sure_as_its_pieces_together() -> None:
+    # Each piece 0.8 sure: the answer 0.8 ** 2 = 0.64, below a floor of 0.7.
+    pieces = {CUE: "\\frac{1", CUE + "\\frac{1}": "{2}"}
+
+    def script(prompt: str, params: SampleParams) -> Script:
+        for cue, text in pieces.items():
+            if prompt.endswith(cue):
+                return Script(tokens=0, answer=None, text=text, finish_reason="stop",
+                              output_tokens=2, cumulative_logprob=math.log(0.8))  # fmt: skip
+        return SAMPLE
+
+    for floor, probed in ((0.6, 1), (0.7, 0)):
+        cfg = config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
+                     probes=probes(confidenceFloor=floor))  # fmt: skip
+        result = await run(executor(FakeFleet(script), cfg), spec(EASY))
+        assert result.report.samples.probed == probed
+
+
 async def test_a_failed_probe_reads_as_no_answer_and_the_sample_goes_on() -> None:
     fleet = FakeFleet(probed_by(lambda words: "7", probe=Script(fail_after=0)))
     ex = executor(fleet, config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
