@@ -28,10 +28,15 @@ tokens, forced answers) and Triton's ``vllm:generation_tokens_total`` (the token
 server generated, including what a cancelled sample made before it noticed). Against (b):
 the sample tokens the probes saved (b's tokens minus (c)'s without its probe tokens), the
 probes' own tokens over that saving (target <= 5 %), and the accuracy change with its
-paired standard error. The stand-in answers a probe as a reasoning model would, in the
-tokens its tokenizer gives `` \\boxed{X}.`` and the end of sequence
-(``behaviour.forced_answer_tokens``: 8 for ``42``, 10 on average over MATH-500's answers;
-an answer cut by the probe's ``maxTokens`` before its closing brace reads as none); the table also
+paired standard error. Probes use the default probe cue, the forcing cue followed by
+`` \\boxed{``, and stop at ``}`` (vLLM's ``stop``, which the stand-in honours as vLLM
+does: the brace is generated and counted, not returned), so a probe generates what is
+inside the box and its closing brace: the stand-in splits it as a reasoning model's
+tokenizer would (``behaviour.forced_answer_tokens`` less `` \\``, ``boxed``, ``{``, ``.``
+and the end of sequence: 3 tokens for ``42``, 5 on average over MATH-500's answers); an
+answer with braces inside (``\\frac{1}{2}``) stops at each inner ``}`` and the probe goes
+on after it, within its ``maxTokens``; one cut by ``maxTokens`` before its closing brace
+reads as none. Forced answers at the cap keep the whole forcing cue. The table also
 shows the ratio were every probe to generate its ``maxTokens`` (an upper bound). Probes are
 sent with the sample's seed; their prefill (prompt + trace + cue) is not counted, which a
 prefix cache on the sample's own replica mostly serves. What one probe saves, over 20, is
@@ -404,6 +409,17 @@ it in seconds; triton-inference-server/server#7368, fixed by #7840 for r24.12, a
 is run again from the start on a fresh server, and counted."""
 
 
+def triton_crashed(triton: TritonServer) -> bool:
+    """Triton exited, or caught a fatal signal: one that crashes in malloc ("double free or
+    corruption") can hang in its signal handler, alive but answering nothing."""
+    if not triton.alive:
+        return True
+    try:
+        return "Signal (" in triton.log_path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def stop_triton(triton: TritonServer) -> None:
     """Stop Triton, and its python backend stub too: a stub outlives a crashed server."""
     triton.stop()
@@ -435,7 +451,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[SetupRun], 
                                                  args.concurrency)  # fmt: skip
                     except (RuntimeError, aiohttp.ClientError):
                         await asyncio.sleep(1.0)
-                        if triton.alive or len(crashes) >= TRITON_RESTARTS:
+                        if not triton_crashed(triton) or len(crashes) >= TRITON_RESTARTS:
                             raise
                         crashes.append(setup.name)
                         print(f"  Triton crashed during {setup.name} (log {triton.log_path}); "

@@ -416,7 +416,7 @@ class RequestRun:
                 timeout_seconds: float) -> SampleProber:  # fmt: skip
         config = self.config
         return SampleProber(pool=self.executor.pool, endpoint=endpoint, prompt=prompt,
-                            params=params, cue=config.forcing.cue_text(config.chat),
+                            params=params, cue=config.probes.cue_text(config.forcing, config.chat),
                             config=config.probes, equality=config.answers.equality,
                             extract=self.extract, timeout_seconds=timeout_seconds,
                             metrics=self.executor.metrics)  # fmt: skip

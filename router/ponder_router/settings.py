@@ -34,7 +34,8 @@ Shape (YAML or JSON)::
     verifier: {model: prm-1b, timeoutSeconds: 10}   # optional, for best-of-n; a tier's
                                                     # verifierModel overrides the model
     forcing: {enabled: true, cue: "\n{think_end}\n\nFinal answer:", answerTokens: 32}
-    probes: {enabled: false, intervalTokens: 256, agreement: 3, maxTokens: 16}
+    probes: {enabled: false, intervalTokens: 256, agreement: 3, maxTokens: 16,
+             stop: ["}"]}   # cue unset: the forcing cue and " \\boxed{"
     affinity: {enabled: true, maxSamplesPerReplica: 64}   # a request's samples on one replica
     confidence: {weighting: false, cancel: false, percentile: 10, window: 1000,
                  minWindow: 100, minTokens: 256}

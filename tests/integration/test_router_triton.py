@@ -337,7 +337,9 @@ def probing_executor(addresses: tuple[str, ...], samples: int, *, interval_token
     return Executor(config, pool, Admission(config.admission), RouterMetrics("svc"))
 
 
-CUE = "\n</think>\n\nFinal answer:"
+PROBE_CUE = "\n</think>\n\nFinal answer: \\boxed{"
+"""The default probe cue; a probe's prompt holds it (one going on after a brace inside
+its answer holds it and what the answer had written)."""
 
 
 async def test_a_settled_sample_is_stopped_on_triton_and_votes_with_its_probe(
@@ -353,10 +355,12 @@ async def test_a_settled_sample_is_stopped_on_triton_and_votes_with_its_probe(
     (sample,) = run.samples
     assert sample.probed
     assert (result.report.samples.probed, result.report.samples.forced) == (1, 0)
-    assert f"{CUE} \\boxed{{" in sample.text  # the stand-in answered the probe's cue
+    assert PROBE_CUE in sample.text  # the stand-in answered the probe's cue
+    assert sample.probed_text is not None
+    assert sample.probed_text.endswith("}")  # the brace the stop left out, put back
     assert sample.tokens < full  # stopped well before its end, its probe included
     assert ex.metrics.probe_exits._value.get() == 1
-    probes = [prompt for _, prompt in opened if prompt.endswith(CUE)]
+    probes = [prompt for _, prompt in opened if prompt.endswith(PROBE_CUE)]
     assert len(probes) == 1
     assert probes[0].startswith(PROBLEM)
     # The sample and its probe left both of the model's slots free: two more run at once
@@ -389,7 +393,7 @@ async def test_a_requests_samples_and_probes_hit_one_replica_until_it_is_saturat
     ex = probing_executor(addresses, SAMPLES, interval_tokens=max(full // 4, 1),
                           agreement=2, opened=opened)  # fmt: skip
     await run_request(ex)
-    assert any(prompt.endswith(CUE) for _, prompt in opened)  # probes were sent
+    assert any(PROBE_CUE in prompt for _, prompt in opened)  # probes were sent
     assert len({address for address, _ in opened}) == 1
     # Triton's own counts agree: one replica served the request, the other nothing.
     await asyncio.sleep(0.3)
@@ -403,5 +407,5 @@ async def test_a_requests_samples_and_probes_hit_one_replica_until_it_is_saturat
                           agreement=2, opened=opened,
                           affinity={"maxSamplesPerReplica": 4})  # fmt: skip
     await run_request(ex)
-    samples = [address for address, prompt in opened if not prompt.endswith(CUE)]
+    samples = [address for address, prompt in opened if PROBE_CUE not in prompt]
     assert {samples.count(a) for a in addresses} == {SAMPLES // 2}

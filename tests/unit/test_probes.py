@@ -9,13 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ponder_router.answers import answer_key
+from ponder_router.answers import answer_key, extract_chain
+from ponder_router.chat import ChatFormat
+from ponder_router.forcing import ForcingConfig
 from ponder_router.probes import (
     ProbeConfig,
     ProbeReading,
     ProbeState,
     compute_settled_answer,
     probe_confidence,
+    read_probe,
 )
 
 
@@ -29,9 +32,9 @@ def test_probes_are_off_by_default() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("intervalTokens", 0), ("agreement", 0), ("maxTokens", 0), ("confidenceFloor", 0.0),
-    ("confidenceFloor", 1.5),
+    ("confidenceFloor", 1.5), ("cue", ""), ("stop", [""]), ("stop", ["}"] * 5),
 ])  # fmt: skip
-def test_bad_settings_are_refused_naming_the_field(field: str, value: float) -> None:
+def test_bad_settings_are_refused_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         ProbeConfig.model_validate({field: value})
 
@@ -121,3 +124,34 @@ def test_a_state_settles_on_the_first_run_of_agreeing_readings(
     else:
         assert outcomes[:first] == [None] * first
         assert set(outcomes[first:]) == {answers[first]}
+
+
+def test_the_default_probe_cue_is_the_forcing_cue_with_the_box_opened() -> None:
+    chat = ChatFormat.model_validate({"preset": "deepseek-r1"})
+    assert ProbeConfig().cue_text(ForcingConfig(), chat) == "\n</think>\n\nFinal answer: \\boxed{"
+    assert ProbeConfig().stop == ("}",)
+    own = ProbeConfig(cue="{think_end}Answer: \\boxed{")
+    assert own.cue_text(ForcingConfig(cue="ignored"), chat) == "</think>Answer: \\boxed{"
+
+
+CUE = "Final answer: \\boxed{"
+
+
+@pytest.mark.parametrize(("generated", "stopped", "answer", "read"), [
+    pytest.param("42", True, "42", CUE + "42}", id="the stop ate the closing brace"),
+    pytest.param("42}.", True, "42", CUE + "42}.", id="the model closed the box itself"),
+    pytest.param("\\frac{1", True, None, CUE + "\\frac{1", id="stopped inside the answer"),
+    pytest.param("42", False, None, CUE + "42", id="cut at max tokens, box open"),
+    pytest.param("", True, None, CUE, id="nothing inside the box"),
+])  # fmt: skip
+def test_a_probe_that_stopped_is_read_with_its_stop_string_put_back(
+    generated: str, stopped: bool, answer: str | None, read: str
+) -> None:
+    assert read_probe(CUE + generated, extract_chain, ("}",), stopped=stopped) == (answer, read)
+
+
+def test_each_stop_string_is_tried_in_order() -> None:
+    text = "Answer: [[7"  # chain finds the last number without a stop string put back
+    assert read_probe(text, extract_chain, ("}", "]]"), stopped=True) == ("7", text)
+    boxed = "Answer: \\boxed{7"
+    assert read_probe(boxed, extract_chain, ("]]", "}"), stopped=True) == ("7", boxed + "}")

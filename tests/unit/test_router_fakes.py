@@ -36,6 +36,7 @@ class Script:
     cumulative_logprob: float | None = None
     output_tokens: int | None = None
     logprob_per_token: float | None = None  # sends a running cumulative_logprob per response
+    text: str | None = None  # written instead of the words and the answer (a probe's answer)
 
 
 ScriptFn = Callable[[str, SampleParams], Script]
@@ -75,6 +76,8 @@ class FakeStream:
         words = [f"step{i} " for i in range(script.tokens)]
         if script.answer is not None:
             words += ["\nThe ", "answer ", "is ", f"\\boxed{{{script.answer}}}."]
+        if script.text is not None:
+            words = [script.text]
         pending: list[str] = []
         for i, word in enumerate(words):
             if script.fail_after is not None and i >= script.fail_after:

@@ -1,6 +1,6 @@
 """The executor's probe exits and replica affinity, on ``FakeBackend`` replicas.
 
-A probe is a request whose prompt ends with the answer cue; the scripts below answer it
+A probe is a request whose prompt ends with the probe cue; the scripts below answer it
 by how far the probed sample had got (its ``stepN`` words), so each test decides when the
 probes agree.
 """
@@ -17,7 +17,8 @@ from test_router_executor import EASY, HARD, SINGLE, config, executor, run, spec
 from test_router_fakes import FakeFleet, Record, Script
 from virtual_time import VirtualTime
 
-CUE = "\n</think>\n\nFinal answer:"
+CUE = "\n</think>\n\nFinal answer: \\boxed{"
+"""The default probe cue: the forcing cue with the answer's box opened."""
 SAMPLE = Script(answer="9", tokens=200, finish_reason="stop")
 
 
@@ -61,6 +62,7 @@ async def test_probes_fire_every_interval_and_agreeing_probes_stop_the_sample() 
         assert probe.prompt.removesuffix(CUE) == sample.prompt + "".join(
             sample.chunks[:probe.prompt.count("step")])
         assert probe.params.max_tokens == 16
+        assert probe.params.stop == ("}",)
         assert probe.params.seed == sample.params.seed
         assert not probe.streamed
     # The sample was streamed, then cancelled on the replica once the probes agreed.
@@ -174,6 +176,57 @@ async def test_a_streamed_sample_that_settles_streams_the_cue_and_the_probed_ans
     assert result.report.samples.probed == 1
     assert "".join(tokens) == result.text
     assert tokens[-1] == CUE + "\nThe answer is \\boxed{7}."
+
+
+async def test_a_probe_stopped_at_the_closing_brace_reads_the_answer_inside_the_box() -> None:
+    inside = Script(tokens=0, answer=None, text="7", finish_reason="stop", output_tokens=2)
+    fleet = FakeFleet(probed_by(lambda words: None, probe=inside))
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
+                                probes=probes()))  # fmt: skip
+    result = await run(ex, spec(EASY))
+    assert (result.report.answer, result.report.samples.probed) == ("7", 1)
+    assert result.text.endswith(CUE + "7}")
+    assert ex.metrics.probe_tokens._value.get() == 2 * 2
+
+
+async def test_a_probe_stopped_inside_its_answer_goes_on_after_the_brace() -> None:
+    # vLLM stops "\frac{1}{2}" at its first "}": the probe goes on after it, twice.
+    pieces = {CUE: "\\frac{1", CUE + "\\frac{1}": "{2", CUE + "\\frac{1}{2}": ""}
+
+    def script(prompt: str, params: SampleParams) -> Script:
+        for cue, text in pieces.items():
+            if prompt.endswith(cue):
+                return Script(tokens=0, answer=None, text=text, finish_reason="stop",
+                              output_tokens=2)  # fmt: skip
+        return SAMPLE
+
+    fleet = FakeFleet(script)
+    ex = executor(fleet, config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
+                                probes=probes()))  # fmt: skip
+    result = await run(ex, spec(EASY))
+    assert (result.report.answer, result.report.samples.probed) == ("\\frac{1}{2}", 1)
+    assert result.text.endswith(CUE + "\\frac{1}{2}}")
+    sent = [r for r in fleet.records if "Final answer" in r.prompt]
+    assert [r.params.max_tokens for r in sent[:3]] == [16, 14, 12]  # one budget for the probe
+    assert ex.metrics.probe_tokens._value.get() == 2 * 3 * 2
+
+
+async def test_a_probe_in_pieces_is_as_sure_as_its_pieces_together() -> None:
+    # Each piece 0.8 sure: the answer 0.8 ** 2 = 0.64, below a floor of 0.7.
+    pieces = {CUE: "\\frac{1", CUE + "\\frac{1}": "{2}"}
+
+    def script(prompt: str, params: SampleParams) -> Script:
+        for cue, text in pieces.items():
+            if prompt.endswith(cue):
+                return Script(tokens=0, answer=None, text=text, finish_reason="stop",
+                              output_tokens=2, cumulative_logprob=math.log(0.8))  # fmt: skip
+        return SAMPLE
+
+    for floor, probed in ((0.6, 1), (0.7, 0)):
+        cfg = config(chat={"preset": "deepseek-r1"}, budgets=SINGLE,
+                     probes=probes(confidenceFloor=floor))  # fmt: skip
+        result = await run(executor(FakeFleet(script), cfg), spec(EASY))
+        assert result.report.samples.probed == probed
 
 
 async def test_a_failed_probe_reads_as_no_answer_and_the_sample_goes_on() -> None:

@@ -521,3 +521,57 @@ def test_answers_forced_earlier_in_the_trace_are_right_less_often(model: SimMode
                                     SamplingParams(max_tokens=32, seed=seed))  # fmt: skip
             right[fraction] += bool(forced.correct)
     assert right[0.1] < right[1.0]
+
+
+# -- a probe: a cue that opens the box, stopped at its closing brace (as vLLM's stop) -----
+
+PROBE_CUE = CUE + " \\boxed{"
+
+
+def full_reasoning(model: SimModel, prompt: str, seed: int) -> tuple[str, str | None]:
+    full = model.complete(prompt, SamplingParams(max_tokens=AMPLE, seed=seed))
+    return full.text[: full.text.index("\nThe answer")], full.answer
+
+
+def test_a_probe_writes_only_its_answer_and_the_stop_eats_the_closing_brace(
+    model: SimModel,
+) -> None:
+    prompt = model.catalog.problems[1].text
+    reasoning, answer = full_reasoning(model, prompt, 4)
+    assert answer is not None
+    assert "}" not in answer
+    probe = model.complete(prompt + reasoning + PROBE_CUE,
+                           SamplingParams(max_tokens=16, seed=4, stop=("}",)))  # fmt: skip
+    assert (probe.text, probe.finish_reason, probe.answer) == (answer, "stop", answer)
+    # The brace that matched the stop is generated, so counted, as vLLM counts it.
+    inside = behaviour.forced_answer_tokens(answer)[3:-3]
+    assert len(probe.tokens) == len(inside) + 1
+    unstopped = model.complete(prompt + reasoning + PROBE_CUE,
+                               SamplingParams(max_tokens=16, seed=4))  # fmt: skip
+    assert unstopped.text == answer + "}."
+
+
+def test_a_probe_stopped_inside_a_nested_answer_goes_on_after_the_brace(model: SimModel) -> None:
+    problem = next(p for p in model.catalog.problems if p.answer.startswith("\\frac{"))
+    seed = next(s for s in range(200)
+                if full_reasoning(model, problem.text, s)[1] == problem.answer)  # fmt: skip
+    reasoning, _ = full_reasoning(model, problem.text, seed)
+    params = SamplingParams(max_tokens=16, seed=seed, stop=("}",))
+    written, texts = "", []
+    for _ in range(8):
+        probe = model.complete(problem.text + reasoning + PROBE_CUE + written, params)
+        texts.append(probe.text)
+        if probe.answer is not None:
+            break
+        assert probe.finish_reason == "stop"
+        written += probe.text + "}"
+    assert written + probe.text == problem.answer
+    assert len(texts) == problem.answer.count("}") + 1
+    assert probe.answer == problem.answer
+
+
+def test_a_box_already_closed_is_not_a_cue(model: SimModel) -> None:
+    prompt = model.catalog.problems[1].text
+    reasoning, _ = full_reasoning(model, prompt, 4)
+    assert behaviour.split_forced_prompt(prompt + reasoning + PROBE_CUE + "12}") is None
+    assert behaviour.split_forced_prompt(prompt + reasoning + PROBE_CUE + "\\frac{1}") is not None

@@ -49,7 +49,11 @@ Calibration, all from ``shared/data``:
   (``FORCED_ANSWER_EXPONENT``), else a wrong one. It takes as many tokens as a reasoning
   model's tokenizer would give `` \boxed{X}.`` and the end of sequence
   (``forced_answer_tokens``: 8 for ``42``; MATH-500's answers 10 on average), cut at
-  ``max_tokens`` like any sample.
+  ``max_tokens`` like any sample. After a cue that opens the box (``Final answer:
+  \boxed{``, a probe's), and whatever of the answer is already written after it, only
+  the rest: what is inside the box, ``}``, ``.`` and the end of sequence.
+- **stop strings** as vLLM: the token that completes one is generated and counted, the
+  text ends before it (``include_stop_str_in_output``: after it), ``finish_reason`` stop.
 - **reasoning mode** (``SimSettings.reasoning_mode``; a simulation, calibrated): a sample's
   length is drawn from the whole-day DeepSeek-R1 output-length distribution
   (``traces/servegen_deepseek_r1_length_pmf_allday.csv``) times ``length_scale``, and its
@@ -536,7 +540,12 @@ def _scatter_answer(reference: str, rng: random.Random) -> str:
 
 # --- an answer forced at the cue ---------------------------------------------------------
 
-_ANSWER_CUE = re.compile(r"(?:final answer|the answer is)\s*:?\s*$", re.IGNORECASE)
+_ANSWER_CUE = re.compile(
+    r"(?:final answer|the answer is)\s*:?\s*(?:\\boxed\{(?P<written>[^\n]{0,256}))?$",
+    re.IGNORECASE,
+)
+_OPENING_TOKENS = 3
+"""`` \\``, ``boxed``, ``{``: the tokens of an answer before what is inside its box."""
 _TRACE_WORDS = frozenset(word for sentence in _SENTENCES for word in sentence)
 _TRACE_OPENERS = sorted({sentence[0] for sentence in _SENTENCES}, key=len, reverse=True)
 _MAX_MARKER_CHARS = 32
@@ -571,6 +580,17 @@ def forced_answer_tokens(answer: str) -> tuple[str, ...]:
     return (" \\", "boxed", "{", *_ANSWER_PIECE.findall(answer), "}", ".", END_OF_SEQUENCE)
 
 
+def _after_written(tokens: tuple[str, ...], written: str) -> tuple[str, ...] | None:
+    """The tokens after those that spell ``written``; None when none do (the box holds
+    something this answer does not begin with)."""
+    spelt = ""
+    for index, token in enumerate(tokens):
+        if spelt == written:
+            return tokens[index:]
+        spelt += token
+    return None
+
+
 @dataclass(frozen=True)
 class RevisionPrompt:
     """A prompt that asks to revise a previous attempt at ``original``."""
@@ -595,16 +615,24 @@ class ForcedPrompt:
     original: str
     """The prompt the trace was written for."""
     trace_tokens: int
+    written: str | None = None
+    """None: the cue did not open the answer's box; else what is already written inside
+    it (a probe's cue ends in ``\\boxed{``, and goes on after a stop string)."""
 
 
 def split_forced_prompt(prompt: str) -> ForcedPrompt | None:
     """The original prompt and trace length when ``prompt`` ends with an answer cue
     (``Final answer:``, after an optional end-of-thinking marker such as ``</think>``)
     after a partial trace of this simulator's reasoning words, which opens a sentence of
-    it; else None. The trace is the longest such run (a simulator's heuristic)."""
+    it; else None. The cue may open the answer's box and write some of it (``Final answer:
+    \\boxed{\\frac{1}``), as long as the box is still open. The trace is the longest such run
+    (a simulator's heuristic)."""
     cue = _ANSWER_CUE.search(prompt)
     if cue is None:
         return None
+    written = cue.group("written")
+    if written is not None and written.count("}") >= written.count("{") + 1:
+        return None  # the box is closed: an answer, not a cue
     head = prompt[: cue.start()].rstrip()
     while head.endswith(">") and 0 <= len(head) - head.rfind("<") <= _MAX_MARKER_CHARS:
         head = head[: head.rfind("<")].rstrip()
@@ -612,10 +640,10 @@ def split_forced_prompt(prompt: str) -> ForcedPrompt | None:
     for count, match in enumerate(reversed(list(re.finditer(r"\S+", head))), start=1):
         word = match.group()
         if word in _TRACE_OPENERS:
-            found = ForcedPrompt(head[: match.start()], count)
+            found = ForcedPrompt(head[: match.start()], count, written)
         elif (glued := next((w for w in _TRACE_OPENERS if word.endswith(w)), None)) is not None:
             # The trace's first word follows the prompt without a space ("<think>\nLet").
-            return ForcedPrompt(head[: match.end() - len(glued)], count)
+            return ForcedPrompt(head[: match.end() - len(glued)], count, written)
         if word not in _TRACE_WORDS:
             break
     return found
@@ -777,21 +805,22 @@ def _reasoning_tokens(rng: random.Random, count: int) -> list[str]:
 
 
 def _apply_stop(tokens: list[str], stop: Sequence[str], include: bool) -> tuple[list[str], bool]:
+    """The tokens up to the one that completes the first stop string, as vLLM does: that
+    token is generated (and counted), the text ends before the stop string (after it with
+    ``include``)."""
     text = "".join(tokens)
-    hits = [(i, s) for s in stop if (i := text.find(s)) >= 0]
+    hits = [(i + len(s), i, s) for s in stop if (i := text.find(s)) >= 0]
     if not hits:
         return tokens, False
-    index, found = min(hits)
-    cut = index + len(found) if include else index
+    end, index, _ = min(hits)
+    cut = end if include else index
     kept: list[str] = []
     used = 0
     for token in tokens:
-        if used + len(token) > cut:
-            if cut > used:
-                kept.append(token[: cut - used])
-            break
-        kept.append(token)
+        kept.append(token[: max(cut - used, 0)])
         used += len(token)
+        if used >= end:
+            break
     return kept, True
 
 
@@ -942,7 +971,7 @@ class SimModel:
             seed = entropy if entropy is not None else random.SystemRandom().getrandbits(64)
         forced = split_forced_prompt(prompt)
         if forced is not None:
-            return self.forced_answer(forced, prompt, seed, params.max_tokens)
+            return self.forced_answer(forced, prompt, seed, params)
         revision = split_revision_prompt(prompt)
         profile = self.profile_prompt(prompt if revision is None else revision.original)
         if revision is not None:
@@ -962,15 +991,20 @@ class SimModel:
         return dataclasses.replace(completion, logprob_per_token=per_token)
 
     def forced_answer(self, forced: ForcedPrompt, prompt: str, seed: object,
-                      max_tokens: int = VLLM_DEFAULT_MAX_TOKENS) -> Completion:  # fmt: skip
+                      params: SamplingParams | None = None) -> Completion:  # fmt: skip
         """The answer at the cue: the whole trace's (the sample this seed draws for the
         original prompt) with a probability that grows with how far the trace had got
         (``FORCED_ANSWER_EXPONENT``), else a wrong one; in reasoning mode the answer the
-        trace had converged to at that point (``converged_answer``). A simulation."""
+        trace had converged to at that point (``converged_answer``). A simulation. After a
+        cue that opened the box, only what is not yet written of it; stop strings as vLLM
+        (``_apply_stop``): a stop inside the answer (the first ``}`` of ``\\frac{1}{2}``)
+        leaves it unanswered, one at its closing brace answers."""
+        params = params or SamplingParams()
         profile = self.profile_prompt(forced.original)
         draw = self.draw(profile, _rng("sample", normalize_text(forced.original), seed))
         fraction = min(1.0, forced.trace_tokens / draw.reasoning_tokens)
-        rng = _rng("forced", normalize_text(prompt), seed)
+        cued = prompt.removesuffix(forced.written or "")  # one answer however much is written
+        rng = _rng("forced", normalize_text(cued), seed)
         if self.reasoning is not None:
             tenth = _rng("unsettled", normalize_text(forced.original), seed,
                          int(fraction * TENTHS))  # fmt: skip
@@ -982,14 +1016,18 @@ class SimModel:
             answer, correct = _wrong_answer(profile, rng), False
         if answer == profile.reference:
             correct = True
-        tokens = forced_answer_tokens(answer)
-        finish = "stop"
-        if len(tokens) > max_tokens:  # cut off: the answer counts only if its box closed
-            closed = max_tokens >= len(tokens) - 2  # "}" is the third token from the end
-            tokens, finish = tokens[:max_tokens], "length"
-            if not closed:
-                return Completion(tokens=tokens, finish_reason=finish, answer=None, correct=None,
-                                  problem_id=profile.problem_id, level=profile.level)  # fmt: skip
+        full = forced_answer_tokens(answer)
+        rest = full if forced.written is None else _after_written(
+            full[_OPENING_TOKENS:], forced.written)  # fmt: skip
+        tail = full[-3:] if rest is None else rest
+        closing = len(tail) - 3  # "}" is the third token from the end
+        kept, _ = _apply_stop(list(tail), params.stop, params.include_stop_str_in_output)
+        tokens, finish = tuple(kept), "stop"
+        if len(tokens) > params.max_tokens:  # cut off
+            tokens, finish = tokens[: params.max_tokens], "length"
+        if rest is None or len(tokens) <= closing:  # an answer only once its own box closed
+            return Completion(tokens=tokens, finish_reason=finish, answer=None, correct=None,
+                              problem_id=profile.problem_id, level=profile.level)  # fmt: skip
         return Completion(
             tokens=tokens, finish_reason=finish, answer=answer,
             correct=correct, problem_id=profile.problem_id, level=profile.level,

@@ -692,7 +692,7 @@ class BudgetsSpec(ApiModel):
     probes: ProbeConfig = Field(
         default=ProbeConfig(),
         description="Stop when the answer has settled: a streaming sample is probed with "
-                    "the forcing cue every intervalTokens and stops once agreement "
+                    "the probe cue every intervalTokens and stops once agreement "
                     "consecutive probes give the same answer, which is its vote.")
     confidence: ConfidenceConfig = Field(
         default=ConfidenceConfig(),
