@@ -10,8 +10,11 @@ a real reasoning model's answers settle (replay real trajectories for that:
 ``ponder evaluate --builtin gemma4-12b-thinking``).
 
 Probes are sent every ``interval`` tokens exactly (live, a probe still running when the
-next is due delays it), each with the sample's seed; a sample whose probes agree
-``agreement`` times in a row stops at that probe and votes with its answer.
+next is due delays it), each with the sample's seed, as the router sends them by default:
+the cue ends inside ``\\boxed{`` and the probe stops at ``}`` (an answer with braces inside
+goes on after it, within the probe's ``maxTokens``), read by ``probes.read_probe``; a sample
+whose probes agree ``agreement`` times in a row stops at that probe and votes with its
+answer.
 
 Usage: PYTHONPATH=operator:router:tools:localstack .venv/bin/python \
     bench/bench_probe_exits_standin.py [--problems 150] [--seeds 4]
@@ -24,10 +27,11 @@ import random
 
 from ponder_localstack.sim_llm.behaviour import SamplingParams, SimModel, load_catalog
 from ponder_router.answers import answers_equal, extract_answer
-from ponder_router.probes import ProbeConfig, ProbeReading, ProbeState
+from ponder_router.probes import ProbeConfig, ProbeReading, ProbeState, read_probe
 from ponder_tools.data import shared_data_dir
 
 CUE = "\n</think>\n\nFinal answer:"
+PROBE_CUE = CUE + " \\boxed{"  # the default probe cue: the forcing cue, inside the box
 
 
 def main() -> None:
@@ -56,10 +60,10 @@ def main() -> None:
                 answer, tokens = completion.answer, len(completion.tokens)
                 for at in range(interval, len(completion.tokens), interval):
                     partial = "".join(completion.tokens[:at])
-                    probe = model.complete(problem.text + partial + CUE,
-                                           SamplingParams(max_tokens=16, seed=seed))
-                    probe_tokens += len(probe.tokens)
-                    if state.record(ProbeReading(extract_answer(CUE + probe.text))):
+                    answer_at, used_tokens = probe(model, problem.text + partial, seed,
+                                                   config)
+                    probe_tokens += used_tokens
+                    if state.record(ProbeReading(answer_at)):
                         answer, tokens, exits = state.settled, at, exits + 1
                         break
                 used += tokens
@@ -69,6 +73,23 @@ def main() -> None:
                   f"sample ({100 * (1 - total / full_tokens):5.1f} % saved, probes "
                   f"{probe_tokens / n:4.1f}), accuracy {right / n:.3f} "
                   f"({100 * (right - full_right) / n:+.1f} points), stopped {exits / n:.2f}")
+
+
+def probe(model: SimModel, prefix: str, seed: int,
+          config: ProbeConfig) -> tuple[str | None, int]:
+    """One probe as the router sends it: its answer and the tokens it generated."""
+    written, used, answer = PROBE_CUE, 0, None
+    while used < config.max_tokens:
+        piece = model.complete(prefix + written, SamplingParams(
+            max_tokens=config.max_tokens - used, seed=seed, stop=config.stop))
+        used += len(piece.tokens)
+        stopped = piece.finish_reason == "stop"  # as the router reads it
+        answer, written = read_probe(written + piece.text, extract_answer, config.stop,
+                                     stopped=stopped)
+        if answer is not None or not stopped:
+            break
+        written += config.stop[0]  # it stopped inside the answer: go on after it
+    return answer, used
 
 
 if __name__ == "__main__":
