@@ -8,6 +8,10 @@ status says: its user, a read-only root with a writable HOME and /tmp, ``/dev/sh
 its ``sizeLimit`` (64 MiB when nothing mounts there), its args and environment, its
 memory cgroup, SIGTERM then SIGKILL after the grace period, and pods that a bad rendering
 leaves not Ready (a failing ``check-model`` init container, a failing liveness probe).
+Issue 20's rows, each reproduced on the rendering it names: the python backend's
+shared-memory pool at the model's concurrency (row 1), a read-only HOME (row 2), the
+model check (row 3), the memory limit (row 5), a GCS key as a file (row 7) and a liveness
+probe that follows the model's readiness (row 10).
 """
 
 from __future__ import annotations
