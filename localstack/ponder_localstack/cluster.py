@@ -47,18 +47,20 @@ class ToolError(RuntimeError):
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """A fake node: GPUs (0 for a CPU node), product label, CPU and memory capacity."""
+    """A fake node: GPUs (0 for a CPU node), product label, CPU, memory and local disk."""
 
     name: str
     gpus: int = 8
     gpu_product: str = DEFAULT_GPU_PRODUCT
     cpu: str = "96"
     memory: str = "1Ti"
+    ephemeral_storage: str = "2Ti"
     pods: int = 110
 
 
 def node_manifest(node: NodeSpec) -> dict[str, object]:
-    capacity: dict[str, str] = {"cpu": node.cpu, "memory": node.memory, "pods": str(node.pods)}
+    capacity: dict[str, str] = {"cpu": node.cpu, "memory": node.memory, "pods": str(node.pods),
+                                "ephemeral-storage": node.ephemeral_storage}
     labels = {"type": "kwok", "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"}
     taints: list[dict[str, str]] = []
     if node.gpus:

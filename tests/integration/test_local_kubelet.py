@@ -8,6 +8,10 @@ status says: its user, a read-only root with a writable HOME and /tmp, ``/dev/sh
 its ``sizeLimit`` (64 MiB when nothing mounts there), its args and environment, its
 memory cgroup, SIGTERM then SIGKILL after the grace period, and pods that a bad rendering
 leaves not Ready (a failing ``check-model`` init container, a failing liveness probe).
+Issue 20's rows, each reproduced on the rendering it names: the python backend's
+shared-memory pool at the model's concurrency (row 1), a read-only HOME (row 2), the
+model check (row 3), the memory limit (row 5), a GCS key as a file (row 7) and a liveness
+probe that follows the model's readiness (row 10).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import copy
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -31,6 +37,8 @@ from ponder_localstack.sandbox import DEFAULT_SHM_BYTES
 from ponder_localstack.triton import SimModelOptions, repository_configmap
 from ponder_operator.api.spec import parse_spec
 from ponder_operator.render import (
+    GCS_CREDENTIALS_KEY,
+    TRITON_HTTP_PORT,
     Owner,
     quantity_bytes,
     render_triton_deployment,
@@ -159,6 +167,31 @@ def test_dev_shm_has_the_rendered_size_limit(triton: PodWorker) -> None:
     assert int(out) == quantity_bytes(SPEC.resources.shared_memory_per_replica)
 
 
+def test_the_python_backend_holds_the_models_concurrent_requests_past_64_mib_of_shm(
+    triton: PodWorker
+) -> None:
+    """Issue 20, row 1: Triton's python backend (which the vLLM backend is) copies every
+    request's inputs into its shared-memory pool under /dev/shm and keeps them until the
+    request ends. At the model's concurrency, inputs of 12 MiB each pass the 64 MiB a pod
+    gets without a /dev/shm volume: there the pool cannot grow and requests fail. The bytes
+    ride in a stop string, not the prompt, only because the stand-in scans MATH-500 for
+    every prompt (seconds at this size); the pool holds every input alike."""
+    concurrency = SimModelOptions().max_concurrency
+    input_bytes = 12 * 1024**2
+    assert concurrency * input_bytes > DEFAULT_SHM_BYTES
+    body = {"text_input": "What is 1 + 1?", "exclude_input_in_output": True,
+            "sampling_parameters": json.dumps({
+                "max_tokens": 50, "ponder_token_latency_ms": 40,
+                "stop": ["x" * input_bytes]})}
+    url = (f"http://{triton.ip}:{TRITON_HTTP_PORT}"
+           f"/v2/models/{SPEC.model.served_triton_model_name}/generate")
+    with ThreadPoolExecutor(concurrency) as pool:
+        answers = list(pool.map(lambda _: httpx.post(url, json=body, timeout=60),
+                                range(concurrency)))
+    assert [a.text for a in answers if a.status_code != 200] == []
+    assert all(a.json()["text_output"] for a in answers)
+
+
 def test_the_process_has_the_rendered_args_and_exactly_the_rendered_env(
     triton: PodWorker
 ) -> None:
@@ -231,6 +264,58 @@ def test_a_triton_pod_without_a_writable_home_never_becomes_ready(
     assert not is_ready(cluster, "no-home")
     assert not worker.ready
     cluster.kubectl("delete", "pod", "no-home", "-n", NAMESPACE, "--wait=false")
+
+
+def test_a_pod_whose_model_is_unloaded_is_restarted_by_its_liveness_probe(
+    kubelet: tuple[Cluster, PodRunner]
+) -> None:
+    """Issue 20, row 10: the vLLM backend's health check unloads a model whose engine died;
+    Triton's own /v2/health/live still answers 200 then, so only a liveness probe on the
+    model's readiness restarts the pod. The rendered probe, polled every second here (its
+    path and port as rendered), so that the restart comes within seconds."""
+    cluster, runner = kubelet
+    pod = triton_pod("unloaded")
+    pod["spec"]["containers"][0]["livenessProbe"].update(periodSeconds=1, failureThreshold=2)
+    create(cluster, pod)
+    eventually(lambda: is_ready(cluster, "unloaded"), 120, "the Triton pod Ready")
+    worker = running_worker(runner, "unloaded")
+    model = SPEC.model.served_triton_model_name
+    httpx.post(f"http://{worker.ip}:{TRITON_HTTP_PORT}/v2/repository/models/{model}/unload",
+               timeout=30).raise_for_status()
+
+    def restarted() -> bool:
+        statuses = status(cluster, "unloaded").get("containerStatuses") or [{}]
+        return int(statuses[0].get("restartCount", 0)) >= 1
+    eventually(restarted, 30, "the container restarted after failed liveness probes")
+    (container,) = status(cluster, "unloaded")["containerStatuses"]
+    assert container["lastState"]["terminated"]["reason"] == "LivenessProbeFailed"
+    cluster.kubectl("delete", "pod", "unloaded", "-n", NAMESPACE, "--wait=false")
+
+
+def test_a_gcs_key_reaches_the_triton_container_as_the_file_its_variable_names(
+    kubelet: tuple[Cluster, PodRunner]
+) -> None:
+    """Issue 20, row 7: Triton's GCS client reads GOOGLE_APPLICATION_CREDENTIALS as a path.
+    No bucket is reachable from here, so the rendered container runs ``sleep`` in place of
+    ``tritonserver``; what it is given (environment, volumes, user) is as rendered."""
+    cluster, runner = kubelet
+    key = json.dumps({"type": "service_account", "client_email": "triton@example.com"})
+    cluster.kubectl("create", "secret", "generic", "gcs-key", "-n", NAMESPACE,
+                    f"--from-literal={GCS_CREDENTIALS_KEY}={key}")
+    spec = parse_spec({**DEMO["spec"], "model": {**DEMO["spec"]["model"], "repository": {
+        "uri": {"uri": "gs://bucket/models", "credentialsSecret": "gcs-key"}}}})
+    template = render_triton_deployment(OWNER, spec)["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    container["args"] = ["sleep", "3600"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        container.pop(probe)
+    create(cluster, {"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {**template["metadata"], "name": "gcs"},
+                     "spec": template["spec"]})
+    worker = running_worker(runner, "gcs")
+    code, out = shell(worker, f'cat "${GCS_CREDENTIALS_KEY}"')
+    assert (code, out) == (0, key)
+    cluster.kubectl("delete", "pod", "gcs", "-n", NAMESPACE, "--wait=false")
 
 
 def test_a_model_check_that_fails_leaves_the_pod_initialising_and_not_ready(
