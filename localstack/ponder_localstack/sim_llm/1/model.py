@@ -166,11 +166,14 @@ class TritonPythonModel:
                 "the model parameter data_dir (or PONDER_DATA_DIR) must name the shared data"
             )
         self._sim = behaviour.SimModel.load(Path(data_dir), settings)
-        cache_root = os.environ.get("VLLM_CACHE_ROOT")
-        if cache_root:  # vLLM writes its compile cache there at start; so does the stand-in
-            cache = Path(cache_root) / "ponder-sim-llm"
-            cache.mkdir(parents=True, exist_ok=True)  # fails on a read-only HOME, as vLLM does
-            (cache / "engine.json").write_text(json.dumps({"model": args["model_name"]}))
+        # vLLM writes its compile cache at start, under VLLM_CACHE_ROOT, else
+        # $XDG_CACHE_HOME/vllm, else ~/.cache/vllm (relative to the working directory when
+        # the user has no home); so does the stand-in, and fails where vLLM would.
+        cache_root = os.environ.get("VLLM_CACHE_ROOT") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vllm")
+        cache = Path(cache_root) / "ponder-sim-llm"
+        cache.mkdir(parents=True, exist_ok=True)  # fails on a read-only HOME, as vLLM does
+        (cache / "engine.json").write_text(json.dumps({"model": args["model_name"]}))
         self._slots = threading.BoundedSemaphore(self._max_concurrency)
         self._pool = ThreadPoolExecutor(
             max_workers=self._max_concurrency, thread_name_prefix="sim-llm"
