@@ -141,13 +141,13 @@ class StopRule(BaseModel):
                     "draws maxSamples and scores them at the end.",
     )  # fmt: skip
     later_waves: WaveSizing = Field(
-        default=WaveSizing.MINIMAL,
+        default=WaveSizing.LOOKAHEAD,
         description="How many samples a vote's later waves launch once the running ones "
                     "could not settle it: minimal (just enough that the rule could fire "
                     "if all agree: fewest samples, most rounds), first-wave (never fewer "
                     "than the first wave), doubling (never fewer than launched so far) or "
-                    "lookahead (what the rule is expected to need at the tally's own "
-                    "rates, between the first wave and doubling).",
+                    "lookahead (the default: what the rule is expected to need at the "
+                    "tally's own rates, between the first wave and doubling).",
     )  # fmt: skip
 
     def threshold_for(self, budget: Budget) -> float:
