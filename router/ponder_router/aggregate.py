@@ -49,6 +49,7 @@ from pydantic.alias_generators import to_camel
 from .answers import EqualityMode, answer_key
 from .budgets import Budget, Strategy
 from .errors import PolicyError
+from .waves import WaveSizing, later_wave_size, projected_samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,15 @@ class StopRule(BaseModel):
                     "wave it draws one sample at a time, each scored as it finishes, and "
                     "stops once one with an answer scores this high. Unset: best-of-n "
                     "draws maxSamples and scores them at the end.",
+    )  # fmt: skip
+    later_waves: WaveSizing = Field(
+        default=WaveSizing.LOOKAHEAD,
+        description="How many samples a vote's later waves launch once the running ones "
+                    "could not settle it: minimal (just enough that the rule could fire "
+                    "if all agree: fewest samples, most rounds), first-wave (never fewer "
+                    "than the first wave), doubling (never fewer than launched so far) or "
+                    "lookahead (the default: what the rule is expected to need at the "
+                    "tally's own rates, between the first wave and doubling).",
     )  # fmt: skip
 
     def threshold_for(self, budget: Budget) -> float:
@@ -299,11 +309,13 @@ def plan_next_wave(
 
     ``samples_done`` counts samples launched so far (finished or still running); ``state``
     holds the finished ones. The first wave is ``budget.wave_size`` (set by the difficulty
-    prior). Later ``vote`` waves launch just enough samples that the stopping rule could
-    fire if they all agree with the leader, minus those still running; ``revise`` goes one
+    prior). A later ``vote`` wave launches only when the samples still running could not
+    make the stopping rule fire even if they all agreed with the leader; ``revise`` goes one
     at a time; ``best-of-n`` launches the rest at once, or, with a ``score_threshold``,
     one at a time (each sample may be the one the verifier accepts). Under first-wave
     agreement nothing more launches while the rest of an agreeing first wave runs.
+    A later ``vote`` wave is at least that bound, sized by ``rule.later_waves``
+    (``waves.later_wave_size``: the trade between samples and sequential rounds).
     """
     remaining = budget.max_samples - samples_done
     if remaining <= 0:
@@ -338,7 +350,31 @@ def plan_next_wave(
         unlaunched_gap = (state.runner_up_votes + budget.max_samples - state.samples
                           - state.leader_votes)
         needed = min(needed, max(unlaunched_gap // 2 + 1, 1))
-    return max(min(needed, remaining) - in_flight, 0)
+    return later_wave_size(
+        rule.later_waves, needed_samples=min(needed, remaining), running_samples=in_flight,
+        launched_samples=samples_done, first_wave_samples=budget.wave_size,
+        remaining_samples=remaining,
+        expected_samples=lambda: _expected_samples(budget, state, rule, needed))
+
+
+def _expected_samples(budget: Budget, state: Tally, rule: StopRule, needed: int) -> int:
+    """More samples the rule is expected to need, the tally projected at its own rates
+    (``waves.projected_samples``); the window rule keeps the optimistic ``needed``."""
+    if rule.kind is StopRuleKind.WINDOW or not state.votes:
+        return needed
+    unlaunched = budget.max_samples - state.samples
+    threshold, margin = rule.threshold_for(budget), rule.margin_for(budget)
+
+    def stops(more: int, leader: int, runner_up: int) -> bool:
+        if leader > runner_up + unlaunched - more:
+            return True
+        if rule.kind is StopRuleKind.MARGIN:
+            return leader - runner_up >= margin
+        return beta_leader_probability(leader, runner_up) >= threshold
+
+    return projected_samples(samples=state.samples, leader_votes=state.leader_votes,
+                             runner_up_votes=state.runner_up_votes,
+                             remaining_samples=unlaunched, stops=stops)  # fmt: skip
 
 
 _CONTINUE = StopDecision(stop=False, reason=StopReason.CONTINUE)

@@ -28,14 +28,17 @@ from ponder_router.aggregate import (
 from ponder_router.answers import answers_equal
 from ponder_router.budgets import Budget, Strategy
 from ponder_router.errors import PolicyError
+from ponder_router.waves import WaveSizing
 from ponder_tools.data import shared_data_dir
 
 DATA_DIR = shared_data_dir()
-BETA = StopRule()
-WINDOW = StopRule(kind=StopRuleKind.WINDOW, window=3)
+# The wave tests here check the optimistic bound itself, so their rules size later waves
+# by it alone (laterWaves minimal); test_waves covers the other methods.
+BETA = StopRule(later_waves=WaveSizing.MINIMAL)
+WINDOW = StopRule(kind=StopRuleKind.WINDOW, window=3, later_waves=WaveSizing.MINIMAL)
 NEVER = StopRule(kind=StopRuleKind.NEVER)
 VERIFIED_AT_2 = StopRule(score_threshold=2.0)
-MARGIN = StopRule(kind=StopRuleKind.MARGIN, margin=3)
+MARGIN = StopRule(kind=StopRuleKind.MARGIN, margin=3, later_waves=WaveSizing.MINIMAL)
 
 
 def budget(strategy: Strategy = Strategy.VOTE, max_samples: int = 16, wave_size: int = 4,
@@ -356,10 +359,10 @@ def test_a_vote_launches_only_the_samples_that_could_still_settle_it() -> None:
     # agrees too the leader (3) can no longer be overtaken by the 2 unlaunched samples,
     # so nothing more is launched until it finishes.
     two_agree = tally(["42", "42"])
-    assert plan_next_wave(budget(max_samples=5, wave_size=3), 3, two_agree) == 0
+    assert plan_next_wave(budget(max_samples=5, wave_size=3), 3, two_agree, BETA) == 0
     # Split 2-1 with all three finished: one more agreeing sample decides it (3 > 1 + 1).
     split = tally(["42", "42", "7"])
-    assert plan_next_wave(budget(max_samples=5, wave_size=3), 3, split) == 1
+    assert plan_next_wave(budget(max_samples=5, wave_size=3), 3, split, BETA) == 1
 
 
 # -- first-wave agreement: a tier's budget is an envelope --------------------------------

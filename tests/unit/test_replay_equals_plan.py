@@ -22,6 +22,7 @@ from ponder_router.aggregate import StopRule, StopRuleKind
 from ponder_router.budgets import Budget, BudgetPolicy, Strategy, Tier, default_policy
 from ponder_router.forcing import ForcingConfig
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
+from ponder_router.waves import WaveSizing
 from ponder_tools.data import shared_data_dir
 from ponder_tools.evaluation.dataset import (
     Dataset,
@@ -37,6 +38,9 @@ RULES = [
     StopRule(), StopRule(threshold=0.6), StopRule(kind=StopRuleKind.WINDOW, window=3),
     StopRule(kind=StopRuleKind.NEVER), StopRule(score_threshold=0.8),
     StopRule(kind=StopRuleKind.MARGIN, margin=2), StopRule(threshold=0.6, score_threshold=0.3),
+    *(StopRule(later_waves=sizing) for sizing in WaveSizing if sizing is not WaveSizing.MINIMAL),
+    StopRule(kind=StopRuleKind.MARGIN, margin=3, later_waves=WaveSizing.LOOKAHEAD),
+    StopRule(kind=StopRuleKind.WINDOW, window=3, later_waves=WaveSizing.DOUBLING),
 ]  # fmt: skip
 
 MIXED = BudgetPolicy(tiers=(  # a growing vote, a verified best-of-n and a revision chain
