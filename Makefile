@@ -45,6 +45,7 @@ crds:
 bench: setup
 	$(PY) bench/bench_autoscaler.py
 	$(PY) bench/bench_evaluate.py
+	$(PY) bench/bench_waves.py
 	$(PY) bench/bench_confidence.py
 	$(PY) bench/bench_prior.py
 	$(PY) bench/bench_thinking.py
