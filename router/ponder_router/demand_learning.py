@@ -96,6 +96,7 @@ class DemandLearner:
         self.prior = prior
         self.config = config
         self._tiers: dict[str, _TierDemand] = {}
+        self._models: dict[str, DemandModel] = {}  # built once per observation
 
     def _tier(self, name: str) -> _TierDemand:
         state = self._tiers.get(name)
@@ -126,16 +127,18 @@ class DemandLearner:
         if adaptive and extra > 0 and not budget.shrunk:
             drawn = min(max(plan.launched - budget.wave_size, 0), extra)
             state.extra.add(drawn / extra)
+        fill = min(max(state.fill.value, MIN_FILL_RATIO), 1.0)
+        share = min(max(state.extra.value, 0.0), 1.0)
+        self._models[budget.tier] = DemandModel(token_fill_ratio=fill, extra_sample_ratio=share)
 
     def model(self, tier: str) -> DemandModel:
         """``tier``'s learned model (the prior until a request of it finished)."""
-        state = self._tiers.get(tier)
-        if state is None:
-            return self.prior
-        fill = min(max(state.fill.value, MIN_FILL_RATIO), 1.0)
-        extra = min(max(state.extra.value, 0.0), 1.0)
-        return DemandModel(token_fill_ratio=fill, extra_sample_ratio=extra)
+        return self._models.get(tier, self.prior)
 
     def models(self) -> dict[str, DemandModel]:
         """Every learned tier's model (``budgets.assign_budget``'s ``demand``)."""
-        return {name: self.model(name) for name in self._tiers}
+        return dict(self._models)
+
+    def tiers(self) -> set[str]:
+        """The tiers learned from."""
+        return set(self._models)

@@ -667,7 +667,7 @@ class Executor:
         tiers = {tier.name for tier in config.budgets.tiers}
         learner = self._demand
         if (learner is None or learner.prior != prior or learner.config != knobs
-                or not learner.models().keys() <= tiers):  # fmt: skip
+                or not learner.tiers() <= tiers):  # fmt: skip
             self._demand = learner = DemandLearner(prior, knobs)
         return learner
 
