@@ -41,7 +41,7 @@ Shape (YAML or JSON)::
                  minWindow: 100, minTokens: 256}
     prior: {enabled: false, nFeatures: 131072, warmRequests: 200, learningRate: 0.05,
             saveIntervalSeconds: 60, statePath: /var/lib/ponder/prior.npz}
-    demandLearning: {enabled: true, windowRequests: 200, priorRequests: 10}
+    demandLearning: {enabled: false, windowRequests: 200, priorRequests: 10}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """

@@ -197,7 +197,7 @@ def test_the_confidence_knobs_reach_the_router_as_written() -> None:
 
 
 def test_the_demand_learning_knobs_reach_the_router_as_written() -> None:
-    knobs = {"enabled": False, "windowRequests": 50, "priorRequests": 5}
+    knobs = {"enabled": True, "windowRequests": 50, "priorRequests": 5}
     spec = ReasoningServiceSpec.model_validate({"model": MODEL,
                                                 "budgets": {"demandLearning": knobs}})
 

@@ -207,7 +207,8 @@ def test_at_the_ceiling_budgets_shrink_under_pressure_and_samples_fall() -> None
 
 
 def test_the_fleets_router_learns_its_demand_model_from_the_requests_it_finished() -> None:
-    every_request = DemandLearningConfig(window_requests=1_000_000, prior_requests=0)
+    every_request = DemandLearningConfig(enabled=True, window_requests=1_000_000,
+                                         prior_requests=0)  # fmt: skip
     policy = FleetPolicy("ponder", budget_policy=default_policy(),
                          demand_learning=every_request)  # fmt: skip
     result = run(policy)
@@ -218,9 +219,8 @@ def test_the_fleets_router_learns_its_demand_model_from_the_requests_it_finished
     assert 100 / 1024 <= learned.token_fill_ratio <= 400 / 1024  # samples of 100-400 tokens
 
 
-def test_with_demand_learning_off_the_fleets_router_keeps_the_configured_prior() -> None:
-    off = DemandLearningConfig(enabled=False)
-    result = run(FleetPolicy("ponder", budget_policy=default_policy(), demand_learning=off))
+def test_by_default_the_fleets_router_keeps_the_configured_demand_prior() -> None:
+    result = run(FleetPolicy("ponder", budget_policy=default_policy()))
     assert result.demand_models == {}
 
 
