@@ -36,6 +36,9 @@ the ready replicas' throughput) below 1 until queues are far past the SLO, so th
 default policy's SLO attainment under the quota fell from 100 % to 15 % (Llama) and from
 54 % to 11 % (stand-in). The over-stated prior had been standing in for a pressure
 signal that reacts too late; until that signal is tied to the SLO, learning is opt-in.
+With a horizon of the SLO's 2 s wait (``bench/bench_demand_learning.py``), learning on
+kept SLO attainment at 100 % (Llama, 3.1 points more accurate than the prior at the same
+horizon) and 95 % (stand-in).
 """
 
 from __future__ import annotations

@@ -111,6 +111,9 @@ class FleetPolicy:
     demand_learning: DemandLearningConfig = field(default_factory=DemandLearningConfig)
     """The router's ``demandLearning``: a Ponder policy's demand model learned from the
     requests it finished (``demand_learning.DemandLearner``), as the live router does."""
+    load_horizon_seconds: float = LOAD_HORIZON_SECONDS
+    """The router's ``capacity.horizonSeconds``: demand is compared with this much of the
+    ready replicas' capacity."""
 
     def __post_init__(self) -> None:
         chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
@@ -296,7 +299,7 @@ class _FleetReplay(Replay):
         spec = sum(1 for r in self.replicas if r.state != DRAINING)
         adding = spec > len(self.ready)  # pending or starting replicas
         return LoadState.from_demand(
-            demand_tokens=self.open_demand(), horizon_seconds=LOAD_HORIZON_SECONDS,
+            demand_tokens=self.open_demand(), horizon_seconds=self.policy.load_horizon_seconds,
             capacity_tokens_per_second=len(self.ready) * self.capacity_tokens_per_second,
             at_ceiling=spec >= self.max_replicas,
             scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
