@@ -435,6 +435,7 @@ def render_router_config(
     """The router's configuration (camelCase JSON), as ``ponder_router.settings`` reads it.
 
     ``stopping``, ``forcing``, ``probes``, ``confidence``, ``prior`` (with its state path),
+    ``demandLearning``,
     ``answers``, ``admission``, ``affinity`` and ``chat`` are the router's own models in
     the spec, dumped as they are; the tiers, effort mapping and load shrink are
     translated to ``BudgetPolicy``'s shape
@@ -473,6 +474,7 @@ def render_router_config(
         "confidence": budgets.confidence.model_dump(mode="json", by_alias=True),
         "prior": {**budgets.prior.model_dump(mode="json", by_alias=True),
                   "statePath": f"{ROUTER_STATE_DIR}/prior.npz"},
+        "demandLearning": budgets.demand_learning.model_dump(mode="json", by_alias=True),
         "answers": spec.answers.model_dump(mode="json", by_alias=True, exclude_none=True),
         "admission": spec.router.admission.model_dump(mode="json", by_alias=True),
         "affinity": spec.router.affinity.model_dump(mode="json", by_alias=True),

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -362,9 +363,13 @@ def assign_budget(
     policy: BudgetPolicy,
     requested_max_tokens: int | None = None,
     requested_max_samples: int | None = None,
+    demand: Mapping[str, DemandModel] | None = None,
 ) -> Budget:
-    """The budget for one request (module rules 1-3)."""
+    """The budget for one request (module rules 1-3); ``demand``: a tier's learned demand
+    model (``demand_learning``), in place of the policy's, for the shrink and the
+    expected tokens."""
     tier = assign_tier(estimate, effort, policy)
+    model = (demand or {}).get(tier.name, policy.demand_model)
     max_tokens = _cap(tier.max_tokens, requested_max_tokens, "max_tokens")
     max_samples = _cap(tier.max_samples, requested_max_samples, "max_samples")
     shrink_reason = None
@@ -372,7 +377,7 @@ def assign_budget(
         cause = "at replica ceiling" if load.at_ceiling else "while scaling up"
         max_samples, max_tokens, shrink_reason = _shrink(
             max_samples, max_tokens, load.pressure, policy.shrink_order, cause,
-            _expected_samples(tier, max_samples, policy.demand_model),
+            _expected_samples(tier, max_samples, model),
         )
     strategy = tier.strategy if max_samples > 1 else Strategy.SINGLE
     wave_size = 1 if strategy is Strategy.REVISE else min(tier.initial_samples, max_samples)
@@ -393,7 +398,7 @@ def assign_budget(
         stop_margin=tier.stop_margin,
         stop_on_first_wave_agreement=tier.stop_on_first_wave_agreement,
     )
-    expected = expected_request_tokens(budget, policy.demand_model)
+    expected = expected_request_tokens(budget, model)
     return budget.model_copy(update={"expected_tokens": expected})
 
 

@@ -62,6 +62,7 @@ from .admission import Admission
 from .api import RequestResult, chunk_tokens
 from .budgets import (
     Budget,
+    DemandModel,
     LoadState,
     Strategy,
     assign_budget,
@@ -69,6 +70,7 @@ from .budgets import (
 )
 from .confidence import ConfidenceGate, sample_confidence
 from .demand import expected_remaining_tokens
+from .demand_learning import DemandLearner
 from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import DeadlineExceededError, UpstreamError
@@ -235,7 +237,8 @@ class RequestRun:
         """Expected tokens this request still generates (its share of the demand gauge)."""
         forcing = self.config.forcing
         return expected_remaining_tokens(
-            self.budget, self.config.budgets.demand_model, samples_finished=self.finished_samples,
+            self.budget, self.executor.demand_model(self.config, self.budget.tier),
+            samples_finished=self.finished_samples,
             running_samples=self.plan.running, running_tokens=self.running_tokens,
             answer_tokens=forcing.answer_tokens if forcing.enabled else 0,
             extra_sample_ratio=self.extra_sample_ratio)
@@ -637,6 +640,7 @@ class Executor:
     inflight_samples: int = 0
     _random: random.Random = field(default_factory=random.Random)
     _gate: ConfidenceGate | None = None
+    _demand: DemandLearner | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind_live_state(lambda: self.queued, lambda: self.inflight_samples,
@@ -653,6 +657,24 @@ class Executor:
             self._gate = ConfidenceGate(knobs)
         self._gate.config = knobs
         return self._gate
+
+    def demand_learner(self, config: RouterConfig) -> DemandLearner | None:
+        """The service's demand learner under ``config`` (None: learning off); it starts
+        over when the configured prior, the tiers or the learning knobs change."""
+        knobs, prior = config.demand_learning, config.budgets.demand_model
+        if not knobs.enabled:
+            return None
+        tiers = {tier.name for tier in config.budgets.tiers}
+        learner = self._demand
+        if (learner is None or learner.prior != prior or learner.config != knobs
+                or not learner.tiers() <= tiers):  # fmt: skip
+            self._demand = learner = DemandLearner(prior, knobs)
+        return learner
+
+    def demand_model(self, config: RouterConfig, tier: str) -> DemandModel:
+        """``tier``'s demand model: the learned one, or the configured prior."""
+        learner = self.demand_learner(config)
+        return config.budgets.demand_model if learner is None else learner.model(tier)
 
     def base_seed(self, spec: RequestSpec) -> int:
         return spec.seed if spec.seed is not None else self._random.getrandbits(31)
@@ -681,9 +703,12 @@ class Executor:
         else:
             estimator = self.estimator or config.budgets.feature_estimator()
             estimate = estimator.estimate(spec.problem)
+        learner = self.demand_learner(config)
+        learned = learner.models() if learner is not None else None
         budget = assign_budget(estimate, spec.effort, self.load(config), config.budgets,
                                requested_max_tokens=spec.max_tokens,
-                               requested_max_samples=spec.max_samples)  # fmt: skip
+                               requested_max_samples=spec.max_samples,
+                               demand=learned)  # fmt: skip
         budget = override_strategy(budget, spec.strategy, config)
         run = RequestRun(self, spec, estimate, budget, config)
         if prior is not None:
@@ -691,8 +716,14 @@ class Executor:
         return run
 
     def learn(self, run: RequestRun) -> None:
-        """Teach the prior what a finished request's samples showed (text hashed, dropped)."""
-        if self.prior is None or run.plan.outcome is not Outcome.OK:
+        """Teach the demand learner and the prior what a finished request's samples showed
+        (text hashed, dropped)."""
+        if run.plan.outcome is not Outcome.OK:
+            return
+        learner = self.demand_learner(run.config)
+        if learner is not None:
+            learner.observe(run.plan)
+        if self.prior is None:
             return
         observation = observe_plan(run.plan)
         if observation is not None:

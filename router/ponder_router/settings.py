@@ -10,7 +10,8 @@ applies a new config to a running router. ``StopRule``, ``AnswerFormat`` and
 ``AdmissionConfig`` are also the CRD's ``spec.budgets.stopping``, ``spec.answers`` and
 ``spec.router.admission``, and ``ForcingConfig``, ``ProbeConfig`` and ``ConfidenceConfig``
 its ``spec.budgets.forcing``, ``spec.budgets.probes`` and ``spec.budgets.confidence``, and
-``AffinityConfig`` its ``spec.router.affinity`` (the
+``AffinityConfig`` its ``spec.router.affinity``, and
+``DemandLearningConfig`` its ``spec.budgets.demandLearning`` (the
 operator's API imports them), so those sections have one
 schema; the budget tiers have their own CRD models, held to these by
 ``tests/unit/test_config_contract.py``. ``prior.PriorConfig`` is ``spec.budgets.prior``;
@@ -41,6 +42,7 @@ Shape (YAML or JSON)::
                  minWindow: 100, minTokens: 256}
     prior: {enabled: false, nFeatures: 131072, warmRequests: 200, learningRate: 0.05,
             saveIntervalSeconds: 60, statePath: /var/lib/ponder/prior.npz}
+    demandLearning: {enabled: false, windowRequests: 200, priorRequests: 10}
     chat: {preset: deepseek-r1}     # or {template: "<jinja>", thinking: {start, end}},
                                     # returnReasoning (chat.ChatFormat); plain if unset
 """
@@ -63,6 +65,7 @@ from .answers import AnswerFormat
 from .budgets import MODEL_NAME_PATTERN, BudgetPolicy, default_policy
 from .chat import ChatFormat
 from .confidence import ConfidenceConfig
+from .demand_learning import DemandLearningConfig
 from .errors import PolicyError
 from .forcing import ForcingConfig
 from .prior import RouterPriorConfig
@@ -182,6 +185,9 @@ class RouterConfig(BaseModel):
                                          description="per-sample confidence: weights, cancels")
     prior: RouterPriorConfig = Field(default_factory=RouterPriorConfig,
                                      description="the prompt prior learned from traffic")
+    demand_learning: DemandLearningConfig = Field(
+        default_factory=DemandLearningConfig,
+        description="the demand model learned from finished requests")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys_file: str | None = Field(
         default=None, description="mounted Secret file, lines 'key' or 'key:tenant'"

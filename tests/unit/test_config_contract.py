@@ -40,6 +40,7 @@ from ponder_router.budgets import (
     default_policy,
 )
 from ponder_router.confidence import ConfidenceConfig
+from ponder_router.demand_learning import DemandLearningConfig
 from ponder_router.difficulty import EstimatorWeights
 from ponder_router.forcing import ForcingConfig
 from ponder_router.prior import PriorConfig
@@ -58,6 +59,7 @@ BUDGETS_FIELDS = {
     "probes": "probes (RouterConfig, the same model)",
     "confidence": "confidence (RouterConfig, the same model)",
     "prior": "prior (RouterConfig, the same model plus its state path)",
+    "demandLearning": "demandLearning (RouterConfig, the same model)",
     "shrinkUnderLoad": "shrinkOrder",
     "estimator": "estimator",
 }
@@ -135,7 +137,8 @@ def test_every_crd_budgets_field_has_its_place_in_the_router_config() -> None:
                                              "probes (RouterConfig, the same model)",
                                              "confidence (RouterConfig, the same model)",
                                              "prior (RouterConfig, the same model plus its "
-                                             "state path)"}
+                                             "state path)",
+                                             "demandLearning (RouterConfig, the same model)"}
 
     assert _fields(BudgetsSpec).keys() == BUDGETS_FIELDS.keys()
     assert set(BUDGETS_FIELDS.values()) <= router
@@ -191,6 +194,18 @@ def test_the_confidence_knobs_reach_the_router_as_written() -> None:
     config = RouterConfig.model_validate(render_router_config(OWNER, spec))
 
     assert config.confidence == ConfidenceConfig.model_validate(knobs)
+
+
+def test_the_demand_learning_knobs_reach_the_router_as_written() -> None:
+    knobs = {"enabled": True, "windowRequests": 50, "priorRequests": 5}
+    spec = ReasoningServiceSpec.model_validate({"model": MODEL,
+                                                "budgets": {"demandLearning": knobs}})
+
+    config = RouterConfig.model_validate(render_router_config(OWNER, spec))
+
+    assert config.demand_learning == DemandLearningConfig.model_validate(knobs)
+    assert BudgetsSpec.model_fields["demand_learning"].annotation \
+        is DemandLearningConfig
 
 
 def test_a_spec_at_every_crd_bound_renders_a_config_the_router_loads() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from ponder_router.aggregate import plan_next_wave, tally
 from ponder_router.budgets import LoadState, default_policy
+from ponder_router.demand_learning import DemandLearningConfig
 from ponder_router.settings import CapacityConfig
 from ponder_tools.evaluation.dataset import EvalProblem
 from ponder_tools.sim import HpaAutoscaler, SimConfig, synthetic_trace
@@ -203,6 +204,24 @@ def test_at_the_ceiling_budgets_shrink_under_pressure_and_samples_fall() -> None
     assert not results[ShrinkTrigger.OFF].shrunk.any()
     assert results[ShrinkTrigger.CEILING].shrunk.any()
     assert results[ShrinkTrigger.CEILING].samples.mean() < results[ShrinkTrigger.OFF].samples.mean()
+
+
+def test_the_fleets_router_learns_its_demand_model_from_the_requests_it_finished() -> None:
+    every_request = DemandLearningConfig(enabled=True, window_requests=1_000_000,
+                                         prior_requests=0)  # fmt: skip
+    policy = FleetPolicy("ponder", budget_policy=default_policy(),
+                         demand_learning=every_request)  # fmt: skip
+    result = run(policy)
+
+    learned = result.demand_models["easy"]
+    drew = (result.samples - 2) / (16 - 2)  # the easy tier: a first wave of 2, 16 samples
+    assert learned.extra_sample_ratio == pytest.approx(drew.mean())
+    assert 100 / 1024 <= learned.token_fill_ratio <= 400 / 1024  # samples of 100-400 tokens
+
+
+def test_by_default_the_fleets_router_keeps_the_configured_demand_prior() -> None:
+    result = run(FleetPolicy("ponder", budget_policy=default_policy()))
+    assert result.demand_models == {}
 
 
 def test_calibrated_fleet_policies_are_fitted_on_problems_the_runs_never_draw() -> None:

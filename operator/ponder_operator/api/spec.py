@@ -19,7 +19,8 @@ The sections the router reads are the router's own models where it has one:
 ``spec.budgets.forcing`` is ``ponder_router.forcing.ForcingConfig`` and
 ``spec.budgets.probes`` is ``ponder_router.probes.ProbeConfig``, ``spec.budgets.confidence``
 is ``ponder_router.confidence.ConfidenceConfig``, ``spec.budgets.prior`` is
-``ponder_router.prior.PriorConfig`` and ``spec.router.affinity``
+``ponder_router.prior.PriorConfig``, ``spec.budgets.demandLearning`` is
+``ponder_router.demand_learning.DemandLearningConfig`` and ``spec.router.affinity``
 is ``ponder_router.affinity.AffinityConfig``, copied into
 the router's config as they are. The budget tiers, effort mapping and load shrink keep
 their CRD shape (CEL rules, strict scalars); their defaults come from the router's
@@ -55,6 +56,7 @@ from ponder_router.answers import AnswerFormat
 from ponder_router.budgets import ShrinkResource, default_policy
 from ponder_router.chat import ChatFormat, ThinkingDelimiters
 from ponder_router.confidence import ConfidenceConfig
+from ponder_router.demand_learning import DemandLearningConfig
 from ponder_router.difficulty import FEATURE_NAMES
 from ponder_router.forcing import ForcingConfig
 from ponder_router.prior import PriorConfig
@@ -702,6 +704,11 @@ class BudgetsSpec(ApiModel):
         default=PriorConfig(),
         description="A prompt prior each router replica learns from its finished requests "
                     "(hashed n-grams, never the text), kept in the pod's state volume.")
+    demand_learning: DemandLearningConfig = Field(
+        default=DemandLearningConfig(),
+        description="The demand model (token fill, extra samples) each router replica "
+                    "learns from its finished requests; the autoscaler's demand and the "
+                    "load shrink use it.")
     shrink_under_load: ShrinkUnderLoad = Field(default=ShrinkUnderLoad(),
                                                description="Budget shedding under load.")
     estimator: EstimatorSpec | None = Field(

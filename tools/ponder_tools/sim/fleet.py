@@ -32,7 +32,10 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   autoscaler is any ``engine.Autoscaler`` (Ponder's loop or the HPA from ``baselines``);
   its demand signal is ``demand.expected_remaining_tokens`` of every open request (its
   samples not started, and its running ones by the tokens they have written), as the
-  router publishes it.
+  router publishes it. Where ``FleetPolicy.demand_learning`` turns it on (the router's
+  default: off), a Ponder policy's demand model is learned from the requests it finished
+  (``demand_learning.DemandLearner``, fed as the live executor feeds it), for the demand
+  and the load shrink.
 - **Time and SLO.** A request's *queue wait* is the sum over its waves of the time from
   the wave's launch until its last sample got a slot; the SLO is met when that is at most
   ``slo_queue_wait_seconds``. Prefill (input tokens / prefill rate) is added once to time
@@ -47,7 +50,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -65,6 +68,7 @@ from ponder_router.budgets import (
     expected_request_tokens,
 )
 from ponder_router.demand import expected_remaining_tokens
+from ponder_router.demand_learning import DemandLearner, DemandLearningConfig
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_router.settings import CapacityConfig
 from ponder_tools.evaluation.dataset import EvalProblem
@@ -104,6 +108,12 @@ class FleetPolicy:
     answer_tokens: int = 0
     """The router's forcing allowance (``forcing.answerTokens`` when forcing is on; 0 off):
     only its share of the published demand is modelled, not forced answers."""
+    demand_learning: DemandLearningConfig = field(default_factory=DemandLearningConfig)
+    """The router's ``demandLearning``: a Ponder policy's demand model learned from the
+    requests it finished (``demand_learning.DemandLearner``), as the live router does."""
+    load_horizon_seconds: float = LOAD_HORIZON_SECONDS
+    """The router's ``capacity.horizonSeconds``: demand is compared with this much of the
+    ready replicas' capacity."""
 
     def __post_init__(self) -> None:
         chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
@@ -117,13 +127,15 @@ class FleetPolicy:
         """One sample at a time (Adaptive-Consistency), instead of the plan's waves."""
         return self.ac_threshold is not None
 
-    def budget_for(self, problem: EvalProblem, load: LoadState) -> tuple[Budget, StopRule]:
-        """The request's budget and stopping rule."""
+    def budget_for(self, problem: EvalProblem, load: LoadState,
+                   demand: Mapping[str, DemandModel] | None = None,
+                   ) -> tuple[Budget, StopRule]:  # fmt: skip
+        """The request's budget and stopping rule; ``demand``: the learned demand models."""
         count = problem.sample_count
         if self.budget_policy is not None:
             estimate = self.budget_policy.feature_estimator().estimate(problem.question)
             budget = assign_budget(estimate, "auto", load, self.budget_policy,
-                                   requested_max_samples=count)  # fmt: skip
+                                   requested_max_samples=count, demand=demand)  # fmt: skip
             return budget, self.stop_rule
         if self.fixed_samples is not None:
             n = min(self.fixed_samples, count)
@@ -233,6 +245,9 @@ class FleetResult:
     end_seconds: float
     timeline: tuple[npt.NDArray[np.float64], ...]  # time, spec, gpu, ready, queued samples
     replay_wall_seconds: float
+    demand_models: dict[str, DemandModel] = field(default_factory=dict)
+    """Each tier's demand model learned by the end (empty: not a Ponder policy, or
+    learning off)."""
 
 
 class _Open:
@@ -270,6 +285,10 @@ class _FleetReplay(Replay):
         self.wait_total = np.full(count, np.nan)
         self.capacity_tokens_per_second = config.replica.replica_tokens_per_second(
             0.75 * config.replica.max_sequences)
+        ponder = policy.budget_policy
+        self.learner = (DemandLearner(ponder.demand_model, policy.demand_learning)
+                        if ponder is not None and policy.demand_learning.enabled
+                        else None)  # fmt: skip
 
     # -- the router ---------------------------------------------------------------------
 
@@ -280,7 +299,7 @@ class _FleetReplay(Replay):
         spec = sum(1 for r in self.replicas if r.state != DRAINING)
         adding = spec > len(self.ready)  # pending or starting replicas
         return LoadState.from_demand(
-            demand_tokens=self.open_demand(), horizon_seconds=LOAD_HORIZON_SECONDS,
+            demand_tokens=self.open_demand(), horizon_seconds=self.policy.load_horizon_seconds,
             capacity_tokens_per_second=len(self.ready) * self.capacity_tokens_per_second,
             at_ceiling=spec >= self.max_replicas,
             scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
@@ -290,11 +309,13 @@ class _FleetReplay(Replay):
         event."""
         policy = self.policy.budget_policy
         model = policy.demand_model if policy is not None else DemandModel()
+        learned = self.learner.models() if self.learner is not None else {}
         total = 0.0
         for o in self.open.values():
             written = sum(replica.virtual - start for replica, start, _ in o.running.values())
             total += expected_remaining_tokens(
-                o.budget, model, samples_finished=len(o.plan.finished),
+                o.budget, learned.get(o.budget.tier, model),
+                samples_finished=len(o.plan.finished),
                 running_samples=len(o.running), running_tokens=written,
                 answer_tokens=self.policy.answer_tokens)  # fmt: skip
         return total
@@ -302,7 +323,8 @@ class _FleetReplay(Replay):
     def arrive(self, index: int) -> None:
         now = self.arrival[index]
         problem = self.draw.problems[int(self.draw.problem[index])]
-        budget, rule = self.policy.budget_for(problem, self.load())
+        learned = self.learner.models() if self.learner is not None else None
+        budget, rule = self.policy.budget_for(problem, self.load(), learned)
         plan = RequestPlan(budget, rule, equality="exact")
         request = _Open(budget, plan, self.draw.samples(index, budget))
         self.open[index] = request
@@ -401,6 +423,8 @@ class _FleetReplay(Replay):
         if request.queued:
             request.wait += now - request.wave_start
         plan = request.plan
+        if self.learner is not None:
+            self.learner.observe(plan)
         choice = plan.choose(None)
         problem = self.draw.problems[int(self.draw.problem[index])]
         self.correct[index] = plan.finished[choice.position].answer == problem.reference_key
@@ -436,6 +460,7 @@ class _FleetReplay(Replay):
             correct=self.correct, samples=self.launched, tokens=self.spent, shrunk=self.shrunk,
             gpu_seconds=self.gpu_seconds, end_seconds=now,
             timeline=tuple(table[:, i] for i in range(5)), replay_wall_seconds=wall_seconds,
+            demand_models=self.learner.models() if self.learner is not None else {},
         )  # fmt: skip
 
 
