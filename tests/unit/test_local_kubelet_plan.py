@@ -43,7 +43,7 @@ DEMO = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
 SPEC = parse_spec(DEMO["spec"])
 OWNER = Owner(name="math", namespace="default", uid="u")
 HOST = {"/": [("bin", "-> usr/bin"), ("etc", "dir"), ("home", "dir"), ("proc", "dir"),
-              ("run", "dir"), ("tmp", "dir"), ("usr", "dir"), ("var", "dir"), ("work", "dir")],
+              ("run", "dir"), ("tmp", "dir"), ("usr", "dir"), ("var", "dir"), ("srv", "dir")],
         "/home": [("someone", "dir")],
         "/etc": [("hosts", "file"), ("ssl", "dir")],
         "/var": [("lib", "dir"), ("log", "dir"), ("run", "-> /run")],
@@ -132,7 +132,7 @@ def test_host_directories_are_bound_read_only_and_rebuilt_where_a_volume_goes() 
         Mount("bind", "/var/lib/apt", "/var/lib/apt", read_only=True),
         Mount("bind", "/var/log", "/var/log", read_only=True),
         Mount("symlink", "/var/run", "/run"),
-        Mount("bind", "/work", "/work", read_only=True),
+        Mount("bind", "/srv", "/srv", read_only=True),
     ]
 
 
