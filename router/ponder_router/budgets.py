@@ -377,7 +377,9 @@ def assign_budget(
         cause = "at replica ceiling" if load.at_ceiling else "while scaling up"
         max_samples, max_tokens, shrink_reason = _shrink(
             max_samples, max_tokens, load.pressure, policy.shrink_order, cause,
-            _expected_samples(tier, max_samples, model),
+            _expected_samples(tier.strategy, max_samples,
+                              min(tier.initial_samples, max_samples),
+                              model.extra_sample_ratio),
         )
     strategy = tier.strategy if max_samples > 1 else Strategy.SINGLE
     wave_size = 1 if strategy is Strategy.REVISE else min(tier.initial_samples, max_samples)
@@ -416,12 +418,8 @@ def expected_request_tokens(
     replaces the model's (the learned prior's estimate for this request, when it has one).
     """
     model = model or DemandModel()
-    if budget.strategy in (Strategy.SINGLE, Strategy.BEST_OF_N):
-        samples = float(budget.max_samples)
-    else:
-        extra = budget.max_samples - budget.wave_size
-        ratio = model.extra_sample_ratio if extra_sample_ratio is None else extra_sample_ratio
-        samples = budget.wave_size + ratio * extra
+    ratio = model.extra_sample_ratio if extra_sample_ratio is None else extra_sample_ratio
+    samples = _expected_samples(budget.strategy, budget.max_samples, budget.wave_size, ratio)
     remaining = max(samples - samples_finished, 0.0)
     return remaining * model.token_fill_ratio * budget.max_tokens_per_sample
 
@@ -437,13 +435,14 @@ def _later_tokens(tier: Tier, max_tokens: int, requested: int | None) -> int | N
     return later if later > max_tokens else None
 
 
-def _expected_samples(tier: Tier, max_samples: int, model: DemandModel) -> float:
-    """Samples a request of ``tier`` with ``max_samples`` is expected to draw (as
-    ``expected_request_tokens`` counts them)."""
-    wave = min(tier.initial_samples, max_samples)
-    if tier.strategy in (Strategy.SINGLE, Strategy.BEST_OF_N):
+def _expected_samples(strategy: Strategy, max_samples: int, wave_size: int,
+                      extra_sample_ratio: float) -> float:  # fmt: skip
+    """Samples a request is expected to draw (``DemandModel``): ``single`` and
+    ``best-of-n`` every sample they may, ``vote`` and ``revise`` their first wave plus
+    ``extra_sample_ratio`` of the rest."""
+    if strategy in (Strategy.SINGLE, Strategy.BEST_OF_N):
         return float(max_samples)
-    return wave + model.extra_sample_ratio * (max_samples - wave)
+    return wave_size + extra_sample_ratio * (max_samples - wave_size)
 
 
 def _cap(tier_value: int, requested: int | None, name: str) -> int:

@@ -29,26 +29,12 @@ from ponder_tools.sim.crosscheck import (
     with_sample_overhead,
 )
 from ponder_tools.sim.fleet import FleetPolicy, ShrinkTrigger, draw_fleet, simulate_fleet
+from ponder_tools.sim.fleet_target import LoadTestPool
 from ponder_tools.sim.traces import Trace
 
 DEMO_SERVICE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
 
-class FixedPool:
-    """An autoscaler that holds the pool at ``replicas``."""
-
-    name = "fixed"
-    period_seconds = 5.0
-
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
-
-    def start(self, replicas: int, now_seconds: float) -> None:
-        del replicas, now_seconds
-
-    def decide(self, observation: object, now_seconds: float) -> int:
-        del observation, now_seconds
-        return self.replicas
 
 
 def problems(count: int, samples: int = 8) -> list[EvalProblem]:
@@ -136,7 +122,7 @@ def test_a_fleet_replay_keeps_scaling_until_the_window_ends_after_its_last_reque
     trace = synthetic_trace([(20.0, 1.0)], seed=0)
     draw = draw_fleet(trace, problems(8), seed=0)
     config = SimConfig(initial_replicas=1, record_interval_seconds=5.0, min_end_seconds=120.0)
-    result = simulate_fleet(draw, FleetPolicy("maj@4", fixed_samples=4), FixedPool(1), config)
+    result = simulate_fleet(draw, FleetPolicy("maj@4", fixed_samples=4), LoadTestPool(1), config)
     assert 115.0 <= result.timeline[0][-1] < 120.0
     assert result.end_seconds >= 115.0
     assert not np.isnan(result.latency_seconds).any()
@@ -156,7 +142,7 @@ def test_a_request_may_launch_more_samples_than_one_replica_runs() -> None:
     draw = draw_fleet(trace, problems(8), seed=0)
     small = SimConfig(replica=replica_model(token_latency_ms=8.0, max_concurrency=2,
                                             startup_seconds=1.0))  # fmt: skip
-    result = simulate_fleet(draw, FleetPolicy("maj@5", fixed_samples=5), FixedPool(1), small)
+    result = simulate_fleet(draw, FleetPolicy("maj@5", fixed_samples=5), LoadTestPool(1), small)
     assert (result.samples == 5).all()
     assert not np.isnan(result.latency_seconds).any()
 
@@ -197,14 +183,18 @@ def test_an_overhead_lengthens_every_sample_by_the_tokens_written_in_that_time()
     assert all(t == 105 for request in longer.tokens for t in request)
 
 
-class DemandProbe(FixedPool):
+class DemandProbe:
     """Holds the pool and keeps the demand each tick reads."""
 
+    name = "demand-probe"
     period_seconds = 0.5
 
     def __init__(self, replicas: int) -> None:
-        super().__init__(replicas)
+        self.replicas = replicas
         self.demand_tokens: list[tuple[float, float]] = []
+
+    def start(self, replicas: int, now_seconds: float) -> None:
+        del replicas, now_seconds
 
     def decide(self, observation: object, now_seconds: float) -> int:
         self.demand_tokens.append((now_seconds, getattr(observation, "demand_tokens", -1.0)))
