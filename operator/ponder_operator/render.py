@@ -443,7 +443,8 @@ def render_router_config(
     """
     budgets = spec.budgets
     shrink = budgets.shrink_under_load
-    floors = {"samples": shrink.min_samples, "tokens": shrink.min_tokens}
+    floors = {"agreement": shrink.min_lead, "samples": shrink.min_samples,
+              "tokens": shrink.min_tokens}
     effort = {k: v for k, v in budgets.effective_effort().model_dump().items() if v is not None}
     return {
         "service": owner.name,

@@ -151,12 +151,38 @@ class StopRule(BaseModel):
     )  # fmt: skip
 
     def threshold_for(self, budget: Budget) -> float:
-        """The beta threshold for ``budget``: its tier's own, else the rule's."""
-        return self.threshold if budget.stop_threshold is None else budget.stop_threshold
+        """The beta threshold for ``budget``: its tier's own, else the rule's; a load shrink
+        (``Budget.stop_scale``) divides its log-odds, never so far that a unanimous lead
+        under ``Budget.stop_min_lead`` votes would stop."""
+        threshold = self.threshold if budget.stop_threshold is None else budget.stop_threshold
+        if budget.stop_scale <= 1.0:
+            return threshold
+        shrunk = 1.0 / (1.0 + math.exp(-math.log(threshold / (1.0 - threshold))
+                                       / budget.stop_scale))  # fmt: skip
+        floor = beta_leader_probability(budget.stop_min_lead - 1, 0)
+        return min(threshold, max(shrunk, math.nextafter(floor, 1.0)))
 
     def margin_for(self, budget: Budget) -> int:
-        """The lead the margin rule needs for ``budget``: its tier's own, else the rule's."""
-        return self.margin if budget.stop_margin is None else budget.stop_margin
+        """The lead the margin rule needs for ``budget``: its tier's own, else the rule's,
+        its bar divided by a load shrink's ``Budget.stop_scale`` (``_scaled_lead``)."""
+        margin = self.margin if budget.stop_margin is None else budget.stop_margin
+        return _scaled_lead(margin, budget)
+
+    def window_for(self, budget: Budget) -> int:
+        """The agreeing answers the window rule needs for ``budget``, its bar divided by a
+        load shrink's ``Budget.stop_scale`` (``_scaled_lead``)."""
+        return _scaled_lead(self.window, budget)
+
+    def log_odds_bar(self) -> float:
+        """How much agreement this rule needs, in log-odds: the beta threshold's, or for a
+        lead of L votes (margin, window) the log-odds a unanimous lead of L gives under
+        the beta rule, ln(2^L - 1). What the load shrink's agreement step divides
+        (``budgets.assign_budget``'s ``rule_bar``)."""
+        if self.kind is StopRuleKind.MARGIN:
+            return _lead_log_odds(self.margin)
+        if self.kind is StopRuleKind.WINDOW:
+            return _lead_log_odds(self.window)
+        return math.log(self.threshold / (1.0 - self.threshold))
 
 
 DEFAULT_STOP_RULE = StopRule()
@@ -295,7 +321,7 @@ def should_stop(
         return StopDecision(stop=True, reason=StopReason.FIRST_WAVE_AGREED)
     if rule.kind is StopRuleKind.BETA and beta_stop(state, rule.threshold_for(budget)):
         return StopDecision(stop=True, reason=StopReason.CONFIDENT)
-    if rule.kind is StopRuleKind.WINDOW and window_stop(state.keys, rule.window):
+    if rule.kind is StopRuleKind.WINDOW and window_stop(state.keys, rule.window_for(budget)):
         return StopDecision(stop=True, reason=StopReason.WINDOW_AGREED)
     if rule.kind is StopRuleKind.MARGIN and margin_stop(state, rule.margin_for(budget)):
         return StopDecision(stop=True, reason=StopReason.AHEAD)
@@ -334,7 +360,7 @@ def plan_next_wave(
     if rule.kind is StopRuleKind.WINDOW:
         votes = [k for k in state.keys if k is not None]
         streak = next((i for i, k in enumerate(reversed(votes)) if k != votes[-1]), len(votes))
-        needed = max(rule.window - streak, 1)
+        needed = max(rule.window_for(budget) - streak, 1)
     elif rule.kind is StopRuleKind.MARGIN:
         needed = max(rule.margin_for(budget) - state.leader_votes + state.runner_up_votes, 1)
     else:
@@ -378,6 +404,21 @@ def _expected_samples(budget: Budget, state: Tally, rule: StopRule, needed: int)
 
 
 _CONTINUE = StopDecision(stop=False, reason=StopReason.CONTINUE)
+
+
+def _lead_log_odds(lead: int) -> float:
+    """The beta rule's log-odds for a unanimous lead of ``lead`` votes: P = 1 - 2^-lead."""
+    return math.log(2.0**lead - 1.0) if lead > 1 else 0.0
+
+
+def _scaled_lead(lead: int, budget: Budget) -> int:
+    """The least lead whose log-odds reach ``lead``'s divided by the load shrink's
+    ``Budget.stop_scale``, never below ``Budget.stop_min_lead`` nor above ``lead``."""
+    if budget.stop_scale <= 1.0:
+        return lead
+    bar = _lead_log_odds(lead) / budget.stop_scale
+    scaled = next((k for k in range(1, lead + 1) if _lead_log_odds(k) >= bar - 1e-12), lead)
+    return min(lead, max(scaled, budget.stop_min_lead))
 
 
 def _from_keys(keys: tuple[str | None, ...]) -> Tally:

@@ -707,8 +707,8 @@ class Executor:
         learned = learner.models() if learner is not None else None
         budget = assign_budget(estimate, spec.effort, self.load(config), config.budgets,
                                requested_max_tokens=spec.max_tokens,
-                               requested_max_samples=spec.max_samples,
-                               demand=learned)  # fmt: skip
+                               requested_max_samples=spec.max_samples, demand=learned,
+                               rule_bar=config.stopping.log_odds_bar())  # fmt: skip
         budget = override_strategy(budget, spec.strategy, config)
         run = RequestRun(self, spec, estimate, budget, config)
         if prior is not None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from ponder_router.aggregate import StopRule, StopRuleKind, should_stop, tally
 from ponder_router.budgets import (
     Budget,
     BudgetPolicy,
@@ -265,14 +266,65 @@ def test_under_pressure_at_the_ceiling_samples_shrink_first_then_tokens() -> Non
 def test_twice_the_load_halves_the_samples_a_request_is_expected_to_draw_not_its_envelope(
 ) -> None:
     """An envelope of 64 halved is 32, which no request that stops early ever reaches."""
-    full = assign_budget(estimate(0.1), "auto", LoadState.idle(), default_policy())
+    policy = samples_first()
+    full = assign_budget(estimate(0.1), "auto", LoadState.idle(), policy)
     shrunk = assign_budget(estimate(0.1), "auto", LoadState(pressure=2.0, at_ceiling=True),
-                           default_policy())  # fmt: skip
+                           policy)  # fmt: skip
     expected_samples = full.expected_tokens / (0.6 * full.max_tokens_per_sample)  # 2 + 0.3 x 62
     assert full.max_samples == 64
     assert shrunk.max_samples == math.ceil(expected_samples / 2.0) == 11
     # tokens take only what rounding up to whole samples left over
     assert shrunk.max_tokens_per_sample >= 0.9 * full.max_tokens_per_sample
+
+
+def samples_first() -> BudgetPolicy:
+    """The default policy without the agreement step (the earlier default order)."""
+    policy = default_policy()
+    return policy.model_copy(update={"shrink_order": tuple(
+        s for s in policy.shrink_order if s.resource is not ShrinkResource.AGREEMENT)})
+
+
+def test_twice_the_load_first_halves_the_extra_samples_through_the_stopping_bar() -> None:
+    """The default order lowers the lead the stopping rule needs before it caps samples:
+    the easy tier expects 2 + 0.3 x 62 = 20.6 samples, half is 10.3, so the 18.6 past the
+    first wave must shrink to 8.3, a bar divided by 18.6 / 8.3."""
+    shrunk = assign_budget(estimate(0.1), "auto", LoadState(pressure=2.0, at_ceiling=True),
+                           default_policy())  # fmt: skip
+    assert shrunk.shrunk
+    assert shrunk.max_samples == 64  # the envelope stays: contested requests still draw
+    assert shrunk.stop_scale == pytest.approx(18.6 / 8.3)
+    assert shrunk.shrink_reason is not None
+    assert "stopping bar" in shrunk.shrink_reason
+    rule = StopRule()
+    assert 0.75 < rule.threshold_for(shrunk) < 0.95
+    # 3 votes to 1 (P = 0.81) now settles a request that needed P >= 0.95
+    three_to_one = tally(["7", "3", "7", "7"])
+    assert should_stop(three_to_one, rule, shrunk).stop
+    assert not should_stop(three_to_one, rule, shrunk.model_copy(
+        update={"stop_scale": 1.0})).stop  # fmt: skip
+
+
+def test_the_agreement_step_stops_at_its_floor_and_leaves_the_rest_to_the_samples() -> None:
+    shrunk = assign_budget(estimate(0.9), "auto", LoadState(pressure=3.0, at_ceiling=True),
+                           default_policy())  # fmt: skip
+    # ln(19) / ln(3): the 0.95 threshold's log-odds over a two-vote lead's
+    assert shrunk.stop_scale == pytest.approx(math.log(19.0) / math.log(3.0))
+    assert shrunk.max_samples < 64
+    assert shrunk.shrink_reason is not None
+    assert shrunk.shrink_reason.index("stopping bar") < shrunk.shrink_reason.index("samples")
+    one_vote = tally(["7"])
+    assert not should_stop(one_vote, StopRule(), shrunk).stop  # the floor: a lead of 2
+    assert StopRule(rule=StopRuleKind.MARGIN, margin=3).margin_for(shrunk) == 2
+    assert StopRule(rule=StopRuleKind.WINDOW, window=5).window_for(shrunk) == 3  # ln 31 / 2.68
+
+
+def test_a_margin_rules_bar_is_divided_in_log_odds() -> None:
+    budget = assign_budget(estimate(0.1), "auto", LoadState.idle(), default_policy())
+    rule = StopRule(rule=StopRuleKind.MARGIN, margin=4)  # ln(15) = 2.71
+    assert rule.margin_for(budget.model_copy(update={"stop_scale": 1.2})) == 4  # 2.26 > ln 7
+    assert rule.margin_for(budget.model_copy(update={"stop_scale": 1.5})) == 3  # 1.81 <= ln 7
+    assert rule.margin_for(budget.model_copy(update={"stop_scale": 2.0,
+                                                     "stop_min_lead": 3})) == 3  # fmt: skip
 
 
 def test_under_pressure_while_scaling_up_the_budget_shrinks_as_at_the_ceiling() -> None:

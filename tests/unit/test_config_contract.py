@@ -154,6 +154,7 @@ def test_shrink_order_and_floors_are_what_the_routers_shrink_steps_take() -> Non
     floor = _fields(ShrinkStep)["floor"]
 
     assert set(crd["order"]["items"]["enum"]) == {r.value for r in ShrinkResource}
+    assert _inside(crd["minLead"], floor) == []
     assert _inside(crd["minSamples"], floor) == []
     assert _inside(crd["minTokens"], floor) == []
 

@@ -159,10 +159,10 @@ def test_ponder_simulate_fleet_prints_the_table_and_writes_json_and_a_plot(
     assert document["dataset"].startswith("mot_gpt4")
     assert {p["autoscaler"] for p in document["policies"]} == {"hpa", "keda", "ponder"}
     quota = [p for p in document["policies"] if p["policy"].startswith("ponder-quota")]
-    assert len(quota) == 3
+    assert len(quota) == 4
     calibrated_quota = [p for p in document["policies"]
                         if p["policy"].startswith("ponder-calibrated-quota")]  # fmt: skip
-    assert len(calibrated_quota) == 3
+    assert len(calibrated_quota) == 4
     oracle = {o["policy"]: o for o in document["oracle"]}
     maj16 = next(p for p in document["policies"] if p["policy"] == "maj@16")
     assert oracle["maj@16"]["gpu_hours"] <= maj16["gpu_hours"]  # the bound is a bound

@@ -51,7 +51,8 @@ def test_every_shrink_step_the_spec_lists_reaches_the_router_in_order(spec: Any)
         render_router_config(OWNER, spec, escalation=escalation))
     shrink = spec.budgets.shrink_under_load
     assert [str(s.resource) for s in parsed.budgets.shrink_order] == list(shrink.order)
-    floors = {"samples": shrink.min_samples, "tokens": shrink.min_tokens}
+    floors = {"agreement": shrink.min_lead, "samples": shrink.min_samples,
+              "tokens": shrink.min_tokens}
     assert [s.floor for s in parsed.budgets.shrink_order] == [floors[r] for r in shrink.order]
 
 

@@ -77,7 +77,7 @@ DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-vllm-python-py3"
 
 Backend = Literal["vllm", "tensorrtllm", "python"]
 Strategy = Literal["single", "vote", "best-of-n", "revise"]
-Shrinkable = Literal["samples", "tokens"]
+Shrinkable = Literal["agreement", "samples", "tokens"]
 Cloud = Literal["aws", "gcp", "azure", "lambda"]
 Offering = Literal["on-demand", "spot"]
 
@@ -593,9 +593,15 @@ class ShrinkUnderLoad(ApiModel):
     """What the router may cut, in order, while the pool is saturated."""
 
     order: tuple[Shrinkable, ...] = Field(
-        default=_DEFAULT_SHRINK_ORDER, max_length=2,
+        default=_DEFAULT_SHRINK_ORDER, max_length=3,
         json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="What shrinks first under load: samples, tokens; empty never shrinks.")
+        description="What shrinks first under load: agreement (the stopping rule needs a "
+                    "smaller lead, so requests that agree stop sooner), samples (fewer "
+                    "samples, contested requests truncated), tokens (shorter samples); "
+                    "empty never shrinks.")
+    min_lead: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.AGREEMENT], ge=1, le=64,
+                          description="Votes the leading answer must still be ahead by "
+                                      "when agreement shrinks.")
     min_samples: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.SAMPLES], ge=1, le=64,
                              description="Samples never cut below this.")
     min_tokens: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.TOKENS], ge=1,

@@ -135,7 +135,8 @@ class FleetPolicy:
         if self.budget_policy is not None:
             estimate = self.budget_policy.feature_estimator().estimate(problem.question)
             budget = assign_budget(estimate, "auto", load, self.budget_policy,
-                                   requested_max_samples=count, demand=demand)  # fmt: skip
+                                   requested_max_samples=count, demand=demand,
+                                   rule_bar=self.stop_rule.log_odds_bar())  # fmt: skip
             return budget, self.stop_rule
         if self.fixed_samples is not None:
             n = min(self.fixed_samples, count)
