@@ -75,6 +75,7 @@ from .difficulty import DifficultyEstimate, DifficultyEstimator
 from .endpoints import Endpoint, EndpointPool, NoEndpointError
 from .errors import DeadlineExceededError, UpstreamError
 from .metrics import RouterMetrics
+from .offered import OfferedLoad
 from .plan import FailureAction, Outcome, RequestPlan
 from .prior import observe_plan
 from .probing import SampleProber
@@ -641,6 +642,7 @@ class Executor:
     _random: random.Random = field(default_factory=random.Random)
     _gate: ConfidenceGate | None = None
     _demand: DemandLearner | None = None
+    _offered: OfferedLoad | None = None
 
     def __post_init__(self) -> None:
         self.metrics.bind_live_state(lambda: self.queued, lambda: self.inflight_samples,
@@ -679,6 +681,14 @@ class Executor:
     def base_seed(self, spec: RequestSpec) -> int:
         return spec.seed if spec.seed is not None else self._random.getrandbits(31)
 
+    def offered_load(self, config: RouterConfig) -> OfferedLoad:
+        """The offered load (``offered``), averaged over ``capacity.horizonSeconds``; a
+        config change to the horizon starts a new average."""
+        window = config.capacity.horizon_seconds
+        if self._offered is None or self._offered.window_seconds != window:
+            self._offered = OfferedLoad(window)
+        return self._offered
+
     def load(self, config: RouterConfig) -> LoadState:
         """The pool's load for budget shrinking (only matters at the replica ceiling)."""
         capacity = config.capacity
@@ -688,6 +698,8 @@ class Executor:
             demand_tokens=self.demand_tokens(),
             capacity_tokens_per_second=capacity.tokens_per_second,
             horizon_seconds=capacity.horizon_seconds, at_ceiling=True,
+            offered_tokens_per_second=self.offered_load(config).tokens_per_second(
+                self.clock()),
         )  # fmt: skip
 
     def plan(self, spec: RequestSpec) -> RequestRun:
@@ -705,10 +717,16 @@ class Executor:
             estimate = estimator.estimate(spec.problem)
         learner = self.demand_learner(config)
         learned = learner.models() if learner is not None else None
-        budget = assign_budget(estimate, spec.effort, self.load(config), config.budgets,
-                               requested_max_tokens=spec.max_tokens,
-                               requested_max_samples=spec.max_samples, demand=learned,
-                               rule_bar=config.stopping.log_odds_bar())  # fmt: skip
+
+        def budget_at(load: LoadState) -> Budget:
+            return assign_budget(estimate, spec.effort, load, config.budgets,
+                                 requested_max_tokens=spec.max_tokens,
+                                 requested_max_samples=spec.max_samples, demand=learned,
+                                 rule_bar=config.stopping.log_odds_bar())  # fmt: skip
+
+        budget = budget_at(self.load(config))
+        unshrunk = budget_at(LoadState.idle()) if budget.shrunk else budget
+        self.offered_load(config).record(self.clock(), unshrunk.expected_tokens)
         budget = override_strategy(budget, spec.strategy, config)
         run = RequestRun(self, spec, estimate, budget, config)
         if prior is not None:

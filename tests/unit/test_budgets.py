@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ponder_router.aggregate import StopRule, StopRuleKind, should_stop, tally
 from ponder_router.budgets import (
+    AGREEMENT_RELIEF_EXPONENT,
     Budget,
     BudgetPolicy,
     DemandModel,
@@ -284,23 +285,25 @@ def samples_first() -> BudgetPolicy:
         s for s in policy.shrink_order if s.resource is not ShrinkResource.AGREEMENT)})
 
 
-def test_twice_the_load_first_halves_the_extra_samples_through_the_stopping_bar() -> None:
-    """The default order lowers the lead the stopping rule needs before it caps samples:
-    the easy tier expects 2 + 0.3 x 62 = 20.6 samples, half is 10.3, so the 18.6 past the
-    first wave must shrink to 8.3, a bar divided by 18.6 / 8.3."""
-    shrunk = assign_budget(estimate(0.1), "auto", LoadState(pressure=2.0, at_ceiling=True),
+def test_under_load_the_stopping_bar_falls_before_any_sample_is_capped() -> None:
+    """The default order lowers the lead the stopping rule needs before it caps samples.
+    The easy tier expects 2 + 0.3 x 62 = 20.6 samples; a pressure of 1.5 asks for 13.73,
+    so the 18.6 past the first wave must fall to 11.73, 1.586x less: a bar divided by
+    1.586 ** (1 / 0.75), the relief a lower bar is counted to give."""
+    shrunk = assign_budget(estimate(0.1), "auto", LoadState(pressure=1.5, at_ceiling=True),
                            default_policy())  # fmt: skip
     assert shrunk.shrunk
     assert shrunk.max_samples == 64  # the envelope stays: contested requests still draw
-    assert shrunk.stop_scale == pytest.approx(18.6 / 8.3)
+    relief = 18.6 / (20.6 / 1.5 - 2.0)
+    assert shrunk.stop_scale == pytest.approx(relief ** (1.0 / AGREEMENT_RELIEF_EXPONENT))
     assert shrunk.shrink_reason is not None
     assert "stopping bar" in shrunk.shrink_reason
     rule = StopRule()
-    assert 0.75 < rule.threshold_for(shrunk) < 0.95
-    # 3 votes to 1 (P = 0.81) now settles a request that needed P >= 0.95
-    three_to_one = tally(["7", "3", "7", "7"])
-    assert should_stop(three_to_one, rule, shrunk).stop
-    assert not should_stop(three_to_one, rule, shrunk.model_copy(
+    assert 0.8 < rule.threshold_for(shrunk) < 0.95
+    # 4 votes to 1 (P = 0.89) now settles a request that needed P >= 0.95
+    four_to_one = tally(["7", "3", "7", "7", "7"])
+    assert should_stop(four_to_one, rule, shrunk).stop
+    assert not should_stop(four_to_one, rule, shrunk.model_copy(
         update={"stop_scale": 1.0})).stop  # fmt: skip
 
 
@@ -477,3 +480,21 @@ def test_a_tier_accepts_python_names_as_well_as_crd_names() -> None:
         strategy=Strategy.VOTE,
     )
     assert by_alias == by_name
+
+
+@pytest.mark.parametrize(
+    ("demand_tokens", "offered_tokens_per_second", "pressure"),
+    [
+        (60_000.0, 500.0, 2.0),  # behind by two horizons, arrivals within capacity
+        (0.0, 2_500.0, 2.5),  # no backlog yet, arrivals ask 2.5x what the pool serves
+        (90_000.0, 2_000.0, 3.0),  # both: the larger
+    ],
+)
+def test_pressure_is_the_larger_of_the_open_demand_and_the_offered_load(
+    demand_tokens: float, offered_tokens_per_second: float, pressure: float
+) -> None:
+    load = LoadState.from_demand(demand_tokens=demand_tokens, capacity_tokens_per_second=1_000.0,
+                                 horizon_seconds=30.0, at_ceiling=True,
+                                 offered_tokens_per_second=offered_tokens_per_second)
+    assert load.pressure == pytest.approx(pressure)
+    assert load.shrinks

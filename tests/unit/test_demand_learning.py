@@ -155,9 +155,9 @@ async def test_a_services_published_demand_falls_after_many_early_stopping_reque
     assert after < 0.5 * before
 
 
-async def test_by_default_the_published_demand_keeps_the_configured_prior() -> None:
+async def test_with_learning_off_the_published_demand_keeps_the_configured_prior() -> None:
     fleet = FakeFleet(constant(Script(answer="42")))
-    ex = executor(fleet)
+    ex = executor(fleet, config(demand_learning={"enabled": False}))
     before = ex.plan(spec(EASY)).demand_tokens()
 
     for _ in range(30):

@@ -219,9 +219,13 @@ def test_the_fleets_router_learns_its_demand_model_from_the_requests_it_finished
     assert 100 / 1024 <= learned.token_fill_ratio <= 400 / 1024  # samples of 100-400 tokens
 
 
-def test_by_default_the_fleets_router_keeps_the_configured_demand_prior() -> None:
-    result = run(FleetPolicy("ponder", budget_policy=default_policy()))
-    assert result.demand_models == {}
+def test_by_default_the_fleets_router_learns_its_demand_and_off_keeps_the_prior() -> None:
+    learned = run(FleetPolicy("ponder", budget_policy=default_policy()))
+    assert set(learned.demand_models) <= {t.name for t in default_policy().tiers}
+    assert learned.demand_models
+    kept = run(FleetPolicy("ponder", budget_policy=default_policy(),
+                           demand_learning=DemandLearningConfig(enabled=False)))  # fmt: skip
+    assert kept.demand_models == {}
 
 
 def test_calibrated_fleet_policies_are_fitted_on_problems_the_runs_never_draw() -> None:

@@ -399,6 +399,23 @@ async def test_a_pool_at_its_ceiling_under_pressure_shrinks_budgets(
     await asyncio.gather(first, return_exceptions=True)
 
 
+def test_arrivals_asking_more_than_the_pool_serves_shrink_budgets_before_a_backlog(
+    virtual_time: VirtualTime,
+) -> None:
+    """The offered load: planned requests ask their unshrunk expected tokens of the pool;
+    at the ceiling, once that flow exceeds its throughput, budgets shrink though nothing
+    has been queued yet (no request here ever runs)."""
+    cfg = config(capacity={"atCeiling": True, "replicas": 1, "tokensPerSecondPerReplica": 10,
+                           "horizonSeconds": 30})  # fmt: skip
+    ex = executor(FakeFleet(constant(Script(answer="1"))), cfg, clock=virtual_time.time)
+    first = ex.plan(spec(HARD)).budget
+    assert not first.shrunk
+    # one hard request asks thousands of tokens over a 30 s window: over 10 tokens/s
+    assert ex.offered_load(cfg).tokens_per_second(virtual_time.time()) > 10
+    assert ex.demand_tokens() == 0  # planned, not admitted: no open demand
+    assert ex.plan(spec(HARD)).budget.shrunk
+
+
 class Sink:
     """Records a streaming request's events."""
 

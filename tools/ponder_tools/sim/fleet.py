@@ -10,8 +10,10 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   rule, one sample at a time), or a Ponder ``BudgetPolicy`` through the router's estimator
   and ``budgets.assign_budget`` (effort ``auto``), capped at the samples the data hold. With
   ``shrink`` other than ``off`` the budget sees the pool's load (``LoadState.from_demand``:
-  demand over what the ready replicas serve in ``LOAD_HORIZON_SECONDS``, the live router's
-  default ``capacity.horizonSeconds``, at the ceiling when the pool is
+  the larger of the open demand over what the ready replicas serve in
+  ``LOAD_HORIZON_SECONDS``, the live router's default ``capacity.horizonSeconds``, and the
+  offered load over their throughput (``offered``, arrivals' unshrunk expected tokens
+  averaged over the same horizon), at the ceiling when the pool is
   at ``max_replicas``, and with ``scale-up`` also scaling up while a replica it added is
   pending or starting), so load shrinking happens as it would live.
 - **Samples.** A request's sample ``i`` is its problem's recorded sample ``order[i]`` (a
@@ -69,6 +71,7 @@ from ponder_router.budgets import (
 )
 from ponder_router.demand import expected_remaining_tokens
 from ponder_router.demand_learning import DemandLearner, DemandLearningConfig
+from ponder_router.offered import OfferedLoad
 from ponder_router.plan import RecordedSample, RequestPlan, replay_request
 from ponder_router.settings import CapacityConfig
 from ponder_tools.evaluation.dataset import EvalProblem
@@ -113,7 +116,10 @@ class FleetPolicy:
     requests it finished (``demand_learning.DemandLearner``), as the live router does."""
     load_horizon_seconds: float = LOAD_HORIZON_SECONDS
     """The router's ``capacity.horizonSeconds``: demand is compared with this much of the
-    ready replicas' capacity."""
+    ready replicas' capacity, and the offered load averaged over as long."""
+    offered_load: bool = True
+    """Whether the load pressure counts the offered load (``offered``), as the router
+    does; off: the open demand alone (the router before it did), for comparison."""
 
     def __post_init__(self) -> None:
         chosen = [self.fixed_samples is not None, self.ac_threshold is not None,
@@ -290,6 +296,8 @@ class _FleetReplay(Replay):
         self.learner = (DemandLearner(ponder.demand_model, policy.demand_learning)
                         if ponder is not None and policy.demand_learning.enabled
                         else None)  # fmt: skip
+        self.offered = OfferedLoad(policy.load_horizon_seconds)
+        self.now = 0.0
 
     # -- the router ---------------------------------------------------------------------
 
@@ -303,7 +311,8 @@ class _FleetReplay(Replay):
             demand_tokens=self.open_demand(), horizon_seconds=self.policy.load_horizon_seconds,
             capacity_tokens_per_second=len(self.ready) * self.capacity_tokens_per_second,
             at_ceiling=spec >= self.max_replicas,
-            scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding)  # fmt: skip
+            scaling_up=trigger is ShrinkTrigger.SCALE_UP and adding,
+            offered_tokens_per_second=self.offered.tokens_per_second(self.now))  # fmt: skip
 
     def open_demand(self) -> float:
         """The router's demand gauge; a running sample's tokens as of its replica's last
@@ -325,7 +334,12 @@ class _FleetReplay(Replay):
         now = self.arrival[index]
         problem = self.draw.problems[int(self.draw.problem[index])]
         learned = self.learner.models() if self.learner is not None else None
+        self.now = now
         budget, rule = self.policy.budget_for(problem, self.load(), learned)
+        unshrunk = (self.policy.budget_for(problem, LoadState.idle(), learned)[0]
+                    if budget.shrunk else budget)  # fmt: skip
+        if self.policy.offered_load:
+            self.offered.record(now, unshrunk.expected_tokens)
         plan = RequestPlan(budget, rule, equality="exact")
         request = _Open(budget, plan, self.draw.samples(index, budget))
         self.open[index] = request
