@@ -12,7 +12,7 @@ shares them). Per seed, side by side:
 - ``learned, open demand``: demand learning on, the open demand alone;
 - ``learned, offered`` (the default): demand learning on, the pressure the larger of the
   open demand and the offered load (``ponder_router.offered``);
-- the same with the shrink order without the agreement step (samples first).
+- the same with the agreement step first (the stopping rule needs a smaller lead).
 
 Prints one line per run and a mean per configuration; writes
 ``bench/results/demand_learning_<dataset>.json``.
@@ -28,7 +28,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ponder_router.budgets import BudgetPolicy, ShrinkResource, default_policy
+from ponder_router.budgets import (
+    AGREEMENT_FLOOR,
+    BudgetPolicy,
+    ShrinkResource,
+    ShrinkStep,
+    default_policy,
+)
 from ponder_router.demand_learning import DemandLearningConfig
 from ponder_tools.sim import fleet_compare as fc
 from ponder_tools.sim.compare import ponder_spec
@@ -47,10 +53,10 @@ from ponder_tools.sim.oracle import compute_oracle
 from ponder_tools.sim.traces import load_trace
 
 
-def samples_first(policy: BudgetPolicy) -> BudgetPolicy:
-    """``policy`` without the agreement shrink step."""
-    steps = tuple(s for s in policy.shrink_order if s.resource is not ShrinkResource.AGREEMENT)
-    return policy.model_copy(update={"shrink_order": steps})
+def agreement_first(policy: BudgetPolicy) -> BudgetPolicy:
+    """``policy`` with the agreement shrink step before its own steps."""
+    first = ShrinkStep(resource=ShrinkResource.AGREEMENT, floor=AGREEMENT_FLOOR)
+    return policy.model_copy(update={"shrink_order": (first, *policy.shrink_order)})
 
 
 def main() -> int:
@@ -76,8 +82,8 @@ def main() -> int:
         ("prior, open demand", ponder, ShrinkTrigger.CEILING, off, False),
         ("learned, open demand", ponder, ShrinkTrigger.CEILING, on, False),
         ("learned, offered", ponder, ShrinkTrigger.CEILING, on, True),
-        ("learned, offered, samples first", samples_first(ponder), ShrinkTrigger.CEILING, on,
-         True),
+        ("learned, offered, agreement first", agreement_first(ponder), ShrinkTrigger.CEILING,
+         on, True),
     )  # fmt: skip
     rows = []
     print(f"{args.dataset} on {args.trace}, first {args.minutes:g} min")

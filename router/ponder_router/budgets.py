@@ -25,7 +25,7 @@ Rules, in the order ``assign_budget`` applies them:
    envelope of 64 halved is still 32, which caps no request that stops early and barely
    any that is contested, so shrinking would relieve nothing. The steps:
 
-   - ``agreement`` (first by default): the stopping rule needs a smaller lead
+   - ``agreement`` (not in the default order): the stopping rule needs a smaller lead
      (``Budget.stop_scale`` divides the lead, the beta threshold's log-odds, the margin
      or the window; ``aggregate.StopRule`` applies it), which shortens the extra samples
      as much, since a sequential test's expected length grows with its bar. Requests
@@ -36,10 +36,12 @@ Rules, in the order ``assign_budget`` applies them:
    - ``tokens``: caps each sample's tokens. A budget whose tokens shrank does not grow
      after its first wave.
 
-   Measured under a GPU quota at twice its capacity (``bench/bench_fleet.py``), lowering
-   the lead first loses less accuracy for the same relief than capping samples: on the
-   Llama-2 samples, whose contested requests need many samples, capping them first
-   cost twice the accuracy.
+   Measured under a GPU quota at about twice its capacity (``bench/bench_demand_learning.py``,
+   three seeds, and ``bench/bench_fleet.py``): with the pressure of the open demand alone,
+   agreement first lost less accuracy than samples first on the Llama-2 samples; with
+   the offered load beside it (the default) the two orders are within noise of each other
+   over seeds, and on the fleet benchmark's draw agreement first lost more. So the
+   default order stays samples, then tokens; ``agreement`` is the service's to add.
 """
 
 from __future__ import annotations
@@ -187,7 +189,6 @@ class BudgetPolicy(BaseModel):
     tiers: tuple[Tier, ...] = Field(min_length=1, max_length=16)
     effort_tiers: dict[Effort, str] = Field(default_factory=dict)
     shrink_order: tuple[ShrinkStep, ...] = (
-        ShrinkStep(resource=ShrinkResource.AGREEMENT, floor=2),
         ShrinkStep(resource=ShrinkResource.SAMPLES, floor=1),
         ShrinkStep(resource=ShrinkResource.TOKENS, floor=512),
     )
@@ -326,6 +327,8 @@ class Budget(BaseModel):
                 or self.max_samples <= self.wave_size)  # fmt: skip
 
 
+AGREEMENT_FLOOR = 2
+"""The agreement step's default floor: a lead of two votes (one vote is maj@1)."""
 DEFAULT_RULE_BAR = math.log(0.95 / 0.05)
 """The agreement the default stopping rule (beta, 0.95) needs, in log-odds
 (``aggregate.StopRule.log_odds_bar``): what the load shrink's agreement step divides when

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ponder_router.aggregate import StopRule, StopRuleKind, should_stop, tally
 from ponder_router.budgets import (
+    AGREEMENT_FLOOR,
     AGREEMENT_RELIEF_EXPONENT,
     Budget,
     BudgetPolicy,
@@ -267,7 +268,7 @@ def test_under_pressure_at_the_ceiling_samples_shrink_first_then_tokens() -> Non
 def test_twice_the_load_halves_the_samples_a_request_is_expected_to_draw_not_its_envelope(
 ) -> None:
     """An envelope of 64 halved is 32, which no request that stops early ever reaches."""
-    policy = samples_first()
+    policy = default_policy()
     full = assign_budget(estimate(0.1), "auto", LoadState.idle(), policy)
     shrunk = assign_budget(estimate(0.1), "auto", LoadState(pressure=2.0, at_ceiling=True),
                            policy)  # fmt: skip
@@ -278,20 +279,20 @@ def test_twice_the_load_halves_the_samples_a_request_is_expected_to_draw_not_its
     assert shrunk.max_tokens_per_sample >= 0.9 * full.max_tokens_per_sample
 
 
-def samples_first() -> BudgetPolicy:
-    """The default policy without the agreement step (the earlier default order)."""
+def agreement_first() -> BudgetPolicy:
+    """The default policy with the agreement step before its own."""
     policy = default_policy()
-    return policy.model_copy(update={"shrink_order": tuple(
-        s for s in policy.shrink_order if s.resource is not ShrinkResource.AGREEMENT)})
+    first = ShrinkStep(resource=ShrinkResource.AGREEMENT, floor=AGREEMENT_FLOOR)
+    return policy.model_copy(update={"shrink_order": (first, *policy.shrink_order)})
 
 
 def test_under_load_the_stopping_bar_falls_before_any_sample_is_capped() -> None:
-    """The default order lowers the lead the stopping rule needs before it caps samples.
+    """The agreement step lowers the lead the stopping rule needs before samples are capped.
     The easy tier expects 2 + 0.3 x 62 = 20.6 samples; a pressure of 1.5 asks for 13.73,
     so the 18.6 past the first wave must fall to 11.73, 1.586x less: a bar divided by
     1.586 ** (1 / 0.75), the relief a lower bar is counted to give."""
     shrunk = assign_budget(estimate(0.1), "auto", LoadState(pressure=1.5, at_ceiling=True),
-                           default_policy())  # fmt: skip
+                           agreement_first())  # fmt: skip
     assert shrunk.shrunk
     assert shrunk.max_samples == 64  # the envelope stays: contested requests still draw
     relief = 18.6 / (20.6 / 1.5 - 2.0)
@@ -309,7 +310,7 @@ def test_under_load_the_stopping_bar_falls_before_any_sample_is_capped() -> None
 
 def test_the_agreement_step_stops_at_its_floor_and_leaves_the_rest_to_the_samples() -> None:
     shrunk = assign_budget(estimate(0.9), "auto", LoadState(pressure=3.0, at_ceiling=True),
-                           default_policy())  # fmt: skip
+                           agreement_first())  # fmt: skip
     # ln(19) / ln(3): the 0.95 threshold's log-odds over a two-vote lead's
     assert shrunk.stop_scale == pytest.approx(math.log(19.0) / math.log(3.0))
     assert shrunk.max_samples < 64

@@ -10,7 +10,6 @@ from ponder_router.budgets import (
     Budget,
     DemandModel,
     LoadState,
-    ShrinkResource,
     Strategy,
     assign_budget,
     default_policy,
@@ -127,8 +126,6 @@ def test_a_request_with_no_finished_sample_teaches_nothing() -> None:
 
 def test_the_load_shrink_divides_the_learned_expected_samples() -> None:
     policy = default_policy()
-    policy = policy.model_copy(update={"shrink_order": tuple(  # the samples step alone
-        s for s in policy.shrink_order if s.resource is not ShrinkResource.AGREEMENT)})
     load = LoadState(pressure=2.0, at_ceiling=True)
     hard = DifficultyEstimate(score=0.95)
     learned = {"hard": DemandModel(token_fill_ratio=0.6, extra_sample_ratio=0.0)}

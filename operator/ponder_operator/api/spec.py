@@ -53,7 +53,7 @@ from ponder_operator.errors import SpecError
 from ponder_router.affinity import AffinityConfig
 from ponder_router.aggregate import StopRule
 from ponder_router.answers import AnswerFormat
-from ponder_router.budgets import ShrinkResource, default_policy
+from ponder_router.budgets import AGREEMENT_FLOOR, ShrinkResource, default_policy
 from ponder_router.chat import ChatFormat, ThinkingDelimiters
 from ponder_router.confidence import ConfidenceConfig
 from ponder_router.demand_learning import DemandLearningConfig
@@ -595,11 +595,11 @@ class ShrinkUnderLoad(ApiModel):
     order: tuple[Shrinkable, ...] = Field(
         default=_DEFAULT_SHRINK_ORDER, max_length=3,
         json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="What shrinks first under load: agreement (the stopping rule needs a "
-                    "smaller lead, so requests that agree stop sooner), samples (fewer "
-                    "samples, contested requests truncated), tokens (shorter samples); "
-                    "empty never shrinks.")
-    min_lead: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.AGREEMENT], ge=1, le=64,
+        description="What shrinks, in order, under load: agreement (the stopping rule "
+                    "needs a smaller lead, so requests that agree stop sooner; not in the "
+                    "default), samples (fewer samples, contested requests truncated), "
+                    "tokens (shorter samples); empty never shrinks.")
+    min_lead: Int = Field(default=AGREEMENT_FLOOR, ge=1, le=64,
                           description="Votes the leading answer must still be ahead by "
                                       "when agreement shrinks.")
     min_samples: Int = Field(default=_DEFAULT_FLOORS[ShrinkResource.SAMPLES], ge=1, le=64,

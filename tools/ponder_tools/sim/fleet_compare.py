@@ -23,9 +23,9 @@ the replicas over time. The runs:
   demand model is fitted, so its pressure reads the load right), each on its autoscaler
   with the pool capped at K, half the replicas the oracle needs on average for that
   policy's work over the trace (``quota_for``; whole replicas, so about 2x), with
-  load-aware shrinking off, on in the policy's order (the default: agreement, then
-  samples, then tokens), on without the agreement step (samples first, the earlier
-  default) and on with tokens first. (Half the peak the autoscaler reached unconstrained
+  load-aware shrinking off, on in the policy's order (the default: samples, then
+  tokens), on with the agreement step first (the stopping rule needs a smaller lead) and
+  on with tokens first. (Half the peak the autoscaler reached unconstrained
   was the earlier choice: the autoscaler holds well above the need, so that K was never
   overloaded.)
 
@@ -45,7 +45,13 @@ from typing import Any
 import numpy as np
 
 from ponder_router.aggregate import StopRule
-from ponder_router.budgets import BudgetPolicy, ShrinkResource, default_policy
+from ponder_router.budgets import (
+    AGREEMENT_FLOOR,
+    BudgetPolicy,
+    ShrinkResource,
+    ShrinkStep,
+    default_policy,
+)
 from ponder_tools.data import shared_data_dir
 from ponder_tools.evaluation.calibrate import (
     CalibrationConfig,
@@ -299,14 +305,14 @@ def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
             ORACLE_INTERVAL_SECONDS)  # fmt: skip
         cap = quota_for(need, trace.duration_seconds)
         quota = quota or cap
-        steps = {step.resource: step for step in budget_policy.shrink_order}
-        samples_first = tuple(steps[r] for r in (ShrinkResource.SAMPLES, ShrinkResource.TOKENS)
-                              if r in steps)  # fmt: skip
+        own = budget_policy.shrink_order
+        caps = tuple(s for s in own if s.resource is not ShrinkResource.AGREEMENT)
+        agreement = ShrinkStep(resource=ShrinkResource.AGREEMENT, floor=AGREEMENT_FLOOR)
         for name, order, trigger in (
-            ("noshrink", budget_policy.shrink_order, ShrinkTrigger.OFF),
-            ("shrink", budget_policy.shrink_order, ShrinkTrigger.CEILING),
-            ("shrink-samples1st", samples_first, ShrinkTrigger.CEILING),
-            ("shrink-tokens1st", tuple(reversed(samples_first)), ShrinkTrigger.CEILING),
+            ("noshrink", own, ShrinkTrigger.OFF),
+            ("shrink", own, ShrinkTrigger.CEILING),
+            ("shrink-agreement1st", (agreement, *caps), ShrinkTrigger.CEILING),
+            ("shrink-tokens1st", tuple(reversed(caps)), ShrinkTrigger.CEILING),
         ):
             policy = FleetPolicy(f"{prefix}-quota{cap}-{name}", stop_rule=rule, shrink=trigger,
                                  budget_policy=budget_policy.model_copy(
