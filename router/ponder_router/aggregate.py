@@ -42,6 +42,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -101,6 +102,7 @@ class StopRuleKind(StrEnum):
     """The stopping rules, spelled as in the CRD's ``spec.budgets.stopping.rule``."""
 
     BETA = "beta"
+    SETTLED = "settled"  # the samples the budget has left would not change the answer
     WINDOW = "window"
     MARGIN = "margin"
     NEVER = "none"  # draw every sample the budget allows
@@ -117,15 +119,17 @@ class StopRule(BaseModel):
     )
 
     kind: StopRuleKind = Field(
-        default=StopRuleKind.BETA, alias="rule",
+        default=StopRuleKind.SETTLED, alias="rule",
         description="beta (stop once the leading answer wins with posterior probability "
-                    "threshold), window (stop once the last window answers agree), margin "
+                    "threshold), settled (stop once the samples maxSamples leaves would "
+                    "keep the leading answer ahead with probability threshold), window "
+                    "(stop once the last window answers agree), margin "
                     "(stop once the leading answer is margin votes ahead of the next: a "
                     "sequential probability ratio test) or none (draw maxSamples).",
     )  # fmt: skip
     threshold: float = Field(
         default=0.95, gt=0.5, lt=1.0,
-        description="Posterior probability the beta rule needs (above 0.5: a coin flip "
+        description="Probability the beta and settled rules need (above 0.5: a coin flip "
                     "would stop at once; below 1: the posterior never reaches 1).",
     )  # fmt: skip
     window: int = Field(default=5, ge=2, le=64,
@@ -151,16 +155,14 @@ class StopRule(BaseModel):
     )  # fmt: skip
 
     def threshold_for(self, budget: Budget) -> float:
-        """The beta threshold for ``budget``: its tier's own, else the rule's; a load shrink
-        (``Budget.stop_scale``) divides its log-odds, never so far that a unanimous lead
-        under ``Budget.stop_min_lead`` votes would stop."""
+        """The beta or settled threshold for ``budget``: its tier's own, else the rule's;
+        a load shrink (``Budget.stop_scale``) divides its log-odds (``should_stop`` still
+        asks a lead of ``Budget.stop_min_lead`` votes: ``below_shrunk_floor``)."""
         threshold = self.threshold if budget.stop_threshold is None else budget.stop_threshold
         if budget.stop_scale <= 1.0:
             return threshold
-        shrunk = 1.0 / (1.0 + math.exp(-math.log(threshold / (1.0 - threshold))
-                                       / budget.stop_scale))  # fmt: skip
-        floor = beta_leader_probability(budget.stop_min_lead - 1, 0)
-        return min(threshold, max(shrunk, math.nextafter(floor, 1.0)))
+        return 1.0 / (1.0 + math.exp(-math.log(threshold / (1.0 - threshold))
+                                     / budget.stop_scale))  # fmt: skip
 
     def margin_for(self, budget: Budget) -> int:
         """The lead the margin rule needs for ``budget``: its tier's own, else the rule's,
@@ -192,6 +194,7 @@ class StopReason(StrEnum):
     CONTINUE = "continue"
     BUDGET_EXHAUSTED = "budget-exhausted"
     DECIDED = "decided"
+    SETTLED = "settled"
     CONFIDENT = "confident"
     WINDOW_AGREED = "window-agreed"
     AHEAD = "leader-ahead"
@@ -266,6 +269,54 @@ def beta_stop(state: Tally, threshold: float = 0.95) -> bool:
     return beta_leader_probability(state.leader_votes, state.runner_up_votes) >= threshold
 
 
+@lru_cache(maxsize=1 << 16)
+def settled_probability(leader: float, runner_up: float, others: float,
+                        remaining: int) -> float:  # fmt: skip
+    """P(the leader is still ahead of the runner-up after ``remaining`` more votes).
+
+    The votes' shares of (leader, runner-up, every other answer) are Dirichlet(leader + 1,
+    runner_up + 1, others + 1) given the counts so far; the next ``remaining`` votes are
+    drawn from them (Dirichlet-multinomial, computed as two beta-binomials: the leader's
+    share, then the runner-up's of the rest). A tie counts half. Exact, O(remaining^2).
+    The counts may be weights (``confidence``); each vote to come counts one.
+    """
+    if min(leader, runner_up, others, remaining) < 0:
+        raise PolicyError("vote counts cannot be negative")
+    if remaining == 0:
+        return 1.0 if leader > runner_up else 0.5 if leader == runner_up else 0.0
+    total = 0.0
+    for to_leader in range(remaining + 1):
+        p_leader = _beta_binomial(to_leader, remaining, leader + 1, runner_up + others + 2)
+        rest = remaining - to_leader
+        for to_runner_up in range(rest + 1):
+            gap = leader + to_leader - runner_up - to_runner_up
+            if gap < 0:
+                break
+            weight = 1.0 if gap > 0 else 0.5
+            total += weight * p_leader * _beta_binomial(to_runner_up, rest, runner_up + 1,
+                                                        others + 1)  # fmt: skip
+    return min(total, 1.0)
+
+
+def _beta_binomial(k: int, n: int, a: float, b: float) -> float:
+    """P(k successes of n) when the success probability is Beta(a, b)."""
+    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                    + math.lgamma(k + a) + math.lgamma(n - k + b) - math.lgamma(n + a + b)
+                    + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))  # fmt: skip
+
+
+def settled_stop(state: Tally, remaining: int, threshold: float = 0.95) -> bool:
+    """The budget-aware rule: the ``remaining`` samples the budget allows would keep the
+    leader ahead with probability >= ``threshold`` (``settled_probability``). Near the
+    end of a budget few samples are left to overturn a lead, so it stops sooner than a
+    rule that asks about the long run (``beta_stop``)."""
+    if state.votes == 0:
+        return False
+    others = state.votes - state.leader_votes - state.runner_up_votes
+    return settled_probability(state.leader_votes, state.runner_up_votes, others,
+                               max(remaining, 0)) >= threshold  # fmt: skip
+
+
 def window_stop(answers: Sequence[str | None], window: int = 5) -> bool:
     """ESC's rule: the last ``window`` votes (abstentions skipped) are all the same answer.
 
@@ -278,6 +329,13 @@ def window_stop(answers: Sequence[str | None], window: int = 5) -> bool:
 def margin_stop(state: Tally, margin: int = 3) -> bool:
     """The sequential probability ratio test: the leader leads by ``margin`` votes."""
     return state.votes > 0 and state.leader_votes - state.runner_up_votes >= margin
+
+
+def below_shrunk_floor(state: Tally, budget: Budget) -> bool:
+    """A load shrink lowered the stopping bar (``Budget.stop_scale``) and the leader is
+    not yet ``Budget.stop_min_lead`` votes ahead: no rule may stop on agreement yet."""
+    return (budget.stop_scale > 1.0
+            and state.leader_votes - state.runner_up_votes < budget.stop_min_lead)  # fmt: skip
 
 
 def first_wave_agrees(state: Tally, budget: Budget) -> bool:
@@ -319,8 +377,13 @@ def should_stop(
         return StopDecision(stop=True, reason=StopReason.DECIDED)
     if first_wave_agrees(state, budget):
         return StopDecision(stop=True, reason=StopReason.FIRST_WAVE_AGREED)
+    if below_shrunk_floor(state, budget):
+        return _CONTINUE
     if rule.kind is StopRuleKind.BETA and beta_stop(state, rule.threshold_for(budget)):
         return StopDecision(stop=True, reason=StopReason.CONFIDENT)
+    if rule.kind is StopRuleKind.SETTLED and settled_stop(
+            state, remaining, rule.threshold_for(budget)):  # fmt: skip
+        return StopDecision(stop=True, reason=StopReason.SETTLED)
     if rule.kind is StopRuleKind.WINDOW and window_stop(state.keys, rule.window_for(budget)):
         return StopDecision(stop=True, reason=StopReason.WINDOW_AGREED)
     if rule.kind is StopRuleKind.MARGIN and margin_stop(state, rule.margin_for(budget)):
@@ -363,6 +426,14 @@ def plan_next_wave(
         needed = max(rule.window_for(budget) - streak, 1)
     elif rule.kind is StopRuleKind.MARGIN:
         needed = max(rule.margin_for(budget) - state.leader_votes + state.runner_up_votes, 1)
+    elif rule.kind is StopRuleKind.SETTLED:
+        needed, threshold = 1, rule.threshold_for(budget)
+        others = state.votes - state.leader_votes - state.runner_up_votes
+        unfinished = budget.max_samples - state.samples
+        while needed < remaining and settled_probability(
+            state.leader_votes + needed, state.runner_up_votes, others, unfinished - needed
+        ) < threshold:  # fmt: skip
+            needed += 1
     else:
         needed, threshold = 1, rule.threshold_for(budget)
         while needed < remaining and (
@@ -391,11 +462,16 @@ def _expected_samples(budget: Budget, state: Tally, rule: StopRule, needed: int)
     unlaunched = budget.max_samples - state.samples
     threshold, margin = rule.threshold_for(budget), rule.margin_for(budget)
 
+    others = state.votes - state.leader_votes - state.runner_up_votes
+
     def stops(more: int, leader: int, runner_up: int) -> bool:
         if leader > runner_up + unlaunched - more:
             return True
         if rule.kind is StopRuleKind.MARGIN:
             return leader - runner_up >= margin
+        if rule.kind is StopRuleKind.SETTLED:
+            rest = others + int(more * others / state.samples + 0.5)
+            return settled_probability(leader, runner_up, rest, unlaunched - more) >= threshold
         return beta_leader_probability(leader, runner_up) >= threshold
 
     return projected_samples(samples=state.samples, leader_votes=state.leader_votes,

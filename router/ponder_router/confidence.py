@@ -55,7 +55,9 @@ from .aggregate import (
     StopRule,
     StopRuleKind,
     Tally,
+    below_shrunk_floor,
     beta_leader_probability,
+    settled_probability,
     should_stop,
 )
 from .budgets import Budget, Strategy
@@ -234,11 +236,15 @@ def should_stop_weighted(
             and state.samples == budget.wave_size and state.leader_votes == state.samples
             and lead >= FIRST_WAVE_MIN_WEIGHT * state.samples):  # fmt: skip
         return StopDecision(stop=True, reason=StopReason.FIRST_WAVE_AGREED)
-    if not counts or lead <= 0.0:
+    if not counts or lead <= 0.0 or below_shrunk_floor(state, budget):
         return StopDecision(stop=False, reason=StopReason.CONTINUE)
     if rule.kind is StopRuleKind.BETA and (
             beta_leader_probability_weighted(lead, second) >= rule.threshold_for(budget)):
         return StopDecision(stop=True, reason=StopReason.CONFIDENT)
+    if rule.kind is StopRuleKind.SETTLED and settled_probability(
+            lead, second, max(sum(w for _, w in counts) - lead - second, 0.0),
+            remaining) >= rule.threshold_for(budget):  # fmt: skip
+        return StopDecision(stop=True, reason=StopReason.SETTLED)
     if rule.kind is StopRuleKind.MARGIN and lead - second >= rule.margin_for(budget):
         return StopDecision(stop=True, reason=StopReason.AHEAD)
     return StopDecision(stop=False, reason=StopReason.CONTINUE)

@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components import require_data
@@ -20,6 +21,7 @@ from ponder_router.aggregate import (
     beta_stop,
     majority_vote,
     plan_next_wave,
+    settled_probability,
     should_stop,
     tally,
     weighted_vote,
@@ -34,7 +36,7 @@ from ponder_tools.data import shared_data_dir
 DATA_DIR = shared_data_dir()
 # The wave tests here check the optimistic bound itself, so their rules size later waves
 # by it alone (laterWaves minimal); test_waves covers the other methods.
-BETA = StopRule(later_waves=WaveSizing.MINIMAL)
+BETA = StopRule(kind=StopRuleKind.BETA, later_waves=WaveSizing.MINIMAL)
 WINDOW = StopRule(kind=StopRuleKind.WINDOW, window=3, later_waves=WaveSizing.MINIMAL)
 NEVER = StopRule(kind=StopRuleKind.NEVER)
 VERIFIED_AT_2 = StopRule(score_threshold=2.0)
@@ -241,7 +243,7 @@ def test_should_stop_says_when_and_why(
         (BETA, ["1"], 99.0, budget(Strategy.BEST_OF_N), StopReason.CONTINUE),  # no threshold
         (StopRule(kind=StopRuleKind.NEVER, score_threshold=0.0), [None], 0.5,
          budget(Strategy.BEST_OF_N), StopReason.VERIFIED),
-        (VERIFIED_AT_2, ["1", "1", "1", "1"], 9.0, budget(), StopReason.CONFIDENT),  # votes
+        (VERIFIED_AT_2, ["1", "1", "1", "1"], 9.0, budget(), StopReason.SETTLED),  # votes
         (VERIFIED_AT_2, ["1", "2", "3"], 9.0, budget(), StopReason.CONTINUE),
     ],
 )
@@ -399,3 +401,39 @@ def test_an_agreeing_first_wave_still_running_launches_nothing_more() -> None:
     assert plan_next_wave(envelope(), 2, tally(["7"]), BETA) == 0
     assert plan_next_wave(envelope(), 2, tally(["7", "8"]), BETA) > 0
     assert plan_next_wave(envelope(), 2, tally([None]), BETA) > 0
+
+
+def test_the_settled_probability_matches_a_monte_carlo_of_its_model() -> None:
+    """Dirichlet(leader + 1, runner-up + 1, others + 1) shares, then ``remaining`` votes."""
+    rng = np.random.default_rng(7)
+    leader, runner_up, others, remaining = 5, 2, 1, 10
+    shares = rng.dirichlet([leader + 1, runner_up + 1, others + 1], size=400_000)
+    votes = np.array([rng.multinomial(remaining, s) for s in shares[:40_000]])
+    gap = leader + votes[:, 0] - runner_up - votes[:, 1]
+    simulated = float(np.mean(np.where(gap > 0, 1.0, np.where(gap == 0, 0.5, 0.0))))
+    assert settled_probability(leader, runner_up, others, remaining) == pytest.approx(
+        simulated, abs=0.01)
+
+
+def test_the_settled_probability_is_a_half_for_a_tie_and_falls_with_the_votes_to_come(
+) -> None:
+    assert settled_probability(3, 3, 2, 9) == pytest.approx(0.5)
+    chances = [settled_probability(6, 3, 1, r) for r in (0, 3, 10, 40)]
+    assert chances[0] == 1.0
+    assert chances == sorted(chances, reverse=True)
+    assert chances[-1] < 0.95 < chances[1]
+
+
+def test_the_settled_rule_stops_near_the_end_of_a_budget_where_beta_goes_on() -> None:
+    state = tally(["1", "1", "2", "1", "1", "2", "1", "2", "1"])  # 6 to 3, 3 of 12 left
+    limits = budget(max_samples=12)
+    assert should_stop(state, StopRule(), limits).reason is StopReason.SETTLED
+    assert not should_stop(state, BETA, limits).stop  # P(q > 1/2) = 0.83 asks the long run
+    assert not should_stop(state, StopRule(), budget(max_samples=64)).stop
+
+
+def test_a_shrunk_bar_never_stops_below_its_least_lead() -> None:
+    shrunk = budget(max_samples=64).model_copy(update={"stop_scale": 100.0, "stop_min_lead": 2})
+    assert not should_stop(tally(["1"]), StopRule(), shrunk).stop
+    assert not should_stop(tally(["1"]), BETA, shrunk).stop
+    assert should_stop(tally(["1", "1"]), StopRule(), shrunk).stop

@@ -132,7 +132,7 @@ def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
     assert spec.budgets.tiers[0].strategy == "vote"
     assert spec.budgets.tiers[0].stop_on_first_wave_agreement
     assert spec.budgets.effective_effort().high == "hard"
-    assert spec.budgets.stopping.kind == "beta"
+    assert spec.budgets.stopping.kind == "settled"
     assert spec.budgets.stopping.threshold == 0.95
     assert spec.router.replicas == 2
     assert spec.cost.gpu_hourly_price is None

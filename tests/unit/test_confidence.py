@@ -161,9 +161,18 @@ def test_two_confident_votes_stop_the_margin_rule_that_two_plain_votes_do_not() 
 def test_confident_votes_reach_the_beta_threshold_sooner() -> None:
     state = tally(["7", "7", "7"])
 
-    assert not should_stop(state, StopRule(), budget()).stop
-    assert should_stop_weighted(state, [1.9, 1.9, 1.9], StopRule(),
+    beta = StopRule(kind=StopRuleKind.BETA)
+    assert not should_stop(state, beta, budget()).stop
+    assert should_stop_weighted(state, [1.9, 1.9, 1.9], beta,
                                 budget()).reason is StopReason.CONFIDENT  # fmt: skip
+
+
+def test_confident_votes_settle_the_default_rule_sooner() -> None:
+    state = tally(["7", "7"])  # two plain votes of 64: far from settled
+
+    assert not should_stop(state, StopRule(), budget(max_samples=64)).stop
+    assert should_stop_weighted(state, [2.0, 2.0], StopRule(), budget(
+        max_samples=64)).reason is StopReason.SETTLED  # fmt: skip
 
 
 def test_an_unconfident_unanimous_first_wave_does_not_stop_a_confident_one_does() -> None:

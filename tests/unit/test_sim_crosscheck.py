@@ -72,7 +72,7 @@ def test_the_demo_service_gives_the_operators_scaling_spec_and_the_routers_tiers
     assert policy is not None
     assert [t.name for t in policy.tiers] == ["easy", "medium", "hard"]
     assert [t.max_samples for t in policy.tiers] == [1, 5, 12]
-    assert setup.policy.stop_rule.kind is StopRuleKind.BETA
+    assert setup.policy.stop_rule.kind is StopRuleKind.SETTLED
     assert setup.policy.shrink is ShrinkTrigger.CEILING
     assert setup.policy.answer_tokens == 32  # budget forcing is on by default
 

@@ -67,7 +67,8 @@ def test_a_projection_that_never_stops_asks_for_the_whole_budget() -> None:
 @pytest.mark.parametrize("sizing", list(WaveSizing))
 def test_every_method_waits_while_an_agreeing_first_wave_runs(sizing: WaveSizing) -> None:
     envelope = budget().model_copy(update={"stop_on_first_wave_agreement": True})
-    assert plan_next_wave(envelope, 4, tally(["7", "7"]), StopRule(later_waves=sizing)) == 0
+    rule = StopRule(kind=StopRuleKind.BETA, later_waves=sizing)
+    assert plan_next_wave(envelope, 4, tally(["7", "7"]), rule) == 0
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,8 @@ def test_a_contested_vote_launches_what_its_method_says(sizing: WaveSizing, firs
     # tally's own rates (6/8, 2/8) it is expected to after 4.
     state = tally(["1", "2", "1", "1", "2", "1", "1", "1"])
     limits = budget(wave_size=first_wave)
-    assert plan_next_wave(limits, 8, state, StopRule(later_waves=sizing)) == wave
+    rule = StopRule(kind=StopRuleKind.BETA, later_waves=sizing)
+    assert plan_next_wave(limits, 8, state, rule) == wave
 
 
 def test_lookahead_for_the_margin_rule_projects_the_lead() -> None:

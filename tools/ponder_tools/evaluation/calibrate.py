@@ -155,7 +155,8 @@ class CalibrationConfig:
     match_within: float = 0.001
     margin_se: float = 1.0
     signal_p_value: float = 0.05
-    stop_kinds: tuple[StopRuleKind, ...] = (StopRuleKind.BETA, StopRuleKind.MARGIN)
+    stop_kinds: tuple[StopRuleKind, ...] = (StopRuleKind.SETTLED, StopRuleKind.BETA,
+                                            StopRuleKind.MARGIN)  # fmt: skip
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     margins: tuple[int, ...] = DEFAULT_MARGINS
     window: int = 5
@@ -176,7 +177,7 @@ class CalibrationConfig:
 
     def tier_stops(self, kind: StopRuleKind) -> list[TierStop]:
         """The stopping settings a vote tier may take under ``kind``."""
-        if kind is StopRuleKind.BETA:
+        if kind in (StopRuleKind.BETA, StopRuleKind.SETTLED):
             return [TierStop(threshold=t) for t in self.thresholds]
         if kind is StopRuleKind.MARGIN:
             return [TierStop(margin=m) for m in self.margins]

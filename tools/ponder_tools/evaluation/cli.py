@@ -241,7 +241,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
                         help="samples of a service a tier escalates to (repeatable)")
     parser.add_argument("--escalate-price", action="append", default=[],
                         metavar="SERVICE=PRICE", help="its cost per token (default: 1)")
-    parser.add_argument("--stop-rule", choices=[k.value for k in StopRuleKind], default="beta",
+    parser.add_argument("--stop-rule", choices=[k.value for k in StopRuleKind],
+                        default=StopRule().kind.value,
                         help="the service's stopping rule for Ponder's policies")
     parser.add_argument("--stop-threshold", type=float, default=0.95)
     parser.add_argument("--stop-window", type=int, default=5)
