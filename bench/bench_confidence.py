@@ -101,7 +101,8 @@ def policies(dataset: Dataset) -> list[ReplayedPolicy]:
             for p in dataset.problems]  # fmt: skip
     distinct, index = ponder_budgets(dataset.problems, default_policy())
     tiers = [distinct[i] for i in index.tolist()]
-    return [ReplayedPolicy("adaptive-consistency@0.95", flat, StopRule(), waves=False),
+    return [ReplayedPolicy("adaptive-consistency@0.95", flat,
+                           StopRule(kind=StopRuleKind.BETA, threshold=0.95), waves=False),
             ReplayedPolicy("margin@3", flat, StopRule(kind=StopRuleKind.MARGIN, margin=3),
                            waves=False),
             ReplayedPolicy("ponder-default", tiers, StopRule())]  # fmt: skip

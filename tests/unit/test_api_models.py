@@ -133,7 +133,8 @@ def test_a_spec_with_only_a_model_gets_sensible_defaults() -> None:
     assert spec.budgets.tiers[0].stop_on_first_wave_agreement
     assert spec.budgets.effective_effort().high == "hard"
     assert spec.budgets.stopping.kind == "settled"
-    assert spec.budgets.stopping.threshold == 0.95
+    assert spec.budgets.stopping.threshold is None
+    assert spec.budgets.stopping.rule_threshold == 0.97
     assert spec.router.replicas == 2
     assert spec.cost.gpu_hourly_price is None
     assert spec.cost.pricing is None

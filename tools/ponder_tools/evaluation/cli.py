@@ -244,7 +244,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--stop-rule", choices=[k.value for k in StopRuleKind],
                         default=StopRule().kind.value,
                         help="the service's stopping rule for Ponder's policies")
-    parser.add_argument("--stop-threshold", type=float, default=0.95)
+    parser.add_argument("--stop-threshold", type=float, default=None,
+                        help="the beta or settled threshold (default: 0.95 beta, 0.97 settled)")
     parser.add_argument("--stop-window", type=int, default=5)
     parser.add_argument("--stop-margin", type=int, default=3,
                         help="the lead the margin rule needs (--stop-rule margin)")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ponder_router.aggregate import StopRule
+from ponder_router.aggregate import BETA_THRESHOLD, StopRule, StopRuleKind
 from ponder_router.budgets import Budget, BudgetPolicy
 from ponder_router.confidence import ConfidenceConfig, ConfidenceGate
 from ponder_router.forcing import ForcingConfig
@@ -219,14 +219,16 @@ def evaluate_confidence(
     seed: int = 0,
     running: Mapping[str, Sequence[Running]] | None = None,
 ) -> list[dict[str, object]]:
-    """``ponder evaluate --confidence``: Adaptive-Consistency (``rule``'s beta threshold,
-    one sample at a time) and each named Ponder policy under ``rule``, side by side in
-    every ``VARIANTS`` (``compare_confidence``)."""
+    """``ponder evaluate --confidence``: Adaptive-Consistency (``rule``'s threshold when it
+    is beta, else 0.95; one sample at a time) and each named Ponder policy under ``rule``,
+    side by side in every ``VARIANTS`` (``compare_confidence``)."""
     flat = [Budget(tier="all", strategy="vote", max_tokens_per_sample=1 << 30,
                    max_samples=p.sample_count, wave_size=1, expected_tokens=0.0)
             for p in dataset.problems]  # fmt: skip
-    replayed = [ReplayedPolicy(f"adaptive-consistency@{rule.threshold:g}", flat,
-                               StopRule(threshold=rule.threshold), waves=False)]  # fmt: skip
+    ac = rule.rule_threshold if rule.kind is StopRuleKind.BETA else BETA_THRESHOLD
+    replayed = [ReplayedPolicy(f"adaptive-consistency@{ac:g}", flat,
+                               StopRule(kind=StopRuleKind.BETA, threshold=ac),
+                               waves=False)]  # fmt: skip
     for name, policy in policies:
         distinct, index = ponder_budgets(dataset.problems, policy)
         replayed.append(ReplayedPolicy(name, [distinct[i] for i in index.tolist()], rule))
