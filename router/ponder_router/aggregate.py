@@ -356,6 +356,15 @@ def below_shrunk_floor(state: Tally, budget: Budget) -> bool:
             and state.leader_votes - state.runner_up_votes < budget.stop_min_lead)  # fmt: skip
 
 
+def awaits_first_wave(state: Tally, budget: Budget) -> bool:
+    """``budget`` escalates (``escalate_to``) on a contested first wave, asks whether its
+    whole first wave agrees, and part of that wave has not finished: the agreement rules
+    wait for the wave, the evidence the escalation acts on (only a decided vote stops
+    sooner). Elsewhere an early stop may cancel first-wave samples still running."""
+    return (budget.escalate_to is not None and budget.stop_on_first_wave_agreement
+            and state.samples < budget.wave_size)  # fmt: skip
+
+
 def first_wave_agrees(state: Tally, budget: Budget) -> bool:
     """The first-wave agreement rule: ``budget`` asks for it and its first wave of at
     least two samples (``state`` holds exactly those) all voted for one answer."""
@@ -395,7 +404,7 @@ def should_stop(
         return StopDecision(stop=True, reason=StopReason.DECIDED)
     if first_wave_agrees(state, budget):
         return StopDecision(stop=True, reason=StopReason.FIRST_WAVE_AGREED)
-    if below_shrunk_floor(state, budget):
+    if below_shrunk_floor(state, budget) or awaits_first_wave(state, budget):
         return _CONTINUE
     if rule.kind is StopRuleKind.BETA and beta_stop(state, rule.threshold_for(budget)):
         return StopDecision(stop=True, reason=StopReason.CONFIDENT)

@@ -55,6 +55,7 @@ from .aggregate import (
     StopRule,
     StopRuleKind,
     Tally,
+    awaits_first_wave,
     below_shrunk_floor,
     beta_leader_probability,
     settled_probability,
@@ -236,7 +237,8 @@ def should_stop_weighted(
             and state.samples == budget.wave_size and state.leader_votes == state.samples
             and lead >= FIRST_WAVE_MIN_WEIGHT * state.samples):  # fmt: skip
         return StopDecision(stop=True, reason=StopReason.FIRST_WAVE_AGREED)
-    if not counts or lead <= 0.0 or below_shrunk_floor(state, budget):
+    if (not counts or lead <= 0.0 or below_shrunk_floor(state, budget)
+            or awaits_first_wave(state, budget)):  # fmt: skip
         return StopDecision(stop=False, reason=StopReason.CONTINUE)
     if rule.kind is StopRuleKind.BETA and (
             beta_leader_probability_weighted(lead, second) >= rule.threshold_for(budget)):

@@ -437,3 +437,15 @@ def test_a_shrunk_bar_never_stops_below_its_least_lead() -> None:
     assert not should_stop(tally(["1"]), StopRule(), shrunk).stop
     assert not should_stop(tally(["1"]), BETA, shrunk).stop
     assert should_stop(tally(["1", "1"]), StopRule(), shrunk).stop
+
+
+def test_a_tier_that_escalates_waits_for_its_whole_first_wave() -> None:
+    """Three agreeing votes of a small budget settle a vote, but a tier that escalates on a
+    contested first wave waits for the fourth: it is the evidence the escalation reads."""
+    three = tally(["1", "1", "1"])
+    plain = budget(max_samples=8).model_copy(update={"stop_on_first_wave_agreement": True})
+    escalating = plain.model_copy(update={"escalate_to": "large"})
+    assert should_stop(three, StopRule(), plain).reason is StopReason.SETTLED
+    assert not should_stop(three, StopRule(), escalating).stop
+    assert should_stop(tally(["1", "1", "1", "1"]), StopRule(),
+                       escalating).reason is StopReason.FIRST_WAVE_AGREED  # fmt: skip
