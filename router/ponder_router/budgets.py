@@ -26,9 +26,10 @@ Rules, in the order ``assign_budget`` applies them:
    any that is contested, so shrinking would relieve nothing. The steps:
 
    - ``agreement`` (not in the default order): the stopping rule needs a smaller lead
-     (``Budget.stop_scale`` divides the lead, the beta threshold's log-odds, the margin
-     or the window; ``aggregate.StopRule`` applies it), which shortens the extra samples
-     as much, since a sequential test's expected length grows with its bar. Requests
+     (``Budget.stop_scale`` divides the lead, the threshold's log-odds, the margin or the
+     window; ``aggregate.StopRule`` applies it), which shortens the extra samples, since
+     a sequential test's expected length grows with its bar (counted as the divisor to
+     the power ``AGREEMENT_RELIEF_EXPONENT``). Requests
      that agree stop sooner; contested ones still draw until their leader leads. It
      cannot touch the first wave, and stops at its floor (least lead, default 2 votes).
    - ``samples``: caps ``max_samples`` at what is still expected, divided by what is
@@ -329,10 +330,10 @@ class Budget(BaseModel):
 
 AGREEMENT_FLOOR = 2
 """The agreement step's default floor: a lead of two votes (one vote is maj@1)."""
-DEFAULT_RULE_BAR = math.log(0.95 / 0.05)
-"""The agreement the default stopping rule (beta, 0.95) needs, in log-odds
-(``aggregate.StopRule.log_odds_bar``): what the load shrink's agreement step divides when
-the caller names no rule."""
+DEFAULT_RULE_BAR = math.log(0.97 / 0.03)
+"""The agreement the default stopping rule (settled, 0.97: ``aggregate``, which imports
+this module, holds the rule) needs, in log-odds (``aggregate.StopRule.log_odds_bar``):
+what the load shrink's agreement step divides when the caller names no rule."""
 DEFAULT_MAX_SAMPLES = 64
 """Every default tier's envelope: the samples a contested request may draw."""
 DEFAULT_MAX_TOKENS_AFTER_FIRST_WAVE = 16384
@@ -506,10 +507,9 @@ def _cap(tier_value: int, requested: int | None, name: str) -> int:
 AGREEMENT_RELIEF_EXPONENT = 0.75
 """A stopping bar divided by s is counted as shortening the extra samples by s ** this,
 not s: a contested request's lead grows slowly whatever the bar, and later waves
-overshoot. Measured in the fleet simulator under the GPU quota (Llama-2 samples, three
-seeds): counted as s, the shrink under-delivered and SLO attainment fell to 38-92 %;
-as s ** 0.5 it over-delivered (fewer samples and less accuracy than capping samples
-alone); 0.75 kept 100 % at the accuracy of capping samples alone."""
+overshoot. Set by hand in the fleet simulator's GPU-quota runs on the Llama-2 samples
+(counted as s, the shrink under-delivered and missed the SLO; as s ** 0.5 it cut more
+than capping samples alone). A rough model: the step is not in the default order."""
 _MAX_STOP_SCALE = 1000.0
 """Bound of the agreement step's divisor (a floor of one vote sets no other bound)."""
 
@@ -529,9 +529,9 @@ def _shrink(
     floor (module rule 3). A request is expected to draw its first wave plus
     ``extra_samples``: the agreement step divides the agreement the stopping rule needs
     (``rule_bar``, in log-odds; never below what a unanimous lead of its floor gives,
-    ln(2^floor - 1)), which divides the extra samples as much (a sequential test's
-    expected length grows with its bar); the samples step caps what is still expected,
-    the tokens step the cap."""
+    ln(2^floor - 1)), counted as dividing the extra samples by that divisor to the power
+    ``AGREEMENT_RELIEF_EXPONENT``; the samples step caps what is still expected, the
+    tokens step the cap."""
     left = pressure
     expected = wave_size + extra_samples
     stop_scale = 1.0

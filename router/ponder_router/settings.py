@@ -135,8 +135,8 @@ class CapacityConfig(BaseModel):
         default=0.0, ge=0.0, description="generation throughput of one replica; 0 = unknown"
     )
     horizon_seconds: float = Field(
-        default=30.0, gt=0.0, description="demand is compared with this much capacity"
-    )
+        default=30.0, gt=0.0, description="the open demand is compared with this much "
+        "capacity, and the offered load (``offered``) averaged over as long")
 
     @property
     def tokens_per_second(self) -> float:

@@ -311,15 +311,16 @@ def test_under_load_the_stopping_bar_falls_before_any_sample_is_capped() -> None
 def test_the_agreement_step_stops_at_its_floor_and_leaves_the_rest_to_the_samples() -> None:
     shrunk = assign_budget(estimate(0.9), "auto", LoadState(pressure=3.0, at_ceiling=True),
                            agreement_first())  # fmt: skip
-    # ln(19) / ln(3): the 0.95 threshold's log-odds over a two-vote lead's
-    assert shrunk.stop_scale == pytest.approx(math.log(19.0) / math.log(3.0))
+    # the default rule's log-odds (settled, 0.97) over a two-vote lead's, ln(3)
+    assert shrunk.stop_scale == pytest.approx(math.log(0.97 / 0.03) / math.log(3.0))
+    assert shrunk.stop_scale == pytest.approx(StopRule().log_odds_bar() / math.log(3.0))
     assert shrunk.max_samples < 64
     assert shrunk.shrink_reason is not None
     assert shrunk.shrink_reason.index("stopping bar") < shrunk.shrink_reason.index("samples")
     one_vote = tally(["7"])
     assert not should_stop(one_vote, StopRule(), shrunk).stop  # the floor: a lead of 2
     assert StopRule(rule=StopRuleKind.MARGIN, margin=3).margin_for(shrunk) == 2
-    assert StopRule(rule=StopRuleKind.WINDOW, window=5).window_for(shrunk) == 3  # ln 31 / 2.68
+    assert StopRule(rule=StopRuleKind.WINDOW, window=8).window_for(shrunk) == 3  # ln 255 / 3.16
 
 
 def test_a_margin_rules_bar_is_divided_in_log_odds() -> None:
