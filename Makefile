@@ -53,6 +53,8 @@ bench: setup
 	$(PY) bench/bench_router_overhead.py
 	$(PY) bench/bench_operator_scale.py
 	$(PY) bench/bench_fleet.py
+	$(PY) bench/bench_demand_learning.py --dataset llama2
+	$(PY) bench/bench_demand_learning.py
 
 # The cost report at scale (30 days x 1,000 services), apart from `bench`: building its
 # Prometheus TSDB streams about 65 GB of OpenMetrics through promtool (up to ~7 GB of disk

@@ -9,6 +9,11 @@ clock, no logging; the hot-path values are slotted frozen dataclasses.
 
 Stopping rules (Aggarwal et al. 2023, Adaptive-Consistency; Li et al. 2024, ESC):
 
+- ``settled`` (the default): stop once the samples the budget has left would keep the
+  leader ahead of the runner-up with probability >= ``threshold`` (0.97 unset;
+  ``settled_probability``: the shares of leader, runner-up and the rest Dirichlet given
+  the votes, the votes to come drawn from them). Early in a wide budget it behaves like
+  ``beta``; near its end, with few votes left to overturn a lead, it stops sooner.
 - ``beta``: stop once P(p_leader > p_runner_up) >= ``threshold``, where the leader's share
   of the two top answers is Beta(leader + 1, runner_up + 1) distributed. A tier may set
   its own threshold (``Budget.stop_threshold``), which replaces the rule's.
@@ -34,6 +39,11 @@ Stopping rules (Aggarwal et al. 2023, Adaptive-Consistency; Li et al. 2024, ESC)
 - ``score_threshold``, for ``best-of-n``: stop once the best verifier score of a finished
   sample with an answer reaches it (that sample would be the answer of any larger draw
   unless a later one scores higher); without it best-of-n draws all its samples.
+
+Two guards come before the rules: under a load shrink that lowered the bar
+(``Budget.stop_scale``) no rule stops before the leader leads by ``Budget.stop_min_lead``
+votes; and a tier that escalates and asks for first-wave agreement lets no rule stop
+before its whole first wave has finished (``awaits_first_wave``).
 """
 
 from __future__ import annotations
@@ -295,7 +305,9 @@ def settled_probability(leader: float, runner_up: float, others: float,
     The votes' shares of (leader, runner-up, every other answer) are Dirichlet(leader + 1,
     runner_up + 1, others + 1) given the counts so far; the next ``remaining`` votes are
     drawn from them (Dirichlet-multinomial, computed as two beta-binomials: the leader's
-    share, then the runner-up's of the rest). A tie counts half. Exact, O(remaining^2).
+    share, then the runner-up's of the rest). A tie counts half. Exact, O(remaining^2)
+    multiplications (the pmfs by their ratio recurrence), and cached: the router asks it
+    after every finished sample and while sizing a wave.
     The counts may be weights (``confidence``); each vote to come counts one.
     """
     if min(leader, runner_up, others, remaining) < 0:
@@ -303,24 +315,28 @@ def settled_probability(leader: float, runner_up: float, others: float,
     if remaining == 0:
         return 1.0 if leader > runner_up else 0.5 if leader == runner_up else 0.0
     total = 0.0
-    for to_leader in range(remaining + 1):
-        p_leader = _beta_binomial(to_leader, remaining, leader + 1, runner_up + others + 2)
-        rest = remaining - to_leader
-        for to_runner_up in range(rest + 1):
+    to_leader_pmf = _beta_binomial_pmf(remaining, leader + 1, runner_up + others + 2)
+    for to_leader, p_leader in enumerate(to_leader_pmf):
+        rest_pmf = _beta_binomial_pmf(remaining - to_leader, runner_up + 1, others + 1)
+        for to_runner_up, p_runner_up in enumerate(rest_pmf):
             gap = leader + to_leader - runner_up - to_runner_up
             if gap < 0:
                 break
-            weight = 1.0 if gap > 0 else 0.5
-            total += weight * p_leader * _beta_binomial(to_runner_up, rest, runner_up + 1,
-                                                        others + 1)  # fmt: skip
+            total += (1.0 if gap > 0 else 0.5) * p_leader * p_runner_up
     return min(total, 1.0)
 
 
-def _beta_binomial(k: int, n: int, a: float, b: float) -> float:
-    """P(k successes of n) when the success probability is Beta(a, b)."""
-    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                    + math.lgamma(k + a) + math.lgamma(n - k + b) - math.lgamma(n + a + b)
-                    + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))  # fmt: skip
+def _beta_binomial_pmf(n: int, a: float, b: float) -> list[float]:
+    """P(k successes of n) for k = 0..n when the success probability is Beta(a, b): the
+    first term from log-gammas, the rest by pmf(k + 1) / pmf(k) =
+    (n - k)(k + a) / ((k + 1)(n - k - 1 + b))."""
+    p = math.exp(math.lgamma(n + b) + math.lgamma(a + b) - math.lgamma(n + a + b)
+                 - math.lgamma(b))  # fmt: skip
+    pmf = [p]
+    for k in range(n):
+        p *= (n - k) * (k + a) / ((k + 1) * (n - k - 1 + b))
+        pmf.append(p)
+    return pmf
 
 
 def settled_stop(state: Tally, remaining: int, threshold: float = 0.95) -> bool:

@@ -121,7 +121,7 @@ class Tier(BaseModel):
     )  # fmt: skip
     stop_threshold: float | None = Field(
         default=None, gt=0.5, lt=1.0,
-        description="posterior probability this tier's beta stopping rule needs; "
+        description="probability this tier's beta or settled stopping rule needs; "
                     "the service's stopping threshold if unset",
     )  # fmt: skip
     stop_margin: int | None = Field(
@@ -297,8 +297,8 @@ class Budget(BaseModel):
     shrink_reason: str | None = None
     escalate_to: str | None = None
     stop_threshold: float | None = Field(
-        default=None, gt=0.5, lt=1.0, description="the tier's beta threshold, if it has one"
-    )
+        default=None, gt=0.5, lt=1.0,
+        description="the tier's beta or settled threshold, if it has one")
     stop_margin: int | None = Field(
         default=None, ge=1, le=64, description="the tier's margin-rule lead, if it has one"
     )

@@ -725,8 +725,8 @@ class Executor:
                                  rule_bar=config.stopping.log_odds_bar())  # fmt: skip
 
         budget = budget_at(self.load(config))
-        unshrunk = budget_at(LoadState.idle()) if budget.shrunk else budget
-        self.offered_load(config).record(self.clock(), unshrunk.expected_tokens)
+        self.offered_load(config).offer(self.clock(), budget,
+                                        lambda: budget_at(LoadState.idle()))  # fmt: skip
         budget = override_strategy(budget, spec.strategy, config)
         run = RequestRun(self, spec, estimate, budget, config)
         if prior is not None:

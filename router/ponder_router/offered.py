@@ -12,14 +12,18 @@ traffic asks for; at 2 it asks twice what the pool serves, and a shrink by 2 fit
 Counting unshrunk budgets keeps the signal from chasing its own shrink.
 
 The average is exponentially weighted in time (time constant ``window_seconds``): two
-floats of state, never a prompt. ``record`` and ``tokens_per_second`` take the time from
-the caller (the executor's clock, the simulator's), so the model is pure and testable.
+floats of state, never a prompt. ``offer`` (what the router and the fleet simulator call
+on each request's budget), ``record`` and ``tokens_per_second`` take the time from the
+caller (the executor's clock, the simulator's), so the model is pure and testable.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .budgets import Budget
 
 
 @dataclass
@@ -38,6 +42,11 @@ class OfferedLoad:
         """A request arrived at ``now`` asking for ``tokens`` (its expected tokens)."""
         self._rate = self._decayed(now) + max(tokens, 0.0) / self.window_seconds
         self._at = now if self._at is None else max(self._at, now)
+
+    def offer(self, now: float, budget: Budget, unshrunk: Callable[[], Budget]) -> None:
+        """A request arrived at ``now`` with ``budget``: record the expected tokens of its
+        unshrunk budget (``unshrunk()``, asked only when a load shrink cut ``budget``)."""
+        self.record(now, (unshrunk() if budget.shrunk else budget).expected_tokens)
 
     def tokens_per_second(self, now: float) -> float:
         """The offered tokens per second as of ``now``."""

@@ -75,6 +75,15 @@ def test_the_demo_service_gives_the_operators_scaling_spec_and_the_routers_tiers
     assert setup.policy.stop_rule.kind is StopRuleKind.SETTLED
     assert setup.policy.shrink is ShrinkTrigger.CEILING
     assert setup.policy.answer_tokens == 32  # budget forcing is on by default
+    assert setup.policy.demand_learning.enabled  # the router's default
+
+
+def test_the_services_demand_learning_reaches_the_simulated_router() -> None:
+    service = yaml.safe_load(DEMO_SERVICE.read_text())
+    service["spec"]["budgets"]["demandLearning"] = {"enabled": False, "windowRequests": 50}
+    policy = service_setup(parse_spec(service), "math").policy
+    assert not policy.demand_learning.enabled
+    assert policy.demand_learning.window_requests == 50
 
 
 @pytest.mark.parametrize(("times", "replicas", "end", "expected"), [

@@ -533,7 +533,7 @@ class BudgetTier(ApiModel):
                     "serves this tier's requests instead.")
     stop_threshold: Float | None = Field(
         default=None, gt=0.5, lt=1,
-        description="Posterior probability this tier's beta stopping rule needs (ponder "
+        description="Probability this tier's beta or settled stopping rule needs (ponder "
                     "calibrate sets one per tier); stopping.threshold if unset.")
     stop_margin: Int | None = Field(
         default=None, ge=1, le=64,

@@ -84,7 +84,9 @@ def service_setup(spec: ReasoningServiceSpec, name: str = "service") -> ServiceS
     policy = FleetPolicy(name, budget_policy=router.budgets, stop_rule=router.stopping,
                          shrink=ShrinkTrigger.CEILING,
                          answer_tokens=router.forcing.answer_tokens
-                         if router.forcing.enabled else 0)  # fmt: skip
+                         if router.forcing.enabled else 0,
+                         demand_learning=router.demand_learning,
+                         load_horizon_seconds=router.capacity.horizon_seconds)  # fmt: skip
     return ServiceSetup(scaling_spec(spec, OperatorSettings()), policy,
                         float(spec.scaling.interval_seconds))  # fmt: skip
 

@@ -336,10 +336,9 @@ class _FleetReplay(Replay):
         learned = self.learner.models() if self.learner is not None else None
         self.now = now
         budget, rule = self.policy.budget_for(problem, self.load(), learned)
-        unshrunk = (self.policy.budget_for(problem, LoadState.idle(), learned)[0]
-                    if budget.shrunk else budget)  # fmt: skip
         if self.policy.offered_load:
-            self.offered.record(now, unshrunk.expected_tokens)
+            self.offered.offer(now, budget, lambda: self.policy.budget_for(
+                problem, LoadState.idle(), learned)[0])  # fmt: skip
         plan = RequestPlan(budget, rule, equality="exact")
         request = _Open(budget, plan, self.draw.samples(index, budget))
         self.open[index] = request
