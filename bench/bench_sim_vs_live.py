@@ -18,9 +18,11 @@ measurement looks at the replica counts the check compares.
 With this little traffic the pool's size hinges on whether a scaling tick catches a hard
 request in flight, so one run is one noisy draw: the figures are means over the live runs
 (``--live-runs`` new ones, plus those recorded in ``--live-record`` files) and over
-``--sample-seeds`` draws of the stand-in's samples. The simulator runs three times:
-without a sample overhead, with its median and with its mean (the headline, in
-``within_tolerance``), so the difference each makes shows.
+``--sample-seeds`` simulated draws, each with its own draw of the stand-in's samples and
+its own phase of the scaling loop against the arrivals (spread evenly over one
+``intervalSeconds``: the live operator's loop keeps no fixed phase against the replay).
+The simulator runs three times: without a sample overhead, with its median and with its
+mean (the headline, in ``within_tolerance``), so the difference each makes shows.
 
 Prints replicas over time (mean, peak, replica-seconds; ready and desired), requests
 answered, samples and tokens per request and latency p50/p99 side by side with their
@@ -104,10 +106,13 @@ def live_figures(record: dict[str, Any], end_seconds: float) -> Figures:
 
 def run_simulated(record: dict[str, Any], options: demo.DemoOptions, startup_seconds: float,
                   end_seconds: float, sample_seed: int | None = None,
-                  overhead_seconds: float = 0.0) -> tuple[FleetResult, int]:  # fmt: skip
+                  overhead_seconds: float = 0.0,
+                  tick_phase: float = 0.0) -> tuple[FleetResult, int]:  # fmt: skip
     """The same arrivals and problems through the simulator, set up as the demo is; the
     stand-in's samples and their order drawn under ``sample_seed`` (default: the demo's),
-    each longer by ``overhead_seconds``; also the tokens that overhead added per sample."""
+    each longer by ``overhead_seconds``; the scaling loop's first tick ``tick_phase`` of
+    its interval after the first arrival's clock starts; also the tokens that overhead
+    added per sample."""
     seed = options.seed if sample_seed is None else sample_seed
     spec = parse_spec(yaml.safe_load(demo.SERVICE_MANIFEST.read_text()))
     setup = service_setup(spec, "ponder-demo")
@@ -132,7 +137,8 @@ def run_simulated(record: dict[str, Any], options: demo.DemoOptions, startup_sec
     config = SimConfig(replica=model, gpu_capacity=gpus,
                        initial_replicas=max(1, setup.scaling.min_replicas),
                        record_interval_seconds=RECORD_SECONDS,
-                       min_end_seconds=end_seconds)  # fmt: skip
+                       min_end_seconds=end_seconds,
+                       first_tick_seconds=tick_phase * setup.interval_seconds)  # fmt: skip
     autoscaler = PonderAutoscaler(setup.scaling, period_seconds=setup.interval_seconds)
     return simulate_fleet(draw, setup.policy, autoscaler, config,
                           max_replicas=setup.scaling.ceiling_replicas), extra  # fmt: skip
@@ -232,7 +238,8 @@ def main() -> int:
     parser.add_argument("--live-runs", type=int, default=None,
                         help="new live runs (default: 1 without --live-record, else 0)")
     parser.add_argument("--sample-seeds", type=int, default=10,
-                        help="simulated runs, each with its own draw of the stand-in's samples")
+                        help="simulated runs, each with its own draw of the stand-in's samples "
+                             "and its own phase of the scaling loop")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     options = replace(defaults, replay_seconds=args.replay_seconds,
@@ -268,7 +275,8 @@ def main() -> int:
     comparisons: dict[str, Any] = {}
     simulated: dict[str, list[FleetResult]] = {}
     for label, seconds in variants.items():
-        runs = [run_simulated(records[0], options, startup, end, options.seed + i, seconds)
+        runs = [run_simulated(records[0], options, startup, end, options.seed + i, seconds,
+                              tick_phase=i / args.sample_seeds)
                 for i in range(args.sample_seeds)]  # fmt: skip
         simulated_runs = [simulated_figures(r, end, extra) for r, extra in runs]
         simulated[label] = [result for result, _ in runs]
@@ -295,7 +303,8 @@ def main() -> int:
                       "startup_seconds": startup,
                       "sample_overhead": asdict(measured), "headline": headline,
                       "standin_samples": STANDIN_SAMPLES,
-                      "sample_seeds": [options.seed + i for i in range(args.sample_seeds)]},
+                      "sample_seeds": [options.seed + i for i in range(args.sample_seeds)],
+                      "tick_phases": [i / args.sample_seeds for i in range(args.sample_seeds)]},
         "within_tolerance": comparisons[headline]["within_tolerance"],
         "comparisons": comparisons,
         "live_runs": [f.flat() for f in live_runs], "live_records": records,

@@ -164,6 +164,29 @@ def test_a_request_wider_than_a_replica_is_refused() -> None:
         simulate(workload, PonderAutoscaler(ScalingSpec()), SimConfig())
 
 
+def test_the_scaling_loop_ticks_from_its_phase_and_sees_only_what_is_open_then() -> None:
+    # One request open from 0 s to about 1 s; a 5 s loop that first ticks at 0.5 s sees
+    # it and grows the pool, one that first ticks at 2 s never sees any demand.
+    trace = Trace("one", np.array([0.0]), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    model = ReplicaModel(prefill_tokens_per_second=math.inf)
+    spec = ScalingSpec(min_replicas=1, max_replicas=4, target_drain_seconds=1,
+                       throughput_prior_tokens_per_second=40.0)
+    workload = make_workload(trace, sequences=1, tokens=100)
+    seen = {}
+    for phase in (0.5, 2.0):
+        recorder = Recorder(PonderAutoscaler(spec, period_seconds=5.0))
+        simulate(workload, recorder, SimConfig(replica=model, first_tick_seconds=phase,
+                                               min_end_seconds=12.0))  # fmt: skip
+        assert [t for t, _, _ in recorder.calls][:2] == [phase, phase + 5.0]
+        seen[phase] = recorder.calls[0]
+    assert seen[0.5][1].demand_tokens > 0
+    assert seen[0.5][2] > 1
+    assert seen[2.0][1].demand_tokens == 0
+    assert seen[2.0][2] == 1
+    with pytest.raises(SimulationError, match="first scaling tick"):
+        simulate(workload, PonderAutoscaler(spec), SimConfig(first_tick_seconds=-1.0))
+
+
 # -- Ponder in the replay ------------------------------------------------------------------
 
 

@@ -95,6 +95,10 @@ class SimConfig:
     min_end_seconds: float = 0.0
     """Keep scaling and recording until at least this time, after the last request too
     (so a replay can be compared with a live run over the same window)."""
+    first_tick_seconds: float = 0.0
+    """When the scaling loop first runs (then every ``period_seconds``): its phase against
+    the arrivals. A live operator's loop keeps no fixed phase against the traffic, and
+    with little traffic whether a tick catches a burst decides the pool's size."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,8 @@ class Replay:
             raise SimulationError(
                 f"a request needs {widest} sequences; a replica runs "
                 f"at most {model.max_sequences}")
+        if not 0.0 <= config.first_tick_seconds < math.inf:
+            raise SimulationError("the first scaling tick must be at a finite time >= 0 s")
         self.workload, self.autoscaler, self.config = workload, autoscaler, config
         self.model = model
         self.rate = [model.sequence_tokens_per_second(c) for c in range(model.max_sequences + 1)]
@@ -241,7 +247,7 @@ class Replay:
             self.ready.append(warm)
             self.gpu_replicas += 1
         self.autoscaler.start(self.config.initial_replicas, now)
-        self.push(0.0, _TICK)
+        self.push(self.config.first_tick_seconds, _TICK)
         self.push(0.0, _RECORD)
         arrival, total = self.arrival, len(self.arrival)
         next_index = 0
