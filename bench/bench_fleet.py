@@ -16,11 +16,15 @@ scale-up is in flight sit side by side: ``fleet_burst.json`` and ``fleet_burst.p
 with the Qwen2.5-Math samples (``--burst-dataset``; its samples take the trace's lengths).
 Then the first comparison again with the stand-in over MATH-500 (``--standin-dataset``,
 default ``standin-tracelen``: the stand-in's own answers with the trace's lengths):
-``fleet_standin.json`` and ``fleet_standin.png``.
+``fleet_standin.json`` and ``fleet_standin.png``. Last, a day-long shape: ServeGen's
+DeepSeek-R1 pool, its day of ten-minute rates compressed into ``--day-minutes`` (30) at a
+mean of ``--day-mean-rate-rps`` (5, about the conversation slice's rate), its requests
+with the R1 pool's lengths, with the stand-in (``--day-dataset``): ``fleet_day.json`` and
+``fleet_day.png``.
 
     PYTHONPATH=operator:router:tools:localstack .venv/bin/python bench/bench_fleet.py \\
         [--trace azure-conv] [--minutes 5] [--seed 0] \\
-        [--dataset llama2|gpt4|qwen|standin|standin-tracelen]
+        [--dataset llama2|gpt4|qwen|standin|standin-tracelen] [--day-minutes 30]
 """
 
 from __future__ import annotations
@@ -45,13 +49,24 @@ def main() -> int:
     parser.add_argument("--burst-trace", default="azure-code")
     parser.add_argument("--burst-dataset", choices=DATASET_NAMES, default="qwen")
     parser.add_argument("--standin-dataset", choices=DATASET_NAMES, default="standin-tracelen")
+    parser.add_argument("--day-trace", default="servegen-r1")
+    parser.add_argument("--day-minutes", type=float, default=30.0)
+    parser.add_argument("--day-mean-rate-rps", type=float, default=5.0)
+    parser.add_argument("--day-dataset", choices=DATASET_NAMES, default="standin-tracelen")
     args = parser.parse_args()
+    day_minutes, day_rate = args.day_minutes, args.day_mean_rate_rps
+    del args.day_minutes, args.day_mean_rate_rps  # the first three runs read their traces
     status = run_simulate_fleet(args)
     burst = argparse.Namespace(**{**vars(args), "trace": args.burst_trace,
                                   "dataset": args.burst_dataset, "stem": "fleet_burst"})
     standin = argparse.Namespace(**{**vars(args), "dataset": args.standin_dataset,
                                     "stem": "fleet_standin"})
-    return status or run_simulate_fleet(burst) or run_simulate_fleet(standin)
+    day = argparse.Namespace(**{**vars(args), "trace": args.day_trace,
+                                "dataset": args.day_dataset, "minutes": day_minutes,
+                                "day_minutes": day_minutes, "mean_rate_rps": day_rate,
+                                "stem": "fleet_day"})  # fmt: skip
+    return (status or run_simulate_fleet(burst) or run_simulate_fleet(standin)
+            or run_simulate_fleet(day))  # fmt: skip
 
 
 if __name__ == "__main__":

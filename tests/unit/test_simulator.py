@@ -38,6 +38,7 @@ from ponder_tools.sim import (
     load_problems,
     load_trace,
     run_comparison,
+    servegen_trace,
     simulate,
     synthetic_trace,
 )
@@ -338,6 +339,35 @@ def test_the_public_traces_load_in_arrival_order(name: str, requests: int) -> No
     assert np.all(np.diff(trace.arrival_seconds) >= 0.0)
 
 
+@needs_data
+def test_the_servegen_day_is_drawn_at_its_real_rates_and_lengths() -> None:
+    day = load_trace("servegen-r1")
+    # 144 windows summing to 1,383,669 expected requests; the Poisson draw stays within 0.5 %.
+    assert day.requests == pytest.approx(1_383_669, rel=0.005)
+    assert 86_000.0 < day.duration_seconds < 86_400.0
+    assert np.all(np.diff(day.arrival_seconds) >= 0.0)
+    # The data's README: whole-day output tokens mean 1,527, p50 792, p99 12,607.
+    assert day.output_tokens.mean() == pytest.approx(1527, rel=0.02)
+    assert np.percentile(day.output_tokens, 50) == pytest.approx(792, rel=0.05)
+    assert np.array_equal(load_trace("servegen-r1", seed=0).arrival_seconds[:100],
+                          day.arrival_seconds[:100])  # fmt: skip
+
+
+@needs_data
+def test_a_compressed_servegen_day_keeps_its_shape_at_the_mean_rate_asked() -> None:
+    full = servegen_trace("servegen-r1", seed=2)
+    hour = servegen_trace("servegen-r1", window_seconds=25.0, mean_rate_rps=5.0, seed=2)
+    assert hour.duration_seconds == pytest.approx(3600.0, abs=25.0)
+    assert hour.requests == pytest.approx(5.0 * 3600.0, rel=0.03)
+    per_window = [np.histogram(t.arrival_seconds, bins=144, range=(0.0, 144 * w))[0]
+                  for t, w in ((full, 600.0), (hour, 25.0))]  # fmt: skip
+    assert np.corrcoef(*per_window)[0, 1] > 0.9
+    with pytest.raises(SimulationError, match="positive"):
+        servegen_trace("servegen-r1", mean_rate_rps=0.0)
+    with pytest.raises(SimulationError, match="unknown ServeGen trace"):
+        servegen_trace("azure-conv")
+
+
 def test_an_unknown_trace_is_refused() -> None:
     with pytest.raises(SimulationError, match="unknown trace"):
         load_trace("no-such-trace")
@@ -372,6 +402,38 @@ def test_the_gpu_price_is_the_median_h100_on_demand_price_per_gpu() -> None:
     assert gpu_hourly_price("H100") == pytest.approx(9.074)
     with pytest.raises(SimulationError, match="no on-demand price"):
         gpu_hourly_price("no-such-gpu")
+
+
+@needs_data
+def test_the_spot_price_is_the_median_spot_price_per_gpu_of_the_offerings_with_one() -> None:
+    # GCP a3 3.8183 per GPU (four sizes), Azure 3.8914, 1.4581, 7.7827/2, 23.6204/8,
+    # AWS p5 26.7861/8; Lambda sells no spot: the median of the nine is GCP's.
+    assert gpu_hourly_price("H100", spot=True) == pytest.approx(3.81825)
+    with pytest.raises(SimulationError, match="no spot price"):
+        gpu_hourly_price("no-such-gpu", spot=True)
+
+
+@needs_data
+def test_ponder_simulate_replays_a_compressed_servegen_day_at_spot_prices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser(prog="ponder")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["simulate", "--trace", "servegen-r1", "--day-minutes", "24",
+                              "--mean-rate-rps", "2", "--duration-seconds", "300",
+                              "--policies", "ponder,hpa", "--spot", "--out", str(tmp_path)])
+    assert args.run(args) == 0
+    assert "$3.82/GPU-h spot" in capsys.readouterr().out
+    document = json.loads((tmp_path / "simulate_servegen-r1.json").read_text())
+    assert document["settings"]["spot"] is True
+    ponder = next(p for p in document["policies"] if p["policy"] == "ponder")
+    # 24 minutes hold the 144 windows at 10 s each.
+    drawn = servegen_trace("servegen-r1", window_seconds=10.0, mean_rate_rps=2.0, seed=0)
+    assert ponder["requests"] == drawn.head(300.0).requests
+    assert ponder["cost_usd"] == pytest.approx(ponder["gpu_hours"] * 3.81825)
+    wrong = parser.parse_args(["simulate", "--trace", "azure-conv", "--day-minutes", "24"])
+    assert wrong.run(wrong) == 2
+    assert "apply to servegen-r1 only" in capsys.readouterr().err
 
 
 @needs_data

@@ -33,12 +33,13 @@ from .engine import Autoscaler, Observation, ReplicaModel, SimConfig, SimResult,
 from .errors import SimulationError
 from .oracle import OracleBound, compute_oracle
 from .report import PolicySummary, format_table, gpu_hourly_price, plot_timelines, summarize
-from .traces import TRACE_FILES, Trace, load_trace, synthetic_trace
+from .traces import TRACE_FILES, TRACE_NAMES, Trace, load_trace, servegen_trace, synthetic_trace
 from .workload import Workload, build_workload, load_problems
 
 __all__ = [
     "POLICY_NAMES",
     "TRACE_FILES",
+    "TRACE_NAMES",
     "Autoscaler",
     "CapacityTarget",
     "Comparison",
@@ -66,6 +67,7 @@ __all__ = [
     "plot_timelines",
     "ponder_spec",
     "run_comparison",
+    "servegen_trace",
     "simulate",
     "summarize",
     "synthetic_trace",

@@ -8,6 +8,8 @@ dollars per 1,000 correct answers) and writes ``fleet.json`` and ``fleet.png``.
 
     ponder simulate --trace azure-conv --startup-seconds 60 --out DIR
     ponder simulate --fleet --trace azure-conv --minutes 5 --dataset llama2 --out DIR
+    ponder simulate --fleet --trace servegen-r1 --day-minutes 30 --mean-rate-rps 5 \
+        --minutes 30 --dataset standin-tracelen --out DIR
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from .errors import SimulationError
 from .fleet import format_fleet_table, format_quota_rows
 from .fleet_compare import DATASET_NAMES, load_samples, plot_fleet, run_fleet_comparison
 from .report import format_table, gpu_hourly_price, plot_timelines
-from .traces import TRACE_FILES, load_trace
+from .traces import (
+    SERVEGEN_POOLS,
+    SERVEGEN_WINDOW_SECONDS,
+    TRACE_NAMES,
+    Trace,
+    load_trace,
+    servegen_trace,
+)
 from .workload import build_workload, load_problems
 
 
@@ -42,8 +51,14 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
                     "HPA and KEDA; report SLO attainment, latency, GPU-hours and cost "
                     "against a clairvoyant oracle.",
     )
-    parser.add_argument("--trace", choices=sorted(TRACE_FILES), default="azure-conv",
+    parser.add_argument("--trace", choices=sorted(TRACE_NAMES), default="azure-conv",
                         help="which trace to replay (default: azure-conv)")
+    parser.add_argument("--day-minutes", type=float, default=None,
+                        help="servegen-r1 only: compress its day into this many minutes "
+                             "(default: real time, 24 h)")
+    parser.add_argument("--mean-rate-rps", type=float, default=None,
+                        help="servegen-r1 only: scale its rates to this mean (default: the "
+                             "real rates, 16 requests/s)")
     parser.add_argument("--startup-seconds", type=float, default=60.0,
                         help="seconds from scheduling a replica to it serving (default: 60)")
     parser.add_argument("--out", type=Path, default=None,
@@ -65,6 +80,9 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--seed", type=int, default=0, help="problem-assignment seed")
     parser.add_argument("--accelerator", default="H100",
                         help="GPU whose median on-demand price costs the runs (default: H100)")
+    parser.add_argument("--spot", action="store_true",
+                        help="cost the runs at the GPU's median spot price instead "
+                             "(preemptible capacity)")
     fleet = parser.add_argument_group(
         "fleet", "--fleet replays recorded samples through the router's plan on the pool "
                  "(accuracy, $ per 1,000 correct answers); --policies, --gpu-capacity, "
@@ -79,6 +97,28 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.set_defaults(run=run_simulate)
 
 
+def pricing(args: argparse.Namespace) -> str:
+    """Which of the GPU's prices ``args`` cost the runs at."""
+    return "spot" if getattr(args, "spot", False) else "on-demand"
+
+
+def read_trace(args: argparse.Namespace) -> Trace:
+    """The trace ``args.trace`` names; a ServeGen day drawn under ``args.seed``, compressed
+    into ``day_minutes`` and scaled to ``mean_rate_rps`` where ``args`` set them."""
+    day_minutes = getattr(args, "day_minutes", None)
+    mean_rate = getattr(args, "mean_rate_rps", None)
+    if args.trace not in SERVEGEN_POOLS:
+        if day_minutes is not None or mean_rate is not None:
+            raise SimulationError("--day-minutes and --mean-rate-rps apply to "
+                                  f"{', '.join(SERVEGEN_POOLS)} only")  # fmt: skip
+        return load_trace(args.trace)
+    windows = 86_400.0 / SERVEGEN_WINDOW_SECONDS
+    window = (SERVEGEN_WINDOW_SECONDS if day_minutes is None
+              else 60.0 * day_minutes / windows)  # fmt: skip
+    return servegen_trace(args.trace, window_seconds=window, mean_rate_rps=mean_rate,
+                          seed=args.seed)  # fmt: skip
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     """Run the comparison ``args`` describe; 0 on success, 2 on bad input."""
     if getattr(args, "fleet", False):
@@ -89,12 +129,12 @@ def run_simulate(args: argparse.Namespace) -> int:
         if unknown or not names:
             raise SimulationError(f"--policies: unknown {unknown}; known: {POLICY_NAMES}")
         started = time.perf_counter()
-        trace = load_trace(args.trace)
+        trace = read_trace(args)
         if args.duration_seconds is not None:
             trace = trace.head(args.duration_seconds)
         workload = build_workload(trace, load_problems(), seed=args.seed,
                                   mix_shift_seconds=args.mix_shift_seconds)
-        price = gpu_hourly_price(args.accelerator)
+        price = gpu_hourly_price(args.accelerator, spot=args.spot)
         config = SimConfig(
             replica=replace(ReplicaModel(), startup_seconds=args.startup_seconds),
             gpu_capacity=args.gpu_capacity,
@@ -110,7 +150,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         return 2
     print(f"trace {args.trace}: {trace.requests} requests over {trace.duration_seconds:.0f}s, "
           f"start-up {args.startup_seconds:.0f}s, SLO queue wait <= {args.slo_wait_seconds:g}s, "
-          f"{args.accelerator} at ${price:.2f}/GPU-h")
+          f"{args.accelerator} at ${price:.2f}/GPU-h {pricing(args)}")
     print(format_table(comparison.summaries, comparison.oracle, price))
     print(f"replayed in {elapsed:.2f}s (data {shared_data_dir()})")
     if args.out is not None:
@@ -155,17 +195,18 @@ def run_simulate_fleet(args: argparse.Namespace) -> int:
     try:
         started = time.perf_counter()
         dataset = load_samples(args.dataset)
-        trace = load_trace(args.trace).head(60.0 * args.minutes)
+        trace = read_trace(args).head(60.0 * args.minutes)
         comparison = run_fleet_comparison(
             trace, dataset, seed=args.seed, slo_wait_seconds=args.slo_wait_seconds,
-            startup_seconds=args.startup_seconds, accelerator=args.accelerator)  # fmt: skip
+            startup_seconds=args.startup_seconds, accelerator=args.accelerator,
+            spot=getattr(args, "spot", False))  # fmt: skip
         elapsed = time.perf_counter() - started
     except (SimulationError, ValueError, OSError) as exc:
         print(f"ponder simulate --fleet: {exc}", file=sys.stderr)
         return 2
     print(f"fleet: {args.trace} first {args.minutes:g} min ({trace.requests} requests), "
           f"{dataset.name} ({len(dataset.problems)} problems), {args.accelerator} "
-          f"${comparison.gpu_hourly_price:.2f}/GPU-h, SLO queue wait <= "
+          f"${comparison.gpu_hourly_price:.2f}/GPU-h {pricing(args)}, SLO queue wait <= "
           f"{args.slo_wait_seconds:g} s, start-up {args.startup_seconds:g} s, seed {args.seed}")
     print(format_fleet_table(comparison.summaries))
     print(comparison.format_oracle())
@@ -177,10 +218,12 @@ def run_simulate_fleet(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         settings = {"trace": args.trace, "minutes": args.minutes, "requests": trace.requests,
+                    "day_minutes": getattr(args, "day_minutes", None),
+                    "mean_rate_rps": getattr(args, "mean_rate_rps", None),
                     "dataset": dataset.name, "seed": args.seed,
                     "slo_queue_wait_seconds": args.slo_wait_seconds,
                     "startup_seconds": args.startup_seconds, "accelerator": args.accelerator,
-                    "wall_seconds": round(elapsed, 2)}  # fmt: skip
+                    "pricing": pricing(args), "wall_seconds": round(elapsed, 2)}  # fmt: skip
         document = comparison.document(settings)
         stem = getattr(args, "stem", "fleet")
         (args.out / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n")

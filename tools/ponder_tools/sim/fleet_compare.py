@@ -226,15 +226,16 @@ class FleetComparison:
 def run_fleet_comparison(trace: Trace, dataset: Dataset, *, seed: int = 0,
                          slo_wait_seconds: float = 2.0, startup_seconds: float = 60.0,
                          accelerator: str = "H100", calibrate: bool = True,
-                         ) -> FleetComparison:  # fmt: skip
-    """Replay ``trace`` with ``dataset``'s problems under every run (module docstring)."""
+                         spot: bool = False) -> FleetComparison:  # fmt: skip
+    """Replay ``trace`` with ``dataset``'s problems under every run (module docstring),
+    its GPUs at ``accelerator``'s median on-demand price, or with ``spot`` its spot one."""
     calibration = calibrate_for_fleet(dataset, seed=seed) if calibrate else None
     problems = calibration.held_out if calibration is not None else dataset.problems
     draw = draw_fleet(trace, problems, seed=seed)
     config = SimConfig(replica=ReplicaModel(startup_seconds=startup_seconds),
                        gpu_capacity=MAX_REPLICAS,
                        slo_queue_wait_seconds=slo_wait_seconds)  # fmt: skip
-    price = gpu_hourly_price(accelerator)
+    price = gpu_hourly_price(accelerator, spot=spot)
     ponder = default_policy()
 
     def run(policy: FleetPolicy, scaler: str, max_replicas: int = MAX_REPLICAS) -> FleetResult:

@@ -52,19 +52,25 @@ class PolicySummary:
         return asdict(self)
 
 
-def gpu_hourly_price(accelerator: str = "H100", root: Path | None = None) -> float:
-    """USD per GPU-hour: median per-GPU on-demand price of ``accelerator`` across offerings."""
+def gpu_hourly_price(accelerator: str = "H100", root: Path | None = None, *,
+                     spot: bool = False) -> float:  # fmt: skip
+    """USD per GPU-hour: the median per-GPU price of ``accelerator`` across offerings,
+    on-demand, or with ``spot`` the median spot price (preemptible capacity; offerings
+    without one, such as Lambda's, left out)."""
     path = (root or shared_data_dir()) / PRICE_SUMMARY_PATH
     if not path.is_file():
         raise SimulationError(f"price file {path} not found")
     with path.open(newline="") as handle:
-        prices = [
-            float(row["ondemand_per_gpu_median"])
-            for row in csv.DictReader(handle)
-            if row["accelerator"] == accelerator and row["ondemand_per_gpu_median"]
-        ]
+        rows = [row for row in csv.DictReader(handle) if row["accelerator"] == accelerator]
+    if spot:
+        prices = [float(row["spot_median"]) / float(row["accelerator_count"])
+                  for row in rows if row["spot_median"] and row["accelerator_count"]]  # fmt: skip
+    else:
+        prices = [float(row["ondemand_per_gpu_median"])
+                  for row in rows if row["ondemand_per_gpu_median"]]  # fmt: skip
     if not prices:
-        raise SimulationError(f"no on-demand price for accelerator {accelerator!r} in {path}")
+        kind = "spot" if spot else "on-demand"
+        raise SimulationError(f"no {kind} price for accelerator {accelerator!r} in {path}")
     return statistics.median(prices)
 
 
