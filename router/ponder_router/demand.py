@@ -23,30 +23,36 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+from scipy.optimize import brentq
+
 from .budgets import Budget, DemandModel, expected_request_tokens
 
-_SOLVER_STEPS = 60
 
-
-@lru_cache(maxsize=1024)
 def untruncated_mean_tokens(fill_ratio: float, cap_tokens: int) -> float:
     """The mean ``m`` of the exponential length whose mean capped at ``cap_tokens`` is
-    ``fill_ratio`` of it (``inf`` for a ratio of 1: every sample reaches its cap). Cached:
-    the gauge asks for every live request on every scrape and every new request's load."""
+    ``fill_ratio`` of it (``inf`` for a ratio of 1: every sample reaches its cap)."""
     if not 0.0 < fill_ratio <= 1.0 or cap_tokens < 1:
         raise ValueError("fill_ratio must be in (0, 1] and cap_tokens at least 1")
+    return _mean_over_cap(fill_ratio) * cap_tokens
+
+
+@lru_cache(maxsize=4096)
+def _mean_over_cap(fill_ratio: float) -> float:
+    """``m / cap`` for ``fill_ratio``: the root of ``x (1 - exp(-1 / x)) = fill_ratio``
+    (the capped mean over the cap, rising with ``x``), by Brent's method. It depends on the
+    ratio alone, so one solve serves every cap: the gauge asks for every live request on
+    every scrape and on every new request's load, and a learned fill changes after every
+    finished request."""
     if fill_ratio >= 1.0:
         return math.inf
-    lo, hi = 1e-9, 1.0  # m / cap; capped mean / cap = x (1 - exp(-1 / x)) rises with x
-    while hi * -math.expm1(-1.0 / hi) < fill_ratio:
-        hi *= 2.0
-    for _ in range(_SOLVER_STEPS):
-        mid = (lo + hi) / 2.0
-        if mid * -math.expm1(-1.0 / mid) < fill_ratio:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2.0 * cap_tokens
+
+    def excess(x: float) -> float:
+        return x * -math.expm1(-1.0 / x) - fill_ratio
+
+    high = 1.0
+    while excess(high) < 0.0:
+        high *= 2.0
+    return float(brentq(excess, 1e-9, high, xtol=1e-15, rtol=1e-12))
 
 
 def expected_remaining_sample_tokens(
