@@ -404,6 +404,13 @@ def test_the_gpu_price_is_the_median_h100_on_demand_price_per_gpu() -> None:
         gpu_hourly_price("no-such-gpu")
 
 
+def simulate_args(*argv: str) -> argparse.Namespace:
+    """``ponder simulate argv`` as the CLI parses it."""
+    parser = argparse.ArgumentParser(prog="ponder")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["simulate", *argv])
+
+
 @needs_data
 def test_the_spot_price_is_the_median_spot_price_per_gpu_of_the_offerings_with_one() -> None:
     # GCP a3 3.8183 per GPU (four sizes), Azure 3.8914, 1.4581, 7.7827/2, 23.6204/8,
@@ -417,11 +424,9 @@ def test_the_spot_price_is_the_median_spot_price_per_gpu_of_the_offerings_with_o
 def test_ponder_simulate_replays_a_compressed_servegen_day_at_spot_prices(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser(prog="ponder")
-    add_simulate_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["simulate", "--trace", "servegen-r1", "--day-minutes", "24",
-                              "--mean-rate-rps", "2", "--duration-seconds", "300",
-                              "--policies", "ponder,hpa", "--spot", "--out", str(tmp_path)])
+    args = simulate_args("--trace", "servegen-r1", "--day-minutes", "24",
+                         "--mean-rate-rps", "2", "--duration-seconds", "300",
+                         "--policies", "ponder,hpa", "--spot", "--out", str(tmp_path))
     assert args.run(args) == 0
     assert "$3.82/GPU-h spot" in capsys.readouterr().out
     document = json.loads((tmp_path / "simulate_servegen-r1.json").read_text())
@@ -431,7 +436,7 @@ def test_ponder_simulate_replays_a_compressed_servegen_day_at_spot_prices(
     drawn = servegen_trace("servegen-r1", window_seconds=10.0, mean_rate_rps=2.0, seed=0)
     assert ponder["requests"] == drawn.head(300.0).requests
     assert ponder["cost_usd"] == pytest.approx(ponder["gpu_hours"] * 3.81825)
-    wrong = parser.parse_args(["simulate", "--trace", "azure-conv", "--day-minutes", "24"])
+    wrong = simulate_args("--trace", "azure-conv", "--day-minutes", "24")
     assert wrong.run(wrong) == 2
     assert "apply to servegen-r1 only" in capsys.readouterr().err
 
@@ -440,10 +445,8 @@ def test_ponder_simulate_replays_a_compressed_servegen_day_at_spot_prices(
 def test_ponder_simulate_prints_a_table_and_writes_results(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser(prog="ponder")
-    add_simulate_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["simulate", "--trace", "azure-conv", "--startup-seconds", "30",
-                              "--duration-seconds", "300", "--out", str(tmp_path)])
+    args = simulate_args("--trace", "azure-conv", "--startup-seconds", "30",
+                         "--duration-seconds", "300", "--out", str(tmp_path))
     assert args.run(args) == 0
     out = capsys.readouterr().out
     assert "ponder-requests" in out
