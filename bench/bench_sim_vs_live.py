@@ -110,9 +110,8 @@ def run_simulated(record: dict[str, Any], options: demo.DemoOptions, startup_sec
                   tick_phase: float = 0.0) -> tuple[FleetResult, int]:  # fmt: skip
     """The same arrivals and problems through the simulator, set up as the demo is; the
     stand-in's samples and their order drawn under ``sample_seed`` (default: the demo's),
-    each longer by ``overhead_seconds``; the scaling loop's first tick ``tick_phase`` of
-    its interval after the first arrival's clock starts; also the tokens that overhead
-    added per sample."""
+    each longer by ``overhead_seconds``; the scaling loop first ticking ``tick_phase`` of
+    its interval into the replay; also the tokens that overhead added per sample."""
     seed = options.seed if sample_seed is None else sample_seed
     spec = parse_spec(yaml.safe_load(demo.SERVICE_MANIFEST.read_text()))
     setup = service_setup(spec, "ponder-demo")
