@@ -58,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .answers import EqualityMode, answer_key
-from .budgets import Budget, Strategy
+from .budgets import SETTLED_THRESHOLD, Budget, Strategy
 from .errors import PolicyError
 from .waves import WaveSizing, later_wave_size, projected_samples
 
@@ -109,12 +109,8 @@ class Tally:
 
 
 BETA_THRESHOLD = 0.95
-"""The beta rule's default threshold: Adaptive-Consistency's."""
-SETTLED_THRESHOLD = 0.97
-"""The settled rule's default threshold. Replayed on every recorded set
-(``bench/bench_evaluate.py``), 0.95 let the Llama-2 GSM8K default fall 0.51 points below
-maj@48 (the target allows 0.5); 0.97 keeps the accuracy of the beta rule at 0.95 on every
-set with 4-8 % fewer samples."""
+"""The beta rule's default threshold: Adaptive-Consistency's. The settled rule's,
+``SETTLED_THRESHOLD``, is ``budgets``' (the load shrink's default bar reads it too)."""
 
 
 class StopRuleKind(StrEnum):
@@ -339,7 +335,8 @@ def _beta_binomial_pmf(n: int, a: float, b: float) -> list[float]:
     return pmf
 
 
-def settled_stop(state: Tally, remaining: int, threshold: float = 0.95) -> bool:
+def settled_stop(state: Tally, remaining: int,
+                 threshold: float = SETTLED_THRESHOLD) -> bool:
     """The budget-aware rule: the ``remaining`` samples the budget allows would keep the
     leader ahead with probability >= ``threshold`` (``settled_probability``). Near the
     end of a budget few samples are left to overturn a lead, so it stops sooner than a
@@ -469,20 +466,21 @@ def plan_next_wave(
         needed = max(rule.window_for(budget) - streak, 1)
     elif rule.kind is StopRuleKind.MARGIN:
         needed = max(rule.margin_for(budget) - state.leader_votes + state.runner_up_votes, 1)
-    elif rule.kind is StopRuleKind.SETTLED:
-        needed, threshold = 1, rule.threshold_for(budget)
+    else:  # beta or settled: the fewest agreeing votes that reach the threshold
+        threshold = rule.threshold_for(budget)
         others = state.votes - state.leader_votes - state.runner_up_votes
         unfinished = budget.max_samples - state.samples
-        while needed < remaining and settled_probability(
-            state.leader_votes + needed, state.runner_up_votes, others, unfinished - needed
-        ) < threshold:  # fmt: skip
-            needed += 1
-    else:
-        needed, threshold = 1, rule.threshold_for(budget)
-        while needed < remaining and (
-            beta_leader_probability(state.leader_votes + needed, state.runner_up_votes)
-            < threshold
-        ):
+
+        def confident(more: int) -> bool:
+            leader, runner_up = state.leader_votes + more, state.runner_up_votes
+            if rule.kind is StopRuleKind.SETTLED:
+                chance = settled_probability(leader, runner_up, others, unfinished - more)
+            else:
+                chance = beta_leader_probability(leader, runner_up)
+            return chance >= threshold
+
+        needed = 1
+        while needed < remaining and not confident(needed):
             needed += 1
     if state.votes:
         # The vote is also decided once the leader cannot be overtaken (``should_stop``):

@@ -66,9 +66,8 @@ class DemandLearningConfig(BaseModel):
         default=True,
         description="Learn each tier's token fill and extra-sample share from the "
                     "service's finished requests, starting from the configured demand "
-                    "model; the published demand and the load shrink use what it learned. "
-                    "Off by default: the honest, lower demand lowers the load pressure, "
-                    "so under a GPU quota the shrink bites later and SLO attainment fell.",
+                    "model; the published demand, the offered load and the load shrink "
+                    "use what it learned.",
     )  # fmt: skip
     window_requests: int = Field(
         default=200, ge=1, le=1_000_000,

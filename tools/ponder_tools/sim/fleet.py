@@ -34,10 +34,10 @@ decided, sample by sample, by the router's own ``plan.RequestPlan``:
   autoscaler is any ``engine.Autoscaler`` (Ponder's loop or the HPA from ``baselines``);
   its demand signal is ``demand.expected_remaining_tokens`` of every open request (its
   samples not started, and its running ones by the tokens they have written), as the
-  router publishes it. Where ``FleetPolicy.demand_learning`` turns it on (the router's
-  default: off), a Ponder policy's demand model is learned from the requests it finished
-  (``demand_learning.DemandLearner``, fed as the live executor feeds it), for the demand
-  and the load shrink.
+  router publishes it. Unless ``FleetPolicy.demand_learning`` turns it off (the router's
+  default: on), a Ponder policy's demand model is learned from the requests it finished
+  (``demand_learning.DemandLearner``, fed as the live executor feeds it), for the demand,
+  the offered load and the load shrink.
 - **Time and SLO.** A request's *queue wait* is the sum over its waves of the time from
   the wave's launch until its last sample got a slot; the SLO is met when that is at most
   ``slo_queue_wait_seconds``. Prefill (input tokens / prefill rate) is added once to time
